@@ -1,0 +1,62 @@
+"""The `inpaintseg` command line: argument parsing only.
+
+Each subcommand lives in `inpaintseg.commands.<name>` and exposes `register(subparsers)`, which adds
+its parser and sets `func` to a callable `run(args) -> int`. Heavy imports (torch, lightning) happen
+inside `run`, so `inpaintseg --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from inpaintseg import __version__
+from inpaintseg.errors import InpaintsegError
+
+# Order is the order shown in --help.
+COMMAND_MODULES = (
+    "demo",
+    "demo_data",
+    "check_data",
+    "model_info",
+    "train",
+    "predict",
+    "evaluate",
+    "report",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="inpaintseg",
+        description="Find AI-inpainted regions in images: train an Attention U-Net, predict masks, "
+        "write RLE submissions, evaluate and report.",
+        epilog="Run `inpaintseg COMMAND --help` for a command's options and examples.",
+    )
+    parser.add_argument("--version", action="version", version=f"inpaintseg {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        module = importlib.import_module(f"inpaintseg.commands.{name}")
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except InpaintsegError as exc:
+        print(f"inpaintseg {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"inpaintseg {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

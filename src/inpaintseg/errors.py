@@ -1,0 +1,39 @@
+"""User-facing errors.
+
+Every error a user can cause (bad data, bad config, a wrong model folder) is raised as an
+`InpaintsegError` whose message says what was expected, what came, and how to fix it. The CLI
+prints the message without a traceback and exits with status 2.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class InpaintsegError(Exception):
+    """An error caused by the user's input; the message is shown as-is."""
+
+
+class DataError(InpaintsegError):
+    """A dataset folder or image/mask file is missing, malformed or inconsistent."""
+
+
+class ConfigError(InpaintsegError):
+    """A configuration key or value is invalid."""
+
+
+class ModelLoadError(InpaintsegError):
+    """A model folder is missing, incomplete, or does not match its weights."""
+
+
+def name_list(names: Iterable[object], limit: int = 20) -> str:
+    """Format names for an error message: the first `limit`, then a count of the rest.
+
+    >>> name_list(["a", "b", "c"], limit=2)
+    'a, b ... and 1 more (3 in all)'
+    """
+    items = [str(n) for n in names]
+    shown = ", ".join(items[:limit])
+    if len(items) > limit:
+        return f"{shown} ... and {len(items) - limit} more ({len(items)} in all)"
+    return shown

@@ -1,0 +1,49 @@
+"""Shared fixtures: tiny synthetic datasets written to tmp folders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+
+def write_pair(images_dir: Path, masks_dir: Path | None, stem: str, image: np.ndarray,
+               mask: np.ndarray | None, ext: str = ".png") -> None:
+    images_dir.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(images_dir / f"{stem}{ext}"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    if masks_dir is not None and mask is not None:
+        masks_dir.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(masks_dir / f"{stem}.png"), (mask > 0).astype(np.uint8) * 255)
+
+
+def synthetic_sample(rng: np.random.Generator, size: int = 32, empty: bool = False):
+    """A noisy image whose manipulated rectangle is smooth (a learnable, inpainting-like cue)."""
+    image = rng.integers(0, 256, size=(size, size, 3), dtype=np.uint8)
+    mask = np.zeros((size, size), np.uint8)
+    if not empty:
+        y0, x0 = rng.integers(0, size // 2, size=2)
+        h, w = rng.integers(size // 4, size // 2, size=2)
+        mask[y0:y0 + h, x0:x0 + w] = 1
+        image[mask == 1] = image[mask == 1].mean(axis=0).astype(np.uint8)
+    return image, mask
+
+
+@pytest.fixture
+def make_dataset(tmp_path):
+    """Factory: make_dataset(n_train=8, n_test=2, size=32, n_empty=2) -> root with train/, test/."""
+
+    def _make(n_train: int = 8, n_test: int = 2, size: int = 32, n_empty: int = 2, seed: int = 0,
+              root: Path | None = None) -> Path:
+        root = root or tmp_path / "data"
+        rng = np.random.default_rng(seed)
+        for i in range(n_train):
+            image, mask = synthetic_sample(rng, size, empty=i < n_empty)
+            write_pair(root / "train" / "images", root / "train" / "masks", f"tr_{i:03d}", image, mask)
+        for i in range(n_test):
+            image, mask = synthetic_sample(rng, size, empty=i == 0)
+            write_pair(root / "test" / "images", root / "test" / "masks", f"te_{i:03d}", image, mask)
+        return root
+
+    return _make
