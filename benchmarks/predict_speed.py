@@ -1,0 +1,174 @@
+"""Speed of `inpaintseg predict` at 256x256 next to its parts, measured in the same run.
+
+    python benchmarks/predict_speed.py [--n 48] [--width 16] [--batch-size 8] [--json FILE]
+
+Parts, each measured alone:
+- the fp32 `torch.mm` peak (GFLOP/s, 2048^2 matrices, best of 5, max of the runs at start and end);
+- the bare forward pass of an untrained (random-init) Attention U-Net built with `build_model`, in
+  eval mode under `torch.inference_mode`, batch `--batch-size`, contiguous vs channels_last;
+  its GFLOP/s (FLOPs from `model_flops`) as a share of the matmul peak;
+- DenseCRF alone on one core (`crf.refine`, "seed" and "gaussian" presets).
+Then the whole `predict` command (decode PNGs, resize, TTA, CRF, RLE, write submission + masks)
+on `--n` random 256x256 PNGs for TTA none/flip/d4 x CRF off/gaussian, reported as images/s and as a
+ratio to the sum of its parts (views x forward time + CRF time): the target is <= 1.3x.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--n", type=int, default=48, help="images in the predict runs (default 48)")
+    p.add_argument("--size", type=int, default=256, help="image side and model input size (default 256)")
+    p.add_argument("--width", type=int, default=16, help="model base_channels (default 16)")
+    p.add_argument("--depth", type=int, default=4, help="model depth (default 4)")
+    p.add_argument("--batch-size", type=int, default=8, help="forward batch (default 8)")
+    p.add_argument("--seconds", type=float, default=3.0, help="time spent on each bare measurement (default 3)")
+    p.add_argument("--crf-workers", type=int, default=1, help="predict --crf-workers (default 1)")
+    p.add_argument("--json", help="also write the results as JSON")
+    return p.parse_args(argv)
+
+
+def matmul_peak_gflops(n: int = 2048, reps: int = 5) -> float:
+    """Best fp32 torch.mm GFLOP/s (2 n^3 FLOPs per product) on n x n matrices."""
+    import torch
+
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)
+    best = float("inf")
+    for _ in range(reps):
+        start = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - start)
+    return 2 * n ** 3 / best / 1e9
+
+
+def architecture(args) -> dict:
+    return {"name": "AttentionUNet", "in_channels": 3, "out_channels": 1, "base_channels": args.width,
+            "depth": args.depth, "attention": True}
+
+
+def bare_forward_rate(model, args, channels_last: bool) -> float:
+    """Images/s of model(x) alone on a fixed batch (no decoding, resizing, TTA or sigmoid)."""
+    import torch
+
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.to(memory_format=fmt).eval()
+    x = torch.randn(args.batch_size, 3, args.size, args.size).contiguous(memory_format=fmt)
+    with torch.inference_mode():
+        model(x)  # warm-up
+        count, start = 0, time.perf_counter()
+        while time.perf_counter() - start < args.seconds:
+            model(x)
+            count += args.batch_size
+        return count / (time.perf_counter() - start)
+
+
+def crf_seconds(args, preset: str, reps: int = 5) -> float:
+    """Mean seconds of one DenseCRF refinement at size x size (one core: it holds the GIL)."""
+    from inpaintseg import crf
+
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (args.size, args.size, 3), dtype=np.uint8)
+    probs = rng.random((args.size, args.size)).astype(np.float32)
+    crf.refine(image, probs, crf.CRF_PRESETS[preset])
+    start = time.perf_counter()
+    for _ in range(reps):
+        crf.refine(image, probs, crf.CRF_PRESETS[preset])
+    return (time.perf_counter() - start) / reps
+
+
+def make_images(folder: Path, n: int, size: int) -> None:
+    from inpaintseg.io import write_png
+
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        write_png(folder / f"img_{i:04d}.png", rng.integers(0, 256, (size, size, 3), dtype=np.uint8))
+
+
+def time_predict(model_dir: Path, images: Path, out: Path, args, tta: str, crf: str) -> float:
+    """Wall seconds of the whole `inpaintseg predict` command, in this process."""
+    from inpaintseg import cli
+
+    start = time.perf_counter()
+    code = cli.main(["predict", "--quiet", "--model", str(model_dir), "--images", str(images),
+                     "--out", str(out / "submission.csv"), "--masks-out", str(out / "masks"),
+                     "--tta", tta, "--crf", crf, "--batch-size", str(args.batch_size),
+                     "--crf-workers", str(args.crf_workers)])
+    seconds = time.perf_counter() - start
+    if code != 0:
+        raise SystemExit(f"predict failed with exit status {code}")
+    return seconds
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    import torch
+
+    from inpaintseg.model import build_model, model_flops
+    from inpaintseg.model_io import save_model_dir
+    from inpaintseg.runtime import tune_cpu_runtime
+
+    runtime = tune_cpu_runtime()
+    peak = matmul_peak_gflops()
+    torch.manual_seed(0)
+    model = build_model(architecture(args)).eval()
+    gflop_per_image = model_flops(model, args.size) / 1e9
+    rates = {cl: bare_forward_rate(model, args, cl) for cl in (False, True)}
+    crf_s = {preset: crf_seconds(args, preset) for preset in ("gaussian", "seed")}
+
+    views = {"none": 1, "flip": 4, "d4": 8}
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="predict_speed_") as tmp:
+        tmp = Path(tmp)
+        model_dir = save_model_dir(tmp / "model", model, {
+            "architecture": architecture(args),
+            "input": {"mode": "resize", "size": args.size, "mean": [0.485, 0.456, 0.406],
+                      "std": [0.229, 0.224, 0.225]},
+            "postprocess": {"threshold": 0.5, "tta": "none", "crf": "off"}})
+        make_images(tmp / "images", args.n, args.size)
+        forward_s = 1.0 / rates[True]  # predict runs channels_last on CPU
+        for crf in ("off", "gaussian"):
+            for tta in ("none", "flip", "d4"):
+                seconds = time_predict(model_dir, tmp / "images", tmp / f"out_{tta}_{crf}", args, tta, crf)
+                parts = args.n * (views[tta] * forward_s + (crf_s[crf] if crf != "off" else 0.0))
+                rows.append({"tta": tta, "crf": crf, "seconds": seconds, "images_per_s": args.n / seconds,
+                             "sum_of_parts_s": parts, "ratio_to_parts": seconds / parts})
+    peak = max(peak, matmul_peak_gflops())
+
+    print(f"torch {torch.__version__}, {runtime['threads']} threads; model width {args.width} depth {args.depth} "
+          f"(random init), {gflop_per_image:.2f} GFLOP/image at {args.size}x{args.size}, batch {args.batch_size}")
+    print(f"fp32 torch.mm peak: {peak:.1f} GFLOP/s")
+    for cl, rate in rates.items():
+        name = "channels_last" if cl else "contiguous"
+        print(f"bare forward ({name:>13}): {rate:6.1f} img/s = {rate * gflop_per_image:6.1f} GFLOP/s "
+              f"= {100 * rate * gflop_per_image / peak:5.1f}% of peak")
+    for preset, s in crf_s.items():
+        print(f"DenseCRF alone ({preset}, 5 iterations, one core): {1000 * s:.1f} ms/image")
+    print(f"\npredict on {args.n} PNGs of {args.size}x{args.size} (decode, resize, TTA, CRF, RLE, write "
+          f"submission + mask PNGs; --crf-workers {args.crf_workers}):")
+    print(f"{'tta':>5} {'crf':>9} | {'img/s':>6} | {'seconds':>7} | {'sum of parts':>12} | {'ratio':>5}")
+    for r in rows:
+        print(f"{r['tta']:>5} {r['crf']:>9} | {r['images_per_s']:6.1f} | {r['seconds']:7.2f} | "
+              f"{r['sum_of_parts_s']:12.2f} | {r['ratio_to_parts']:5.2f}")
+    if args.json:
+        from inpaintseg.io import atomic_write_text
+
+        atomic_write_text(args.json, json.dumps({
+            "runtime": runtime, "peak_gflops": peak, "gflop_per_image": gflop_per_image,
+            "forward_img_per_s": {"contiguous": rates[False], "channels_last": rates[True]},
+            "crf_seconds": crf_s, "predict": rows}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

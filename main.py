@@ -1,0 +1,58 @@
+"""Predict ./test/images with the newest training run's model and write ./submission.csv.
+
+The original project's entry point, kept thin: it picks the model folder of the newest run
+(the `runs/*/model/config.json` modified last) and runs `inpaintseg predict` with the same options
+(`python main.py --help`). Any option can be overridden, e.g.
+`python main.py --model runs/20250101-120000/model --tta d4 --out my_submission.csv`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from inpaintseg.commands.predict import add_predict_arguments
+from inpaintseg.commands.predict import run as run_predict
+from inpaintseg.errors import InpaintsegError, ModelLoadError
+
+
+def newest_model_dir(runs_dir: Path) -> Path:
+    """The `model/` folder of the run whose `model/config.json` was written last."""
+    configs = [p for p in Path(runs_dir).glob("*/model/config.json") if p.is_file()]
+    if not configs:
+        raise ModelLoadError(
+            f"no trained model found: {runs_dir}/*/model/config.json does not exist. Train one first "
+            f"(`inpaintseg train --data DATA_DIR`, or `make demo`), or pass --model MODEL_DIR.")
+    return max(configs, key=lambda p: (p.stat().st_mtime, str(p))).parent
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="main.py",
+        description="Predict ./test/images with the newest run's model (runs/*/model) and write "
+        "./submission.csv. Same options as `inpaintseg predict`.",
+    )
+    add_predict_arguments(parser, model_required=False, images_default="test/images")
+    parser.add_argument("--runs", default="runs", metavar="DIR",
+                        help="folder of training runs searched for the newest model (default runs)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.model is None:
+            args.model = str(newest_model_dir(Path(args.runs)))
+        print(f"main.py: model {args.model}, images {args.images}, submission {args.out}", file=sys.stderr)
+        return run_predict(args)
+    except InpaintsegError as exc:
+        print(f"main.py: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("main.py: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

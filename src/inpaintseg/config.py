@@ -1,0 +1,338 @@
+"""The training configuration: one typed source (`TrainConfig`) for defaults, YAML files and CLI flags.
+
+Precedence: CLI flags override a YAML file (`--config FILE`) which overrides the defaults. The
+defaults are the seed's hyperparameters and equal `configs/default.yaml` (a test checks). The CLI
+flags of `inpaintseg train` are generated from the fields below (`add_config_arguments`), so a new
+setting is added in exactly one place: a field here (plus its line in configs/default.yaml).
+
+Validation happens before any training starts; each problem names the key, what was expected and
+the value received, and all problems are reported together in one `ConfigError`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from inpaintseg.errors import ConfigError
+from inpaintseg.io import atomic_write_text
+
+INPUT_MODES = ("resize", "crop")
+PRECISIONS = ("32", "16-mixed", "bf16-mixed")
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
+
+
+def _setting(default: Any, help: str, *, minimum: float | None = None, maximum: float | None = None,
+             exclusive_min: bool = False, exclusive_max: bool = False,
+             choices: tuple[str, ...] | None = None, metavar: str | None = None) -> Any:
+    """A dataclass field carrying its CLI help text and its allowed range/choices."""
+    return field(default=default, metadata={
+        "help": help, "minimum": minimum, "maximum": maximum, "exclusive_min": exclusive_min,
+        "exclusive_max": exclusive_max, "choices": choices, "metavar": metavar,
+    })
+
+
+@dataclass
+class TrainConfig:
+    """Every training setting. Field order is the order of `config.yaml` and of `--help`."""
+
+    # data
+    data: str = _setting(".", "dataset root holding train/images and train/masks", metavar="DIR")
+    out: str | None = _setting(None, "run folder (default: runs/<YYYYmmdd-HHMMSS>)", metavar="RUN_DIR")
+    img_size: int = _setting(256, "network input size in pixels (a multiple of 16)", minimum=16, maximum=8192)
+    input_mode: str = _setting("resize", "resize: whole image resized to img_size (the seed); "
+                               "crop: random img_size crops at native resolution", choices=INPUT_MODES)
+    val_fraction: float = _setting(0.1, "fraction of train images held out for validation",
+                                   minimum=0.0, maximum=1.0, exclusive_min=True, exclusive_max=True)
+    seed: int = _setting(0, "seed for the split, initialisation and augmentation", minimum=0)
+    num_workers: int | None = _setting(None, "DataLoader workers per process (default: from the CPU count)",
+                                       minimum=0, maximum=64)
+    # model
+    base_channels: int = _setting(16, "channels of the first U-Net level (doubles per level)",
+                                  minimum=1, maximum=512)
+    depth: int = _setting(4, "number of down-sampling levels", minimum=1, maximum=7)
+    attention: bool = _setting(True, "attention gates on the skip connections (off: plain U-Net)")
+    # optimisation (the seed: Adam lr 1e-3, cosine annealing over the epochs, BCE + Dice)
+    epochs: int = _setting(50, "training epochs (the cosine schedule spans them)", minimum=1, maximum=100000)
+    batch_size: int = _setting(16, "images per batch per device", minimum=1, maximum=4096)
+    lr: float = _setting(0.001, "Adam learning rate", minimum=0.0, maximum=10.0, exclusive_min=True)
+    weight_decay: float = _setting(0.0, "Adam weight decay", minimum=0.0, maximum=1.0)
+    bce_weight: float = _setting(1.0, "weight of the BCE term of the loss", minimum=0.0)
+    dice_weight: float = _setting(1.0, "weight of the soft Dice term of the loss", minimum=0.0)
+    # hardware
+    accelerator: str = _setting("auto", "auto: CUDA when present, else CPU", choices=ACCELERATORS)
+    devices: int = _setting(1, "devices per node; more than 1 trains with DDP", minimum=1, maximum=1024)
+    num_nodes: int = _setting(1, "nodes for multi-node DDP (each node runs the same command)",
+                              minimum=1, maximum=4096)
+    precision: str = _setting("32", "32, or mixed precision (16-mixed needs CUDA)", choices=PRECISIONS)
+    channels_last: bool = _setting(False, "channels_last memory format (helps CUDA mixed precision; "
+                                   "measured no gain on CPU)")
+    compile: bool = _setting(False, "torch.compile the model (needs a C compiler; slow first epoch)")
+    deterministic: bool = _setting(False, "deterministic algorithms: same seed gives the same metrics")
+    # run control
+    max_time_minutes: float | None = _setting(None, "stop after this many minutes (time budget); the best "
+                                              "model so far is exported", minimum=0.0, exclusive_min=True,
+                                              metavar="MINUTES")
+    limit_train_batches: int | None = _setting(None, "use at most this many training batches per epoch",
+                                               minimum=1, metavar="N")
+    calibrate: bool = _setting(True, "after training, choose threshold/TTA/CRF on the validation images")
+    progress_bar: bool = _setting(True, "show a progress bar with images/s and ETA")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], source: str = "config") -> TrainConfig:
+        """Build and validate a config from a mapping (a YAML file's content or CLI overrides).
+
+        Unknown keys, wrong types and out-of-range values raise one ConfigError listing every problem.
+        """
+        if not isinstance(values, dict):
+            raise ConfigError(
+                f"{source}: expected a mapping of settings (key: value), got {type(values).__name__}. "
+                f"See configs/default.yaml for the layout.")
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        hints = typing.get_type_hints(cls)
+        problems = []
+        unknown = [k for k in values if k not in known]
+        for key in unknown:
+            problems.append(f"unknown key {key!r}{_suggest(str(key), known)}")
+        clean: dict[str, Any] = {}
+        for key, value in values.items():
+            if key in known:
+                try:
+                    clean[key] = _coerce(key, value, hints[key], known[key].metadata)
+                except ValueError as exc:
+                    problems.append(str(exc))
+        if not problems:
+            config = cls(**clean)
+            problems.extend(config.problems())
+        if problems:
+            raise ConfigError(f"{source}: invalid configuration:\n  - " + "\n  - ".join(problems)
+                              + "\nFix these keys (see configs/default.yaml or `inpaintseg train --help`).")
+        return config
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        """A validated copy with some settings changed."""
+        return TrainConfig.from_dict({**self.to_dict(), **changes}, source="config")
+
+    def problems(self) -> list[str]:
+        """Cross-field checks (single-field ranges are checked when values are coerced)."""
+        found = []
+        if self.img_size % 16:
+            found.append(f"img_size: expected a multiple of 16 (e.g. 256), got {self.img_size}")
+        if self.input_mode == "crop" and self.img_size < 2 ** self.depth:
+            found.append(f"img_size: expected at least 2**depth = {2 ** self.depth} for depth {self.depth}, "
+                         f"got {self.img_size}")
+        if self.bce_weight == 0 and self.dice_weight == 0:
+            found.append("bce_weight, dice_weight: expected at least one > 0, got both 0")
+        return found
+
+    def architecture(self) -> dict[str, Any]:
+        """The `architecture` section of the model folder's config.json."""
+        return {"name": "AttentionUNet", "in_channels": 3, "out_channels": 1,
+                "base_channels": self.base_channels, "depth": self.depth, "attention": self.attention}
+
+
+def _suggest(key: str, known: dict[str, Any]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(key.replace("-", "_"), list(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else f"; known keys: {', '.join(known)}"
+
+
+def _optional_inner(hint: Any) -> tuple[Any, bool]:
+    """(X, True) for `X | None`, else (hint, False)."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if len(args) == 1 and len(typing.get_args(hint)) == 2:
+            return args[0], True
+    return hint, False
+
+
+def _type_name(hint: Any) -> str:
+    inner, optional = _optional_inner(hint)
+    name = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}[inner]
+    return f"{name} or null" if optional else name
+
+
+def _coerce(key: str, value: Any, hint: Any, meta: Any) -> Any:
+    """Check one value's type and range; return it in the field's type or raise ValueError."""
+    inner, optional = _optional_inner(hint)
+    expected = _type_name(hint)
+    if value is None:
+        if optional:
+            return None
+        raise ValueError(f"{key}: expected {expected}, got null")
+    if inner is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"{key}: expected {expected}, got {value!r}")
+        return value
+    if inner is int:
+        if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, float) and value.is_integer())):
+            raise ValueError(f"{key}: expected {expected}, got {value!r}")
+        value = int(value)
+    elif inner is float:
+        if isinstance(value, str):  # PyYAML reads `1e-3` (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                raise ValueError(f"{key}: expected {expected}, got {value!r}") from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"{key}: expected {expected} (finite), got {value!r}")
+        value = float(value)
+    elif inner is str:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = str(value)  # `precision: 32` in YAML
+        if not isinstance(value, str):
+            raise ValueError(f"{key}: expected {expected}, got {value!r}")
+    _check_range(key, value, meta)
+    return value
+
+
+def _check_range(key: str, value: Any, meta: Any) -> None:
+    choices = meta.get("choices")
+    if choices and value not in choices:
+        raise ValueError(f"{key}: expected one of {', '.join(choices)}, got {value!r}")
+    low, high = meta.get("minimum"), meta.get("maximum")
+    too_low = low is not None and (value <= low if meta.get("exclusive_min") else value < low)
+    too_high = high is not None and (value >= high if meta.get("exclusive_max") else value > high)
+    if too_low or too_high:
+        left = "(" if meta.get("exclusive_min") else "["
+        right = ")" if meta.get("exclusive_max") else "]"
+        span = f"{left}{'-inf' if low is None else low}, {'inf' if high is None else high}{right}"
+        raise ValueError(f"{key}: expected a value in {span}, got {value!r}")
+
+
+def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a YAML config file (safe loader) into a mapping, with clear errors for bad files."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found. Check the --config path.") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the config file ({exc}). Expected a UTF-8 YAML file.") from None
+    try:
+        values = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc}). Compare with configs/default.yaml.") from None
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: expected a mapping of settings (key: value), got {type(values).__name__}. "
+                          f"See configs/default.yaml.")
+    return values
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """Defaults, then the YAML file at `path` (if any), then `overrides` (e.g. CLI flags)."""
+    values: dict[str, Any] = {}
+    source = "config"
+    if path is not None:
+        values.update(load_yaml(path))
+        source = str(path)
+        TrainConfig.from_dict(values, source=source)  # name the file when the file itself is wrong
+    if overrides:
+        values.update(overrides)
+        source = f"{source} + command-line flags" if path is not None else "command-line flags"
+    return TrainConfig.from_dict(values, source=source)
+
+
+def save_config(config: TrainConfig, path: str | os.PathLike) -> None:
+    """Write the effective config as YAML (atomically); `load_config(path)` reads it back equal."""
+    header = "# Effective training configuration written by `inpaintseg train`.\n"
+    atomic_write_text(path, header + yaml.safe_dump(config.to_dict(), sort_keys=False))
+
+
+# ----------------------------------------------------------------------------------------------
+# CLI flags generated from the fields
+
+
+def _cli_value_parser(key: str, inner: Any, optional: bool):
+    def parse(text: str) -> Any:
+        if optional and text.lower() in ("none", "null"):
+            return None
+        try:
+            return inner(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {_type_name(inner)}, got {text!r}") from None
+
+    parse.__name__ = inner.__name__  # argparse names the type in its messages
+    return parse
+
+
+def _default_metavar(inner: Any, choices: Any) -> str | None:
+    if choices:
+        return None  # argparse shows {a,b}
+    return {int: "N", float: "X", str: "TEXT"}[inner]
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add one flag per TrainConfig field (`batch_size` -> `--batch-size`; bools get `--no-...`).
+
+    Flags default to "not given" (absent from the namespace), so only flags the user typed
+    override the YAML file; `overrides_from_args` collects them.
+    """
+    hints = typing.get_type_hints(TrainConfig)
+    defaults = TrainConfig()
+    group = parser.add_argument_group("training settings (also keys of the --config YAML file)")
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        inner, optional = _optional_inner(hints[f.name])
+        default = getattr(defaults, f.name)
+        help_text = f.metadata["help"]
+        if "default" not in help_text:
+            help_text += f" (default: {default})"
+        if inner is bool:
+            group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
+                               default=argparse.SUPPRESS, help=help_text)
+        else:
+            group.add_argument(flag, dest=f.name, type=_cli_value_parser(f.name, inner, optional),
+                               default=argparse.SUPPRESS, choices=f.metadata["choices"],
+                               metavar=f.metadata["metavar"] or _default_metavar(inner, f.metadata["choices"]),
+                               help=help_text)
+
+
+def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The TrainConfig settings given on the command line."""
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
+
+
+# ----------------------------------------------------------------------------------------------
+# Resuming a run
+
+# Settings that may change when a run is resumed: where the data are, hardware and run control.
+# Everything else (model, optimiser, schedule, split) is fixed by the checkpoint.
+RESUME_OVERRIDABLE = ("data", "num_workers", "accelerator", "devices", "num_nodes", "max_time_minutes",
+                      "limit_train_batches", "calibrate", "progress_bar")
+
+
+def resume_config(run_dir: str | os.PathLike, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """The saved config of `run_dir` with allowed `overrides` applied and `out` set to `run_dir`."""
+    run_dir = Path(run_dir)
+    path = run_dir / "config.yaml"
+    if not run_dir.is_dir():
+        raise ConfigError(f"--resume {run_dir}: folder not found. Pass the RUN_DIR of an earlier "
+                          "`inpaintseg train` run.")
+    if not path.is_file():
+        raise ConfigError(f"--resume {run_dir}: not a run folder (no config.yaml). Pass the RUN_DIR of an "
+                          "earlier `inpaintseg train` run.")
+    saved = load_config(path)
+    changed = {k: v for k, v in (overrides or {}).items() if k != "out" and getattr(saved, k) != v}
+    fixed = [k for k in changed if k not in RESUME_OVERRIDABLE]
+    if fixed:
+        details = ", ".join(f"{k} (run: {getattr(saved, k)!r}, given: {changed[k]!r})" for k in fixed)
+        raise ConfigError(f"--resume {run_dir}: these settings are fixed by the run and cannot change: "
+                          f"{details}. Only {', '.join(RESUME_OVERRIDABLE)} may change on resume; start a "
+                          "new run (--out) to change the others.")
+    return saved.replace(**changed, out=str(run_dir))

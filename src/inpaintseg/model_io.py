@@ -1,0 +1,258 @@
+"""The exported model folder: `weights.safetensors` + `config.json`; loading never unpickles anything.
+
+Layout (see docs/architecture.md, "Model folder"):
+
+    MODEL_DIR/weights.safetensors   the network's state_dict (float32, CPU, contiguous)
+    MODEL_DIR/config.json           format_version, architecture, input, postprocess, metrics, data, training
+
+`save_model_dir` writes the weights first and config.json last, both atomically, so a folder with a
+config.json always has complete weights beside it. `load_model_dir` checks, in order: the folder
+exists, both files exist, config.json parses and has the required keys with sane values, the format
+version is supported, the architecture builds, and every weight's name and shape match it; each
+failure is a `ModelLoadError` naming the file, the problem and the fix.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from inpaintseg.errors import ConfigError, ModelLoadError, name_list
+from inpaintseg.io import atomic_path, atomic_write_text
+
+FORMAT_VERSION = 1
+SUPPORTED_FORMAT_VERSIONS = (1,)
+WEIGHTS_FILE = "weights.safetensors"
+CONFIG_FILE = "config.json"
+REQUIRED_SECTIONS = ("format_version", "architecture", "input", "postprocess")
+INPUT_MODES = ("resize", "crop")
+MISMATCH_LIMIT = 10
+
+
+def unwrap_model(model: Any) -> Any:
+    """The plain network inside DDP (`.module`), torch.compile (`._orig_mod`) or a LightningModule
+    holding it as `.model`; repeated until nothing is left to unwrap."""
+    seen = set()
+    while id(model) not in seen:
+        seen.add(id(model))
+        for attr in ("module", "_orig_mod", "model"):
+            inner = getattr(model, attr, None)
+            if inner is not None and hasattr(inner, "state_dict") and callable(inner.state_dict):
+                model = inner
+                break
+    return model
+
+
+def export_state_dict(model: Any) -> dict:
+    """A state_dict ready for safetensors: unwrapped names, detached CPU contiguous tensors, floats as
+    float32 (mixed-precision training keeps float32 masters, but be safe), no shared storage.
+
+    Shape: each tensor keeps its shape.
+    """
+    import torch
+
+    state = unwrap_model(model).state_dict()
+    out = {}
+    for name, tensor in state.items():
+        tensor = tensor.detach().to("cpu")
+        if tensor.is_floating_point():
+            tensor = tensor.float()
+        out[name] = tensor.contiguous().clone(memory_format=torch.contiguous_format)
+    return out
+
+
+def _json_default(value: Any) -> Any:
+    """Numpy / torch scalars and paths in config dicts become plain JSON values."""
+    if hasattr(value, "item"):
+        return value.item()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    raise TypeError(f"config.json: cannot store a value of type {type(value).__name__}: {value!r}")
+
+
+def _config_json(config: Mapping) -> str:
+    return json.dumps(config, indent=2, default=_json_default, allow_nan=False) + "\n"
+
+
+def save_model_dir(model_dir: str | os.PathLike, model: Any, config: Mapping) -> Path:
+    """Write `model` (unwrapped) and `config` to `model_dir`; returns the folder.
+
+    `config` must hold the sections of docs/architecture.md; `format_version` is filled in. The
+    config is validated against the weights before anything is written, so a bad export fails early.
+    """
+    from safetensors.torch import save_file
+
+    model_dir = Path(model_dir)
+    config = {"format_version": FORMAT_VERSION, **dict(config)}
+    _check_config(config, model_dir / CONFIG_FILE)
+    weights = export_state_dict(model)
+    _check_weights_match(config["architecture"], _shapes_of(weights), model_dir)
+    text = _config_json(config)  # fail on non-JSON values before touching the folder
+    model_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_path(model_dir / WEIGHTS_FILE) as tmp:
+        save_file(weights, str(tmp), metadata={"format": "pt", "format_version": str(FORMAT_VERSION)})
+    atomic_write_text(model_dir / CONFIG_FILE, text)
+    return model_dir
+
+
+def read_model_config(model_dir: str | os.PathLike) -> dict:
+    """Read and validate `model_dir/config.json` (without touching the weights)."""
+    model_dir = Path(model_dir)
+    if not model_dir.exists():
+        raise ModelLoadError(f"{model_dir}: model folder not found. Pass the folder that holds "
+                             f"{WEIGHTS_FILE} and {CONFIG_FILE} (e.g. runs/<run>/model).")
+    if not model_dir.is_dir():
+        raise ModelLoadError(f"{model_dir}: is a file; expected a model folder holding {WEIGHTS_FILE} "
+                             f"and {CONFIG_FILE}. Pass its parent folder.")
+    missing = [name for name in (CONFIG_FILE, WEIGHTS_FILE) if not (model_dir / name).is_file()]
+    if missing:
+        raise ModelLoadError(f"{model_dir}: missing {' and '.join(missing)}; a model folder needs both "
+                             f"{WEIGHTS_FILE} and {CONFIG_FILE}. Re-export it with `inpaintseg train` "
+                             "or point at a complete run's model/ folder.")
+    path = model_dir / CONFIG_FILE
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelLoadError(f"{path}: not valid JSON ({exc}). Restore the file from the run that wrote "
+                             "it or re-export the model.") from None
+    _check_config(config, path)
+    return config
+
+
+def _check_config(config: Any, path: Path) -> None:
+    """Raise ModelLoadError unless `config` has the required sections with usable values."""
+    def fail(problem: str) -> None:
+        raise ModelLoadError(f"{path}: {problem}. Fix the file or re-export the model.")
+
+    if not isinstance(config, dict):
+        fail(f"expected a JSON object, got {type(config).__name__}")
+    missing = [k for k in REQUIRED_SECTIONS if k not in config]
+    if missing:
+        fail(f"missing required key(s) {', '.join(missing)}; expected {', '.join(REQUIRED_SECTIONS)}")
+    version = config["format_version"]
+    if isinstance(version, bool) or not isinstance(version, int):
+        fail(f"format_version must be an integer, got {version!r}")
+    if version not in SUPPORTED_FORMAT_VERSIONS:
+        newer = " (written by a newer inpaintseg: upgrade this one)" if version > FORMAT_VERSION else ""
+        raise ModelLoadError(f"{path}: format_version {version} is not supported{newer}; this version "
+                             f"reads {', '.join(map(str, SUPPORTED_FORMAT_VERSIONS))}.")
+    if not isinstance(config["architecture"], dict):
+        fail(f"\"architecture\" must be an object, got {type(config['architecture']).__name__}")
+    _check_input(config["input"], fail)
+    post = config["postprocess"]
+    if not isinstance(post, dict) or "threshold" not in post:
+        fail("\"postprocess\" must be an object with a \"threshold\"")
+    threshold = post["threshold"]
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0:
+        fail(f"postprocess.threshold must be a number in [0, 1], got {threshold!r}")
+
+
+def _check_input(section: Any, fail) -> None:
+    if not isinstance(section, dict):
+        fail(f"\"input\" must be an object, got {type(section).__name__}")
+    missing = [k for k in ("mode", "size", "mean", "std") if k not in section]
+    if missing:
+        fail(f"\"input\" is missing {', '.join(missing)}")
+    if section["mode"] not in INPUT_MODES:
+        fail(f"input.mode must be one of {', '.join(INPUT_MODES)}, got {section['mode']!r}")
+    size = section["size"]
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        fail(f"input.size must be a positive integer, got {size!r}")
+    for key in ("mean", "std"):
+        values = section[key]
+        ok = isinstance(values, list) and len(values) == 3 and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)
+        if not ok or (key == "std" and min(values) <= 0):
+            fail(f"input.{key} must be a list of 3 finite numbers{' > 0' if key == 'std' else ''}, "
+                 f"got {values!r}")
+
+
+def _build(architecture: dict, path: Path):
+    from inpaintseg.model import build_model
+
+    try:
+        return build_model(architecture, source=f"{path} architecture")
+    except ConfigError as exc:
+        raise ModelLoadError(f"{exc} (in a model folder: fix config.json or re-export)") from None
+
+
+def _shapes_of(state: Mapping) -> dict[str, tuple[int, ...]]:
+    return {name: tuple(tensor.shape) for name, tensor in state.items()}
+
+
+def _check_weights_match(architecture: dict, shapes: dict[str, tuple[int, ...]], model_dir: Path):
+    """Build the architecture and compare its tensor names/shapes with `shapes`; returns the model."""
+    model = _build(architecture, model_dir / CONFIG_FILE)
+    expected = _shapes_of(model.state_dict())
+    missing = [n for n in expected if n not in shapes]
+    unexpected = [n for n in shapes if n not in expected]
+    wrong = [f"{n} (weights {list(shapes[n])}, architecture {list(expected[n])})"
+             for n in expected if n in shapes and shapes[n] != expected[n]]
+    if missing or unexpected or wrong:
+        parts = []
+        if wrong:
+            parts.append(f"{len(wrong)} shape mismatch(es): {name_list(wrong, MISMATCH_LIMIT)}")
+        if missing:
+            parts.append(f"{len(missing)} tensor(s) missing from the weights: {name_list(missing, MISMATCH_LIMIT)}")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected tensor(s): {name_list(unexpected, MISMATCH_LIMIT)}")
+        raise ModelLoadError(
+            f"{model_dir}: {WEIGHTS_FILE} does not match the architecture in {CONFIG_FILE} "
+            f"({json.dumps(architecture)}): " + "; ".join(parts)
+            + ". The two files come from different models: re-export the model folder, or restore the "
+              "config.json written with these weights.")
+    return model
+
+
+def load_model_dir(model_dir: str | os.PathLike, device: Any = "cpu") -> tuple[Any, dict]:
+    """Load an exported model folder: `(model in eval mode on device, config dict)`.
+
+    Uses safetensors only (no pickle). Raises ModelLoadError for any problem with the folder.
+    """
+    from safetensors import SafetensorError, safe_open
+    from safetensors.torch import load_file
+
+    model_dir = Path(model_dir)
+    config = read_model_config(model_dir)
+    weights_path = model_dir / WEIGHTS_FILE
+    try:
+        with safe_open(str(weights_path), framework="pt") as handle:
+            shapes = {name: tuple(handle.get_slice(name).get_shape()) for name in handle.keys()}
+        model = _check_weights_match(config["architecture"], shapes, model_dir)
+        state = load_file(str(weights_path), device="cpu")
+    except (SafetensorError, OSError) as exc:
+        raise ModelLoadError(f"{weights_path}: cannot be read as safetensors ({exc}); the file is "
+                             "corrupt or truncated. Re-export the model.") from None
+    dtypes = sorted({f"{n}: {t.dtype}" for n, t in state.items()
+                     if t.is_floating_point() and t.dtype.itemsize < 2})
+    if dtypes:
+        raise ModelLoadError(f"{weights_path}: unsupported tensor dtypes {name_list(dtypes)}; expected "
+                             "float32 weights. Re-export the model.")
+    model.load_state_dict(state, strict=True)
+    model.eval()
+    return model.to(device), config
+
+
+def update_model_config(model_dir: str | os.PathLike, updates: Mapping) -> dict:
+    """Merge `updates` into `model_dir/config.json` and rewrite it atomically; returns the new config.
+
+    Merge rule: a top-level key whose old and new values are both objects is updated key by key
+    (so `{"postprocess": {"threshold": 0.4}}` keeps the other postprocess keys); any other value
+    replaces the old one. The result is validated before it is written.
+    """
+    model_dir = Path(model_dir)
+    config = read_model_config(model_dir)
+    for key, value in updates.items():
+        if isinstance(value, Mapping) and isinstance(config.get(key), dict):
+            config[key] = {**config[key], **dict(value)}
+        else:
+            config[key] = value
+    _check_config(config, model_dir / CONFIG_FILE)
+    atomic_write_text(model_dir / CONFIG_FILE, _config_json(config))
+    return config
