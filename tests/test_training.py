@@ -263,3 +263,21 @@ def test_kill_9_mid_epoch_then_resume(make_dataset, tmp_path):
     assert [r["epoch"] for r in read_metric_rows(run / "metrics.csv")] == ["1", "2"]  # each once
     _, config = load_model_dir(run / "model")
     assert config["training"]["epochs_completed"] == 2
+
+
+def test_a_network_passed_in_is_trained_and_returned(make_dataset, tmp_path):
+    # The quality benchmark trains peer networks through the same path: a foreign network is
+    # calibrated and returned but not exported (config.json could not rebuild it); an
+    # AttentionUNet passed in is exported with its own architecture, not the config's.
+    data = make_dataset(n_train=6)
+    foreign = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(4, 1, 1))
+    result = train(tiny_config(data, tmp_path / "foreign", epochs=1), model=foreign)
+    assert result.network is foreign and result.model_dir is None
+    assert not (tmp_path / "foreign" / "model").exists()
+    assert result.model_config["architecture"] == {"name": "external:Sequential"}
+    assert 0.0 < result.postprocess["threshold"] < 1.0
+
+    plain = build_model({"name": "AttentionUNet", "base_channels": 4, "depth": 2, "attention": False})
+    result = train(tiny_config(data, tmp_path / "plain", epochs=1), model=plain)
+    _, config = load_model_dir(result.model_dir)
+    assert config["architecture"]["attention"] is False

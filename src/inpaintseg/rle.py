@@ -266,6 +266,8 @@ def _read_rows(path: Path) -> list[tuple[int, str, str, np.ndarray]]:
         ) from None
     except OSError as exc:
         raise DataError(f"{path}: cannot be read ({exc.strerror}). Check its permissions.") from None
+    # A noisy mask of a large image has an RLE field far above csv's default limit (131072 chars).
+    csv.field_size_limit(max(csv.field_size_limit(), len(text) + 1))
     reader = csv.reader(_stdio.StringIO(text, newline=""))
     header = next(reader, None)
     if header is None:

@@ -486,12 +486,18 @@ def build_datamodule(config: TrainConfig, hardware: Hardware, split: dict | None
     return datamodule
 
 
-def build_module(config: TrainConfig) -> SegmentationModule:
+def build_module(config: TrainConfig, model: torch.nn.Module | None = None) -> SegmentationModule:
+    """The LightningModule for `config`; `model` (any (B,3,H,W) -> (B,1,H,W) logits network, e.g. a
+    peer model in the quality benchmark) replaces the AttentionUNet the config describes."""
     from inpaintseg.losses import BCEDiceLoss
     from inpaintseg.model import build_model
 
     architecture = config.architecture()
-    model = build_model(architecture, source="config")
+    if model is None:
+        model = build_model(architecture, source="config")
+    else:
+        own = getattr(model, "architecture", None)
+        architecture = own() if callable(own) else None  # None: a foreign network, not exportable
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
     if config.compile:
@@ -610,6 +616,8 @@ class TrainResult:
     metrics: dict = field(default_factory=dict)
     postprocess: dict = field(default_factory=dict)
     seconds: float = 0.0
+    network: torch.nn.Module | None = None  # the exported (best) network, on the CPU, eval mode
+    model_config: dict = field(default_factory=dict)  # what model/config.json holds
 
     def summary(self) -> str:
         lines = [f"run folder: {self.run_dir}  ({self.epochs_completed} epochs, {self.seconds:.0f} s)"]
@@ -665,12 +673,15 @@ def _quiet_lightning_log() -> None:
 # The entry point
 
 
-def train(config: TrainConfig, resume: bool = False, callbacks: Sequence[Callback] = ()) -> TrainResult:
+def train(config: TrainConfig, resume: bool = False, callbacks: Sequence[Callback] = (),
+          model: torch.nn.Module | None = None) -> TrainResult:
     """Train with `config` and fill the run folder; returns what was written (see module docstring).
 
     `resume=True` continues the run in `config.out` from checkpoints/last.ckpt. Extra Lightning
-    `callbacks` are for tests and tools. In DDP, every process runs this; only rank 0 exports
-    (`TrainResult.is_primary`).
+    `callbacks` are for tests and tools. `model` replaces the network the config describes (the
+    quality benchmark trains peer networks this way); a network that is not an AttentionUNet is
+    calibrated and returned in `TrainResult.network` but not exported to `model/`. In DDP, every
+    process runs this; only rank 0 exports (`TrainResult.is_primary`).
     """
     started = time.perf_counter()
     hardware = resolve_hardware(config)
@@ -689,7 +700,7 @@ def train(config: TrainConfig, resume: bool = False, callbacks: Sequence[Callbac
         torch.set_float32_matmul_precision("high")
     split = load_split(run_dir / SPLIT_FILE) if resume else None
     datamodule = build_datamodule(config, hardware, split)  # data and batch-size errors before any write
-    module = build_module(config)
+    module = build_module(config, model)
 
     if primary:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -722,12 +733,15 @@ def train(config: TrainConfig, resume: bool = False, callbacks: Sequence[Callbac
                 "seconds": round(time.perf_counter() - started, 1), "inpaintseg": __version__,
                 "torch": torch.__version__, "lightning": L.__version__}
     model_config = _model_config(config, datamodule, {"threshold": VAL_THRESHOLD}, result.metrics, training)
+    model_config["architecture"] = module.hparams.architecture or {"name": f"external:{type(network).__name__}"}
     result.postprocess = calibrate(network, model_config, datamodule, config, device)
     model_config["postprocess"] = result.postprocess
     result.metrics["threshold_val_dice"] = _chosen_dice(result.postprocess)
-    from inpaintseg.model_io import save_model_dir
+    result.network, result.model_config = network, model_config
+    if module.hparams.architecture is not None:
+        from inpaintseg.model_io import save_model_dir
 
-    result.model_dir = save_model_dir(run_dir / MODEL_DIR, network, model_config)
+        result.model_dir = save_model_dir(run_dir / MODEL_DIR, network, model_config)
     result.seconds = time.perf_counter() - started
     return result
 
