@@ -107,7 +107,8 @@ class PixelHistogram:
     """Accumulates per-pixel probabilities of positive and negative pixels in `bins` bins on [0, 1].
 
     Bin k holds probabilities in [k/bins, (k+1)/bins) (the last bin includes 1.0). A threshold t is
-    applied as "probability >= t" with t rounded up to the next bin edge.
+    applied as "probability >= t" with t rounded up to the next bin edge. The counts are public:
+    `positive` and `negative`, int64 arrays of length `bins`.
     """
 
     def __init__(self, bins: int = 1024) -> None:
