@@ -67,22 +67,26 @@ def test_weights_file_is_safetensors_not_pickle(tmp_path, trained_like_model):
 
 
 def test_wrappers_are_unwrapped(tmp_path, trained_like_model):
-    class DDPLike(torch.nn.Module):  # like DistributedDataParallel: holds the network as .module
-        def __init__(self, module):
-            super().__init__()
-            self.module = module
-
-    class CompiledLike(torch.nn.Module):  # like torch.compile's OptimizedModule: ._orig_mod
-        def __init__(self, module):
-            super().__init__()
-            self._orig_mod = module
-
-    wrapped = DDPLike(CompiledLike(trained_like_model))
+    # The real wrappers: DataParallel holds the network as .module (like DDP, which needs a process
+    # group), torch.compile's OptimizedModule as ._orig_mod (compilation is lazy: nothing runs here).
+    wrapped = torch.nn.DataParallel(torch.compile(trained_like_model))
     assert unwrap_model(wrapped) is trained_like_model
     names = set(export_state_dict(wrapped))
     assert names == set(trained_like_model.state_dict())
     save_model_dir(tmp_path / "model", wrapped, model_config())
     load_model_dir(tmp_path / "model")
+
+
+def test_a_network_with_its_own_model_attribute_is_not_unwrapped():
+    # MONAI's AttentionUnet keeps its layers in `.model`; only wrapper types may be unwrapped.
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = torch.nn.Conv2d(3, 1, 1)
+            self.module = torch.nn.Conv2d(1, 1, 1)
+
+    net = Net()
+    assert unwrap_model(net) is net
 
 
 def test_channels_last_model_exports(tmp_path, trained_like_model):

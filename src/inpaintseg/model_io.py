@@ -34,17 +34,31 @@ MISMATCH_LIMIT = 10
 
 
 def unwrap_model(model: Any) -> Any:
-    """The plain network inside DDP (`.module`), torch.compile (`._orig_mod`) or a LightningModule
-    holding it as `.model`; repeated until nothing is left to unwrap."""
-    seen = set()
-    while id(model) not in seen:
-        seen.add(id(model))
-        for attr in ("module", "_orig_mod", "model"):
-            inner = getattr(model, attr, None)
-            if inner is not None and hasattr(inner, "state_dict") and callable(inner.state_dict):
-                model = inner
-                break
-    return model
+    """The plain network inside DDP / DataParallel (`.module`), torch.compile (`._orig_mod`) or a
+    LightningModule holding it as `.model`; repeated until nothing is left to unwrap.
+
+    Only those wrapper types are unwrapped: a network that merely has a `.model` or `.module`
+    attribute of its own (MONAI's AttentionUnet keeps its layers in `.model`) is left whole.
+    """
+    import torch
+
+    while True:
+        if isinstance(model, (torch.nn.parallel.DistributedDataParallel, torch.nn.DataParallel)):
+            model = model.module
+        elif hasattr(model, "_orig_mod") and type(model).__name__ == "OptimizedModule":
+            model = model._orig_mod
+        elif _is_lightning_module(model) and isinstance(getattr(model, "model", None), torch.nn.Module):
+            model = model.model
+        else:
+            return model
+
+
+def _is_lightning_module(model: Any) -> bool:
+    try:
+        import lightning.pytorch as pl
+    except ImportError:  # pragma: no cover - lightning is a dependency
+        return False
+    return isinstance(model, pl.LightningModule)
 
 
 def export_state_dict(model: Any) -> dict:
