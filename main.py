@@ -12,9 +12,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from inpaintseg.cli import run_guarded
 from inpaintseg.commands.predict import add_predict_arguments
 from inpaintseg.commands.predict import run as run_predict
-from inpaintseg.errors import InpaintsegError, ModelLoadError
+from inpaintseg.errors import ModelLoadError
 
 
 def newest_model_dir(runs_dir: Path) -> Path:
@@ -40,18 +41,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        if args.model is None:
-            args.model = str(newest_model_dir(Path(args.runs)))
-        print(f"main.py: model {args.model}, images {args.images}, submission {args.out}", file=sys.stderr)
-        return run_predict(args)
-    except InpaintsegError as exc:
-        print(f"main.py: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("main.py: interrupted", file=sys.stderr)
-        return 130
+    return run_guarded("main.py", predict_newest, build_parser().parse_args(argv))
+
+
+def predict_newest(args: argparse.Namespace) -> int:
+    if args.model is None:
+        args.model = str(newest_model_dir(Path(args.runs)))
+    print(f"main.py: model {args.model}, images {args.images}, submission {args.out}", file=sys.stderr)
+    return run_predict(args)
 
 
 if __name__ == "__main__":

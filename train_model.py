@@ -13,22 +13,15 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
+    from inpaintseg.cli import run_guarded
     from inpaintseg.commands.train import DESCRIPTION, EXAMPLES, configure_parser
-    from inpaintseg.errors import InpaintsegError
 
     parser = argparse.ArgumentParser(
         prog="train_model.py", description=DESCRIPTION,
         epilog="examples (`python train_model.py` takes the same options):\n" + EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     args = configure_parser(parser).parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except InpaintsegError as exc:
-        print(f"train_model.py: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("train_model.py: interrupted", file=sys.stderr)
-        return 130
+    return run_guarded("train_model.py", args.func, args)
 
 
 if __name__ == "__main__":

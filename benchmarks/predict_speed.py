@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from bench_common import matmul_peak_gflops
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -36,20 +37,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--crf-workers", type=int, default=1, help="predict --crf-workers (default 1)")
     p.add_argument("--json", help="also write the results as JSON")
     return p.parse_args(argv)
-
-
-def matmul_peak_gflops(n: int = 2048, reps: int = 5) -> float:
-    """Best fp32 torch.mm GFLOP/s (2 n^3 FLOPs per product) on n x n matrices."""
-    import torch
-
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    torch.mm(a, b)
-    best = float("inf")
-    for _ in range(reps):
-        start = time.perf_counter()
-        torch.mm(a, b)
-        best = min(best, time.perf_counter() - start)
-    return 2 * n ** 3 / best / 1e9
 
 
 def architecture(args) -> dict:

@@ -68,32 +68,6 @@ def build_network(row: str, width: int):
     raise ValueError(row)
 
 
-def measure_rate(network, size: int, batch: int, device: str, steps: int = 3) -> float:
-    """Training images/s of a network (forward + BCE-Dice backward + Adam), after one warm-up step."""
-    import copy
-
-    import torch
-
-    from inpaintseg.losses import BCEDiceLoss
-
-    net = copy.deepcopy(network).to(device).train()
-    opt = torch.optim.Adam(net.parameters(), 1e-3)
-    loss_fn = BCEDiceLoss()
-    x = torch.randn(batch, 3, size, size, device=device)
-    y = (torch.rand(batch, 1, size, size, device=device) > 0.8).float()
-    for i in range(steps + 1):
-        if i == 1:
-            if device.startswith("cuda"):
-                torch.cuda.synchronize()
-            t0 = time.perf_counter()
-        opt.zero_grad(set_to_none=True)
-        loss_fn(net(x), y).backward()
-        opt.step()
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    return steps * batch / (time.perf_counter() - t0)
-
-
 # ------------------------------------------------------------------------------------ evaluation
 def predict_folder(network, model_config: dict, post, images: Path, out: Path, device: str,
                    batch_size: int) -> float:
@@ -204,12 +178,11 @@ def run_ablations(network, model_config: dict, images: Path, truth: Path, meta: 
 # ------------------------------------------------------------------------------------------ main
 def train_row(row: str, network, args, data: Path, work: Path, device: str):
     from inpaintseg.config import load_config
+    from inpaintseg.demo import measure_train_rate, plan_epochs
     from inpaintseg.training import train
 
-    rate = measure_rate(network, args.size, args.batch_size, device)
-    n_fit = round(args.n_train * 0.9)
-    per_epoch = n_fit / rate * 1.15
-    epochs = max(1, int(args.budget_minutes * 60 / per_epoch))
+    rate = measure_train_rate(network, args.size, args.batch_size, device, steps=3)
+    epochs = plan_epochs(args.budget_minutes, round(args.n_train * 0.9), rate)
     print(f"[{row}] {rate:.1f} train images/s -> {epochs} epochs in {args.budget_minutes:g} min", flush=True)
     config = load_config(overrides={
         "data": str(data), "out": str(work / row / "run"), "base_channels": args.width, "img_size": args.size,

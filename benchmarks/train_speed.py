@@ -26,6 +26,8 @@ import subprocess
 import sys
 import time
 
+from bench_common import matmul_peak_gflops
+
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -64,20 +66,6 @@ def setup_runtime(malloc: str) -> dict:
     from inpaintseg.runtime import tune_cpu_runtime
 
     return tune_cpu_runtime(malloc=(malloc == "tuned"))
-
-
-def matmul_peak_gflops(n: int = 2048, reps: int = 5) -> float:
-    """Best fp32 torch.mm GFLOP/s (2 n^3 FLOPs per product) on n x n matrices."""
-    import torch
-
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    torch.mm(a, b)
-    best = float("inf")
-    for _ in range(reps):
-        start = time.perf_counter()
-        torch.mm(a, b)
-        best = min(best, time.perf_counter() - start)
-    return 2 * n ** 3 / best / 1e9
 
 
 def build_ours(width: int, depth: int):

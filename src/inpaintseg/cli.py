@@ -48,13 +48,18 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    return run_guarded(f"inpaintseg {args.command}", args.func, args)
+
+
+def run_guarded(prog: str, func, args) -> int:
+    """Run a command function; a user error prints its message (no traceback) and gives exit 2."""
     try:
-        return int(args.func(args) or 0)
+        return int(func(args) or 0)
     except InpaintsegError as exc:
-        print(f"inpaintseg {args.command}: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"inpaintseg {args.command}: interrupted", file=sys.stderr)
+        print(f"{prog}: interrupted", file=sys.stderr)
         return 130
 
 

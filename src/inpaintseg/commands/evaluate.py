@@ -5,17 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from inpaintseg.commands import add_command
-
-
-def _threshold(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {text!r}") from None
-    if not 0.0 < value < 1.0:
-        raise argparse.ArgumentTypeError(f"expected a threshold in (0, 1), got {value}")
-    return value
+from inpaintseg.commands import add_command, threshold
 
 
 def register(subparsers) -> None:
@@ -40,7 +30,7 @@ def register(subparsers) -> None:
     p.add_argument("--probs", metavar="DIR", help="8-bit probability PNGs (from predict --probs-out)")
     p.add_argument("--meta", metavar="FILE", help="demo data's test/meta.json: adds Dice per inpainting method")
     p.add_argument("--json", metavar="FILE", help="also write every metric (and per-image Dice) as JSON")
-    p.add_argument("--threshold", type=_threshold, default=0.5,
+    p.add_argument("--threshold", type=threshold, default=0.5,
                    help="image-level decision threshold on the image score when --probs is given (default 0.5)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)

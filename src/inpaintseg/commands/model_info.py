@@ -4,18 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from inpaintseg.commands import add_command
+from inpaintseg.commands import add_command, int_at_least
 from inpaintseg.errors import ConfigError
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
-    return value
 
 
 def register(subparsers) -> None:
@@ -31,13 +21,13 @@ def register(subparsers) -> None:
         "  inpaintseg model-info --base-channels 32 --size 512\n"
         "  inpaintseg model-info --base-channels 16 --no-attention   # the plain U-Net ablation\n",
     )
-    p.add_argument("--base-channels", type=_positive_int, default=16,
+    p.add_argument("--base-channels", type=int_at_least(1), default=16,
                    help="channels of the first stage; stage i has base x 2^i (default 16)")
-    p.add_argument("--depth", type=_positive_int, default=4,
+    p.add_argument("--depth", type=int_at_least(1), default=4,
                    help="number of down-sampling steps (default 4: channels base x 1, 2, 4, 8, 16)")
-    p.add_argument("--size", type=_positive_int, default=256,
+    p.add_argument("--size", type=int_at_least(1), default=256,
                    help="square input size in pixels for the FLOP count (default 256)")
-    p.add_argument("--in-channels", type=_positive_int, default=3, help="input channels (default 3)")
+    p.add_argument("--in-channels", type=int_at_least(1), default=3, help="input channels (default 3)")
     p.add_argument("--no-attention", action="store_true",
                    help="plain U-Net (no attention gates), the ablation baseline")
     p.set_defaults(func=run)

@@ -12,42 +12,13 @@ import io as _stdio
 import sys
 from pathlib import Path
 
-from inpaintseg.commands import add_command
+from inpaintseg.commands import add_command, int_at_least, threshold_or_auto
 
 TTA_OPTIONS = ("auto", "none", "flip", "d4")
 CRF_OPTIONS = ("auto", "off", "gaussian", "seed", "on")
 # Listing problems of the images folder that predict tolerates: stray non-image entries are skipped
 # (and named); 0-byte files go through like any undecodable image (named at the end, exit 1).
 TOLERATED_PROBLEMS = ("entries that are not image files", "empty (0-byte) files")
-
-
-def _threshold(text: str) -> str | float:
-    if text == "auto":
-        return "auto"
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected 'auto' or a number in (0, 1), got {text!r}") from None
-    if not 0.0 < value < 1.0:
-        raise argparse.ArgumentTypeError(f"expected a threshold in (0, 1), got {value}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    value = _non_negative_int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
-    return value
 
 
 def add_predict_arguments(p: argparse.ArgumentParser, model_required: bool = True,
@@ -74,15 +45,15 @@ def add_predict_arguments(p: argparse.ArgumentParser, model_required: bool = Tru
                    "term), auto = the calibrated choice in config.json (default); a bare --crf (= on) uses the "
                    "calibrated variant if calibration chose one, else gaussian")
     p.add_argument("--no-crf", dest="crf", action="store_const", const="off", help="same as --crf off")
-    p.add_argument("--threshold", type=_threshold, default="auto", metavar="auto|FLOAT",
+    p.add_argument("--threshold", type=threshold_or_auto, default="auto", metavar="auto|FLOAT",
                    help="probability threshold for the masks; auto = the one stored with the model (default)")
-    p.add_argument("--batch-size", type=_positive_int, default=8,
+    p.add_argument("--batch-size", type=int_at_least(1), default=8,
                    help="images (or tiles, for crop models) per forward pass (default 8)")
     p.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda or cuda:N (default auto)")
-    p.add_argument("--crf-workers", type=_non_negative_int, default=1,
+    p.add_argument("--crf-workers", type=int_at_least(0), default=1,
                    help="processes running DenseCRF beside the model (pydensecrf holds the GIL, so threads "
                    "would not overlap); 0 = run it inline (default 1)")
-    p.add_argument("--threads", type=_positive_int, default=None,
+    p.add_argument("--threads", type=int_at_least(1), default=None,
                    help="torch CPU threads (default: $OMP_NUM_THREADS or every CPU available)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
