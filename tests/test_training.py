@@ -281,3 +281,18 @@ def test_a_network_passed_in_is_trained_and_returned(make_dataset, tmp_path):
     result = train(tiny_config(data, tmp_path / "plain", epochs=1), model=plain)
     _, config = load_model_dir(result.model_dir)
     assert config["architecture"]["attention"] is False
+
+
+def test_train_model_py_is_the_same_as_inpaintseg_train(make_dataset, tmp_path, monkeypatch):
+    # The seed's entry point: `python train_model.py` in a folder holding train/ (the default --data .).
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("train_model", Path(__file__).parents[1] / "train_model.py")
+    train_model = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train_model)
+    data = make_dataset(n_train=6)
+    monkeypatch.chdir(data)
+    assert train_model.main(["--out", str(tmp_path / "run"), *TINY]) == 0
+    _, config = load_model_dir(tmp_path / "run" / "model")
+    assert config["data"]["n_train"] + config["data"]["n_val"] == 6
+    assert train_model.main(["--lr", "-1", *TINY]) == 2  # a bad setting: clear error, exit 2
