@@ -239,30 +239,32 @@ def test_ddp_two_cpu_processes_end_with_the_same_weights(make_dataset, tmp_path)
 
 @pytest.mark.slow
 def test_kill_9_mid_epoch_then_resume(make_dataset, tmp_path):
-    # 20 images at batch 2: 9 batches per epoch, so 0.3 s after epoch 1's row the run is (most likely)
-    # mid-epoch 2; if epoch 2 already finished, resuming must still leave each epoch once.
-    data = make_dataset(n_train=20)
+    # 40 images at batch 2 for 4 epochs: 18 batches per epoch, so when epoch 1's checkpoint appears
+    # (written atomically: it exists only once complete) 54 training steps are still ahead and a kill
+    # within ~0.02 s lands in epoch 2, however fast the machine. Resuming must finish the run with
+    # each epoch in metrics.csv exactly once.
+    data = make_dataset(n_train=40)
     run = tmp_path / "run"
-    args = [str(INPAINTSEG), "train", "--data", str(data), "--out", str(run), *TINY, "--no-calibrate"]
+    args = [str(INPAINTSEG), "train", "--data", str(data), "--out", str(run), *TINY, "--epochs", "4",
+            "--no-calibrate"]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env(), cwd=tmp_path)
     try:
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not read_metric_rows(run / "metrics.csv"):
-            time.sleep(0.05)
-        time.sleep(0.3)
+        while time.monotonic() < deadline and not (run / "checkpoints" / "last.ckpt").exists():
+            time.sleep(0.02)
         proc.send_signal(signal.SIGKILL)
     finally:
         proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL
-    assert not (run / "model").exists()
+    assert not (run / "model").exists(), "the run finished before the kill: make it longer"
     done = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] + 1
     assert done in (1, 2)
     finish = subprocess.run([str(INPAINTSEG), "train", "--resume", str(run), "--no-progress-bar"],
                             capture_output=True, text=True, timeout=300, env=_env())
     assert finish.returncode == 0, finish.stderr[-3000:]
-    assert [r["epoch"] for r in read_metric_rows(run / "metrics.csv")] == ["1", "2"]  # each once
+    assert [r["epoch"] for r in read_metric_rows(run / "metrics.csv")] == ["1", "2", "3", "4"]  # each once
     _, config = load_model_dir(run / "model")
-    assert config["training"]["epochs_completed"] == 2
+    assert config["training"]["epochs_completed"] == 4
 
 
 def test_a_network_passed_in_is_trained_and_returned(make_dataset, tmp_path):
