@@ -82,7 +82,7 @@ def _baseline_submissions(truth_dir: Path, out: Path) -> dict[str, Path]:
     return paths
 
 
-def run_demo(out: Path, budget_minutes: float = 6.0, n_train: int = 400, n_test: int = 100, seed: int = 0,
+def run_demo(out: Path, budget_minutes: float = 7.0, n_train: int = 400, n_test: int = 100, seed: int = 0,
              device: str = "auto") -> int:
     from inpaintseg import io
     from inpaintseg.config import load_config

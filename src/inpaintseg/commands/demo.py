@@ -20,8 +20,8 @@ def register(subparsers) -> None:
         "  inpaintseg demo --out demo_out --budget-minutes 3\n",
     )
     p.add_argument("--out", type=Path, default=Path("demo_out"), help="output folder (default demo_out)")
-    p.add_argument("--budget-minutes", type=float, default=6.0,
-                   help="training wall-clock budget in minutes (default 6)")
+    p.add_argument("--budget-minutes", type=float, default=7.0,
+                   help="training wall-clock budget in minutes (default 7)")
     p.add_argument("--n-train", type=int, default=400, help="demo training images (default 400)")
     p.add_argument("--n-test", type=int, default=100, help="demo test images (default 100)")
     p.add_argument("--seed", type=int, default=0, help="seed for data and training (default 0)")
