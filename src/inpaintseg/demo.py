@@ -35,9 +35,11 @@ def _cli(argv: list[str]) -> None:
         raise InpaintsegError(f"`inpaintseg {' '.join(argv)}` failed with exit status {status} (see above).")
 
 
-def measure_train_rate(network, img_size: int, batch_size: int, device: str, steps: int = 2) -> float:
-    """Training images/s of `network` (forward + BCE-Dice backward + Adam step) on random data: one
-    warm-up step, then `steps` timed steps. A copy is measured, so `network` itself is untouched."""
+def measure_train_rate(network, img_size: int, batch_size: int, device: str, steps: int = 3,
+                       warmup: int = 2) -> float:
+    """Training images/s of `network` (forward + BCE-Dice backward + Adam step) on random data:
+    `warmup` untimed steps (the first ones pay allocation and kernel selection), then `steps` timed
+    steps. A copy is measured, so `network` itself is untouched."""
     import copy
 
     import torch
@@ -49,8 +51,8 @@ def measure_train_rate(network, img_size: int, batch_size: int, device: str, ste
     loss_fn = BCEDiceLoss()
     x = torch.randn(batch_size, 3, img_size, img_size, device=device)
     y = (torch.rand(batch_size, 1, img_size, img_size, device=device) > 0.8).float()
-    for i in range(steps + 1):
-        if i == 1:
+    for i in range(warmup + steps):
+        if i == warmup:
             if device.startswith("cuda"):
                 torch.cuda.synchronize()
             start = time.perf_counter()
