@@ -15,17 +15,7 @@ from pathlib import Path
 from inpaintseg.cli import run_guarded
 from inpaintseg.commands.predict import add_predict_arguments
 from inpaintseg.commands.predict import run as run_predict
-from inpaintseg.errors import ModelLoadError
-
-
-def newest_model_dir(runs_dir: Path) -> Path:
-    """The `model/` folder of the run whose `model/config.json` was written last."""
-    configs = [p for p in Path(runs_dir).glob("*/model/config.json") if p.is_file()]
-    if not configs:
-        raise ModelLoadError(
-            f"no trained model found: {runs_dir}/*/model/config.json does not exist. Train one first "
-            f"(`inpaintseg train --data DATA_DIR`, or `make demo`), or pass --model MODEL_DIR.")
-    return max(configs, key=lambda p: (p.stat().st_mtime, str(p))).parent
+from inpaintseg.run_dir import DEFAULT_RUNS_ROOT, newest_model_dir
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,8 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
         "./submission.csv. Same options as `inpaintseg predict`.",
     )
     add_predict_arguments(parser, model_required=False, images_default="test/images")
-    parser.add_argument("--runs", default="runs", metavar="DIR",
-                        help="folder of training runs searched for the newest model (default runs)")
+    parser.add_argument("--runs", default=str(DEFAULT_RUNS_ROOT), metavar="DIR",
+                        help=f"folder of training runs searched for the newest model (default {DEFAULT_RUNS_ROOT})")
     return parser
 
 

@@ -62,7 +62,7 @@ def bare_forward_rate(model, args, channels_last: bool) -> float:
 
 def crf_seconds(args, preset: str, reps: int = 5) -> float:
     """Mean seconds of one DenseCRF refinement at size x size (one core: it holds the GIL)."""
-    from inpaintseg import crf
+    from inpaintseg.inference import crf
 
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, (args.size, args.size, 3), dtype=np.uint8)
@@ -101,8 +101,10 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     import torch
 
+    from inpaintseg.data.input_spec import input_section
+    from inpaintseg.inference.crf import CRF_VARIANTS
     from inpaintseg.model import build_model, model_flops
-    from inpaintseg.model_io import save_model_dir
+    from inpaintseg.model.io import save_model_dir
     from inpaintseg.runtime import tune_cpu_runtime
 
     runtime = tune_cpu_runtime()
@@ -111,7 +113,7 @@ def main(argv=None) -> int:
     model = build_model(architecture(args)).eval()
     gflop_per_image = model_flops(model, args.size) / 1e9
     rates = {cl: bare_forward_rate(model, args, cl) for cl in (False, True)}
-    crf_s = {preset: crf_seconds(args, preset) for preset in ("gaussian", "seed")}
+    crf_s = {preset: crf_seconds(args, preset) for preset in CRF_VARIANTS}
 
     views = {"none": 1, "flip": 4, "d4": 8}
     rows = []
@@ -119,8 +121,7 @@ def main(argv=None) -> int:
         tmp = Path(tmp)
         model_dir = save_model_dir(tmp / "model", model, {
             "architecture": architecture(args),
-            "input": {"mode": "resize", "size": args.size, "mean": [0.485, 0.456, 0.406],
-                      "std": [0.229, 0.224, 0.225]},
+            "input": input_section("resize", args.size),
             "postprocess": {"threshold": 0.5, "tta": "none", "crf": "off"}})
         make_images(tmp / "images", args.n, args.size)
         forward_s = 1.0 / rates[True]  # predict runs channels_last on CPU

@@ -71,25 +71,22 @@ def build_network(row: str, width: int):
 # ------------------------------------------------------------------------------------ evaluation
 def predict_folder(network, model_config: dict, post, images: Path, out: Path, device: str,
                    batch_size: int) -> float:
-    """Predict every image of `images` with the given post-processing; write masks and probability
-    PNGs under `out`; return images/s."""
-    from inpaintseg.inference import Predictor, predict_paths
+    """Predict every image of `images` with the given post-processing through the library's folder
+    pipeline (`inpaintseg.predict_folder`); write masks and probability PNGs under `out`; return images/s."""
+    from inpaintseg.api import InpaintModel
+    from inpaintseg.inference import predict_folder as library_predict_folder
 
-    paths = sorted(p for p in images.iterdir() if io.is_image_file(p))
-    predictor = Predictor(network, model_config, device=device, tta=post.tta, batch_size=batch_size)
-    for sub in ("masks", "probs"):
-        (out / sub).mkdir(parents=True, exist_ok=True)
+    model = InpaintModel(network, model_config, device=device, batch_size=batch_size)
     t0 = time.perf_counter()
-    for result in predict_paths(predictor, paths, post, crf_workers=1, progress=False):
-        if result.error:
-            raise InpaintsegError(result.error)
-        io.write_png(out / "masks" / f"{result.stem}.png", result.mask * np.uint8(255))
-        io.write_png(out / "probs" / f"{result.stem}.png", np.rint(result.probs * 255).astype(np.uint8))
-    return len(paths) / (time.perf_counter() - t0)
+    result = library_predict_folder(model, images, out=None, masks_out=out / "masks", probs_out=out / "probs",
+                                    threshold=post.threshold, tta=post.tta, crf=post.crf, progress=False)
+    if result.failures:
+        raise InpaintsegError("; ".join(message for _, message in result.failures))
+    return result.n_images / (time.perf_counter() - t0)
 
 
 def evaluate_folder(truth: Path, pred: Path, meta: Path | None, threshold: float) -> dict:
-    from inpaintseg.evaluation import evaluate
+    from inpaintseg.evaluation.evaluate import evaluate
 
     result = evaluate(truth, pred_dir=pred / "masks", probs_dir=pred / "probs", meta=meta, threshold=threshold)
     result.pop("per_image", None)
@@ -137,15 +134,15 @@ def run_ablations(network, model_config: dict, images: Path, truth: Path, meta: 
     """TTA none/flip/d4 x CRF off/gaussian/seed, each at its own validation-calibrated threshold, plus
     the default TTA/CRF at threshold 0.5. Probabilities are computed once per TTA mode and reused for
     the CRF variants; predict images/s = images / (forward time + CRF time)."""
-    from inpaintseg import crf as crf_mod
-    from inpaintseg.inference import Predictor, resolve_postprocess
+    from inpaintseg.inference import TTA_CHOICES, Predictor, crf as crf_mod, resolve_postprocess
+    from inpaintseg.inference.pipeline import to_png8
 
     post = model_config.get("postprocess", {})
     table = {(r["tta"], r["crf"]): r for r in post.get("calibration", {}).get("table", [])}
     paths = sorted(p for p in images.iterdir() if io.is_image_file(p))
     ablations = {}
     default = resolve_postprocess(model_config)
-    for tta in ("none", "flip", "d4"):
+    for tta in TTA_CHOICES:
         predictor = Predictor(network, model_config, device=device, tta=tta, batch_size=batch_size)
         images_rgb, probs, t0 = [], [], time.perf_counter()
         for start in range(0, len(paths), batch_size):
@@ -153,7 +150,7 @@ def run_ablations(network, model_config: dict, images: Path, truth: Path, meta: 
             images_rgb += batch
             probs += predictor.predict_proba_batch(batch)
         forward_seconds = time.perf_counter() - t0
-        for crf in ("off", "gaussian", "seed"):
+        for crf in crf_mod.CRF_CHOICES:
             t1 = time.perf_counter()
             maps = probs if crf == "off" else [crf_mod.refine(im, p, crf_mod.CRF_PRESETS[crf])
                                                for im, p in zip(images_rgb, probs)]
@@ -168,7 +165,7 @@ def run_ablations(network, model_config: dict, images: Path, truth: Path, meta: 
                     (folder / sub).mkdir(parents=True, exist_ok=True)
                 for p, m in zip(paths, maps):
                     io.write_png(folder / "masks" / f"{p.stem}.png", (m >= t).astype(np.uint8) * np.uint8(255))
-                    io.write_png(folder / "probs" / f"{p.stem}.png", np.rint(m * 255).astype(np.uint8))
+                    io.write_png(folder / "probs" / f"{p.stem}.png", to_png8(m))
                 ablations[name] = {**summarise(evaluate_folder(truth, folder, meta, t)), "threshold": t,
                                    "predict_images_per_s": len(paths) / seconds}
                 print(f"[ablation] {name}: Dice {ablations[name]['dice_mean']:.4f} at t={t:g}", flush=True)

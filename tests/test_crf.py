@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from inpaintseg import crf
+from inpaintseg.inference import crf
 from inpaintseg.errors import ConfigError, InpaintsegError
 
 pytest.importorskip("pydensecrf.densecrf")
@@ -89,7 +89,7 @@ def test_missing_package_names_the_install_command(monkeypatch):
 
 
 def test_process_pool_gives_the_inline_result():
-    from inpaintseg.inference import CrfRunner
+    from inpaintseg.inference.crf_pool import CrfRunner
 
     image, probs, _ = two_colour_case(seed=2, size=24)
     inline = CrfRunner(crf.CRF_PRESETS["seed"], workers=0)
@@ -104,7 +104,7 @@ def test_process_pool_gives_the_inline_result():
 def test_dead_worker_is_replaced_and_the_image_retried():
     import os
 
-    from inpaintseg.inference import CrfRunner
+    from inpaintseg.inference.crf_pool import CrfRunner
 
     image, probs, _ = two_colour_case(seed=3, size=24)
     runner = CrfRunner(crf.CRF_PRESETS["gaussian"], workers=1)

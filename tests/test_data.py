@@ -16,7 +16,7 @@ from inpaintseg.cli import main
 from inpaintseg.data import (InpaintDataModule, InpaintDataset, Sample, pair_files, scan_pairs,
                              split_stems)
 from inpaintseg.errors import ConfigError, DataError
-from inpaintseg.transforms import eval_transform, normalize
+from inpaintseg.data.transforms import eval_transform, normalize
 
 REALWORLD = "/work/shared/realworld"
 

@@ -10,7 +10,7 @@ import pytest
 
 from inpaintseg import cli, rle
 from inpaintseg.errors import DataError
-from inpaintseg.evaluation import evaluate, format_table
+from inpaintseg.evaluation.evaluate import evaluate, format_table
 
 # a: truth = the 2x2 top-left block (4 px); prediction = rows 0-1, cols 0-2 (6 px): tp 4, fp 2, fn 0.
 # b: truth empty; prediction = pixel (0, 0): tp 0, fp 1, fn 0.

@@ -7,7 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from inpaintseg import inference
+from inpaintseg import inference, metrics
+from inpaintseg.inference import tiling
 from inpaintseg.errors import ConfigError, DataError
 from inpaintseg.inference import Predictor, View, tta_views
 
@@ -140,19 +141,19 @@ def test_resize_mode_resizes_map_back_before_threshold():
 # ----------------------------------------------------------------------------------- tiling
 def test_tile_starts_cover_with_overlap():
     # 600 px, tile 256, overlap >= 64: stride <= 192 -> ceil((600-256)/192)+1 = 3 tiles, evenly spread.
-    assert inference.tile_starts(600, 256, 64) == [0, 172, 344]
-    assert inference.tile_starts(256, 256, 64) == [0]
+    assert tiling.tile_starts(600, 256, 64) == [0, 172, 344]
+    assert tiling.tile_starts(256, 256, 64) == [0]
     for length in range(257, 900, 37):
-        starts = inference.tile_starts(length, 256, 64)
+        starts = tiling.tile_starts(length, 256, 64)
         assert starts[0] == 0 and starts[-1] + 256 == length
         assert all(b - a <= 192 for a, b in zip(starts, starts[1:]))
 
 
 def test_taper_is_one_on_image_sides_and_ramps_between_tiles():
-    w = inference.taper(8, 3, left=True, right=False)
+    w = tiling.taper(8, 3, left=True, right=False)
     # sin^2(pi/2 * i/3) for i = 0, 1, 2 -> 0, 0.25, 0.75; then 1.
     np.testing.assert_allclose(w, [0, 0.25, 0.75, 1, 1, 1, 1, 1], atol=1e-6)
-    np.testing.assert_array_equal(inference.taper(8, 3, left=False, right=False), np.ones(8))
+    np.testing.assert_array_equal(tiling.taper(8, 3, left=False, right=False), np.ones(8))
 
 
 def test_tiled_inference_matches_whole_image_for_a_conv():
@@ -186,8 +187,8 @@ def test_small_image_in_crop_mode_is_reflect_padded_and_cropped_back():
 def test_image_score_is_mean_of_top_one_percent():
     probs = np.zeros((20, 10), np.float32)  # 200 pixels -> top 1% = ceil(2) = 2 pixels
     probs[0, 0], probs[5, 5], probs[9, 9] = 0.9, 0.7, 0.3
-    assert inference.image_score(probs) == pytest.approx((0.9 + 0.7) / 2)
-    assert inference.image_score(np.zeros((3, 3))) == 0.0
+    assert metrics.image_score(probs) == pytest.approx((0.9 + 0.7) / 2)
+    assert metrics.image_score(np.zeros((3, 3))) == 0.0
 
 
 def test_image_score_separates_small_region_from_noise():
@@ -195,7 +196,7 @@ def test_image_score_separates_small_region_from_noise():
     clean = rng.uniform(0, 0.2, size=(100, 100))
     manipulated = clean.copy()
     manipulated[:20, :20] = 0.9  # 4% of the image
-    assert inference.image_score(manipulated) > 0.85 > 0.2 >= inference.image_score(clean)
+    assert metrics.image_score(manipulated) > 0.85 > 0.2 >= metrics.image_score(clean)
 
 
 # ------------------------------------------------------------------------------ calibration
@@ -203,11 +204,11 @@ def test_dice_curve_by_hand():
     # truth: 2 pixels; probs 0.8 on one truth pixel, 0.3 on the other, 0.6 on one background pixel.
     truth = np.array([[1, 1, 0, 0]], np.uint8)
     probs = np.array([[0.8, 0.3, 0.6, 0.0]], np.float32)
-    curve = inference.dice_curve(probs, truth, np.array([0.2, 0.5, 0.7, 0.9]))
+    curve = metrics.dice_curve(probs, truth, np.array([0.2, 0.5, 0.7, 0.9]))
     # t=0.2: tp=2 fp=1 fn=0 -> 4/5; t=0.5: tp=1 fp=1 fn=1 -> 2/4; t=0.7: tp=1 fp=0 fn=1 -> 2/3; t=0.9: 0.
     np.testing.assert_allclose(curve, [0.8, 0.5, 2 / 3, 0.0])
     # Empty truth and empty prediction count 1.0 (competition rule).
-    assert inference.dice_curve(np.zeros((2, 2)), np.zeros((2, 2)), np.array([0.5]))[0] == 1.0
+    assert metrics.dice_curve(np.zeros((2, 2)), np.zeros((2, 2)), np.array([0.5]))[0] == 1.0
 
 
 class RedDetector(nn.Module):
@@ -303,9 +304,9 @@ def test_property_every_d4_view_inverts_exactly(h, w, index):
 def test_property_tiles_cover_the_canvas_with_positive_weight(length, tile, frac):
     overlap = int(round(tile * frac))
     length = max(length, tile)  # the canvas is padded to at least one tile
-    starts = inference.tile_starts(length, tile, overlap)
+    starts = tiling.tile_starts(length, tile, overlap)
     total = np.zeros(length)
     for i, s in enumerate(starts):
-        total[s:s + tile] += inference.taper(tile, overlap, left=i > 0, right=i < len(starts) - 1)
+        total[s:s + tile] += tiling.taper(tile, overlap, left=i > 0, right=i < len(starts) - 1)
     assert starts[0] == 0 and starts[-1] + tile == length
     assert total.min() > 0  # every pixel gets a positive blending weight

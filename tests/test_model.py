@@ -104,7 +104,9 @@ def test_architecture_roundtrips_through_build_model():
     ({"name": "UNetPlusPlus"}, "unknown architecture name"),
     ({"name": "AttentionUNet", "width": 16}, "unknown architecture key(s) 'width'"),
     ({"name": "AttentionUNet", "depth": 0}, '"depth" must be an integer from 1 to 8'),
-    ({"name": "AttentionUNet", "base_channels": "16"}, '"base_channels" must be an integer >= 1'),
+    ({"name": "AttentionUNet", "base_channels": "16"}, '"base_channels" must be an integer from 1 to 512'),
+    # A crafted config.json must not make the loader allocate hundreds of GB (regression: no upper bound).
+    ({"name": "AttentionUNet", "base_channels": 100000}, '"base_channels" must be an integer from 1 to 512'),
     ({"name": "AttentionUNet", "attention": "yes"}, '"attention" must be true or false'),
     (["AttentionUNet"], "expected a mapping"),
 ])

@@ -10,7 +10,7 @@ import torch
 
 from inpaintseg.errors import ModelLoadError
 from inpaintseg.model import build_model
-from inpaintseg.model_io import (
+from inpaintseg.model.io import (
     export_state_dict,
     load_model_dir,
     read_model_config,

@@ -13,7 +13,7 @@ import pytest
 
 from inpaintseg import cli, io, rle
 from inpaintseg.model import build_model
-from inpaintseg.model_io import save_model_dir
+from inpaintseg.model.io import save_model_dir
 
 REPO = Path(__file__).resolve().parents[1]
 ARCH = {"name": "AttentionUNet", "in_channels": 3, "out_channels": 1, "base_channels": 4, "depth": 2,

@@ -7,7 +7,7 @@ import re
 import numpy as np
 import pytest
 
-from inpaintseg import report
+from inpaintseg.evaluation import report
 from inpaintseg.errors import InpaintsegError
 from inpaintseg.inference import tta_views
 
@@ -17,7 +17,7 @@ def run_dir(tmp_path, make_dataset):
     import torch
 
     from inpaintseg.model import AttentionUNet
-    from inpaintseg.model_io import save_model_dir
+    from inpaintseg.model.io import save_model_dir
 
     data = make_dataset(n_train=4, n_test=4, size=32, n_empty=1)
     torch.manual_seed(0)

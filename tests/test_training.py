@@ -21,8 +21,9 @@ from inpaintseg.config import TrainConfig, load_config, save_config
 from inpaintseg.errors import ConfigError, DataError, InpaintsegError
 from inpaintseg.losses import BCEDiceLoss
 from inpaintseg.model import build_model
-from inpaintseg.model_io import load_model_dir
-from inpaintseg.training import SegmentationModule, read_metric_rows, train
+from inpaintseg.model.io import load_model_dir
+from inpaintseg.run_dir import read_metric_rows
+from inpaintseg.training import SegmentationModule, train
 
 TINY = ["--epochs", "2", "--batch-size", "2", "--base-channels", "4", "--depth", "2", "--img-size", "32",
         "--num-workers", "0", "--no-progress-bar"]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from inpaintseg.errors import ConfigError
-from inpaintseg.transforms import (IMAGENET_MEAN, IMAGENET_STD, denormalize, eval_transform, normalize,
+from inpaintseg.data.transforms import (IMAGENET_MEAN, IMAGENET_STD, denormalize, eval_transform, normalize,
                                    train_transform)
 
 SIZE = 32  # output size; inputs are non-square and larger or smaller than this

@@ -23,10 +23,11 @@ from typing import Any
 
 import yaml
 
+from inpaintseg.data.input_spec import INPUT_MODES
 from inpaintseg.errors import ConfigError
 from inpaintseg.io import atomic_write_text
+from inpaintseg.model.spec import MAX_BASE_CHANNELS, MAX_DEPTH
 
-INPUT_MODES = ("resize", "crop")
 PRECISIONS = ("32", "16-mixed", "bf16-mixed")
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
 
@@ -58,8 +59,8 @@ class TrainConfig:
                                        minimum=0, maximum=64)
     # model
     base_channels: int = _setting(16, "channels of the first U-Net level (doubles per level)",
-                                  minimum=1, maximum=512)
-    depth: int = _setting(4, "number of down-sampling levels", minimum=1, maximum=7)
+                                  minimum=1, maximum=MAX_BASE_CHANNELS)
+    depth: int = _setting(4, "number of down-sampling levels", minimum=1, maximum=MAX_DEPTH)
     attention: bool = _setting(True, "attention gates on the skip connections (off: plain U-Net)")
     # optimisation (the seed: Adam lr 1e-3, cosine annealing over the epochs, BCE + Dice)
     epochs: int = _setting(50, "training epochs (the cosine schedule spans them)", minimum=1, maximum=100000)

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from inpaintseg.errors import InpaintsegError
+from inpaintseg.run_dir import CHECKPOINT_DIR, MODEL_DIR
 
 # CPU-sized defaults, chosen by measurement on a 2-core machine (see README "Demo").
 DEMO_BASE_CHANNELS = 8
@@ -24,15 +25,6 @@ VAL_SECONDS_SHARE = 0.15  # share of an epoch's time spent on validation, for si
 
 def _log(message: str) -> None:
     print(f"demo: {message}", file=sys.stderr, flush=True)
-
-
-def _cli(argv: list[str]) -> None:
-    """Run an inpaintseg subcommand exactly as the CLI would; fail loudly if it fails."""
-    from inpaintseg.cli import main
-
-    status = main(argv)
-    if status != 0:
-        raise InpaintsegError(f"`inpaintseg {' '.join(argv)}` failed with exit status {status} (see above).")
 
 
 def measure_train_rate(network, img_size: int, batch_size: int, device: str, steps: int = 3,
@@ -89,9 +81,10 @@ def run_demo(out: Path, budget_minutes: float = 7.0, n_train: int = 400, n_test:
     from inpaintseg import io
     from inpaintseg.config import load_config
     from inpaintseg.demo_data import generate_demo_data
-    from inpaintseg.evaluation import evaluate, format_table
-    from inpaintseg.inference import resolve_device
-    from inpaintseg.report import write_report
+    from inpaintseg.api import load_model
+    from inpaintseg.evaluation.evaluate import evaluate, format_table
+    from inpaintseg.evaluation.report import write_report
+    from inpaintseg.inference import predict_folder, resolve_device
     from inpaintseg.training import train
 
     if not budget_minutes > 0:
@@ -99,7 +92,7 @@ def run_demo(out: Path, budget_minutes: float = 7.0, n_train: int = 400, n_test:
     started = time.perf_counter()
     out = Path(out)
     data, run_dir = out / "data", out / "run"
-    if (run_dir / "model" / "config.json").exists() or (run_dir / "checkpoints").exists():
+    if (run_dir / MODEL_DIR).exists() or (run_dir / CHECKPOINT_DIR).exists():
         raise InpaintsegError(f"{out} already holds a demo run ({run_dir}). Remove it or pass another --out.")
     device = resolve_device(device)
 
@@ -124,9 +117,13 @@ def run_demo(out: Path, budget_minutes: float = 7.0, n_train: int = 400, n_test:
     submission = out / "submission.csv"
     pred_masks, pred_probs, scores = out / "pred_masks", out / "pred_probs", out / "scores.csv"
     _log("3/6 predicting the test images (TTA, CRF and threshold as validation chose)")
-    _cli(["predict", "--model", str(result.model_dir), "--images", str(data / "test" / "images"),
-          "--out", str(submission), "--masks-out", str(pred_masks), "--probs-out", str(pred_probs),
-          "--scores-out", str(scores), "--device", device])
+    model = load_model(result.model_dir, device=device)
+    print(f"demo: predicting with {model.postprocess().describe()}", file=sys.stderr)
+    predicted = predict_folder(model, data / "test" / "images", out=submission, masks_out=pred_masks,
+                               probs_out=pred_probs, scores_out=scores)
+    if predicted.failures:
+        raise InpaintsegError(f"{len(predicted.failures)} demo test images could not be predicted: "
+                              + "; ".join(message for _, message in predicted.failures[:5]))
 
     _log("4/6 evaluating against the ground truth, next to the trivial baselines")
     truth = data / "test" / "masks"

@@ -12,10 +12,14 @@ Conventions:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 
 # ----------------------------------------------------------------------------- confusion counts
@@ -25,6 +29,8 @@ def confusion_counts(pred: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
 
     Shape: pred, truth (B, ...) with equal shapes -> LongTensor (B, 4).
     """
+    import torch
+
     if pred.shape != truth.shape:
         raise ValueError(f"confusion_counts: pred {tuple(pred.shape)} and truth {tuple(truth.shape)} "
                          "must have the same shape")
@@ -37,6 +43,23 @@ def confusion_counts(pred: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
     fn = (~p & t).sum(dim=1)
     tn = p.shape[1] - tp - fp - fn
     return torch.stack([tp, fp, fn, tn], dim=1).long()
+
+
+def mask_counts(pred, truth) -> tuple[int, int, int, int]:
+    """(tp, fp, fn, tn) of one predicted mask against its truth (numpy, any equal shapes, bool or 0/1)."""
+    pred, truth = np.asarray(pred).astype(bool, copy=False), np.asarray(truth).astype(bool, copy=False)
+    if pred.shape != truth.shape:
+        raise ValueError(f"mask_counts: prediction {pred.shape} and truth {truth.shape} differ in shape")
+    tp = int(np.count_nonzero(pred & truth))
+    fp = int(np.count_nonzero(pred)) - tp
+    fn = int(np.count_nonzero(truth)) - tp
+    return tp, fp, fn, truth.size - tp - fp - fn
+
+
+def mask_dice(pred, truth) -> float:
+    """Dice of one predicted mask against its truth (both empty -> 1.0, the competition's rule)."""
+    tp, fp, fn, _ = mask_counts(pred, truth)
+    return float(dice_from_counts(tp, fp, fn))
 
 
 def _ratio(num: np.ndarray, den: np.ndarray, both_empty: np.ndarray) -> np.ndarray:
@@ -77,7 +100,7 @@ def precision_recall_f1(tp, fp, fn) -> tuple[np.ndarray, np.ndarray, np.ndarray]
 # ----------------------------------------------------------------------------- ROC AUC
 
 def _as_numpy(array) -> np.ndarray:
-    if isinstance(array, torch.Tensor):
+    if hasattr(array, "detach"):  # a torch tensor (torch is not imported for numpy-only callers)
         return array.detach().cpu().numpy()
     return np.asarray(array)
 
@@ -166,9 +189,38 @@ def pixel_auc(probs, truth, bins: int = 1024) -> float:
 
 
 # ----------------------------------------------------------------------------- threshold choice
+DEFAULT_THRESHOLD = 0.5
+THRESHOLD_GRID = np.round(np.arange(1, 100) / 100.0, 2)  # 0.01 .. 0.99: what calibration searches
+
+
+def dice_curve(probs, truth, thresholds: Sequence[float] = THRESHOLD_GRID) -> np.ndarray:
+    """Per-image Dice of ``probs >= t`` against ``truth`` for each threshold t (both empty -> 1.0).
+
+    One pass over the pixels whatever the number of thresholds: each pixel is placed among the sorted
+    thresholds (searchsorted), so the counts are exact for the same ``>=`` comparison that makes the
+    masks (thresholds are compared in the probabilities' float type).
+
+    Shape: (H, W) float, (H, W) {0,1} -> float64 (len(thresholds),)
+    """
+    probs = _as_numpy(probs)
+    truth = _as_numpy(truth).astype(bool).ravel()
+    thresholds = np.asarray(thresholds, dtype=np.float64)
+    if probs.size != truth.size:
+        raise ValueError(f"dice_curve: {probs.size} probabilities but {truth.size} truth pixels")
+    dtype = probs.dtype if np.issubdtype(probs.dtype, np.floating) else np.float64
+    order = np.argsort(thresholds, kind="stable")
+    ranked = thresholds[order].astype(dtype)
+    above = np.searchsorted(ranked, probs.ravel().astype(dtype, copy=False), side="right")  # thresholds <= p
+    n = ranked.size
+    tp_at = np.cumsum(np.bincount(above[truth], minlength=n + 1)[::-1])[::-1][1:]  # tp_at[k]: above > k
+    fp_at = np.cumsum(np.bincount(above[~truth], minlength=n + 1)[::-1])[::-1][1:]
+    curve = np.empty(n)
+    curve[order] = dice_from_counts(tp_at, fp_at, truth.sum() - tp_at)
+    return curve
+
 
 def dice_per_threshold(probs_list: Sequence, truths_list: Sequence,
-                       thresholds: Sequence[float]) -> np.ndarray:
+                       thresholds: Sequence[float] = THRESHOLD_GRID) -> np.ndarray:
     """Dice of every image at every threshold ("probability >= t").
 
     Shape: N images of any (H_i, W_i), T thresholds -> (N, T).
@@ -176,31 +228,53 @@ def dice_per_threshold(probs_list: Sequence, truths_list: Sequence,
     if len(probs_list) != len(truths_list):
         raise ValueError(f"dice_per_threshold: {len(probs_list)} probability maps but "
                          f"{len(truths_list)} truth masks")
-    thresholds = np.asarray(thresholds, dtype=np.float64)
-    out = np.zeros((len(probs_list), thresholds.size))
+    out = np.zeros((len(probs_list), len(thresholds)))
     for i, (probs, truth) in enumerate(zip(probs_list, truths_list)):
-        probs = _as_numpy(probs).astype(np.float64).ravel()
-        truth = _as_numpy(truth).astype(bool).ravel()
-        if probs.shape != truth.shape:
-            raise ValueError(f"dice_per_threshold: image {i} has {probs.size} probabilities but "
-                             f"{truth.size} truth pixels")
-        pos = np.sort(probs[truth])
-        neg = np.sort(probs[~truth])
-        tp = pos.size - np.searchsorted(pos, thresholds, side="left")   # count of pos >= t
-        fp = neg.size - np.searchsorted(neg, thresholds, side="left")
-        out[i] = dice_from_counts(tp, fp, pos.size - tp)
+        if _as_numpy(probs).size != _as_numpy(truth).size:
+            raise ValueError(f"dice_per_threshold: image {i} has {_as_numpy(probs).size} probabilities but "
+                             f"{_as_numpy(truth).size} truth pixels")
+        out[i] = dice_curve(probs, truth, thresholds)
     return out
 
 
-def best_threshold(probs_list: Sequence, truths_list: Sequence,
-                   thresholds: Sequence[float] | None = None) -> tuple[float, float]:
-    """(threshold, mean per-image Dice) maximising the mean per-image Dice; ties -> the first
-    threshold in the given order. Default thresholds: 0.05, 0.10, ..., 0.95."""
-    if thresholds is None:
-        thresholds = np.round(np.arange(1, 20) * 0.05, 2)
+def best_of_curve(mean_curve: np.ndarray, thresholds: Sequence[float] = THRESHOLD_GRID) -> tuple[float, float]:
+    """(threshold, value) at a curve's maximum; ties go to the threshold nearest 0.5."""
+    mean_curve = np.asarray(mean_curve, dtype=np.float64)
     thresholds = np.asarray(thresholds, dtype=np.float64)
-    if thresholds.size == 0 or len(probs_list) == 0:
+    if thresholds.size == 0 or mean_curve.shape != thresholds.shape:
+        raise ValueError("best_of_curve: needs one value per threshold and at least one threshold")
+    candidates = np.flatnonzero(mean_curve >= mean_curve.max() - 1e-12)
+    pick = candidates[np.argmin(np.abs(thresholds[candidates] - DEFAULT_THRESHOLD))]
+    return float(thresholds[pick]), float(mean_curve[pick])
+
+
+def best_threshold(probs_list: Sequence, truths_list: Sequence,
+                   thresholds: Sequence[float] = THRESHOLD_GRID) -> tuple[float, float]:
+    """(threshold, mean per-image Dice) maximising the mean per-image Dice (the competition's score);
+    ties go to the threshold nearest 0.5."""
+    if len(thresholds) == 0 or len(probs_list) == 0:
         raise ValueError("best_threshold: needs at least one threshold and one image")
-    mean_dice = dice_per_threshold(probs_list, truths_list, thresholds).mean(axis=0)
-    best = int(np.argmax(mean_dice))
-    return float(thresholds[best]), float(mean_dice[best])
+    return best_of_curve(dice_per_threshold(probs_list, truths_list, thresholds).mean(axis=0), thresholds)
+
+
+# ----------------------------------------------------------------------------- image-level score
+SCORE_TOP_FRACTION = 0.01
+
+
+def image_score(probs, top_fraction: float = SCORE_TOP_FRACTION) -> float:
+    """Image-level manipulation score: the mean of the top 1% pixel probabilities.
+
+    Chosen over the plain maximum (one noisy pixel decides) and the mean (a small inpainted region
+    drowns in the untouched rest): an untouched image scores low unless a sizeable cluster of
+    pixels is confidently positive, while an image whose inpainted area covers >= 1% of its pixels
+    scores about the mean probability inside that area. The result lies in [0, 1] and does not
+    depend on resolution.
+
+    Shape: (H, W) float -> float
+    """
+    flat = np.asarray(probs, dtype=np.float32).ravel()
+    if flat.size == 0:
+        return 0.0
+    k = max(1, int(math.ceil(flat.size * top_fraction)))
+    top = np.partition(flat, flat.size - k)[flat.size - k:]
+    return float(top.mean())

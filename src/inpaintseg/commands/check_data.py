@@ -105,7 +105,7 @@ def scan_split(name: str, images_dir: Path, masks_dir: Path | None) -> SplitStat
     stats.problems.extend(scan.problems)
     if name == "train" and masks_dir is None:
         stats.problems.append(Problem(
-            "missing masks folder", str(images_dir.parent / "masks"), (),
+            "missing_folder", "missing masks folder", str(images_dir.parent / "masks"), (),
             "training needs a mask per image: add train/masks with one mask per image (same name)"))
     stats.n_images, stats.n_masks = len(scan.images), len(scan.masks)
     stats.extensions.update(p.suffix.lower().lstrip(".") for p in scan.images.values())
@@ -118,11 +118,11 @@ def scan_split(name: str, images_dir: Path, masks_dir: Path | None) -> SplitStat
         _scan_sample(sample, stats, unreadable, mismatched)
     if unreadable:
         stats.problems.append(Problem(
-            "files that cannot be read",
+            "unreadable", "files that cannot be read",
             str(images_dir.parent), tuple(unreadable), "re-export or remove them"))
     if mismatched:
         stats.problems.append(Problem(
-            "masks whose size differs from their image (W x H)", str(masks_dir), tuple(mismatched),
+            "size_mismatch", "masks whose size differs from their image (W x H)", str(masks_dir), tuple(mismatched),
             "re-export each mask at its image's exact size"))
     return stats
 

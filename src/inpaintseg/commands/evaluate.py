@@ -37,7 +37,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from inpaintseg.evaluation import evaluate, format_table
+    from inpaintseg.evaluation.evaluate import evaluate, format_table
     from inpaintseg.io import atomic_write_text
 
     result = evaluate(args.truth, pred_dir=args.pred, submission=args.submission, probs_dir=args.probs,

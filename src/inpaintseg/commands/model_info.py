@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 
 from inpaintseg.commands import add_command, int_at_least
-from inpaintseg.errors import ConfigError
 
 
 def register(subparsers) -> None:
@@ -34,13 +33,10 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from inpaintseg.model import AttentionUNet, count_parameters, model_flops, stage_summary
+    from inpaintseg.model import ARCH_NAME, build_model, count_parameters, model_flops, stage_summary
 
-    if args.depth > 8:
-        raise ConfigError(f"--depth {args.depth} is too deep: the largest stage would have "
-                          f"{args.base_channels * 2 ** args.depth} channels. Use a depth from 1 to 8.")
-    model = AttentionUNet(in_channels=args.in_channels, out_channels=1, base_channels=args.base_channels,
-                          depth=args.depth, attention=not args.no_attention)
+    model = build_model({"name": ARCH_NAME, "in_channels": args.in_channels, "base_channels": args.base_channels,
+                         "depth": args.depth, "attention": not args.no_attention}, source="model-info")
     params = count_parameters(model)
     flops = model_flops(model, args.size)
     arch = model.architecture()

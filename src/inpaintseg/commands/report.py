@@ -29,7 +29,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from inpaintseg.report import write_report
+    from inpaintseg.evaluation.report import write_report
 
     out = write_report(args.run_dir, images_dir=args.images, masks_dir=args.masks, out_dir=args.out,
                        max_images=args.max_images, device=args.device)

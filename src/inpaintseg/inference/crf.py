@@ -24,7 +24,6 @@ import numpy as np
 
 from inpaintseg.errors import ConfigError, InpaintsegError
 
-CRF_CHOICES = ("off", "gaussian", "seed")
 
 CRF_PRESETS: dict[str, dict[str, Any]] = {
     "seed": {
@@ -40,6 +39,8 @@ CRF_PRESETS: dict[str, dict[str, Any]] = {
         "bilateral": None,
     },
 }
+CRF_VARIANTS = tuple(CRF_PRESETS)  # the refinements calibration compares with no CRF
+CRF_CHOICES = ("off", *CRF_VARIANTS)
 
 INSTALL_HINT = "pip install pydensecrf2"
 

@@ -14,7 +14,7 @@ still exactly binary and aligned with its image after any pipeline here.
 Randomness: albumentations 2.x keeps its own random state inside each ``Compose`` and ignores the global
 numpy/random seeds. ``train_transform(seed=None)`` therefore draws the Compose seed from the global numpy
 generator, so ``lightning.seed_everything`` makes augmentations reproducible; DataLoader workers reseed
-the Compose per worker and per epoch through ``inpaintseg.data.seed_worker``.
+the Compose per worker and per epoch through ``inpaintseg.data.dataset.seed_worker``.
 """
 
 from __future__ import annotations
@@ -23,11 +23,9 @@ import albumentations as A
 import cv2
 import numpy as np
 
+from inpaintseg.data.input_spec import IMAGENET_MEAN, IMAGENET_STD, INPUT_MODES, SIZE_MULTIPLE
 from inpaintseg.errors import ConfigError
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-INPUT_MODES = ("resize", "crop")
 
 # Augmentation strengths (resize mode). ElasticTransform in albumentations 2.x displaces each pixel
 # by alpha * (Gaussian noise scaled to [-1, 1], blurred with sigma): alpha=30, sigma=6 moves pixels
@@ -47,10 +45,10 @@ def check_input_mode(input_mode: str, img_size: int) -> None:
             f"input mode {input_mode!r} is not known; expected one of {', '.join(INPUT_MODES)}. "
             "Use `resize` (whole image resized) or `crop` (native-resolution crops)."
         )
-    if not isinstance(img_size, (int, np.integer)) or isinstance(img_size, bool) or img_size < 16 \
-            or img_size % 16:
+    if not isinstance(img_size, (int, np.integer)) or isinstance(img_size, bool) or img_size < SIZE_MULTIPLE \
+            or img_size % SIZE_MULTIPLE:
         raise ConfigError(
-            f"image size {img_size!r} is not usable; expected a positive multiple of 16 (e.g. 256) so "
+            f"image size {img_size!r} is not usable; expected a positive multiple of {SIZE_MULTIPLE} (e.g. 256) so "
             "the U-Net can halve it four times. Change img_size."
         )
 

@@ -124,8 +124,8 @@ def _predictions(pred_dir: Path | None, submission: Path | None, truth_ids: set[
 def _accumulate(truth_files: dict[str, Path], get_pred, probs_files: dict[str, Path] | None,
                 histogram, tally: _Tally, progress: bool) -> None:
     """One image at a time: decode truth, prediction (and probabilities), keep only the counts."""
-    from inpaintseg.inference import image_score
     from inpaintseg.io import read_mask
+    from inpaintseg.metrics import image_score, mask_counts
 
     from tqdm import tqdm
 
@@ -148,11 +148,8 @@ def _accumulate(truth_files: dict[str, Path], get_pred, probs_files: dict[str, P
             histogram.update(probs, truth)
             score = image_score(probs)
         pred = pred.astype(bool)
-        tp = int(np.count_nonzero(pred & truth))
-        fp = int(np.count_nonzero(pred)) - tp
-        fn = int(np.count_nonzero(truth)) - tp
         tally.stems.append(stem)
-        tally.counts.append((tp, fp, fn, truth.size - tp - fp - fn))
+        tally.counts.append(mask_counts(pred, truth))
         tally.scores.append(float(pred.any()) if score is None else score)
 
 

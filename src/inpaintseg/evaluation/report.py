@@ -18,9 +18,11 @@ from pathlib import Path
 import numpy as np
 
 from inpaintseg import io
+from inpaintseg.data.split import even_subset
 from inpaintseg.errors import InpaintsegError
+from inpaintseg.metrics import mask_dice
+from inpaintseg.run_dir import METRICS_FILE, MODEL_DIR, REPORT_DIR, SPLIT_FILE, read_metric_rows
 
-REPORT_DIR = "report"
 REPORT_FILE = "report.html"
 N_CRF_EXAMPLES = 4
 
@@ -50,7 +52,7 @@ def _pick_images(run_dir: Path, model_config: dict, images_dir, masks_dir):
     test_images, test_masks = data_dir / "test" / "images", data_dir / "test" / "masks"
     if test_images.is_dir() and test_masks.is_dir():
         return pair_files(test_images, test_masks), f"test split {test_images}"
-    split_file = run_dir / "split.json"
+    split_file = run_dir / SPLIT_FILE
     train_images, train_masks = data_dir / "train" / "images", data_dir / "train" / "masks"
     if split_file.is_file() and train_images.is_dir() and train_masks.is_dir():
         stems = json.loads(split_file.read_text())["val"]
@@ -62,18 +64,7 @@ def _pick_images(run_dir: Path, model_config: dict, images_dir, masks_dir):
 
 
 def _even_subset(items: list, limit: int) -> list:
-    if len(items) <= limit:
-        return items
-    index = np.linspace(0, len(items) - 1, limit).round().astype(int)
-    return [items[i] for i in index]
-
-
-def _dice(mask: np.ndarray, truth: np.ndarray) -> float:
-    from inpaintseg.metrics import dice_from_counts
-
-    m, t = mask.astype(bool), truth.astype(bool)
-    tp = int((m & t).sum())
-    return float(dice_from_counts(tp, int((m & ~t).sum()), int((~m & t).sum())))
+    return [items[i] for i in even_subset(len(items), limit)]
 
 
 # -------------------------------------------------------------------------------------- figures
@@ -145,24 +136,24 @@ def _examples_figure(plt, save, picked: list[tuple[str, Scored]], predictor, thr
 
 
 def _crf_figure(plt, save, samples: list[Scored], predictor, threshold: float) -> tuple[str | None, list[dict]]:
-    from inpaintseg import crf
+    from inpaintseg.inference import crf
 
     if not crf.crf_available():
         return None, []
-    variants = [v for v in ("gaussian", "seed") if v in crf.CRF_PRESETS]
+    variants = list(crf.CRF_VARIANTS)
     fig, axes = plt.subplots(len(samples), 2 + len(variants), figsize=(3.3 * (2 + len(variants)), 3.3 * len(samples)),
                              squeeze=False)
     table = []
     for row, s in zip(axes, samples):
         image, truth = io.read_image(s.image_path), io.read_mask(s.mask_path)
         probs = predictor.predict_proba(image)
-        base = _dice(probs >= threshold, truth)
+        base = mask_dice(probs >= threshold, truth)
         entry = {"stem": s.stem, "no CRF": base}
         row[0].imshow(_overlay(image, truth, (0, 200, 0))), row[0].set_title(f"{s.stem}: truth", fontsize=9)
         row[1].imshow(_overlay(image, probs >= threshold)), row[1].set_title(f"no CRF: Dice {base:.3f}", fontsize=9)
         for ax, name in zip(row[2:], variants):
             refined = crf.refine(image, probs, crf.CRF_PRESETS[name])
-            d = _dice(refined >= threshold, truth)
+            d = mask_dice(refined >= threshold, truth)
             entry[f"CRF {name}"] = d
             ax.imshow(_overlay(image, refined >= threshold))
             ax.set_title(f"CRF {name}: Dice {d:.3f} ({d - base:+.3f})", fontsize=9)
@@ -208,7 +199,7 @@ def _tta_figure(plt, save, sample: Scored, model, model_config: dict, device: st
     flat[0].imshow(_overlay(image, truth, (0, 200, 0))), flat[0].set_title(f"{sample.stem}: truth", fontsize=9)
     for ax, (name, m) in zip(flat[1:], panels):
         ax.imshow(m, cmap="magma", vmin=0, vmax=1)
-        ax.set_title(f"{name} (Dice {_dice(m >= 0.5, truth):.3f})", fontsize=9)
+        ax.set_title(f"{name} (Dice {mask_dice(m >= 0.5, truth):.3f})", fontsize=9)
     for ax in flat:
         ax.axis("off")
     return save(fig, "tta_views.png")
@@ -251,17 +242,16 @@ def _table(rows: list[dict], digits: int = 3) -> str:
 def write_report(run_dir: str | os.PathLike, images_dir=None, masks_dir=None, out_dir=None,
                  max_images: int = 200, device: str = "auto") -> Path:
     """Write RUN_DIR/report/report.html (or OUT_DIR/report.html); return its path."""
-    from inpaintseg.inference import Predictor, image_score, resolve_device, resolve_postprocess
-    from inpaintseg.metrics import PixelHistogram
-    from inpaintseg.model_io import load_model_dir
-    from inpaintseg.training import read_metric_rows
+    from inpaintseg.inference import Predictor, resolve_device, resolve_postprocess
+    from inpaintseg.metrics import PixelHistogram, image_score
+    from inpaintseg.model.io import load_model_dir
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise InpaintsegError(f"{run_dir}: run folder not found. Pass the --out folder of `inpaintseg train`.")
     if isinstance(max_images, bool) or not isinstance(max_images, int) or max_images < 1:
         raise InpaintsegError(f"--max-images must be a positive integer, got {max_images!r}.")
-    model, model_config = load_model_dir(run_dir / "model")
+    model, model_config = load_model_dir(run_dir / MODEL_DIR)
     device = resolve_device(device)
     post = resolve_postprocess(model_config)
     out_dir = Path(out_dir) if out_dir is not None else run_dir / REPORT_DIR
@@ -269,7 +259,7 @@ def write_report(run_dir: str | os.PathLike, images_dir=None, masks_dir=None, ou
     plt, save = _figure_saver(out_dir)
 
     sections: list[str] = []
-    metrics_file = run_dir / "metrics.csv"
+    metrics_file = run_dir / METRICS_FILE
     rows = read_metric_rows(metrics_file) if metrics_file.is_file() else []
     if rows:
         loss_png, metric_png = _curves(plt, save, rows)
@@ -286,7 +276,7 @@ def write_report(run_dir: str | os.PathLike, images_dir=None, masks_dir=None, ou
         image, truth = io.read_image(s.image_path), io.read_mask(s.mask_path)
         probs = predictor.predict_proba(image)
         histogram.update(probs, truth)
-        scored.append(Scored(s.stem, s.image_path, s.mask_path, _dice(probs >= post.threshold, truth),
+        scored.append(Scored(s.stem, s.image_path, s.mask_path, mask_dice(probs >= post.threshold, truth),
                              image_score(probs), bool(truth.any())))
     dice = np.array([s.dice for s in scored])
     summary = {"images": len(scored), "mean Dice (per image)": float(dice.mean()) if len(dice) else float("nan"),

@@ -32,24 +32,11 @@ Choices (measured on a 2-core AVX-512 CPU with torch 2.13, see benchmarks/README
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from inpaintseg.errors import ConfigError
-
-ARCH_NAME = "AttentionUNet"
-# Keys of the "architecture" section of a model folder's config.json, with their defaults.
-ARCH_DEFAULTS: dict[str, object] = {
-    "in_channels": 3,
-    "out_channels": 1,
-    "base_channels": 16,
-    "depth": 4,
-    "attention": True,
-}
-MAX_DEPTH = 8
+from inpaintseg.model.spec import ARCH_NAME, MAX_DEPTH
 
 
 class ConvBlock(nn.Sequential):
@@ -210,101 +197,3 @@ class AttentionUNet(nn.Module):
         (B, 1, H_pad / 2^k, W_pad / 2^k) for k = depth-1 .. 0 (padded size; empty without attention).
         """
         return self._forward(x)
-
-
-def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
-    """Number of parameters (BatchNorm running statistics are buffers and not counted)."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
-
-
-def _square_input(model: nn.Module, size: int | tuple[int, int]) -> torch.Tensor:
-    height, width = (size, size) if isinstance(size, int) else size
-    param = next(model.parameters())
-    in_channels = getattr(model, "in_channels", 3)
-    return torch.zeros(1, in_channels, height, width, dtype=param.dtype, device=param.device)
-
-
-def model_flops(model: nn.Module, size: int | tuple[int, int] = 256) -> int:
-    """Forward FLOPs for one image of `size` (int for square, or (H, W)).
-
-    Counted with `torch.utils.flop_counter.FlopCounterMode`, which counts 2 FLOPs per multiply-add of
-    every convolution (transposed included) and matmul; element-wise ops (BatchNorm, ReLU, pooling,
-    sigmoid, the gate's multiply) are not counted. Runs one forward pass in eval mode without grad.
-    """
-    from torch.utils.flop_counter import FlopCounterMode
-
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            model(_square_input(model, size))
-    finally:
-        model.train(was_training)
-    return int(counter.get_total_flops())
-
-
-def stage_summary(model: AttentionUNet, size: int = 256) -> list[tuple[str, int, int]]:
-    """(stage name, parameters, forward FLOPs per image) for each encoder/decoder stage and the head."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    stages: list[tuple[str, nn.Module]] = [(f"encoder{i}", m) for i, m in enumerate(model.encoders)]
-    stages += [(f"decoder{model.depth - 1 - i}", m) for i, m in enumerate(model.decoders)]
-    stages.append(("head", model.head))
-    flops = {name: 0 for name, _ in stages}
-    counter = FlopCounterMode(display=False)
-
-    def hook_pair(name: str):
-        def pre(_module, _inputs):
-            counter.__enter__()
-
-        def post(_module, _inputs, _output):
-            counter.__exit__(None, None, None)
-            flops[name] += counter.get_total_flops()
-
-        return pre, post
-
-    handles = []
-    for name, module in stages:
-        pre, post = hook_pair(name)
-        handles.append(module.register_forward_pre_hook(pre))
-        handles.append(module.register_forward_hook(post))
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            model(_square_input(model, size))
-    finally:
-        model.train(was_training)
-        for handle in handles:
-            handle.remove()
-    return [(name, count_parameters(module), flops[name]) for name, module in stages]
-
-
-def build_model(arch: Mapping, source: str = "architecture") -> AttentionUNet:
-    """Build a model from a config.json "architecture" section (see docs/architecture.md).
-
-    Missing keys take the defaults in `ARCH_DEFAULTS`; an unknown name, an unknown key or a bad value
-    raises `ConfigError` whose message starts with `source` (e.g. the config.json path).
-    """
-    if not isinstance(arch, Mapping):
-        raise ConfigError(f"{source}: expected a mapping like {{'name': '{ARCH_NAME}', ...}}, "
-                          f"got {type(arch).__name__}. Fix the \"architecture\" section.")
-    name = arch.get("name")
-    if name != ARCH_NAME:
-        raise ConfigError(f"{source}: unknown architecture name {name!r}; the only one is "
-                          f"{ARCH_NAME!r}. Set \"name\": \"{ARCH_NAME}\".")
-    unknown = sorted(set(arch) - set(ARCH_DEFAULTS) - {"name"})
-    if unknown:
-        raise ConfigError(f"{source}: unknown architecture key(s) {', '.join(map(repr, unknown))}; "
-                          f"allowed: name, {', '.join(ARCH_DEFAULTS)}. Remove or rename them.")
-    values = {**ARCH_DEFAULTS, **{k: v for k, v in arch.items() if k != "name"}}
-    for key, value in values.items():
-        if key == "attention":
-            if not isinstance(value, bool):
-                raise ConfigError(f"{source}: \"attention\" must be true or false, got {value!r}.")
-            continue
-        upper = MAX_DEPTH if key == "depth" else None
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1 or (upper and value > upper):
-            allowed = f"an integer from 1 to {upper}" if upper else "an integer >= 1"
-            raise ConfigError(f"{source}: \"{key}\" must be {allowed}, got {value!r}.")
-    return AttentionUNet(**values)

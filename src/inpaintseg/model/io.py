@@ -15,7 +15,6 @@ failure is a `ModelLoadError` naming the file, the problem and the fix.
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -23,13 +22,13 @@ from typing import Any
 
 from inpaintseg.errors import ConfigError, ModelLoadError, name_list
 from inpaintseg.io import atomic_path, atomic_write_text
+from inpaintseg.data.input_spec import check_input_section
 
 FORMAT_VERSION = 1
 SUPPORTED_FORMAT_VERSIONS = (1,)
 WEIGHTS_FILE = "weights.safetensors"
 CONFIG_FILE = "config.json"
 REQUIRED_SECTIONS = ("format_version", "architecture", "input", "postprocess")
-INPUT_MODES = ("resize", "crop")
 MISMATCH_LIMIT = 10
 
 
@@ -158,33 +157,13 @@ def _check_config(config: Any, path: Path) -> None:
                              f"reads {', '.join(map(str, SUPPORTED_FORMAT_VERSIONS))}.")
     if not isinstance(config["architecture"], dict):
         fail(f"\"architecture\" must be an object, got {type(config['architecture']).__name__}")
-    _check_input(config["input"], fail)
+    check_input_section(config["input"], fail)
     post = config["postprocess"]
     if not isinstance(post, dict) or "threshold" not in post:
         fail("\"postprocess\" must be an object with a \"threshold\"")
     threshold = post["threshold"]
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0:
         fail(f"postprocess.threshold must be a number in [0, 1], got {threshold!r}")
-
-
-def _check_input(section: Any, fail) -> None:
-    if not isinstance(section, dict):
-        fail(f"\"input\" must be an object, got {type(section).__name__}")
-    missing = [k for k in ("mode", "size", "mean", "std") if k not in section]
-    if missing:
-        fail(f"\"input\" is missing {', '.join(missing)}")
-    if section["mode"] not in INPUT_MODES:
-        fail(f"input.mode must be one of {', '.join(INPUT_MODES)}, got {section['mode']!r}")
-    size = section["size"]
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        fail(f"input.size must be a positive integer, got {size!r}")
-    for key in ("mean", "std"):
-        values = section[key]
-        ok = isinstance(values, list) and len(values) == 3 and all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)
-        if not ok or (key == "std" and min(values) <= 0):
-            fail(f"input.{key} must be a list of 3 finite numbers{' > 0' if key == 'std' else ''}, "
-                 f"got {values!r}")
 
 
 def _build(architecture: dict, path: Path):

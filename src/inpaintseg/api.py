@@ -1,0 +1,149 @@
+"""The Python API: load a model folder once, predict images the way `inpaintseg predict` does.
+
+    import inpaintseg
+    model = inpaintseg.load_model("runs/x/model", device="auto")
+    pred = model.predict("photo.jpg")          # or a numpy HxWx3 uint8 RGB array, or a PIL image
+    pred.mask, pred.probability, pred.score, pred.label, pred.threshold, pred.timings
+    inpaintseg.predict_folder(model, "test/images", out="submission.csv", masks_out="pred_masks")
+
+The post-processing stored with the model (validation calibration: TTA, DenseCRF, threshold) is applied by
+default, exactly as the CLI does; ``threshold=``, ``tta=`` and ``crf=`` override it per call.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from inpaintseg import io
+from inpaintseg.errors import InpaintsegError
+
+
+@dataclass
+class Prediction:
+    """One image's prediction at its original size.
+
+    probability: float32 (H, W) in [0, 1] (after TTA and, when on, DenseCRF); mask: uint8 (H, W) {0, 1} =
+    probability >= threshold; score: the image-level score (mean of the top 1% probabilities); label: 1 when
+    score >= threshold (manipulated), else 0; timings: seconds per stage.
+    """
+
+    probability: np.ndarray
+    mask: np.ndarray
+    score: float
+    label: int
+    threshold: float
+    tta: str
+    crf: str
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def as_rgb_image(image: Any) -> np.ndarray:
+    """A path, a PIL image or a numpy array -> uint8 (H, W, 3) RGB, by the same rules as file reading
+    (grey expanded to RGB, alpha dropped). Raises InpaintsegError (a path's problems) or TypeError/ValueError."""
+    if isinstance(image, (str, os.PathLike)):
+        return io.read_image(Path(image))
+    if not isinstance(image, np.ndarray) and hasattr(image, "convert") and hasattr(image, "mode"):
+        return np.asarray(image.convert("RGB"), dtype=np.uint8)  # a PIL image
+    if not isinstance(image, np.ndarray):
+        raise TypeError(f"expected a path, a PIL image or a numpy array, got {type(image).__name__}")
+    if image.dtype != np.uint8:
+        raise ValueError(f"expected a uint8 image (values 0-255), got dtype {image.dtype}; convert it first, "
+                         "e.g. (np.clip(x, 0, 1) * 255).round().astype(np.uint8) for floats in [0, 1]")
+    if image.ndim == 2:
+        image = np.repeat(image[:, :, None], 3, axis=2)
+    if image.ndim != 3 or image.shape[2] not in (3, 4) or 0 in image.shape[:2]:
+        raise ValueError(f"expected an (H, W, 3) RGB image (or (H, W) grey, (H, W, 4) RGBA), got shape {image.shape}")
+    return np.ascontiguousarray(image[:, :, :3])
+
+
+class InpaintModel:
+    """A loaded model folder: the network, its config and its stored post-processing.
+
+    Create it with `inpaintseg.load_model`. Predictors are built once per TTA mode and reused.
+    """
+
+    def __init__(self, network, config: dict, device: str = "cpu", batch_size: int = 8,
+                 source: Path | None = None) -> None:
+        self.network = network
+        self.config = config
+        self.device = device
+        self.batch_size = batch_size
+        self.source = source
+        self._predictors: dict[str, Any] = {}
+
+    def __repr__(self) -> str:
+        arch = self.config.get("architecture", {})
+        return (f"InpaintModel({self.source or arch.get('name')}, input={self.config.get('input', {}).get('mode')}"
+                f" {self.config.get('input', {}).get('size')}, device={self.device!r})")
+
+    @property
+    def input(self) -> dict:
+        return self.config["input"]
+
+    def postprocess(self, threshold=None, tta=None, crf=None):
+        """The resolved `PostProcess`: None or "auto" = the stored choice (see `resolve_postprocess`)."""
+        from inpaintseg.inference.postprocess import resolve_postprocess
+
+        return resolve_postprocess(self.config, tta="auto" if tta is None else tta,
+                                   crf="auto" if crf is None else crf,
+                                   threshold="auto" if threshold is None else threshold)
+
+    def predictor(self, tta: str):
+        """The `Predictor` for a TTA mode (built on first use)."""
+        from inpaintseg.inference.predictor import Predictor
+
+        if tta not in self._predictors:
+            self._predictors[tta] = Predictor(self.network, self.config, device=self.device, tta=tta,
+                                              batch_size=self.batch_size)
+        return self._predictors[tta]
+
+    def predict(self, image, *, threshold=None, tta=None, crf=None) -> Prediction:
+        """Predict one image (path, PIL image, or uint8 HxWx3 RGB array) at its original size."""
+        return self.predict_batch([image], threshold=threshold, tta=tta, crf=crf)[0]
+
+    def predict_batch(self, images: Sequence, *, threshold=None, tta=None, crf=None) -> list[Prediction]:
+        """Predict several images (any sizes); the network sees them `batch_size` at a time."""
+        from inpaintseg.inference import crf as crf_mod
+        from inpaintseg.metrics import image_score
+
+        post = self.postprocess(threshold=threshold, tta=tta, crf=crf)
+        t0 = time.perf_counter()
+        arrays = [as_rgb_image(image) for image in images]
+        t1 = time.perf_counter()
+        probs = self.predictor(post.tta).predict_proba_batch(arrays)
+        t2 = time.perf_counter()
+        n = max(len(arrays), 1)
+        out = []
+        for array, p in zip(arrays, probs):
+            timings = {"decode": (t1 - t0) / n, "model": (t2 - t1) / n}
+            if post.crf != "off":
+                t3 = time.perf_counter()
+                p = crf_mod.refine(array, p, post.crf_params)
+                timings["crf"] = time.perf_counter() - t3
+            score = image_score(p)
+            out.append(Prediction(probability=p, mask=post.binarize(p), score=score, label=post.label(score),
+                                  threshold=post.threshold, tta=post.tta, crf=post.crf, timings=timings))
+        return out
+
+
+def load_model(model_dir: str | os.PathLike, device: str = "auto", batch_size: int = 8) -> InpaintModel:
+    """Load a model folder (``weights.safetensors`` + ``config.json``; nothing is unpickled).
+
+    ``device``: "auto" (CUDA when available, else CPU), "cpu", "cuda" or "cuda:N". Raises `ModelLoadError`
+    naming the file and the problem when the folder is not a usable model.
+    """
+    from inpaintseg.inference.predictor import resolve_device
+    from inpaintseg.model.io import load_model_dir
+
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise InpaintsegError(f"batch_size must be a positive integer, got {batch_size!r}.")
+    device = resolve_device(device)
+    network, config = load_model_dir(model_dir, device="cpu")
+    return InpaintModel(network, config, device=device, batch_size=batch_size, source=Path(model_dir))

@@ -1,0 +1,106 @@
+"""The post-processing of a prediction run (TTA, CRF, threshold), resolved from the CLI/API choices and the
+model's calibration record, with where each choice came from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from inpaintseg.errors import ConfigError
+from inpaintseg.metrics import DEFAULT_THRESHOLD
+from inpaintseg.inference import crf as crf_mod
+from inpaintseg.inference.tta import TTA_CHOICES
+
+TTA_OPTIONS = ("auto", *TTA_CHOICES)  # what predict/the API accept: auto = the calibrated choice
+CRF_OPTIONS = ("auto", *crf_mod.CRF_CHOICES, "on")  # on = the calibrated variant, else gaussian
+
+
+@dataclass
+class PostProcess:
+    """The resolved post-processing of a prediction run, with where each choice came from."""
+
+    tta: str
+    crf: str
+    crf_params: dict | None
+    threshold: float
+    sources: dict[str, str]
+
+    def binarize(self, probs: np.ndarray) -> np.ndarray:
+        """The mask: uint8 {0, 1}, 1 where the probability is >= the threshold."""
+        return (probs >= self.threshold).astype(np.uint8)
+
+    def label(self, score: float) -> int:
+        """The image-level label of an image score (1 = manipulated)."""
+        return int(score >= self.threshold)
+
+    def describe(self) -> str:
+        crf = self.crf if self.crf == "off" else f"{self.crf} ({_crf_summary(self.crf_params)})"
+        return (f"tta={self.tta} [{self.sources['tta']}], crf={crf} [{self.sources['crf']}], "
+                f"threshold={self.threshold:g} [{self.sources['threshold']}]")
+
+
+def _crf_summary(params: dict | None) -> str:
+    if not params:
+        return ""
+    parts = []
+    if params.get("gaussian"):
+        parts.append("gaussian sxy={sxy:g} compat={compat:g}".format(**params["gaussian"]))
+    if params.get("bilateral"):
+        parts.append("bilateral sxy={sxy:g} srgb={srgb:g} compat={compat:g}".format(**params["bilateral"]))
+    parts.append(f"{params.get('iterations', 5)} iterations")
+    return ", ".join(parts)
+
+
+def resolve_postprocess(model_config: dict, tta: str = "auto", crf: str = "auto",
+                        threshold: str | float = "auto") -> PostProcess:
+    """Turn the CLI choices into concrete ones, following ``config["postprocess"]`` for ``auto``.
+
+    ``crf="on"`` (a bare ``--crf``) means the CRF variant stored by calibration when it chose one,
+    otherwise ``gaussian`` (the variant that does not rely on colour edges, which inpainting hides).
+    Without a calibration record, ``auto`` means tta=none, crf=off, threshold=0.5.
+    """
+    post = model_config.get("postprocess") if isinstance(model_config, dict) else None
+    post = post if isinstance(post, dict) else {}
+    calibrated = "calibration" in post
+    stored = "stored by validation calibration" if calibrated else "stored in config.json"
+    sources = {}
+    if tta == "auto":
+        tta = post.get("tta", "none")
+        sources["tta"] = stored if "tta" in post else "default: no calibration record"
+    else:
+        sources["tta"] = "--tta"
+    if tta not in TTA_CHOICES:
+        raise ConfigError(f"model config postprocess.tta is {tta!r}; expected one of {', '.join(TTA_CHOICES)}. "
+                          "Pass --tta explicitly or fix config.json.")
+    stored_crf = post.get("crf", "off")
+    if crf == "auto":
+        crf = stored_crf
+        sources["crf"] = stored if "crf" in post else "default: no calibration record"
+    elif crf == "on":
+        crf = stored_crf if stored_crf in crf_mod.CRF_VARIANTS else "gaussian"
+        sources["crf"] = "--crf (stored variant)" if stored_crf in crf_mod.CRF_VARIANTS else "--crf (gaussian)"
+    else:
+        sources["crf"] = "--crf" if crf != "off" else "--crf off"
+    if crf not in crf_mod.CRF_CHOICES:
+        raise ConfigError(f"model config postprocess.crf is {crf!r}; expected one of "
+                          f"{', '.join(crf_mod.CRF_CHOICES)}. Pass --crf explicitly or fix config.json.")
+    params = None
+    if crf != "off":
+        stored_params = post.get("crf_params") or {}
+        params = stored_params.get(crf, crf_mod.CRF_PRESETS[crf])
+        params = crf_mod.validate_params(params, f"postprocess.crf_params.{crf}")
+    if threshold == "auto":
+        value = post.get("threshold", DEFAULT_THRESHOLD)
+        sources["threshold"] = stored if "threshold" in post else "default: no calibration record"
+    else:
+        value = threshold
+        sources["threshold"] = "--threshold"
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not 0.0 < value < 1.0:
+        raise ConfigError(f"threshold must be a number in (0, 1), got {threshold!r}"
+                          f"{' (from config.json)' if threshold == 'auto' else ''}.")
+    return PostProcess(tta=tta, crf=crf, crf_params=params, threshold=value, sources=sources)

@@ -1,0 +1,159 @@
+"""`Predictor`: probability maps at each image's original size for a loaded model.
+
+``resize`` models see the image resized to ``input.size`` and the map is resized back (bilinear) before
+any threshold; ``crop`` models see the image at native resolution in overlapping ``input.size`` tiles
+blended with a smooth window (images smaller than a tile are reflect-padded and cropped back), so memory
+stays bounded whatever the image size. TTA views are averaged after the sigmoid.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from inpaintseg.data.input_spec import check_input_section
+from inpaintseg.errors import ConfigError, InpaintsegError
+from inpaintseg.inference.tiling import reflect_pad_to, resize_to, tile_windows
+from inpaintseg.inference.tta import TTA_CHOICES, tta_views
+
+
+def resolve_device(device: str | None) -> str:
+    """``auto``/None -> ``cuda`` when available, else ``cpu``; other values are checked."""
+    import torch
+
+    if device in (None, "", "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise ConfigError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N.") from None
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} was asked for but CUDA is not available here; "
+                          "use --device cpu (or auto).")
+    return str(parsed)
+
+
+def _config_problem(problem: str):
+    raise ConfigError(f"model config: {problem}; re-export the model with `inpaintseg train`.")
+
+
+class Predictor:
+    """Probability maps at the original image size for a loaded model.
+
+    ``model`` returns logits (B, 1, H, W) for (B, 3, H, W) input; ``model_config`` is the model
+    folder's config dict (its ``input`` section decides resize vs crop, the size and normalisation).
+    ``channels_last`` defaults to True on CPU (measured faster there, see benchmarks/predict_speed.py).
+    """
+
+    def __init__(self, model, model_config: dict, device: str = "cpu", tta: str = "none",
+                 batch_size: int = 8, channels_last: bool | None = None, tile_overlap: float = 0.25):
+        import torch
+
+        if tta not in TTA_CHOICES:
+            raise ConfigError(f"unknown TTA mode {tta!r}; expected one of {', '.join(TTA_CHOICES)}.")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigError(f"batch size must be a positive integer, got {batch_size!r}.")
+        if not 0.0 <= tile_overlap < 0.5:
+            raise ConfigError(f"tile overlap must lie in [0, 0.5), got {tile_overlap!r}.")
+        section = model_config.get("input") if isinstance(model_config, dict) else None
+        self.input = check_input_section(section, _config_problem)
+        self.device = torch.device(device)
+        self.tta = tta
+        self.views = tta_views(tta)
+        self.batch_size = batch_size
+        self.channels_last = (self.device.type == "cpu") if channels_last is None else channels_last
+        self.memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
+        self.model = model.to(self.device).eval()
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.tile = self.input["size"]
+        self.overlap = int(round(self.tile * tile_overlap))
+        self._mean = torch.tensor(self.input["mean"], device=self.device).view(1, 3, 1, 1) * 255.0
+        self._inv_std = 1.0 / (torch.tensor(self.input["std"], device=self.device).view(1, 3, 1, 1) * 255.0)
+
+    # -- tensors ----------------------------------------------------------------------------
+    def _to_tensor(self, images: Sequence[np.ndarray]):
+        """Shape: list of uint8 (h, w, 3), all the same size -> normalised float32 (B, 3, h, w)."""
+        import torch
+
+        batch = torch.from_numpy(np.stack(images)).to(self.device)
+        x = batch.permute(0, 3, 1, 2).float()
+        x = (x - self._mean) * self._inv_std
+        return x.contiguous(memory_format=self.memory_format)
+
+    def forward_proba(self, x):
+        """TTA-averaged foreground probabilities for a normalised batch.
+
+        Shape: (B, 3, h, w) -> float32 (B, h, w)
+        """
+        import torch
+
+        total = None
+        with torch.inference_mode():
+            for view in self.views:
+                xv = view.apply(x).contiguous(memory_format=self.memory_format)
+                logits = self.model(xv)
+                if logits.ndim != 4 or logits.shape[1] != 1 or logits.shape[2:] != xv.shape[2:]:
+                    raise InpaintsegError(
+                        f"the model returned logits of shape {tuple(logits.shape)} for input "
+                        f"{tuple(xv.shape)}; expected (B, 1, H, W) at the input size.")
+                probs = view.invert(torch.sigmoid(logits.float()))
+                total = probs if total is None else total + probs
+        return (total / len(self.views))[:, 0]
+
+    def _forward_numpy(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """Shape: list of uint8 (h, w, 3) of one size -> float32 (B, h, w) on the host."""
+        out = []
+        for start in range(0, len(images), self.batch_size):
+            x = self._to_tensor(images[start:start + self.batch_size])
+            out.append(self.forward_proba(x).cpu().numpy())
+        return np.concatenate(out)
+
+    # -- resize mode ------------------------------------------------------------------------
+    def _predict_resize(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        size = self.tile
+        resized = [resize_to(img, size, size) for img in images]
+        probs = self._forward_numpy(resized)
+        return [np.clip(resize_to(p, img.shape[0], img.shape[1]), 0.0, 1.0) for p, img in zip(probs, images)]
+
+    # -- crop mode --------------------------------------------------------------------------
+    def _predict_tiled(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Tiles from all images of the batch go through the model together, batch_size at a time."""
+        tile = self.tile
+        padded = [reflect_pad_to(img, tile, tile) for img in images]
+        sums = [np.zeros(p.shape[:2], np.float32) for p in padded]
+        weights = [np.zeros(p.shape[:2], np.float32) for p in padded]
+        jobs = ((k, y, x, w) for k, p in enumerate(padded) for y, x, w in tile_windows(*p.shape[:2], tile, self.overlap))
+        while True:
+            chunk = [job for _, job in zip(range(self.batch_size), jobs)]
+            if not chunk:
+                break
+            crops = [padded[k][y:y + tile, x:x + tile] for k, y, x, _ in chunk]
+            probs = self._forward_numpy(crops)
+            for (k, y, x, w), p in zip(chunk, probs):
+                sums[k][y:y + tile, x:x + tile] += p * w
+                weights[k][y:y + tile, x:x + tile] += w
+        return [
+            (s / np.maximum(w, 1e-12))[: img.shape[0], : img.shape[1]].astype(np.float32)
+            for s, w, img in zip(sums, weights, images)
+        ]
+
+    # -- public -----------------------------------------------------------------------------
+    def predict_proba_batch(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Probability maps for a list of images.
+
+        Shape: list of uint8 (H_i, W_i, 3) RGB -> list of float32 (H_i, W_i) in [0, 1]
+        """
+        for img in images:
+            if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
+                raise ValueError(f"expected uint8 (H, W, 3) RGB images, got {img.dtype} {img.shape}")
+        if not images:
+            return []
+        if self.input["mode"] == "resize":
+            return self._predict_resize(images)
+        return self._predict_tiled(images)
+
+    def predict_proba(self, image: np.ndarray) -> np.ndarray:
+        """Shape: uint8 (H, W, 3) RGB -> float32 (H, W) in [0, 1] at the original size."""
+        return self.predict_proba_batch([image])[0]

@@ -1,0 +1,54 @@
+"""The config.json "architecture" section: names, defaults, bounds and the one validator (no torch here,
+so the CLI and the training config can use the bounds without importing the network)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from inpaintseg.errors import ConfigError
+
+ARCH_NAME = "AttentionUNet"
+# Keys of the "architecture" section of a model folder's config.json, with their defaults.
+ARCH_DEFAULTS: dict[str, object] = {
+    "in_channels": 3,
+    "out_channels": 1,
+    "base_channels": 16,
+    "depth": 4,
+    "attention": True,
+}
+MAX_DEPTH = 8
+MAX_BASE_CHANNELS = 512  # 512 at depth 4 is already ~2 G parameters: beyond this a config is a mistake
+MAX_IO_CHANNELS = 64
+# key -> (minimum, maximum) for the integer keys
+ARCH_BOUNDS = {"in_channels": (1, MAX_IO_CHANNELS), "out_channels": (1, MAX_IO_CHANNELS),
+               "base_channels": (1, MAX_BASE_CHANNELS), "depth": (1, MAX_DEPTH)}
+
+
+def check_architecture(arch: Any, source: str = "architecture") -> dict[str, Any]:
+    """Validate an "architecture" section; returns the constructor keywords (defaults filled in).
+
+    Missing keys take the defaults in `ARCH_DEFAULTS`; an unknown name, an unknown key or a value that is
+    not an integer within `ARCH_BOUNDS` raises `ConfigError` whose message starts with `source`.
+    """
+    if not isinstance(arch, Mapping):
+        raise ConfigError(f"{source}: expected a mapping like {{'name': '{ARCH_NAME}', ...}}, "
+                          f"got {type(arch).__name__}. Fix the \"architecture\" section.")
+    name = arch.get("name")
+    if name != ARCH_NAME:
+        raise ConfigError(f"{source}: unknown architecture name {name!r}; the only one is "
+                          f"{ARCH_NAME!r}. Set \"name\": \"{ARCH_NAME}\".")
+    unknown = sorted(set(arch) - set(ARCH_DEFAULTS) - {"name"})
+    if unknown:
+        raise ConfigError(f"{source}: unknown architecture key(s) {', '.join(map(repr, unknown))}; "
+                          f"allowed: name, {', '.join(ARCH_DEFAULTS)}. Remove or rename them.")
+    values = {**ARCH_DEFAULTS, **{k: v for k, v in arch.items() if k != "name"}}
+    for key, value in values.items():
+        if key == "attention":
+            if not isinstance(value, bool):
+                raise ConfigError(f"{source}: \"attention\" must be true or false, got {value!r}.")
+            continue
+        low, high = ARCH_BOUNDS[key]
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ConfigError(f"{source}: \"{key}\" must be an integer from {low} to {high}, got {value!r}.")
+    return values

@@ -1,0 +1,149 @@
+"""The run folder: its file names, metrics.csv, the split record, where new runs go and which runs exist.
+
+    RUN_DIR/config.yaml          the effective TrainConfig (inpaintseg.config)
+    RUN_DIR/split.json           {"train": [...], "val": [...], "seed": .., "val_fraction": ..}
+    RUN_DIR/metrics.csv          one row per finished epoch (METRIC_COLUMNS), flushed as it is written
+    RUN_DIR/checkpoints/         best.ckpt (lowest val_loss), last.ckpt (end of the latest epoch)
+    RUN_DIR/model/               weights.safetensors + config.json (inpaintseg.model.io)
+    RUN_DIR/report/              report.html and its figures (inpaintseg report)
+    RUN_DIR/tensorboard/         only when tensorboard is installed
+
+This module is the one place that knows these names; it imports neither torch nor lightning, so the
+report, the demo and `main.py` can read a run cheaply.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from inpaintseg.errors import ConfigError, ModelLoadError
+from inpaintseg.io import atomic_write_text
+
+CONFIG_FILE = "config.yaml"
+SPLIT_FILE = "split.json"
+METRICS_FILE = "metrics.csv"
+CHECKPOINT_DIR = "checkpoints"
+BEST_NAME = "best"
+LAST_NAME = "last"
+MODEL_DIR = "model"
+REPORT_DIR = "report"
+DEFAULT_RUNS_ROOT = Path("runs")
+METRIC_COLUMNS = ("epoch", "step", "train_loss", "val_loss", "val_dice", "val_iou", "val_f1", "lr",
+                  "epoch_seconds", "train_images_per_second")
+
+
+def checkpoint_path(run_dir: str | os.PathLike, name: str) -> Path:
+    """RUN_DIR/checkpoints/<name>.ckpt (`name` is BEST_NAME or LAST_NAME)."""
+    return Path(run_dir) / CHECKPOINT_DIR / f"{name}.ckpt"
+
+
+# ----------------------------------------------------------------------------------------- metrics.csv
+def read_metric_rows(path: str | os.PathLike) -> list[dict[str, str]]:
+    """The rows of a metrics.csv ([] when it does not exist)."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    with open(path, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def keep_metric_rows(path: str | os.PathLike, epochs_done: int) -> None:
+    """Drop rows of epochs after `epochs_done` (they belong to an epoch that a resume re-runs)."""
+    rows = read_metric_rows(path)
+    kept = [r for r in rows if r.get("epoch", "").isdigit() and int(r["epoch"]) <= epochs_done]
+    if len(kept) != len(rows):
+        lines = [",".join(METRIC_COLUMNS)] + [",".join(r.get(c, "") or "" for c in METRIC_COLUMNS) for r in kept]
+        atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+def append_metric_row(path: str | os.PathLike, row: dict[str, Any]) -> None:
+    """Append one epoch's row (header first when the file is new), flushed and fsynced."""
+    path = Path(path)
+    new = not path.exists() or path.stat().st_size == 0
+    with open(path, "a", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=METRIC_COLUMNS, lineterminator="\n")
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def best_epoch_metrics(metrics_path: str | os.PathLike, epoch: int | None) -> dict[str, float]:
+    """The losses and validation metrics of `epoch` (counted from 1) as floats; {} when absent."""
+    rows = read_metric_rows(metrics_path)
+    row = next((r for r in rows if epoch is not None and r.get("epoch") == str(epoch)), None)
+    if row is None:
+        return {}
+    out: dict[str, float] = {"epoch": epoch}
+    for key in ("train_loss", "val_loss", "val_dice", "val_iou", "val_f1"):
+        if row.get(key):
+            out[key] = float(row[key])
+    return out
+
+
+# ----------------------------------------------------------------------------------------- split.json
+def save_split(path: str | os.PathLike, split: dict, seed: int, val_fraction: float) -> None:
+    record = {"train": split["train"], "val": split["val"], "seed": seed, "val_fraction": val_fraction}
+    atomic_write_text(path, json.dumps(record, indent=1) + "\n")
+
+
+def load_split(path: str | os.PathLike) -> dict | None:
+    """{"train": [...], "val": [...]} from split.json; None when the file does not exist."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid JSON ({exc}). Delete it to make a new split.") from None
+    if not isinstance(record, dict):
+        raise ConfigError(f"{path}: expected an object with train and val lists. Delete it to make a new split.")
+    return {"train": record.get("train"), "val": record.get("val")}
+
+
+# ----------------------------------------------------------------------------------------- folders
+def default_run_dir(now: datetime | None = None, root: Path = DEFAULT_RUNS_ROOT) -> Path:
+    """runs/<YYYYmmdd-HHMMSS>, with -2, -3 ... when that folder already exists."""
+    base = Path(root) / (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
+    candidate, n = base, 1
+    while candidate.exists():
+        n += 1
+        candidate = base.with_name(f"{base.name}-{n}")
+    return candidate
+
+
+def check_new_run_dir(run_dir: Path) -> None:
+    """A new run must not overwrite an earlier one."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"out: {run_dir} is a file; expected a run folder path. Choose another --out.")
+    if run_dir.is_dir() and any(run_dir.iterdir()):
+        hint = (f"continue it with `--resume {run_dir}`" if (run_dir / CONFIG_FILE).exists()
+                else "empty it")
+        raise ConfigError(f"out: {run_dir} already holds files; {hint}, or choose another --out for a new run.")
+
+
+def check_resumable(run_dir: Path) -> Path:
+    """RUN_DIR/checkpoints/last.ckpt, or ConfigError when there is none to resume from."""
+    last = checkpoint_path(run_dir, LAST_NAME)
+    if not last.is_file():
+        raise ConfigError(f"--resume {run_dir}: no {CHECKPOINT_DIR}/{LAST_NAME}.ckpt there (the run stopped "
+                          "before its first epoch finished). Start it again with --out.")
+    return last
+
+
+def newest_model_dir(runs_dir: str | os.PathLike = DEFAULT_RUNS_ROOT) -> Path:
+    """The `model/` folder of the run whose `model/config.json` was written last."""
+    from inpaintseg.model.io import CONFIG_FILE as MODEL_CONFIG_FILE
+
+    configs = [p for p in Path(runs_dir).glob(f"*/{MODEL_DIR}/{MODEL_CONFIG_FILE}") if p.is_file()]
+    if not configs:
+        raise ModelLoadError(
+            f"no trained model found: {runs_dir}/*/{MODEL_DIR}/{MODEL_CONFIG_FILE} does not exist. Train one "
+            f"first (`inpaintseg train --data DATA_DIR`, or `make demo`), or pass --model MODEL_DIR.")
+    return max(configs, key=lambda p: (p.stat().st_mtime, str(p))).parent

@@ -1,0 +1,75 @@
+"""Hardware choices of a training run: accelerator, processes, loader workers, strategy, precision."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+
+from inpaintseg.config import TrainConfig
+from inpaintseg.errors import ConfigError
+
+
+@dataclass
+class Hardware:
+    accelerator: str  # "cpu" | "cuda" | "mps"
+    processes_per_node: int
+    num_workers: int
+    strategy: str
+    precision: str
+
+
+def is_primary_process() -> bool:
+    """False in the DDP worker processes that Lightning launches (LOCAL_RANK/NODE_RANK > 0)."""
+    return all(os.environ.get(key, "0") in ("", "0") for key in ("LOCAL_RANK", "NODE_RANK", "RANK"))
+
+
+def resolve_hardware(config: TrainConfig) -> Hardware:
+    """Turn accelerator/devices/precision/num_workers into concrete choices, or raise ConfigError."""
+    from inpaintseg.runtime import available_cpus
+
+    cuda = torch.cuda.is_available()
+    mps = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+    wanted = config.accelerator
+    if wanted == "auto":
+        accelerator = "cuda" if cuda else ("mps" if mps and config.devices == 1 else "cpu")
+    elif wanted in ("gpu", "cuda"):
+        if not cuda:
+            raise ConfigError(f"accelerator: expected a CUDA GPU for {wanted!r}, but none is available here. "
+                              "Use --accelerator cpu (or auto).")
+        accelerator = "cuda"
+    elif wanted == "mps" and not mps:
+        raise ConfigError("accelerator: 'mps' is not available here. Use --accelerator cpu (or auto).")
+    else:
+        accelerator = wanted
+    if accelerator == "cuda" and config.devices > torch.cuda.device_count():
+        raise ConfigError(f"devices: expected at most the {torch.cuda.device_count()} CUDA GPU(s) of this node, "
+                          f"got {config.devices}. Lower --devices.")
+    if config.precision == "16-mixed" and accelerator != "cuda":
+        raise ConfigError(f"precision: '16-mixed' needs a CUDA GPU, but training runs on {accelerator}. "
+                          "Use --precision bf16-mixed or 32.")
+    processes = config.devices
+    if config.num_workers is not None:
+        workers = config.num_workers
+    else:
+        per_process = max(available_cpus() // processes, 1)
+        # CPU training: the model uses every core, so extra loader processes only compete with it
+        # (2-core machine: 0 workers was fastest); with a GPU, the CPU's only job is loading data.
+        workers = (0 if per_process <= 2 else min(4, per_process // 2)) if accelerator == "cpu" \
+            else max(0, min(8, per_process - 1))
+    multi = processes * config.num_nodes > 1
+    if config.num_nodes > 1 and not config.out:
+        raise ConfigError("out: multi-node training needs an explicit --out RUN_DIR on a filesystem shared "
+                          "by all nodes (each node runs the same command).")
+    precision = "32-true" if config.precision == "32" else config.precision
+    return Hardware(accelerator, processes, workers, "ddp" if multi else "auto", precision)
+
+
+def tune_cpu(hardware: Hardware) -> None:
+    """CPU training: tuned malloc and one torch thread per available core (split between DDP processes)."""
+    if hardware.accelerator != "cpu":
+        return
+    from inpaintseg.runtime import available_cpus, tune_cpu_runtime
+
+    tune_cpu_runtime(threads=max(available_cpus() // hardware.processes_per_node, 1))

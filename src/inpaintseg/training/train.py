@@ -1,0 +1,324 @@
+"""`train(config)`: wires the network, the LightningModule, the DataModule and a Trainer, fills the run
+folder (`inpaintseg.run_dir`) and exports the best model after calibrating its post-processing.
+
+Resuming: `checkpoints/last.ckpt` is written (atomically: temp file + rename) at the end of every epoch,
+so `--resume RUN_DIR` after a kill -9 restarts the interrupted epoch with the model, optimizer,
+LR-scheduler and callback states of the last finished one. Checkpoints are loaded with
+`torch.load(weights_only=True)` (no arbitrary unpickling); they are our own files and only used to
+resume. The exported model is safetensors only.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+
+from inpaintseg import __version__
+from inpaintseg.config import TrainConfig, save_config
+from inpaintseg.errors import ConfigError, InpaintsegError
+from inpaintseg.metrics import DEFAULT_THRESHOLD
+from inpaintseg.run_dir import (BEST_NAME, CHECKPOINT_DIR, CONFIG_FILE, LAST_NAME, METRICS_FILE, MODEL_DIR, SPLIT_FILE,
+                                best_epoch_metrics, check_new_run_dir, check_resumable, checkpoint_path,
+                                default_run_dir, load_split, save_split)
+from inpaintseg.training.callbacks import AtomicCheckpointIO, EpochMetricsCSV, RankConsistency, ThroughputProgressBar
+from inpaintseg.training.hardware import Hardware, is_primary_process, resolve_hardware, tune_cpu
+from inpaintseg.training.module import NonFiniteLossError, SegmentationModule
+
+# Lets DDP worker processes (re-launched by Lightning with the same command line) find the run
+# folder that the main process chose when --out was not given.
+RUN_DIR_ENV = "INPAINTSEG_RUN_DIR"
+
+
+def resolve_run_dir(config: TrainConfig) -> Path:
+    if config.out:
+        return Path(config.out)
+    inherited = os.environ.get(RUN_DIR_ENV)
+    if inherited and not is_primary_process():
+        return Path(inherited)
+    return default_run_dir()
+
+
+# ----------------------------------------------------------------------------------------------
+# Building blocks
+
+
+def build_datamodule(config: TrainConfig, hardware: Hardware, split: dict | None = None):
+    from inpaintseg.data import InpaintDataModule
+
+    datamodule = InpaintDataModule(config.data, img_size=config.img_size, input_mode=config.input_mode,
+                                   batch_size=config.batch_size, val_fraction=config.val_fraction,
+                                   seed=config.seed, num_workers=hardware.num_workers, split=split)
+    datamodule.setup("fit")
+    n_train = len(datamodule.train_set)
+    if config.batch_size > n_train:
+        raise ConfigError(f"batch_size: expected at most the number of training images ({n_train} after "
+                          f"holding out {len(datamodule.val_set)} for validation), got {config.batch_size}. "
+                          "Lower --batch-size or add images.")
+    return datamodule
+
+
+def build_module(config: TrainConfig, model: torch.nn.Module | None = None) -> SegmentationModule:
+    """The LightningModule for `config`; `model` (any (B,3,H,W) -> (B,1,H,W) logits network, e.g. a
+    peer model in the quality benchmark) replaces the AttentionUNet the config describes."""
+    from inpaintseg.losses import BCEDiceLoss
+    from inpaintseg.model import build_model
+
+    architecture = config.architecture()
+    if model is None:
+        model = build_model(architecture, source="config")
+    else:
+        own = getattr(model, "architecture", None)
+        architecture = own() if callable(own) else None  # None: a foreign network, not exportable
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if config.compile:
+        model = torch.compile(model)
+    loss = BCEDiceLoss(bce_weight=config.bce_weight, dice_weight=config.dice_weight)
+    return SegmentationModule(model, loss, lr=config.lr, epochs=config.epochs,
+                              weight_decay=config.weight_decay, architecture=architecture,
+                              channels_last=config.channels_last)
+
+
+def build_trainer(config: TrainConfig, hardware: Hardware, run_dir: Path, n_train_batches: int,
+                  callbacks: Sequence[Callback] = ()) -> L.Trainer:
+    # Two callbacks: ModelCheckpoint(save_last=True) only refreshes last.ckpt when best.ckpt changes.
+    best = ModelCheckpoint(dirpath=run_dir / CHECKPOINT_DIR, filename=BEST_NAME, monitor="val_loss",
+                           mode="min", save_top_k=1, auto_insert_metric_name=False, enable_version_counter=False)
+    last = ModelCheckpoint(dirpath=run_dir / CHECKPOINT_DIR, filename=LAST_NAME, monitor=None, save_top_k=1,
+                           auto_insert_metric_name=False, enable_version_counter=False)
+    all_callbacks: list[Callback] = [best, last, EpochMetricsCSV(run_dir / METRICS_FILE), RankConsistency()]
+    if config.progress_bar:
+        all_callbacks.append(ThroughputProgressBar())
+    all_callbacks.extend(callbacks)
+    logger: Any = False
+    if importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX"):
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        logger = TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version="")
+    deterministic: Any = False
+    if config.deterministic:
+        deterministic = True if hardware.accelerator == "cpu" else "warn"
+    batches = n_train_batches if config.limit_train_batches is None else min(n_train_batches,
+                                                                             config.limit_train_batches)
+    return L.Trainer(
+        accelerator="gpu" if hardware.accelerator == "cuda" else hardware.accelerator,
+        devices=config.devices, num_nodes=config.num_nodes, strategy=hardware.strategy,
+        precision=hardware.precision, max_epochs=config.epochs,
+        max_time={"minutes": config.max_time_minutes} if config.max_time_minutes else None,
+        limit_train_batches=config.limit_train_batches,
+        deterministic=deterministic, benchmark=hardware.accelerator == "cuda" and not config.deterministic,
+        sync_batchnorm=hardware.accelerator == "cuda" and hardware.strategy == "ddp",
+        callbacks=all_callbacks, logger=logger, default_root_dir=str(run_dir),
+        enable_progress_bar=config.progress_bar, enable_model_summary=config.progress_bar,
+        log_every_n_steps=max(1, min(50, batches)), num_sanity_val_steps=1,
+        plugins=[AtomicCheckpointIO()],
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# After training: best weights, calibration, export
+
+
+def load_best_weights(module: SegmentationModule, checkpoint_path: Path) -> int:
+    """Load the network weights of a Lightning checkpoint (weights_only) into `module.model`'s plain
+    network; returns the checkpoint's epoch counted from 1."""
+    from inpaintseg.model.io import unwrap_model
+
+    checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+    state = {}
+    for name, tensor in checkpoint["state_dict"].items():
+        if name.startswith("model."):
+            name = name[len("model."):]
+            state[name[len("_orig_mod."):] if name.startswith("_orig_mod.") else name] = tensor
+    unwrap_model(module.model).load_state_dict(state, strict=True)
+    return int(checkpoint["epoch"]) + 1
+
+
+def calibrate(network: torch.nn.Module, model_config: dict, datamodule, config: TrainConfig,
+              device: str) -> dict:
+    """The `postprocess` section: threshold (always; maximises mean per-image validation Dice at the
+    original image size), and with `config.calibrate` also TTA and CRF (inference.calibrate_postprocessing)."""
+    from inpaintseg.data import LazySamples
+    from inpaintseg.inference import calibrate_postprocessing
+
+    samples = LazySamples(datamodule.val_set.samples)
+    options: dict[str, Any] = {} if config.calibrate else {"tta_modes": ("none",), "crf_variants": ()}
+    batch_size = max(1, min(config.batch_size, 16))
+    return calibrate_postprocessing(network, model_config, samples, device=device, batch_size=batch_size,
+                                    progress=config.progress_bar, **options)
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    is_primary: bool
+    model_dir: Path | None = None
+    epochs_completed: int = 0
+    best_epoch: int | None = None
+    metrics: dict = field(default_factory=dict)
+    postprocess: dict = field(default_factory=dict)
+    seconds: float = 0.0
+    network: torch.nn.Module | None = None  # the exported (best) network, on the CPU, eval mode
+    model_config: dict = field(default_factory=dict)  # what model/config.json holds
+
+    def summary(self) -> str:
+        lines = [f"run folder: {self.run_dir}  ({self.epochs_completed} epochs, {self.seconds:.0f} s)"]
+        if self.model_dir is not None:
+            m = self.metrics
+            scores = ", ".join(f"{k} {m[k]:.4f}" for k in ("val_loss", "val_dice", "val_iou", "val_f1") if k in m)
+            lines.append(f"model: {self.model_dir}  (best epoch {self.best_epoch}: {scores})")
+            lines.append(f"threshold {self.postprocess.get('threshold')}, tta {self.postprocess.get('tta')}, "
+                         f"crf {self.postprocess.get('crf')}")
+        return "\n".join(lines)
+
+
+def _model_config(config: TrainConfig, datamodule, postprocess: dict, metrics: dict,
+                  training: dict) -> dict:
+    from inpaintseg.data.input_spec import input_section
+
+    data = {**datamodule.summary, "data_dir": str(Path(config.data).resolve()), "split_file": SPLIT_FILE}
+    return {
+        "architecture": config.architecture(),
+        "input": input_section(config.input_mode, config.img_size),
+        "postprocess": postprocess,
+        "metrics": metrics,
+        "data": data,
+        "training": training,
+    }
+
+
+def _quiet_lightning_warnings() -> None:
+    """Within a `warnings.catch_warnings()` block: drop Lightning hints that do not apply here."""
+    # We choose num_workers deliberately (0 is fastest on small CPUs); Lightning's hint is noise.
+    warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=r".*is smaller than the logging interval.*")
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")
+    # Resuming writes into the run's own checkpoints folder on purpose.
+    warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty.*")
+
+
+class _DropAdverts(logging.Filter):
+    """Drops Lightning's "Tip: try installing ..." advert lines from its info log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("\N{ELECTRIC LIGHT BULB} Tip")
+
+
+def _quiet_lightning_log() -> None:
+    logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if not any(isinstance(f, _DropAdverts) for f in logger.filters):
+        logger.addFilter(_DropAdverts())
+
+
+# ----------------------------------------------------------------------------------------------
+# The entry point
+
+
+def train(config: TrainConfig, resume: bool = False, callbacks: Sequence[Callback] = (),
+          model: torch.nn.Module | None = None) -> TrainResult:
+    """Train with `config` and fill the run folder; returns what was written (see module docstring).
+
+    `resume=True` continues the run in `config.out` from checkpoints/last.ckpt. Extra Lightning
+    `callbacks` are for tests and tools. `model` replaces the network the config describes (the
+    quality benchmark trains peer networks this way); a network that is not an AttentionUNet is
+    calibrated and returned in `TrainResult.network` but not exported to `model/`. In DDP, every
+    process runs this; only rank 0 exports (`TrainResult.is_primary`).
+    """
+    started = time.perf_counter()
+    hardware = resolve_hardware(config)
+    run_dir = resolve_run_dir(config)
+    config = config.replace(out=str(run_dir))
+    primary = is_primary_process()
+    ckpt_path = check_resumable(run_dir) if resume else None
+    if primary and not resume:
+        check_new_run_dir(run_dir)
+    if hardware.strategy == "ddp":
+        os.environ[RUN_DIR_ENV] = str(run_dir)  # DDP workers re-run this command without --out
+
+    L.seed_everything(config.seed, workers=True, verbose=False)
+    tune_cpu(hardware)
+    if hardware.accelerator == "cuda":
+        torch.set_float32_matmul_precision("high")
+    split = load_split(run_dir / SPLIT_FILE) if resume else None
+    datamodule = build_datamodule(config, hardware, split)  # data and batch-size errors before any write
+    module = build_module(config, model)
+
+    if primary:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(config, run_dir / CONFIG_FILE)
+        save_split(run_dir / SPLIT_FILE, datamodule.split, config.seed, config.val_fraction)
+    n_batches = max(1, len(datamodule.train_set) // config.batch_size)
+    _quiet_lightning_log()
+    trainer = build_trainer(config, hardware, run_dir, n_batches, callbacks)
+    with warnings.catch_warnings():
+        _quiet_lightning_warnings()
+        try:
+            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+        except NonFiniteLossError as exc:
+            raise _non_finite_message(exc, run_dir, config) from None
+
+    result = TrainResult(run_dir=run_dir, is_primary=trainer.is_global_zero,
+                         epochs_completed=trainer.current_epoch)
+    if not trainer.is_global_zero:
+        return result
+    best = checkpoint_path(run_dir, BEST_NAME)
+    if best.is_file():
+        result.best_epoch = load_best_weights(module, best)
+    result.metrics = best_epoch_metrics(run_dir / METRICS_FILE, result.best_epoch)
+    network = _export_network(module)
+    device = "cuda" if hardware.accelerator == "cuda" else "cpu"
+    training = {**{k: v for k, v in config.to_dict().items() if k not in ("data", "out")},
+                "epochs_completed": result.epochs_completed, "best_epoch": result.best_epoch,
+                "world_size": trainer.world_size, "accelerator": hardware.accelerator,
+                "rank_weight_sha256": getattr(module, "rank_weight_sha256", []),
+                "seconds": round(time.perf_counter() - started, 1), "inpaintseg": __version__,
+                "torch": torch.__version__, "lightning": L.__version__}
+    model_config = _model_config(config, datamodule, {"threshold": DEFAULT_THRESHOLD}, result.metrics, training)
+    model_config["architecture"] = module.hparams.architecture or {"name": f"external:{type(network).__name__}"}
+    result.postprocess = calibrate(network, model_config, datamodule, config, device)
+    model_config["postprocess"] = result.postprocess
+    result.metrics["threshold_val_dice"] = _chosen_dice(result.postprocess)
+    result.network, result.model_config = network, model_config
+    if module.hparams.architecture is not None:
+        from inpaintseg.model.io import save_model_dir
+
+        result.model_dir = save_model_dir(run_dir / MODEL_DIR, network, model_config)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _export_network(module: SegmentationModule) -> torch.nn.Module:
+    from inpaintseg.model.io import unwrap_model
+
+    network = unwrap_model(module.model)
+    network = network.to("cpu").to(memory_format=torch.contiguous_format).float()
+    return network.eval()
+
+
+def _chosen_dice(postprocess: dict) -> float | None:
+    table = postprocess.get("calibration", {}).get("table", [])
+    for row in table:
+        if row.get("tta") == postprocess.get("tta") and row.get("crf") == postprocess.get("crf"):
+            return row.get("dice")
+    return None
+
+
+def _non_finite_message(exc: NonFiniteLossError, run_dir: Path, config: TrainConfig) -> InpaintsegError:
+    last = checkpoint_path(run_dir, LAST_NAME)
+    kept = (f"The last good checkpoint stays at {last} (resume with `--resume {run_dir}` after a fix)"
+            if last.exists() else "No epoch had finished, so there is no checkpoint to resume from")
+    return InpaintsegError(
+        f"training stopped: the loss became {exc.value} (not finite) at epoch {exc.epoch}, batch {exc.batch}. "
+        f"{kept}. Likely fixes: a lower --lr (now {config.lr:g}), --precision 32 (now {config.precision}), "
+        "or check that batch's images for corrupt values.")
