@@ -8,6 +8,24 @@ import cv2
 import numpy as np
 import pytest
 
+REPO = Path(__file__).resolve().parents[1]
+# The shared real-world samples (real manipulations with masks) live beside the repository, never inside it.
+REALWORLD = REPO.parent / "shared" / "realworld"
+
+
+def realworld_dir(*parts: str) -> Path:
+    """A folder of the shared real-world samples, or skip the test saying where it looked."""
+    folder = REALWORLD.joinpath(*parts)
+    if not folder.is_dir():
+        pytest.skip(f"real-world samples not found: looked for {folder} (../shared/realworld beside the repository)")
+    return folder
+
+
+@pytest.fixture
+def realworld():
+    """`realworld("casia2_gt")` -> that folder of the shared real-world samples, or skip saying where it looked."""
+    return realworld_dir
+
 
 def write_pair(images_dir: Path, masks_dir: Path | None, stem: str, image: np.ndarray,
                mask: np.ndarray | None, ext: str = ".png") -> None:
@@ -47,3 +65,21 @@ def make_dataset(tmp_path):
         return root
 
     return _make
+
+
+TINY_ARCH = {"name": "AttentionUNet", "in_channels": 3, "out_channels": 1, "base_channels": 4, "depth": 2,
+             "attention": True}
+
+
+def export_tiny_model(folder: Path, mode: str = "resize", size: int = 32, postprocess: dict | None = None) -> Path:
+    """An untrained width-4 Attention U-Net exported as a model folder (seeded: same weights every time)."""
+    import torch
+
+    from inpaintseg.data.input_spec import input_section
+    from inpaintseg.model import build_model
+    from inpaintseg.model.io import save_model_dir
+
+    torch.manual_seed(0)
+    config = {"architecture": TINY_ARCH, "input": input_section(mode, size),
+              "postprocess": postprocess or {"threshold": 0.5, "tta": "flip", "crf": "off", "calibration": {}}}
+    return save_model_dir(folder, build_model(TINY_ARCH), config)

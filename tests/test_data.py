@@ -18,7 +18,6 @@ from inpaintseg.data import (InpaintDataModule, InpaintDataset, Sample, pair_fil
 from inpaintseg.errors import ConfigError, DataError
 from inpaintseg.data.transforms import eval_transform, normalize
 
-REALWORLD = "/work/shared/realworld"
 
 
 def _grey(value: int, h: int = 8, w: int = 10) -> np.ndarray:
@@ -317,11 +316,7 @@ def test_check_data_train_without_masks_is_a_problem(make_dataset, capsys):
 
 
 @pytest.mark.parametrize("name", ["casia2_gt", "hifi_ifdl_mixed"])
-def test_check_data_on_real_world_samples(name, capsys):
-    from pathlib import Path
-
-    folder = Path(REALWORLD) / name
-    if not folder.is_dir():
-        pytest.skip(f"{folder} is not available")
+def test_check_data_on_real_world_samples(name, capsys, realworld):
+    folder = realworld(name)
     assert main(["check-data", str(folder)]) == 0
     assert "problems: none" in capsys.readouterr().out

@@ -12,25 +12,9 @@ import numpy as np
 import pytest
 
 from inpaintseg import cli, io, rle
-from inpaintseg.model import build_model
-from inpaintseg.model.io import save_model_dir
+from conftest import export_tiny_model as export_model
 
 REPO = Path(__file__).resolve().parents[1]
-ARCH = {"name": "AttentionUNet", "in_channels": 3, "out_channels": 1, "base_channels": 4, "depth": 2,
-        "attention": True}
-
-
-def export_model(folder: Path, mode: str = "resize", size: int = 32, postprocess: dict | None = None) -> Path:
-    import torch
-
-    torch.manual_seed(0)
-    model = build_model(ARCH)
-    config = {"architecture": ARCH,
-              "input": {"mode": mode, "size": size, "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
-              "postprocess": postprocess or {"threshold": 0.5, "tta": "flip", "crf": "off", "calibration": {}}}
-    return save_model_dir(folder, model, config)
-
-
 @pytest.fixture
 def setup(tmp_path, make_dataset):
     root = make_dataset(n_train=0, n_test=4, size=32)
@@ -177,11 +161,8 @@ def test_main_py_without_runs_says_what_to_do(tmp_path, monkeypatch, capsys):
     assert "inpaintseg train" in capsys.readouterr().err
 
 
-REALWORLD = Path("/work/shared/realworld/casia2_gt")
-
-
-@pytest.mark.skipif(not (REALWORLD / "images").is_dir(), reason="real-world sample data not present")
-def test_realworld_predict_then_evaluate(tmp_path, capsys):
+def test_realworld_predict_then_evaluate(tmp_path, capsys, realworld):
+    REALWORLD = realworld("casia2_gt")
     # Real photos of assorted sizes: every mask must come back at its image's size, so `evaluate`
     # (which rejects any missing id or size mismatch) accepts the submission.
     model = export_model(tmp_path / "model", mode="resize", size=32)

@@ -229,14 +229,10 @@ def test_read_submission_missing_file(tmp_path: Path):
         read_submission(tmp_path / "nope.csv")
 
 
-REALWORLD = Path("/work/shared/realworld")
-
-
-@pytest.mark.skipif(not REALWORLD.is_dir(), reason="real-world sample data not present")
-def test_real_masks_round_trip_through_a_submission(tmp_path: Path):
+def test_real_masks_round_trip_through_a_submission(tmp_path: Path, realworld):
     from inpaintseg.io import read_mask
 
-    paths = sorted(REALWORLD.glob("*/masks/*.png"))[:12]
+    paths = sorted(realworld().glob("*/masks/*.png"))[:12]
     if not paths:
         pytest.skip("no real-world masks found")
     masks = {p.stem: read_mask(p) for p in paths}

@@ -1,0 +1,121 @@
+"""The public Python API: load_model / InpaintModel.predict / predict_folder, and that it matches the CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import export_tiny_model
+
+import inpaintseg
+from inpaintseg import cli, io, rle
+
+
+@pytest.fixture
+def folder(tmp_path, make_dataset):
+    root = make_dataset(n_train=0, n_test=3, size=32)
+    rng = np.random.default_rng(1)
+    io.write_png(root / "test" / "images" / "wide.png", rng.integers(0, 256, (20, 41, 3), dtype=np.uint8))
+    return root / "test" / "images"
+
+
+def test_predict_accepts_numpy_pil_and_path_alike(folder, tmp_path):
+    from PIL import Image
+
+    model = inpaintseg.load_model(export_tiny_model(tmp_path / "model"), device="cpu")
+    path = folder / "wide.png"
+    array = io.read_image(path)
+    by_path = model.predict(path)
+    by_str = model.predict(str(path))
+    by_array = model.predict(array)
+    by_pil = model.predict(Image.fromarray(array))
+    for other in (by_str, by_array, by_pil):
+        np.testing.assert_array_equal(other.probability, by_path.probability)
+        np.testing.assert_array_equal(other.mask, by_path.mask)
+    assert by_path.probability.shape == by_path.mask.shape == (20, 41)
+    assert by_path.probability.dtype == np.float32 and by_path.mask.dtype == np.uint8
+    # The stored post-processing applies by default (flip TTA, threshold 0.5), as in the CLI.
+    assert (by_path.tta, by_path.crf, by_path.threshold) == ("flip", "off", 0.5)
+    np.testing.assert_array_equal(by_path.mask, (by_path.probability >= 0.5).astype(np.uint8))
+    assert by_path.label == int(by_path.score >= 0.5)
+    assert set(by_path.timings) >= {"decode", "model"}
+
+
+def test_keywords_override_the_stored_postprocessing(folder, tmp_path):
+    model = inpaintseg.load_model(export_tiny_model(tmp_path / "model"), device="cpu")
+    image = io.read_image(folder / "wide.png")
+    low = model.predict(image, threshold=0.01, tta="none")
+    assert (low.tta, low.threshold) == ("none", 0.01)
+    np.testing.assert_array_equal(low.mask, (low.probability >= 0.01).astype(np.uint8))
+    assert low.mask.sum() >= model.predict(image, tta="none").mask.sum()
+
+
+def test_grey_and_rgba_arrays_follow_the_file_rules(tmp_path):
+    model = inpaintseg.load_model(export_tiny_model(tmp_path / "model"), device="cpu")
+    grey = np.random.default_rng(0).integers(0, 256, (16, 16), dtype=np.uint8)
+    rgb = np.repeat(grey[:, :, None], 3, axis=2)
+    rgba = np.concatenate([rgb, np.full((16, 16, 1), 7, np.uint8)], axis=2)
+    expected = model.predict(rgb).probability
+    np.testing.assert_array_equal(model.predict(grey).probability, expected)
+    np.testing.assert_array_equal(model.predict(rgba).probability, expected)
+
+
+@pytest.mark.parametrize("bad, error", [
+    (np.zeros((8, 8, 3), np.float32), "uint8"),
+    (np.zeros((8, 8, 2), np.uint8), "shape"),
+    (np.zeros((0, 8, 3), np.uint8), "shape"),
+    (42, "path, a PIL image or a numpy array"),
+])
+def test_bad_images_are_refused_with_a_clear_message(tmp_path, bad, error):
+    model = inpaintseg.load_model(export_tiny_model(tmp_path / "model"), device="cpu")
+    with pytest.raises((TypeError, ValueError), match=error):
+        model.predict(bad)
+
+
+def test_predict_batch_equals_single_predictions(folder, tmp_path):
+    model = inpaintseg.load_model(export_tiny_model(tmp_path / "model"), device="cpu", batch_size=2)
+    paths = sorted(folder.iterdir())
+    batch = model.predict_batch(paths)
+    for path, pred in zip(paths, batch):
+        np.testing.assert_allclose(pred.probability, model.predict(path).probability, atol=1e-6)
+
+
+def test_predict_folder_writes_the_same_submission_as_the_cli(folder, tmp_path):
+    model_dir = export_tiny_model(tmp_path / "model", mode="crop", size=16)
+    cli_csv, api_csv = tmp_path / "cli.csv", tmp_path / "api.csv"
+    assert cli.main(["predict", "--quiet", "--model", str(model_dir), "--images", str(folder),
+                     "--out", str(cli_csv), "--device", "cpu"]) == 0
+    model = inpaintseg.load_model(model_dir, device="cpu")
+    result = inpaintseg.predict_folder(model, folder, out=api_csv, masks_out=tmp_path / "masks", progress=False)
+    assert api_csv.read_bytes() == cli_csv.read_bytes()
+    assert result.failures == [] and result.n_images == 4
+    assert sorted(p.stem for p in (tmp_path / "masks").iterdir()) == sorted(result.encoded)
+    # Each single-image prediction is the submission's row for that image.
+    rows = rle.read_submission(api_csv)
+    for path in sorted(folder.iterdir()):
+        pred = model.predict(path)
+        assert rle.rle_encode(pred.mask) == rows[path.stem]
+
+
+def test_predict_folder_names_a_corrupt_image_and_keeps_the_others(folder, tmp_path):
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    model = inpaintseg.load_model(export_tiny_model(tmp_path / "model"), device="cpu")
+    result = inpaintseg.predict_folder(model, folder, out=tmp_path / "sub.csv", progress=False)
+    assert [name for name, _ in result.failures] == ["broken.png"]
+    assert sorted(rle.read_submission(tmp_path / "sub.csv")) == sorted(p.stem for p in folder.iterdir()
+                                                                     if p.name != "broken.png")
+
+
+def test_load_model_errors_name_the_folder(tmp_path):
+    with pytest.raises(inpaintseg.errors.ModelLoadError, match=str(tmp_path / "missing")):
+        inpaintseg.load_model(tmp_path / "missing")
+
+
+def test_importing_the_package_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, inpaintseg; assert 'torch' not in sys.modules; print(inpaintseg.__version__)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == inpaintseg.__version__
