@@ -202,25 +202,30 @@ class _Stepper:
 
 def probe_rates(model, batch_size: int, size: int, device="cpu", mode: str = "train",
                 channels_last: bool = False, warmup: int = 2, steps: int = 3,
-                max_seconds: float = 60.0) -> dict[str, float]:
+                max_seconds: float = 30.0) -> dict[str, float]:
     """Images/s of `model` at fp32 and bf16 autocast: `warmup` untimed steps each (oneDNN picks and
     builds its kernels in the first ones), then `steps` timed steps, interleaved (fp32, bf16, fp32, ...)
     so that load from other processes hits both alike; each rate is from the fastest step.
 
     Train mode: forward + BCE-Dice backward + Adam step; predict mode: forward under inference_mode.
-    Copies are measured, so `model` is untouched. Fewer timed steps are run (at least one each) when
-    the warm-up says `steps` would take more than `max_seconds`.
+    Copies are measured, so `model` is untouched. When the first (warm-up) round says the rest would
+    overrun `max_seconds`, extra warm-up rounds and then timed rounds are dropped (at least one of
+    each is kept).
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     steppers = [_Stepper(model, p, batch_size, size, device, mode, channels_last) for p in PROBED]
-    last = {}
-    for _ in range(max(warmup, 1)):
+    warmup, steps = max(warmup, 1), max(steps, 1)
+    started = time.perf_counter()
+    first_round = sum(s.step() for s in steppers)  # the slowest round: kernel selection, allocation
+    left = max_seconds - (time.perf_counter() - started)
+    affordable = max(1, int(left / max(first_round, 1e-9)))
+    steps = min(steps, affordable)  # at least one timed round; extra warm-up rounds go first
+    for _ in range(min(warmup - 1, affordable - steps)):
         for s in steppers:
-            last[s.precision] = s.step()
-    affordable = int(max_seconds / max(sum(last.values()), 1e-9))
+            s.step()
     best = {p: float("inf") for p in PROBED}
-    for _ in range(max(1, min(steps, affordable))):
+    for _ in range(steps):
         for s in steppers:
             best[s.precision] = min(best[s.precision], s.step())
     return {p: batch_size / t for p, t in best.items()}
