@@ -141,6 +141,12 @@ def test_a_tampered_cache_entry_is_probed_again(private_cache):
     path.write_text(json.dumps(data))
     assert not choose_precision(tiny_model(), 4, 32, "cpu", "train", probe=probe, cpu=BF16_CPU).cached
     assert probe.calls == 2
+    data = json.loads(path.read_text())
+    for entry in data["entries"].values():
+        entry["created"] -= 31 * 24 * 3600  # older than a month: probed again
+    path.write_text(json.dumps(data))
+    assert not choose_precision(tiny_model(), 4, 32, "cpu", "train", probe=probe, cpu=BF16_CPU).cached
+    assert probe.calls == 3
 
 
 def test_unwritable_cache_does_not_fail(tmp_path, monkeypatch):

@@ -38,6 +38,7 @@ CACHE_ENV = "INPAINTSEG_CACHE_DIR"
 CACHE_FILE = "precision_probe.json"
 CACHE_VERSION = 1
 CACHE_MAX_ENTRIES = 64
+CACHE_MAX_AGE_SECONDS = 30 * 24 * 3600  # re-probe monthly: a probe taken under passing load is not kept forever
 LABELS = {"32": "fp32", "bf16-mixed": "bf16", "16-mixed": "fp16"}
 
 # A probe: (model, batch_size, size, device, mode, channels_last) -> {"32": img/s, "bf16-mixed": img/s}
@@ -282,9 +283,11 @@ def _read_cache(path: Path) -> dict:
 
 
 def _valid_entry(entry) -> bool:
+    """A well-formed entry younger than CACHE_MAX_AGE_SECONDS."""
     try:
         return (entry["precision"] in PROBED and all(float(entry["rates"][p]) > 0 for p in PROBED)
-                and isinstance(entry["reason"], str))
+                and isinstance(entry["reason"], str)
+                and 0 <= time.time() - float(entry["created"]) < CACHE_MAX_AGE_SECONDS)
     except (KeyError, TypeError, ValueError):
         return False
 
