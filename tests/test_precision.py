@@ -61,6 +61,7 @@ def test_cpu_info_parses_the_first_processor(tmp_path):
     assert "avx512_bf16" in info.flags and "amx_tile" in info.flags
     assert CpuInfo("v", "m", frozenset({"avx512f", "avx512_bf16"})).bf16_units == "AVX512-BF16"
     assert CpuInfo("v", "m", frozenset({"avx512f"})).bf16_units == "AVX-512 (bf16 emulated)"
+    assert CpuInfo("0x41", "m", frozenset({"asimd", "bf16"})).bf16_units == "Arm BF16"
     assert AVX2_CPU.bf16_units == "none"
     assert cpu_info(tmp_path / "missing").flags == frozenset()  # non-Linux: names from `platform`, no flags
 
@@ -101,6 +102,9 @@ def test_cache_hit_skips_the_probe_and_other_shapes_miss(private_cache):
     assert probe.calls == 1 and not first.cached and again.cached
     assert (again.precision, again.rates) == (first.precision, first.rates)
     assert "cached" in again.describe()
+    # The cached rates are decided again with the caller's margin: 74.1 / 29.0 = 2.56x < 3x.
+    strict = choose_precision(tiny_model(), 16, 64, "cpu", "train", probe=probe, cpu=BF16_CPU, margin=2.0)
+    assert (strict.precision, strict.cached, probe.calls) == ("32", True, 1)
     assert cache_dir() == private_cache and (private_cache / CACHE_FILE).is_file()
     # Each of: another width, batch, size, mode, memory format or CPU is a new key -> probed again.
     choose_precision(tiny_model(width=8), 16, 64, "cpu", "train", probe=probe, cpu=BF16_CPU)

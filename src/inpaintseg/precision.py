@@ -71,11 +71,13 @@ class CpuInfo:
 
     @property
     def bf16_units(self) -> str:
-        """'AMX-BF16', 'AVX512-BF16', 'AVX-512 (bf16 emulated)' or 'none'."""
+        """'AMX-BF16', 'AVX512-BF16', 'Arm BF16', 'AVX-512 (bf16 emulated)' or 'none'."""
         if "amx_bf16" in self.flags:
             return "AMX-BF16"
         if "avx512_bf16" in self.flags:
             return "AVX512-BF16"
+        if "bf16" in self.flags:  # Arm v8.6 BF16 (e.g. Graviton3), listed in `Features`
+            return "Arm BF16"
         if "avx512f" in self.flags:
             return "AVX-512 (bf16 emulated)"
         return "none"
@@ -343,8 +345,8 @@ def choose_precision(model, batch_size: int, size: int, device="cpu", mode: str 
     """Resolve `requested` for running `model` at `batch_size` x `size` x `size` on `device`.
 
     A forced precision is checked and returned as is. `auto` on a non-CPU device returns `default`
-    (today's behaviour, no probe). `auto` on a CPU without AVX-512 returns fp32 without probing (bf16
-    has no fast kernels there). Otherwise `probe` (default `probe_rates`) measures both precisions
+    (today's behaviour, no probe). `auto` on a CPU without AVX-512 or bf16 units (`CpuInfo.bf16_units`
+    'none') returns fp32 without probing: bf16 has no fast kernels there. Otherwise `probe` (default `probe_rates`) measures both precisions
     for `mode` ("train": a training step; "predict": a forward pass), `decide` picks, and the result
     is cached per machine and model shape in `cache_dir()` (unless `cache` is False).
     `channels_last` defaults to the callers' defaults: True for predict, False for train.
@@ -369,9 +371,10 @@ def choose_precision(model, batch_size: int, size: int, device="cpu", mode: str 
     path = cache_dir() / CACHE_FILE
     if cache:
         entry = _read_cache(path).get(key)
-        if _valid_entry(entry):
-            return PrecisionChoice(entry["precision"], {p: float(entry["rates"][p]) for p in PROBED},
-                                   entry["reason"], cached=True)
+        if _valid_entry(entry):  # the cached rates, decided with today's margin
+            rates = {p: float(entry["rates"][p]) for p in PROBED}
+            precision, reason = decide(rates, margin)
+            return PrecisionChoice(precision, rates, reason, cached=True)
     measured = (probe or probe_rates)(model, batch_size, size, device, mode, channels_last)
     rates = {p: float(measured[p]) for p in PROBED}
     if not all(r > 0 for r in rates.values()):
