@@ -5,7 +5,9 @@ One training step = forward + BCEDiceLoss backward + Adam step on a random batch
 FLOPs counted by `inpaintseg.model.model_flops`) and that as a share of the fp32 `torch.mm` peak
 measured in the same run. MONAI's `AttentionUnet` with channels (w, 2w, 4w, 8w, 16w) runs beside ours
 when `import monai` works (see benchmarks/README.md for the optional .venv-bench); otherwise its column
-says why it was skipped.
+says why it was skipped. `--precisions 32,bf16-mixed` (the default) times every model in fp32 and under
+bf16 autocast (`inpaintseg.precision.autocast_context`, as Lightning's "bf16-mixed" does) and prints
+the bf16/fp32 ratio of the same run.
 
 The model steps of one width are interleaved (ours, MONAI, ours, MONAI, ...) so that load from other
 processes hits both alike. The table reports the fastest timed step (the least disturbed by other
@@ -13,6 +15,7 @@ processes on a shared machine, as `timeit` does) and, beside it, the median.
 
     python benchmarks/train_speed.py                      # widths 16, 32, 64
     python benchmarks/train_speed.py --widths 16 --steps 3 --compare-malloc
+    python benchmarks/train_speed.py --widths 16 --steps 3 --precisions 32,bf16-mixed --no-monai
 """
 
 from __future__ import annotations
@@ -47,6 +50,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="memory format of both models and the batch (default channels_last, the faster "
                         "one on CPU)")
     p.add_argument("--no-monai", action="store_true", help="skip MONAI even when it is installed")
+    p.add_argument("--precisions", default="32,bf16-mixed",
+                   help="comma-separated precisions to time each model at: 32, bf16-mixed (default both)")
     p.add_argument("--json", action="store_true", help=argparse.SUPPRESS)  # child mode for --compare-malloc
     args = p.parse_args(argv)
     try:
@@ -58,6 +63,9 @@ def parse_args(argv=None) -> argparse.Namespace:
             p.error(f"--{name.replace('_', '-')} must be >= 1")
     if not args.widths or min(args.widths) < 1:
         p.error("--widths must list widths >= 1")
+    args.precisions = [x.strip() for x in args.precisions.split(",") if x.strip()]
+    if not args.precisions or not set(args.precisions) <= {"32", "bf16-mixed"}:
+        p.error(f"--precisions: expected 32 and/or bf16-mixed, got {args.precisions}")
     return args
 
 
@@ -87,16 +95,21 @@ def build_monai(width: int, depth: int):
 
 
 class Trainer:
-    """One model, its Adam optimiser and a fixed random batch; `step()` returns seconds."""
+    """One model (a copy), its Adam optimiser and a fixed random batch at one precision; `step()`
+    returns seconds."""
 
-    def __init__(self, model, batch_size: int, size: int, channels_last: bool, seed: int = 0) -> None:
+    def __init__(self, model, batch_size: int, size: int, channels_last: bool, precision: str = "32",
+                 seed: int = 0) -> None:
+        import copy
+
         import torch
 
         from inpaintseg.losses import BCEDiceLoss
 
         generator = torch.Generator().manual_seed(seed)
         fmt = torch.channels_last if channels_last else torch.contiguous_format
-        self.model = model.train().to(memory_format=fmt)
+        self.precision = precision
+        self.model = copy.deepcopy(model).train().to(memory_format=fmt)
         self.x = torch.randn(batch_size, 3, size, size, generator=generator).contiguous(memory_format=fmt)
         self.y = (torch.rand(batch_size, 1, size, size, generator=generator) > 0.8).float()
         self.loss_fn = BCEDiceLoss()
@@ -104,9 +117,12 @@ class Trainer:
         self.times: list[float] = []
 
     def step(self, record: bool = True) -> float:
+        from inpaintseg.precision import autocast_context
+
         start = time.perf_counter()
         self.optimizer.zero_grad(set_to_none=True)
-        loss = self.loss_fn(self.model(self.x), self.y)
+        with autocast_context("cpu", self.precision):
+            loss = self.loss_fn(self.model(self.x), self.y)
         loss.backward()
         self.optimizer.step()
         elapsed = time.perf_counter() - start
@@ -116,9 +132,10 @@ class Trainer:
 
 
 def time_models(models: dict, args) -> dict:
-    """Seconds per timed step of each model (a list), steps interleaved across models."""
+    """Seconds per timed step of each (model, precision) (a list), steps interleaved across them."""
     channels_last = args.memory_format == "channels_last"
-    trainers = {name: Trainer(m, args.batch_size, args.size, channels_last) for name, m in models.items()}
+    trainers = {(name, p): Trainer(m, args.batch_size, args.size, channels_last, p)
+                for name, m in models.items() for p in args.precisions}
     for _ in range(args.warmup):
         for trainer in trainers.values():
             trainer.step(record=False)
@@ -143,11 +160,14 @@ def measure_width(width: int, args, use_monai: bool) -> dict:
     seconds = time_models(models, args)
     row = {"width": width, "monai_note": monai_note}
     for name in models:
-        best, median = min(seconds[name]), statistics.median(seconds[name])
-        row[name] = {"sec_per_step": best, "images_per_s": args.batch_size / best,
-                     "median_images_per_s": args.batch_size / median,
-                     "train_gflop_per_image": flops[name] / 1e9, "params": params[name],
-                     "gflops": flops[name] * args.batch_size / best / 1e9}
+        row[name] = {}
+        for precision in args.precisions:
+            times = seconds[(name, precision)]
+            best, median = min(times), statistics.median(times)
+            row[name][precision] = {"sec_per_step": best, "images_per_s": args.batch_size / best,
+                                    "median_images_per_s": args.batch_size / median,
+                                    "train_gflop_per_image": flops[name] / 1e9, "params": params[name],
+                                    "gflops": flops[name] * args.batch_size / best / 1e9}
     return row
 
 
@@ -159,9 +179,10 @@ def compare_malloc(args) -> dict:
         cmd = [sys.executable, os.path.abspath(__file__), "--json", "--no-monai", "--malloc", mode,
                "--widths", str(args.widths[0]), "--steps", str(args.steps), "--warmup", str(args.warmup),
                "--batch-size", str(args.batch_size), "--size", str(args.size), "--depth", str(args.depth)]
-        cmd += ["--memory-format", args.memory_format]
+        cmd += ["--memory-format", args.memory_format, "--precisions", args.precisions[0]]
         out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
-        results[mode] = json.loads(out.strip().splitlines()[-1])["rows"][0]["ours"]["images_per_s"]
+        row = json.loads(out.strip().splitlines()[-1])["rows"][0]
+        results[mode] = row["ours"][args.precisions[0]]["images_per_s"]
     return results
 
 
@@ -173,24 +194,29 @@ def print_table(rows: list[dict], peak: float, args, runtime: dict) -> None:
     print(f"training step = forward + BCEDice backward + Adam; batch {args.batch_size}, "
           f"{args.size}x{args.size}, fastest (and median) of {args.steps} steps after {args.warmup} warm-up")
     print(f"fp32 torch.mm peak (2048^2, best of 5, max of start/end): {peak:.1f} GFLOP/s")
+    from inpaintseg.precision import cpu_info
+
+    print(f"CPU: {cpu_info().describe()}")
     print()
-    header = (f"{'width':>5} | {'model':<6} | {'params':>10} | {'GFLOP/img':>9} | {'s/step':>7} | "
-              f"{'img/s':>6} | {'median':>6} | {'GFLOP/s':>7} | {'% peak':>6} | {'ours/MONAI img/s':>16}")
+    header = (f"{'width':>5} | {'model':<6} | {'precision':<10} | {'params':>10} | {'GFLOP/img':>9} | "
+              f"{'s/step':>7} | {'img/s':>6} | {'median':>6} | {'GFLOP/s':>7} | {'% peak':>6} | "
+              f"{'x fp32':>6} | {'ours/MONAI':>10}")
     print(header)
     print("-" * len(header))
     for row in rows:
-        ours = row["ours"]
-        monai = row.get("monai")
-        ratio = f"{ours['images_per_s'] / monai['images_per_s']:.2f}x" if monai else "-"
         for name, label in (("ours", "ours"), ("monai", "MONAI")):
-            r = row.get(name)
-            if r is None:
+            if row.get(name) is None:
                 print(f"{row['width']:>5} | {label:<6} | {row['monai_note']}")
                 continue
-            print(f"{row['width']:>5} | {label:<6} | {r['params']:>10,} | {r['train_gflop_per_image']:>9.1f} | "
-                  f"{r['sec_per_step']:>7.2f} | {r['images_per_s']:>6.2f} | {r['median_images_per_s']:>6.2f} | "
-                  f"{r['gflops']:>7.1f} | "
-                  f"{100 * r['gflops'] / peak:>5.1f}% | {ratio if name == 'ours' else '':>16}")
+            for precision, r in row[name].items():
+                fp32 = row[name].get("32")
+                x_fp32 = f"{r['images_per_s'] / fp32['images_per_s']:.2f}x" if fp32 else "-"
+                monai = (row.get("monai") or {}).get(precision)
+                vs = f"{r['images_per_s'] / monai['images_per_s']:.2f}x" if monai and name == "ours" else ""
+                print(f"{row['width']:>5} | {label:<6} | {precision:<10} | {r['params']:>10,} | "
+                      f"{r['train_gflop_per_image']:>9.1f} | {r['sec_per_step']:>7.2f} | {r['images_per_s']:>6.2f} | "
+                      f"{r['median_images_per_s']:>6.2f} | {r['gflops']:>7.1f} | "
+                      f"{100 * r['gflops'] / peak:>5.1f}% | {x_fp32:>6} | {vs:>10}")
 
 
 def main(argv=None) -> int:

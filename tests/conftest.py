@@ -21,6 +21,21 @@ def realworld_dir(*parts: str) -> Path:
     return folder
 
 
+@pytest.fixture(scope="session", autouse=True)
+def isolated_cache_dir(tmp_path_factory):
+    """Caches (precision probes, trained demo-data generators) go to one temp folder for the whole session, never
+    to the user's ~/.cache."""
+    import os
+
+    previous = os.environ.get("INPAINTSEG_CACHE_DIR")
+    os.environ["INPAINTSEG_CACHE_DIR"] = str(tmp_path_factory.mktemp("inpaintseg-cache"))
+    yield Path(os.environ["INPAINTSEG_CACHE_DIR"])
+    if previous is None:
+        os.environ.pop("INPAINTSEG_CACHE_DIR", None)
+    else:
+        os.environ["INPAINTSEG_CACHE_DIR"] = previous
+
+
 @pytest.fixture
 def realworld():
     """`realworld("casia2_gt")` -> that folder of the shared real-world samples, or skip saying where it looked."""
