@@ -47,3 +47,37 @@ def make_dataset(tmp_path):
         return root
 
     return _make
+
+
+# ---- issue 11 (hardening) helpers ----------------------------------------------------------------
+
+def header_png(path: Path, width: int, height: int) -> Path:
+    """A tiny PNG whose header claims `width` x `height` (its pixel data is a single pixel's)."""
+    import struct
+    import zlib
+
+    data = cv2.imencode(".png", np.zeros((1, 1), np.uint8))[1].tobytes()
+    ihdr = bytearray(data[16:29])  # after the 8-byte signature, the length and the "IHDR" tag
+    struct.pack_into(">II", ihdr, 0, width, height)
+    crc = struct.pack(">I", zlib.crc32(b"IHDR" + bytes(ihdr)))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data[:16] + bytes(ihdr) + crc + data[33:])
+    return path
+
+
+TINY_ARCH = {"name": "AttentionUNet", "in_channels": 3, "out_channels": 1, "base_channels": 4, "depth": 2,
+             "attention": True}
+
+
+def export_tiny_model(folder: Path, mode: str = "resize", size: int = 32, postprocess: dict | None = None) -> Path:
+    """A randomly initialised tiny model folder (weights.safetensors + config.json)."""
+    import torch
+
+    from inpaintseg.model import build_model
+    from inpaintseg.model.io import save_model_dir
+
+    torch.manual_seed(0)
+    config = {"architecture": TINY_ARCH,
+              "input": {"mode": mode, "size": size, "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
+              "postprocess": postprocess or {"threshold": 0.5, "tta": "none", "crf": "off"}}
+    return save_model_dir(folder, build_model(TINY_ARCH), config)
