@@ -60,7 +60,7 @@ def test_check_data_names_header_bombs_and_images_over_the_limit(make_dataset, c
     header_png(root / "train" / "masks" / "tr_001.png", 12000, 10000)  # 120 MP: over the default limit
     assert cli.main(["check-data", str(root)]) == 1
     out = capsys.readouterr().out
-    assert "images over the pixel limit" in out and "tr_000.png (65535x65535)" in out
+    assert "files over the pixel limit of 100,000,000 pixels" in out and "tr_000.png (65535x65535)" in out
     assert "masks/tr_001.png (12000x10000)" in out or "tr_001.png (12000x10000)" in out
     assert "--max-pixels" in out
 
