@@ -50,7 +50,7 @@ def restore_sigint():
 def test_ctrl_c_in_train_exits_130_with_the_resume_hint(make_dataset, tmp_path, capsys):
     run = tmp_path / "run"
     config = tiny_config(make_dataset(n_train=8), run, epochs=2)
-    code = cli.run_guarded("inpaintseg train", lambda _: train(config, callbacks=[CtrlC(1)]), None)
+    code = cli.run_guarded("inpaintseg train", lambda _: train(config, callbacks=[CtrlC(0, 1)]), None)
     err = capsys.readouterr().err
     assert code == 130, err
     assert f"--resume {run}" in err and "interrupted" in err
