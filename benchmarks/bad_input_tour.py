@@ -228,6 +228,18 @@ def tour(work: Path) -> None:
     check("weak: check-data names masks whose values read as empty", cli("check-data", str(odd_masks)), 1,
           contains="read as 0")
 
+    # 5 a real full disk during training (a 300 KB tmpfs; needs the right to mount, else skipped)
+    full = work / "full"
+    full.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=300k", "tmpfs", str(full)], capture_output=True).returncode:
+        print("SKIP  5 disk full during a checkpoint: cannot mount a small tmpfs here")
+    else:
+        try:
+            check("5 disk full during a checkpoint", cli("train", "--data", str(data), "--out", str(full / "run"),
+                  *TINY_TRAIN), 2, contains="disk is full")
+        finally:
+            subprocess.run(["umount", str(full)], capture_output=True)
+
     # 9 / 12 interruptions
     big = dataset(work / "big", n_train=40)
     run = work / "ctrl_c_early"

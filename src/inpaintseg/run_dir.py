@@ -187,9 +187,9 @@ def resume_point(run_dir: str | os.PathLike) -> ResumePoint:
         return ResumePoint(last)
     best_problem = checkpoint_problem(best) if best.is_file() else "missing"
     if best_problem is None:
-        return ResumePoint(best, f"{CHECKPOINT_DIR}/{LAST_NAME}.ckpt is truncated or corrupt ({last_problem}); "
-                                 f"resuming falls back to {BEST_NAME}.ckpt (the best epoch so far): the epochs "
-                                 "after it run again")
+        why = "is missing" if last_problem == "missing" else f"is truncated or corrupt ({last_problem})"
+        return ResumePoint(best, f"{CHECKPOINT_DIR}/{LAST_NAME}.ckpt {why}; resuming falls back to "
+                                 f"{BEST_NAME}.ckpt (the best epoch so far): the epochs after it run again")
     raise ConfigError(f"--resume {run_dir}: {CHECKPOINT_DIR}/{LAST_NAME}.ckpt is truncated or corrupt "
                       f"({last_problem}) and so is {CHECKPOINT_DIR}/{BEST_NAME}.ckpt ({best_problem}). Nothing can "
                       f"be resumed: delete {run_dir / CHECKPOINT_DIR} and run `--resume {run_dir}` again to start "
