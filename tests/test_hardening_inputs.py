@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import export_tiny_model, header_png, write_pair
+from conftest import export_tiny_model, header_png
 from inpaintseg import cli, io, rle
 from inpaintseg.data import pair_files
 from inpaintseg.errors import DataError, ImageTooLargeError

@@ -17,7 +17,6 @@ from inpaintseg.model.spec import check_architecture
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf")])
 def test_non_finite_weights_are_named(tmp_path, value):
-    import torch
     from safetensors.torch import load_file, save_file
 
     model = export_tiny_model(tmp_path / "model")
@@ -27,7 +26,6 @@ def test_non_finite_weights_are_named(tmp_path, value):
     save_file(state, str(model / "weights.safetensors"))
     with pytest.raises(ModelLoadError, match="not finite.*" + re.escape(name)):
         load_model_dir(model)
-    assert torch.isfinite(torch.zeros(1)).all()
 
 
 def _edit(model, section: str, **values):
