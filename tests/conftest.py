@@ -82,6 +82,22 @@ def make_dataset(tmp_path):
     return _make
 
 
+# ---- issue 11 (hardening) helpers ----------------------------------------------------------------
+
+def header_png(path: Path, width: int, height: int) -> Path:
+    """A tiny PNG whose header claims `width` x `height` (its pixel data is a single pixel's)."""
+    import struct
+    import zlib
+
+    data = cv2.imencode(".png", np.zeros((1, 1), np.uint8))[1].tobytes()
+    ihdr = bytearray(data[16:29])  # after the 8-byte signature, the length and the "IHDR" tag
+    struct.pack_into(">II", ihdr, 0, width, height)
+    crc = struct.pack(">I", zlib.crc32(b"IHDR" + bytes(ihdr)))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data[:16] + bytes(ihdr) + crc + data[33:])
+    return path
+
+
 TINY_ARCH = {"name": "AttentionUNet", "in_channels": 3, "out_channels": 1, "base_channels": 4, "depth": 2,
              "attention": True}
 

@@ -152,14 +152,18 @@ def test_resume_continues_with_optimizer_and_scheduler_state(make_dataset, tmp_p
     assert (run / "model" / "config.json").is_file()
 
 
-def test_resume_needs_a_checkpoint(tmp_path, make_dataset):
+def test_resume_needs_a_run_folder(tmp_path, make_dataset):
+    from inpaintseg.run_dir import resume_point
+
     with pytest.raises(ConfigError, match="folder not found"):
         cli_run(["train", "--resume", str(tmp_path / "missing")])
+    # A run folder without checkpoints (stopped before its first epoch) starts again in place (issue 11;
+    # tests/test_hardening_runs.py trains it).
     run = tmp_path / "run"
     run.mkdir()
     save_config(tiny_config(make_dataset(n_train=4), run), run / "config.yaml")
-    with pytest.raises(ConfigError, match="no checkpoints/last.ckpt"):
-        cli_run(["train", "--resume", str(run)])
+    point = resume_point(run)
+    assert point.checkpoint is None and "starting the run again in place" in point.note
 
 
 def cli_run(argv):

@@ -139,11 +139,17 @@ def load_model(model_dir: str | os.PathLike, device: str = "auto", batch_size: i
     ``device``: "auto" (CUDA when available, else CPU), "cpu", "cuda" or "cuda:N". Raises `ModelLoadError`
     naming the file and the problem when the folder is not a usable model.
     """
+    from inpaintseg.errors import ConfigError, ModelLoadError
+    from inpaintseg.inference.postprocess import check_postprocess_section
     from inpaintseg.inference.predictor import resolve_device
-    from inpaintseg.model.io import load_model_dir
+    from inpaintseg.model.io import CONFIG_FILE, load_model_dir
 
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise InpaintsegError(f"batch_size must be a positive integer, got {batch_size!r}.")
     device = resolve_device(device)
     network, config = load_model_dir(model_dir, device="cpu")
+    try:
+        check_postprocess_section(config["postprocess"])
+    except ConfigError as exc:
+        raise ModelLoadError(f"{Path(model_dir) / CONFIG_FILE}: {exc} Fix the file or re-export the model.") from None
     return InpaintModel(network, config, device=device, batch_size=batch_size, source=Path(model_dir))

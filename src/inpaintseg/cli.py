@@ -51,16 +51,25 @@ def main(argv: list[str] | None = None) -> int:
     return run_guarded(f"inpaintseg {args.command}", args.func, args)
 
 
+EXIT_OK, EXIT_PROBLEMS, EXIT_USER_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
 def run_guarded(prog: str, func, args) -> int:
-    """Run a command function; a user error prints its message (no traceback) and gives exit 2."""
+    """Run a command function under its --max-pixels (when it has one). Exit status: what the command
+    returns (0 = done, 1 = done but some inputs had problems, each named); 2 = a user error or an
+    environment fault (the message, no traceback); 130 = interrupted (Ctrl-C; the message says how to go on)."""
+    from inpaintseg.io import pixel_limit_scope
+
     try:
-        return int(func(args) or 0)
+        with pixel_limit_scope(getattr(args, "max_pixels", None)):
+            return int(func(args) or 0)
     except InpaintsegError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt as exc:
+        hint = str(exc)
+        print(f"{prog}: interrupted" + (f": {hint}" if hint else ""), file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -37,3 +37,11 @@ def name_list(names: Iterable[object], limit: int = 20) -> str:
     if len(items) > limit:
         return f"{shown} ... and {len(items) - limit} more ({len(items)} in all)"
     return shown
+
+
+class ImageTooLargeError(DataError):
+    """An image or mask whose header claims more pixels than the pixel limit (checked before decoding)."""
+
+
+class OutputError(InpaintsegError):
+    """An output location that cannot be written (checked up front) or a write that failed."""

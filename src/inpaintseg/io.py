@@ -1,4 +1,4 @@
-"""Image and mask decoding rules, and atomic file writes.
+"""Image and mask decoding rules, the pixel limit, and atomic file writes.
 
 Decoding rules (the same for images and masks, so they stay aligned):
 - pixels as stored: no EXIF rotation is applied;
@@ -7,22 +7,36 @@ Decoding rules (the same for images and masks, so they stay aligned):
 - masks become uint8 {0, 1}: colour masks take the maximum over channels; a mask whose values are
   all <= 1 is read as 0/1, otherwise a pixel is 1 where its 8-bit value is >= 128 (so 0/255 and
   anti-aliased grey masks both work).
+
+Pixel limit: before a file is decoded, its width and height are read from its header (PIL reads only
+the header) and a file over the limit raises `ImageTooLargeError` naming its size, so a tiny file
+whose header claims 65535x65535 never allocates anything. The limit is `max_pixels=` where given,
+else the process setting (`pixel_limit()`: $INPAINTSEG_MAX_PIXELS, which `--max-pixels` sets and
+DataLoader workers inherit), else `DEFAULT_MAX_PIXELS`.
+
+Writes: `atomic_path` (temp file beside the target, fsync, rename) turns any OSError into one
+`OutputError` naming the path and the fix (disk full, permissions, a file in the way).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from inpaintseg.errors import DataError
+from inpaintseg.errors import DataError, ImageTooLargeError, OutputError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+DEFAULT_MAX_PIXELS = 100_000_000  # 100 megapixels: ~300 MB as RGB uint8, several GB in float maps
+MAX_PIXELS_ENV = "INPAINTSEG_MAX_PIXELS"
+_TEMP_NAME_CHARS = 64  # of the target's name kept in the temp file's name (a 255-byte name must still work)
 
 # Keep OpenCV from starting its own thread pool on top of torch's.
 cv2.setNumThreads(1)
@@ -36,15 +50,92 @@ def is_image_file(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS
 
 
-def _decode(path: Path) -> np.ndarray:
-    """Decode a file to a numpy array as stored (no EXIF rotation), or raise DataError."""
+# ---------------------------------------------------------------------------------------- pixel limit
+def pixel_limit() -> int:
+    """The process's pixel limit: $INPAINTSEG_MAX_PIXELS when set (by `--max-pixels`), else the default."""
+    value = os.environ.get(MAX_PIXELS_ENV, "")
+    return int(value) if value.isdigit() and int(value) > 0 else DEFAULT_MAX_PIXELS
+
+
+@contextlib.contextmanager
+def pixel_limit_scope(max_pixels: int | None) -> Iterator[None]:
+    """Within the block (and in processes started in it) the pixel limit is `max_pixels` (None: unchanged)."""
+    if max_pixels is None:
+        yield
+        return
+    if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
+        raise DataError(f"--max-pixels must be a whole number >= 1, got {max_pixels!r}.")
+    old = os.environ.get(MAX_PIXELS_ENV)
+    os.environ[MAX_PIXELS_ENV] = str(max_pixels)
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(MAX_PIXELS_ENV, None)
+        else:
+            os.environ[MAX_PIXELS_ENV] = old
+
+
+_PIL_LOCK = threading.Lock()
+
+
+def image_size(path: str | os.PathLike) -> tuple[int, int] | None:
+    """(height, width) from the file's header without decoding the pixels; None when the header is not
+    one PIL knows (OpenCV may still decode the file). Raises DataError when the file cannot be opened."""
+    from PIL import Image
+
     path = Path(path)
+    _check_openable(path)
+    with _PIL_LOCK:  # PIL's own bomb check would refuse before telling the size: our limit replaces it
+        saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            with Image.open(path) as im:
+                width, height = im.size
+        except Exception:  # noqa: BLE001 - any header PIL cannot parse: leave the verdict to the decoder
+            return None
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+    return int(height), int(width)
+
+
+def check_pixels(path: str | os.PathLike, height: int, width: int, max_pixels: int | None = None) -> None:
+    """Raise ImageTooLargeError when height x width exceeds the pixel limit."""
+    limit = pixel_limit() if max_pixels is None else max_pixels
+    if height * width > limit:
+        exc = ImageTooLargeError(
+            f"{path}: {width}x{height} = {height * width:,} pixels exceeds the pixel limit of {limit:,}. "
+            "Downscale the image, or raise the limit with --max-pixels if this machine has the memory "
+            "(decoding needs about 3 bytes per pixel, prediction several times more).")
+        exc.size = (int(height), int(width))
+        raise exc
+
+
+def _check_openable(path: Path) -> None:
+    """DataError for a missing file, a broken symbolic link, a link loop or a folder."""
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        if path.is_symlink():
+            raise DataError(f"{path}: broken symbolic link (it points to {os.readlink(path)}, which does not "
+                            "exist). Repair or remove the link.") from None
+        raise DataError(f"{path}: file not found. Check the path.") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise DataError(f"{path}: symbolic link loop (the link leads back to itself). Remove the link.") from None
+        raise DataError(f"{path}: cannot be read ({exc.strerror}). Check its permissions.") from None
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder, expected an image file.")
+
+
+def _decode(path: Path, max_pixels: int | None = None) -> np.ndarray:
+    """Decode a file to a numpy array as stored (no EXIF rotation), or raise DataError; the header's size is
+    checked against the pixel limit first."""
+    path = Path(path)
+    size = image_size(path)
+    if size is not None:
+        check_pixels(path, *size, max_pixels=max_pixels)
     try:
         data = path.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found. Check the path.") from None
-    except IsADirectoryError:
-        raise DataError(f"{path}: is a folder, expected an image file.") from None
     except OSError as exc:
         raise DataError(f"{path}: cannot be read ({exc.strerror}). Check its permissions.") from None
     if not data:
@@ -55,7 +146,15 @@ def _decode(path: Path) -> np.ndarray:
             f"{path}: the JPEG file is truncated (no end-of-image marker). Re-export or remove it."
         )
     buf = np.frombuffer(data, dtype=np.uint8)
-    array = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)  # IMREAD_UNCHANGED ignores EXIF orientation
+    try:
+        array = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)  # IMREAD_UNCHANGED ignores EXIF orientation
+    except cv2.error:  # e.g. OpenCV's own size limit, for a header PIL could not read
+        array = None
+    except MemoryError:
+        raise DataError(f"{path}: not enough memory to decode this image. Downscale it or lower "
+                        "--max-pixels.") from None
+    if array is not None and size is None:
+        check_pixels(path, *array.shape[:2], max_pixels=max_pixels)
     if array is None or array.size == 0:
         raise DataError(
             f"{path}: cannot be decoded as an image (corrupt, truncated, or not an image). "
@@ -79,9 +178,9 @@ def _to_uint8(array: np.ndarray) -> np.ndarray:
     return (array.astype(np.float64) / info.max * 255.0).clip(0, 255).round().astype(np.uint8)
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an image as RGB uint8 of shape (H, W, 3)."""
-    array = _to_uint8(_decode(Path(path)))
+def read_image(path: str | os.PathLike, max_pixels: int | None = None) -> np.ndarray:
+    """Read an image as RGB uint8 of shape (H, W, 3); `max_pixels` overrides the process's pixel limit."""
+    array = _to_uint8(_decode(Path(path), max_pixels))
     if array.ndim == 2:
         return cv2.cvtColor(array, cv2.COLOR_GRAY2RGB)
     if array.ndim == 3 and array.shape[2] == 1:
@@ -107,13 +206,28 @@ def binarize_mask(array: np.ndarray) -> np.ndarray:
     return (array >= 128).astype(np.uint8)
 
 
-def read_mask(path: str | os.PathLike) -> np.ndarray:
+def read_mask(path: str | os.PathLike, max_pixels: int | None = None) -> np.ndarray:
     """Read a mask as uint8 {0, 1} of shape (H, W)."""
-    array = _decode(Path(path))
+    return read_mask_checked(path, max_pixels)[0]
+
+
+def read_mask_checked(path: str | os.PathLike, max_pixels: int | None = None) -> tuple[np.ndarray, str | None]:
+    """`read_mask`, and a note when the stored mask has non-zero values that all read as 0 (a stray value
+    such as 2, or a 16-bit mask holding 0/255): e.g. "max value 2 of 255"; None otherwise."""
+    raw = _decode(Path(path), max_pixels)
+    array = raw
     if array.dtype == np.uint16:  # 16-bit 0/1 masks stay 0/1; 0/65535 become 0/255
         array = array if int(array.max(initial=0)) <= 1 else (array // 257).astype(np.uint8)
         array = array.astype(np.uint8)
-    return binarize_mask(array)
+    mask = binarize_mask(array)
+    note = None
+    if not mask.any():
+        peak = raw.max(initial=0)
+        if peak > 0:
+            top = np.iinfo(raw.dtype).max if np.issubdtype(raw.dtype, np.integer) else 1.0
+            note = f"max value {peak:g} of {top:g}" if not np.issubdtype(raw.dtype, np.integer) \
+                else f"max value {int(peak)} of {int(top)}"
+    return mask, note
 
 
 def _current_umask() -> int:
@@ -122,25 +236,50 @@ def _current_umask() -> int:
     return mask
 
 
+def write_error_message(path: str | os.PathLike, exc: OSError) -> str:
+    """One line for a failed write: the path, what went wrong, and the fix."""
+    code = exc.errno
+    if code in (errno.ENOSPC, errno.EDQUOT):
+        why = "the disk is full (or the quota is used up); free space or write elsewhere"
+    elif code in (errno.EACCES, errno.EPERM):
+        why = "permission denied; choose a writable location or fix the folder's permissions"
+    elif code == errno.EROFS:
+        why = "the file system is read-only; choose a writable location"
+    elif code in (errno.ENOTDIR, errno.EEXIST):
+        why = "part of the path is a file, not a folder; choose another path"
+    elif code == errno.ENAMETOOLONG:
+        why = "the file name is too long for this file system; use a shorter name"
+    elif code == errno.EISDIR:
+        why = "a folder is in the way; choose a file path"
+    else:
+        why = f"{exc.strerror or exc}; check the location"
+    return f"{path}: cannot write there ({why})."
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success it replaces `path` atomically.
 
-    On an exception the temporary file is removed and `path` is left as it was.
+    On an exception the temporary file is removed and `path` is left as it was; an OSError (disk full,
+    permissions, a file where a folder should be) becomes an `OutputError` naming `path` and the fix.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp makes 0600; give the file normal permissions
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name[:_TEMP_NAME_CHARS]}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        tmp = Path(tmp_name)
+        mode = 0o666 & ~_current_umask()  # mkstemp makes 0600; give the file normal permissions
         yield tmp
+        os.chmod(tmp, mode)  # again: a writer may have replaced the temp file with its own (0600) one
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        raise OutputError(write_error_message(path, exc)) from None
     finally:
-        if tmp.exists():
+        if tmp is not None and tmp.exists():
             tmp.unlink()
 
 

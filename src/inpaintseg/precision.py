@@ -296,6 +296,7 @@ def _valid_entry(entry) -> bool:
 
 def _write_cache(path: Path, key: str, entry: dict) -> bool:
     """Add `entry` (keeping the newest CACHE_MAX_ENTRIES); False when the folder is not writable."""
+    from inpaintseg.errors import OutputError  # noqa: PLC0415
     from inpaintseg.io import atomic_write_text  # noqa: PLC0415
 
     entries = {k: v for k, v in _read_cache(path).items() if _valid_entry(v)}
@@ -304,7 +305,7 @@ def _write_cache(path: Path, key: str, entry: dict) -> bool:
     entries = dict(sorted(entries.items(), key=lambda kv: kv[1].get("created", 0))[-CACHE_MAX_ENTRIES:])
     try:
         atomic_write_text(path, json.dumps({"version": CACHE_VERSION, "entries": entries}, indent=1) + "\n")
-    except OSError:
+    except (OSError, OutputError):  # atomic writes report OSError as OutputError (a cache is optional)
         return False
     return True
 

@@ -213,10 +213,10 @@ def _image_id(key) -> str:
         return Path(key).stem
     if not isinstance(key, str):
         raise ValueError(f"ImageId must be a str (the file stem) or a path, got {type(key).__name__}")
-    if not key or key != key.strip() or any(c in key for c in "\r\n"):
-        raise ValueError(
-            f"ImageId {key!r} is empty or has surrounding whitespace/newlines; use the file stem"
-        )
+    if not key:
+        raise ValueError("ImageId is empty; use the file stem")
+    # Any other stem is legal: leading/trailing spaces, commas, quotes and line breaks are written as
+    # csv quotes them and read back exactly (ImageIds are never stripped), so every file name round-trips.
     return key
 
 
@@ -289,7 +289,7 @@ def _read_rows(path: Path) -> list[tuple[int, str, str, np.ndarray]]:
                     f"{path}: line {line}: expected 2 fields 'ImageId,EncodedPixels', got {len(record)}: "
                     f"{','.join(record)[:80]!r}."
                 )
-            image_id, rle = record[0].strip(), record[1]
+            image_id, rle = record[0], record[1]  # exact: a file stem may begin or end with a space
             if not image_id:
                 raise DataError(f"{path}: line {line}: empty ImageId. Every row needs the image's file stem.")
             if image_id in first_line:

@@ -17,6 +17,8 @@ from __future__ import annotations
 import csv
 import json
 import os
+import zipfile
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -118,23 +120,80 @@ def default_run_dir(now: datetime | None = None, root: Path = DEFAULT_RUNS_ROOT)
     return candidate
 
 
+# What a run leaves before its first epoch finished (config, split, an empty or partial metrics.csv, an empty
+# checkpoints folder, tensorboard's folder): nothing worth keeping, so --out may reuse such a folder.
+UNSTARTED_RUN_NAMES = frozenset({CONFIG_FILE, SPLIT_FILE, METRICS_FILE, CHECKPOINT_DIR, "tensorboard"})
+
+
+def has_checkpoint(run_dir: str | os.PathLike) -> bool:
+    return any((Path(run_dir) / CHECKPOINT_DIR).glob("*.ckpt"))
+
+
+def is_unstarted_run(run_dir: str | os.PathLike) -> bool:
+    """A run folder whose run stopped before its first checkpoint: config.yaml, no checkpoint, no model."""
+    run_dir = Path(run_dir)
+    if not (run_dir / CONFIG_FILE).is_file() or has_checkpoint(run_dir):
+        return False
+    return {p.name for p in run_dir.iterdir() if not p.name.startswith(".")} <= UNSTARTED_RUN_NAMES
+
+
 def check_new_run_dir(run_dir: Path) -> None:
-    """A new run must not overwrite an earlier one."""
+    """A new run must not overwrite an earlier one (a run that never finished an epoch may be reused)."""
     if run_dir.exists() and not run_dir.is_dir():
         raise ConfigError(f"out: {run_dir} is a file; expected a run folder path. Choose another --out.")
+    if run_dir.is_dir() and is_unstarted_run(run_dir):
+        return
     if run_dir.is_dir() and any(run_dir.iterdir()):
         hint = (f"continue it with `--resume {run_dir}`" if (run_dir / CONFIG_FILE).exists()
                 else "empty it")
         raise ConfigError(f"out: {run_dir} already holds files; {hint}, or choose another --out for a new run.")
 
 
-def check_resumable(run_dir: Path) -> Path:
-    """RUN_DIR/checkpoints/last.ckpt, or ConfigError when there is none to resume from."""
-    last = checkpoint_path(run_dir, LAST_NAME)
-    if not last.is_file():
-        raise ConfigError(f"--resume {run_dir}: no {CHECKPOINT_DIR}/{LAST_NAME}.ckpt there (the run stopped "
-                          "before its first epoch finished). Start it again with --out.")
-    return last
+@dataclass(frozen=True)
+class ResumePoint:
+    """Where `--resume` continues: a checkpoint, or None to start the run again in place (no epoch had
+    finished); `note` says what was chosen when it is not simply last.ckpt."""
+
+    checkpoint: Path | None
+    note: str | None = None
+
+
+def checkpoint_problem(path: Path) -> str | None:
+    """Why a checkpoint cannot be loaded (truncated or corrupt), from its zip directory; None when it looks whole."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        return str(exc) or type(exc).__name__
+    if not any(n.endswith("data.pkl") for n in names):
+        return "no data.pkl record in it"
+    return None
+
+
+def resume_point(run_dir: str | os.PathLike) -> ResumePoint:
+    """Where `--resume RUN_DIR` continues from; ConfigError when every checkpoint there is damaged.
+
+    last.ckpt when whole; best.ckpt (an earlier or the same epoch) when last.ckpt is truncated or corrupt; None
+    when no checkpoint was ever written (the run stopped before its first epoch finished: it starts again in
+    place with its saved config and split).
+    """
+    run_dir = Path(run_dir)
+    last, best = checkpoint_path(run_dir, LAST_NAME), checkpoint_path(run_dir, BEST_NAME)
+    if not last.is_file() and not best.is_file():
+        return ResumePoint(None, f"no epoch had finished in {run_dir} before it stopped (no checkpoint): "
+                                 "starting the run again in place with its saved config and split")
+    last_problem = checkpoint_problem(last) if last.is_file() else "missing"
+    if last_problem is None:
+        return ResumePoint(last)
+    best_problem = checkpoint_problem(best) if best.is_file() else "missing"
+    if best_problem is None:
+        why = "is missing" if last_problem == "missing" else f"is truncated or corrupt ({last_problem})"
+        return ResumePoint(best, f"{CHECKPOINT_DIR}/{LAST_NAME}.ckpt {why}; resuming falls back to "
+                                 f"{BEST_NAME}.ckpt (the best epoch so far): the epochs after it run again")
+    raise ConfigError(f"--resume {run_dir}: {CHECKPOINT_DIR}/{LAST_NAME}.ckpt is truncated or corrupt "
+                      f"({last_problem}) and so is {CHECKPOINT_DIR}/{BEST_NAME}.ckpt ({best_problem}). Nothing can "
+                      f"be resumed: delete {run_dir / CHECKPOINT_DIR} and run `--resume {run_dir}` again to start "
+                      "the run over in place, or start a new run with --out.")
 
 
 def newest_model_dir(runs_dir: str | os.PathLike = DEFAULT_RUNS_ROOT) -> Path:

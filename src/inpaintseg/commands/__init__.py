@@ -43,3 +43,13 @@ def threshold(text: str) -> float:
 def threshold_or_auto(text: str) -> str | float:
     """An argparse type: 'auto' or a threshold in (0, 1)."""
     return "auto" if text == "auto" else threshold(text)
+
+
+def add_max_pixels_argument(p: argparse.ArgumentParser) -> None:
+    """--max-pixels: the pixel limit of every image and mask read (checked from the header, before decoding).
+    `inpaintseg.cli.run_guarded` applies it for the command's duration."""
+    from inpaintseg.io import DEFAULT_MAX_PIXELS
+
+    p.add_argument("--max-pixels", type=int_at_least(1), default=None, metavar="N",
+                   help=f"refuse images and masks of more than N pixels, read from the file header before "
+                   f"decoding (default {DEFAULT_MAX_PIXELS:_}); a larger file is named, the others go on")

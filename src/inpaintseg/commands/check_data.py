@@ -15,7 +15,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from inpaintseg.commands import add_command
+from inpaintseg.commands import add_command, add_max_pixels_argument
 
 # Mask coverage histogram: (label, upper bound inclusive); the first bin is exactly 0.
 COVERAGE_BINS = (("0 (empty)", 0.0), ("(0, 1%]", 0.01), ("(1, 5%]", 0.05), ("(5, 10%]", 0.10),
@@ -40,6 +40,7 @@ def register(subparsers) -> None:
     parser.add_argument("data_dir", type=Path, metavar="DIR", help="dataset root or split folder")
     parser.add_argument("--json", type=Path, default=None, metavar="PATH",
                         help="also write the summary and problems as JSON to PATH")
+    add_max_pixels_argument(parser)
     parser.set_defaults(func=run)
 
 
@@ -113,50 +114,68 @@ def scan_split(name: str, images_dir: Path, masks_dir: Path | None) -> SplitStat
     # which file is meant is ambiguous, and they are reported above.
     samples = [Sample(stem, path, scan.masks.get(stem)) for stem, path in sorted(scan.images.items())
                if stem not in scan.duplicated]
-    unreadable, mismatched = [], []
+    from inpaintseg.data import preflight
+
+    found: dict[str, list[str]] = {"unreadable": [], "size_mismatch": [], "too_large": [], "odd_mask_values": []}
     for sample in _progress(samples, f"checking {name}"):
-        _scan_sample(sample, stats, unreadable, mismatched)
-    if unreadable:
+        _scan_sample(sample, stats, found)
+    where = str(images_dir.parent)
+    if found["too_large"]:
+        stats.problems.append(preflight.too_large_problem(where, found["too_large"]))
+    if found["unreadable"]:
+        stats.problems.append(preflight.unreadable_problem(where, found["unreadable"]))
+    if found["size_mismatch"]:
+        stats.problems.append(preflight.size_mismatch_problem(str(masks_dir), found["size_mismatch"]))
+    if found["odd_mask_values"]:
         stats.problems.append(Problem(
-            "unreadable", "files that cannot be read",
-            str(images_dir.parent), tuple(unreadable), "re-export or remove them"))
-    if mismatched:
-        stats.problems.append(Problem(
-            "size_mismatch", "masks whose size differs from their image (W x H)", str(masks_dir), tuple(mismatched),
-            "re-export each mask at its image's exact size"))
+            "odd_mask_values", "masks whose non-zero values all read as 0 (an empty mask)", str(masks_dir),
+            tuple(found["odd_mask_values"]), "store masks as 8-bit 0/255 or 0/1 (a pixel is manipulated at "
+            ">= 128 of 255, or at 1 in a 0/1 mask)"))
     return stats
 
 
-def _scan_sample(sample, stats: SplitStats, unreadable: list, mismatched: list) -> None:
-    from inpaintseg.io import read_image, read_mask
+def _scan_sample(sample, stats: SplitStats, found: dict[str, list[str]]) -> None:
+    from inpaintseg.data.preflight import mismatch_name
+    from inpaintseg.io import read_image, read_mask_checked
 
-    image = _decode_or_note(read_image, sample.image_path, unreadable)
+    image = _decode_or_note(read_image, sample.image_path, found)
     if image is not None:
         stats.sizes[image.shape[:2]] += 1
     if sample.mask_path is None:
         return
-    mask = _decode_or_note(read_mask, sample.mask_path, unreadable)
-    if image is None or mask is None:
+    checked = _decode_or_note(read_mask_checked, sample.mask_path, found)
+    if checked is None:
+        return
+    mask, note = checked
+    if note:
+        found["odd_mask_values"].append(f"{sample.mask_path.name} ({note})")
+    if image is None:
         return
     if image.shape[:2] != mask.shape:
-        mismatched.append(f"{sample.mask_path.name} (image {image.shape[1]}x{image.shape[0]}, "
-                          f"mask {mask.shape[1]}x{mask.shape[0]})")
+        found["size_mismatch"].append(mismatch_name(sample, image.shape[:2], mask.shape))
         return
     stats.n_pairs += 1
     stats.coverages.append(float(mask.mean()))
 
 
-def _decode_or_note(reader, path: Path, unreadable: list):
-    """reader(path), or None after noting `folder/name (reason)`; 0-byte files were listed already."""
-    from inpaintseg.errors import DataError
+def _decode_or_note(reader, path: Path, found: dict[str, list[str]]):
+    """reader(path), or None after noting `folder/name (reason)` under its problem kind; 0-byte files and
+    broken links were listed already."""
+    from inpaintseg.data.preflight import file_label
+    from inpaintseg.errors import DataError, ImageTooLargeError
 
     try:
         if path.stat().st_size == 0:
             return None
         return reader(path)
+    except OSError:
+        return None
+    except ImageTooLargeError as exc:
+        found["too_large"].append(f"{file_label(path)} ({exc.size[1]}x{exc.size[0]})")
+        return None
     except DataError as exc:
         reason = str(exc).removeprefix(f"{path}: ").split(". ")[0]
-        unreadable.append(f"{path.parent.name}/{path.name} ({reason})")
+        found["unreadable"].append(f"{file_label(path)} ({reason})")
         return None
 
 
@@ -235,9 +254,11 @@ def _quiet_opencv() -> None:
 
 def run(args) -> int:
     from inpaintseg.io import atomic_write_text
+    from inpaintseg.outputs import check_output_file
 
     _quiet_opencv()
     splits = find_splits(args.data_dir)
+    check_output_file(args.json, "--json", [d for _, images, masks in splits for d in (images, masks) if d])
     reports, n_problems = [], 0
     for name, images_dir, masks_dir in splits:
         stats = scan_split(name, images_dir, masks_dir)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from inpaintseg.commands import add_command, threshold
+from inpaintseg.commands import add_command, add_max_pixels_argument, threshold
 
 
 def register(subparsers) -> None:
@@ -33,13 +33,16 @@ def register(subparsers) -> None:
     p.add_argument("--threshold", type=threshold, default=0.5,
                    help="image-level decision threshold on the image score when --probs is given (default 0.5)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_max_pixels_argument(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from inpaintseg.evaluation.evaluate import evaluate, format_table
     from inpaintseg.io import atomic_write_text
+    from inpaintseg.outputs import check_output_file
 
+    check_output_file(args.json, "--json", [d for d in (args.truth, args.pred, args.probs) if d])
     result = evaluate(args.truth, pred_dir=args.pred, submission=args.submission, probs_dir=args.probs,
                       meta=args.meta, threshold=args.threshold, progress=not args.quiet)
     print(format_table(result))

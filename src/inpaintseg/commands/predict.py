@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from inpaintseg.commands import add_command, int_at_least, threshold_or_auto
+from inpaintseg.commands import add_command, add_max_pixels_argument, int_at_least, threshold_or_auto
 from inpaintseg.inference.postprocess import CRF_OPTIONS, TTA_OPTIONS
 
 
@@ -48,6 +48,7 @@ def add_predict_arguments(p: argparse.ArgumentParser, model_required: bool = Tru
     p.add_argument("--threads", type=int_at_least(1), default=None,
                    help="torch CPU threads (default: $OMP_NUM_THREADS or every CPU available)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_max_pixels_argument(p)
 
 
 def register(subparsers) -> None:
@@ -79,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(args.model, device=args.device, batch_size=args.batch_size)
     paths, notes = list_images(args.images)
     post = model.postprocess(threshold=args.threshold, tta=args.tta, crf=args.crf)
-    check_output_paths(args.out, args.masks_out, args.probs_out, args.scores_out)
+    check_output_paths(args.out, args.masks_out, args.probs_out, args.scores_out, inputs=paths)
     runtime = tune_cpu_runtime(args.threads) if model.device == "cpu" else {}
 
     log = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from inpaintseg.commands import add_command
+from inpaintseg.commands import add_command, add_max_pixels_argument
 
 DESCRIPTION = """\
 Train the Attention U-Net with PyTorch Lightning (the seed's settings by default: Adam lr 1e-3,
@@ -38,6 +38,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
     parser.add_argument("--print-config", action="store_true",
                         help="print the effective configuration as YAML and exit")
     add_config_arguments(parser)
+    add_max_pixels_argument(parser)
     parser.set_defaults(func=run)
     return parser
 
@@ -67,8 +68,13 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(yaml.safe_dump(config.to_dict(), sort_keys=False))
         return 0
 
+    from inpaintseg.run_dir import resume_point
     from inpaintseg.training import train
 
+    if args.resume:
+        note = resume_point(args.resume).note
+        if note:
+            print(f"train: {note}", file=sys.stderr)
     result = train(config, resume=bool(args.resume))
     if result.is_primary:
         print(result.summary())

@@ -20,6 +20,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 SIZE_MULTIPLE = 16  # training sizes: a multiple of 16 keeps every U-Net level even
 MAX_INPUT_SIZE = 4096  # one tile / resized side; beyond this a crafted config would exhaust memory
+NORMALISATION_BOUNDS = {"mean": (0.0, 1.0), "std": (1e-3, 1.0)}  # fractions of 255
 
 
 def input_section(mode: str, size: int, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> dict:
@@ -39,11 +40,12 @@ def check_input_section(section: Any, fail: Callable[[str], Any]) -> dict:
     size = section["size"]
     if isinstance(size, bool) or not isinstance(size, int) or not 8 <= size <= MAX_INPUT_SIZE:
         fail(f"input.size must be an integer from 8 to {MAX_INPUT_SIZE}, got {size!r}")
-    for key in ("mean", "std"):
+    for key, (low, high) in NORMALISATION_BOUNDS.items():
         values = section[key]
         ok = isinstance(values, list) and len(values) == 3 and all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)
-        if not ok or (key == "std" and min(values) <= 0):
-            fail(f"input.{key} must be a list of 3 finite numbers{' > 0' if key == 'std' else ''}, "
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and low <= v <= high
+            for v in values)
+        if not ok:
+            fail(f"input.{key} must be a list of 3 numbers from {low:g} to {high:g} (fractions of 255), "
                  f"got {values!r}")
     return input_section(section["mode"], size, section["mean"], section["std"])

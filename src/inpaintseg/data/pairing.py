@@ -21,7 +21,8 @@ from inpaintseg.io import IMAGE_EXTENSIONS, is_hidden, is_image_file
 # Files that operating systems drop into folders; ignored like hidden files.
 SYSTEM_JUNK_NAMES = frozenset({"thumbs.db", "desktop.ini"})
 PROBLEM_KINDS = ("missing_folder", "not_a_folder", "empty_folder", "not_image", "empty_file", "duplicate_stem",
-                 "image_without_mask", "mask_without_image", "unreadable", "size_mismatch")
+                 "image_without_mask", "mask_without_image", "unreadable", "size_mismatch", "broken_link",
+                 "too_large", "odd_mask_values")
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,7 @@ class PairScan:
     images: dict[str, Path] = field(default_factory=dict)  # every image file by stem
     masks: dict[str, Path] = field(default_factory=dict)  # every mask file by stem
     duplicated: set[str] = field(default_factory=set)  # stems with several files in one folder
+    broken: list[Path] = field(default_factory=list)  # broken symbolic links / link loops (not in images)
 
 
 def _is_ignored(path: Path) -> bool:
@@ -75,15 +77,23 @@ def _check_folder(folder: Path, role: str) -> Problem | None:
     return None
 
 
-def _list_folder(folder: Path, role: str) -> tuple[dict[str, Path], set[str], list[Problem]]:
-    """Map stem -> file for one folder, the duplicated stems, and every listing problem in it."""
+def _list_folder(folder: Path, role: str) -> tuple[dict[str, Path], set[str], list[Problem], list[Path]]:
+    """Map stem -> file for one folder, the duplicated stems, every listing problem in it, and its broken
+    symbolic links (a link whose target is missing, or a link loop)."""
     problem = _check_folder(folder, role)
     if problem:
-        return {}, set(), [problem]
-    entries = sorted(p for p in folder.iterdir() if not _is_ignored(p))
+        return {}, set(), [problem], []
+    try:
+        entries = sorted(p for p in folder.iterdir() if not _is_ignored(p))
+    except OSError as exc:
+        return {}, set(), [Problem("unreadable", f"{role} folder cannot be listed ({exc.strerror})", str(folder), (),
+                                   "check the folder's permissions")], []
     by_stem: dict[str, list[Path]] = {}
-    not_images, empty_files = [], []
+    not_images, empty_files, broken = [], [], []
     for path in entries:
+        if path.is_symlink() and not path.exists():  # exists() follows the link: False when broken or a loop
+            broken.append(path)
+            continue
         if path.is_dir() or not is_image_file(path):
             not_images.append(path.name)
             continue
@@ -101,24 +111,28 @@ def _list_folder(folder: Path, role: str) -> tuple[dict[str, Path], set[str], li
     if empty_files:
         problems.append(Problem("empty_file", "empty (0-byte) files", str(folder), tuple(empty_files),
                                 "re-export or remove them"))
+    if broken:
+        problems.append(Problem("broken_link", "broken symbolic links (target missing, or a link loop)", str(folder),
+                                tuple(p.name for p in broken), "repair the links or remove them"))
     duplicated = {stem for stem, paths in by_stem.items() if len(paths) > 1}
     if duplicated:
         problems.append(Problem(
             "duplicate_stem", "duplicate stems (two files with the same name but different extensions)", str(folder),
             tuple(f"{stem} ({', '.join(p.name for p in by_stem[stem])})" for stem in sorted(duplicated)),
             "keep one file per name"))
-    return {stem: paths[0] for stem, paths in by_stem.items()}, duplicated, problems
+    return {stem: paths[0] for stem, paths in by_stem.items()}, duplicated, problems, broken
 
 
 def scan_pairs(images_dir: str | os.PathLike, masks_dir: str | os.PathLike | None = None) -> PairScan:
     """List and pair files without raising; every listing problem is returned in `.problems`."""
     images_dir = Path(images_dir)
-    images, duplicated, problems = _list_folder(images_dir, "images")
+    images, duplicated, problems, broken = _list_folder(images_dir, "images")
     masks: dict[str, Path] = {}
     if masks_dir is not None:
         masks_dir = Path(masks_dir)
-        masks, mask_duplicated, mask_problems = _list_folder(masks_dir, "masks")
+        masks, mask_duplicated, mask_problems, mask_broken = _list_folder(masks_dir, "masks")
         problems += mask_problems
+        broken += mask_broken
         duplicated |= mask_duplicated
         if images and masks:
             no_mask = sorted(set(images) - set(masks))
@@ -134,7 +148,7 @@ def scan_pairs(images_dir: str | os.PathLike, masks_dir: str | os.PathLike | Non
                     f"add the image to {images_dir} or remove the mask"))
     samples = [Sample(stem, images[stem], masks.get(stem)) for stem in sorted(images)
                if stem not in duplicated and (masks_dir is None or stem in masks)]
-    return PairScan(samples, problems, images, masks, duplicated)
+    return PairScan(samples, problems, images, masks, duplicated, broken)
 
 
 def problems_message(problems: Sequence[Problem]) -> str:

@@ -43,6 +43,8 @@ CRF_VARIANTS = ("gaussian", "seed")  # the refinements calibration compares with
 CRF_CHOICES = ("off", *CRF_VARIANTS)
 
 INSTALL_HINT = "pip install pydensecrf2"
+MAX_ITERATIONS = 100  # the presets use 5; more is a crafted or mistaken config (each costs a full pass)
+MAX_KERNEL_VALUE = 1e4  # sxy / srgb / compat: the presets use 3 to 80
 
 
 def require_pydensecrf():
@@ -77,8 +79,9 @@ def _positive(value: Any, where: str) -> float:
         number = float(value)
     except (TypeError, ValueError):
         number = float("nan")
-    if not number > 0:
-        raise ConfigError(f"CRF parameter {where} must be a positive number, got {value!r}.")
+    if not 0 < number <= MAX_KERNEL_VALUE:
+        raise ConfigError(f"CRF parameter {where} must be a positive number up to {MAX_KERNEL_VALUE:g}, "
+                          f"got {value!r}.")
     return number
 
 
@@ -96,9 +99,12 @@ def validate_params(params: dict[str, Any], name: str = "crf_params") -> dict[st
     if unknown:
         raise ConfigError(f"{name}: unknown keys {unknown}; expected {sorted(known)}.")
     iterations = params.get("iterations", 5)
-    if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
-        raise ConfigError(f"{name}.iterations must be an integer >= 1, got {iterations!r}.")
-    clip = float(params.get("clip", 1e-5))
+    if isinstance(iterations, bool) or not isinstance(iterations, int) or not 1 <= iterations <= MAX_ITERATIONS:
+        raise ConfigError(f"{name}.iterations must be an integer from 1 to {MAX_ITERATIONS}, got {iterations!r}.")
+    try:
+        clip = float(params.get("clip", 1e-5))
+    except (TypeError, ValueError):
+        clip = float("nan")
     if not 0.0 < clip < 0.5:
         raise ConfigError(f"{name}.clip must lie in (0, 0.5), got {clip!r}.")
     out: dict[str, Any] = {"iterations": iterations, "clip": clip, "gaussian": None, "bilateral": None}

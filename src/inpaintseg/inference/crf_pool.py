@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import multiprocessing
+import signal
 from concurrent.futures.process import BrokenProcessPool
 
 import numpy as np
 
 from inpaintseg.inference import crf as crf_mod
+
+
+def _ignore_ctrl_c() -> None:
+    """Worker initializer: Ctrl-C reaches the whole process group; the parent handles it and shuts the pool
+    down, so a worker must not die with its own KeyboardInterrupt traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _crf_worker(image: np.ndarray, probs: np.ndarray, params: dict) -> np.ndarray:
@@ -33,7 +40,8 @@ class CrfRunner:
     def _start(self) -> None:
         if self.workers > 0:
             method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-            self.pool = cf.ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context(method))
+            self.pool = cf.ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context(method),
+                                               initializer=_ignore_ctrl_c)
 
     def submit(self, image: np.ndarray, probs: np.ndarray) -> cf.Future:
         if self.pool is None:

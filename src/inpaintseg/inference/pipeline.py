@@ -30,8 +30,8 @@ from inpaintseg.metrics import image_score
 from inpaintseg.progress import progress_bar
 
 # Listing problems of an images folder that prediction tolerates: stray non-image entries are skipped (and
-# named); 0-byte files go through like any undecodable image (named at the end).
-TOLERATED_PROBLEM_KINDS = ("not_image", "empty_file")
+# named); 0-byte files and broken symbolic links go through like any undecodable image (named at the end).
+TOLERATED_PROBLEM_KINDS = ("not_image", "empty_file", "broken_link")
 SCORES_HEADER = ("ImageId", "score", "manipulated_fraction", "predicted_label")
 PENDING_WRITES = 16
 
@@ -70,7 +70,8 @@ def list_images(images_dir: str | os.PathLike) -> tuple[list[Path], list[str]]:
         raise DataError(f"{images_dir}: no image files to predict (supported: {', '.join(io.IMAGE_EXTENSIONS)}). "
                         "Point --images at the folder that holds the test images.")
     notes = [p.message() for p in scan.problems if p.kind == "not_image"]
-    return [s.image_path for s in scan.samples], notes
+    broken = [p for p in scan.broken if io.is_image_file(p)]  # named as failures when read
+    return sorted([s.image_path for s in scan.samples] + broken, key=lambda p: (p.stem, p.name)), notes
 
 
 def _read(path: Path) -> tuple[np.ndarray | None, str | None]:
@@ -78,6 +79,8 @@ def _read(path: Path) -> tuple[np.ndarray | None, str | None]:
         return io.read_image(path), None
     except InpaintsegError as exc:
         return None, str(exc)
+    except MemoryError:
+        return None, f"{path}: not enough memory to decode this image. Downscale it or lower --max-pixels."
 
 
 def predict_paths(predictor: Predictor, paths: Sequence[Path], post: PostProcess, crf_workers: int = 1,
@@ -140,15 +143,18 @@ def scores_csv(rows: Sequence[tuple[str, float, float, int]]) -> str:
     return buffer.getvalue()
 
 
-def check_output_paths(out=None, masks_out=None, probs_out=None, scores_out=None) -> None:
-    """Fail before any work when a CSV path is a folder or a PNG folder path is a file."""
+def check_output_paths(out=None, masks_out=None, probs_out=None, scores_out=None,
+                       inputs: Sequence[Path] = ()) -> None:
+    """Fail before any work when an output cannot be written or lies in an input folder: a CSV path that is a
+    folder, a PNG folder path that is a file, an unwritable location, or an output inside the folder of one
+    of the `inputs` image paths (or its truth masks beside it, in the dataset layout)."""
+    from inpaintseg.outputs import check_output_dir, check_output_file, input_folders
+
+    folders = input_folders(*sorted({Path(p).parent for p in inputs}))
     for flag, value in (("--out", out), ("--scores-out", scores_out)):
-        if value and Path(value).is_dir():
-            raise InpaintsegError(f"{flag} {value}: is a folder; expected a CSV file path (e.g. {value}/out.csv).")
+        check_output_file(value, flag, folders)
     for flag, value in (("--masks-out", masks_out), ("--probs-out", probs_out)):
-        if value and Path(value).exists() and not Path(value).is_dir():
-            raise InpaintsegError(f"{flag} {value}: is a file; expected a folder for the PNGs. "
-                                  "Pass a folder path (it is created when missing).")
+        check_output_dir(value, flag, folders)
 
 
 def _drain(writes: list, keep: int) -> list:
@@ -180,7 +186,7 @@ def predict_folder(model, images: str | os.PathLike | Sequence[Path], out: str |
         from inpaintseg.inference.crf import require_pydensecrf
 
         require_pydensecrf()
-    check_output_paths(out, masks_out, probs_out, scores_out)
+    check_output_paths(out, masks_out, probs_out, scores_out, inputs=paths)
     result = FolderPrediction(n_images=len(paths), skipped=skipped)
     masks_dir = Path(masks_out) if masks_out else None
     probs_dir = Path(probs_out) if probs_out else None

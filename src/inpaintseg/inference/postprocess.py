@@ -52,6 +52,25 @@ def _crf_summary(params: dict | None) -> str:
     return ", ".join(parts)
 
 
+def check_postprocess_section(post: dict) -> None:
+    """Validate the stored choices of a config.json `postprocess` section (ConfigError naming the field): tta and
+    crf among the known choices, every stored crf_params entry a known variant within the CRF bounds."""
+    if "tta" in post and post["tta"] not in TTA_CHOICES:
+        raise ConfigError(f"postprocess.tta is {post['tta']!r}; expected one of {', '.join(TTA_CHOICES)}.")
+    if "crf" in post and post["crf"] not in crf_mod.CRF_CHOICES:
+        raise ConfigError(f"postprocess.crf is {post['crf']!r}; expected one of {', '.join(crf_mod.CRF_CHOICES)}.")
+    params = post.get("crf_params")
+    if params is None:
+        return
+    if not isinstance(params, dict):
+        raise ConfigError(f"postprocess.crf_params must be an object, got {type(params).__name__}.")
+    for variant, values in params.items():
+        if variant not in crf_mod.CRF_VARIANTS:
+            raise ConfigError(f"postprocess.crf_params has an unknown variant {variant!r}; expected "
+                              f"{', '.join(crf_mod.CRF_VARIANTS)}.")
+        crf_mod.validate_params(values, f"postprocess.crf_params.{variant}")
+
+
 def resolve_postprocess(model_config: dict, tta: str = "auto", crf: str = "auto",
                         threshold: str | float = "auto") -> PostProcess:
     """Turn the CLI choices into concrete ones, following ``config["postprocess"]`` for ``auto``.

@@ -179,10 +179,14 @@ def _shapes_of(state: Mapping) -> dict[str, tuple[int, ...]]:
     return {name: tuple(tensor.shape) for name, tensor in state.items()}
 
 
-def _check_weights_match(architecture: dict, shapes: dict[str, tuple[int, ...]], model_dir: Path):
-    """Build the architecture and compare its tensor names/shapes with `shapes`; returns the model."""
-    model = _build(architecture, model_dir / CONFIG_FILE)
-    expected = _shapes_of(model.state_dict())
+def _check_weights_match(architecture: dict, shapes: dict[str, tuple[int, ...]], model_dir: Path) -> None:
+    """Compare the architecture's tensor names/shapes with `shapes`. The network is built on the meta device
+    (no memory), so a config.json claiming a huge network beside small weights allocates nothing."""
+    import torch
+
+    with torch.device("meta"):
+        skeleton = _build(architecture, model_dir / CONFIG_FILE)
+    expected = _shapes_of(skeleton.state_dict())
     missing = [n for n in expected if n not in shapes]
     unexpected = [n for n in shapes if n not in expected]
     wrong = [f"{n} (weights {list(shapes[n])}, architecture {list(expected[n])})"
@@ -200,7 +204,6 @@ def _check_weights_match(architecture: dict, shapes: dict[str, tuple[int, ...]],
             f"({json.dumps(architecture)}): " + "; ".join(parts)
             + ". The two files come from different models: re-export the model folder, or restore the "
               "config.json written with these weights.")
-    return model
 
 
 def load_model_dir(model_dir: str | os.PathLike, device: Any = "cpu") -> tuple[Any, dict]:
@@ -217,7 +220,7 @@ def load_model_dir(model_dir: str | os.PathLike, device: Any = "cpu") -> tuple[A
     try:
         with safe_open(str(weights_path), framework="pt") as handle:
             shapes = {name: tuple(handle.get_slice(name).get_shape()) for name in handle.keys()}
-        model = _check_weights_match(config["architecture"], shapes, model_dir)
+        _check_weights_match(config["architecture"], shapes, model_dir)
         state = load_file(str(weights_path), device="cpu")
     except (SafetensorError, OSError) as exc:
         raise ModelLoadError(f"{weights_path}: cannot be read as safetensors ({exc}); the file is "
@@ -227,9 +230,23 @@ def load_model_dir(model_dir: str | os.PathLike, device: Any = "cpu") -> tuple[A
     if dtypes:
         raise ModelLoadError(f"{weights_path}: unsupported tensor dtypes {name_list(dtypes)}; expected "
                              "float32 weights. Re-export the model.")
+    _check_finite(state, weights_path)
+    model = _build(config["architecture"], model_dir / CONFIG_FILE)  # as large as the weights file proves
     model.load_state_dict(state, strict=True)
     model.eval()
     return model.to(device), config
+
+
+def _check_finite(state: Mapping, weights_path: Path) -> None:
+    """ModelLoadError naming every tensor that holds NaN or Inf (it would give empty or full masks)."""
+    import torch
+
+    bad = [f"{name} ({int((~torch.isfinite(t)).sum())} values)" for name, t in sorted(state.items())
+           if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:
+        raise ModelLoadError(f"{weights_path}: {len(bad)} tensor(s) hold values that are not finite (NaN or Inf): "
+                             f"{name_list(bad, MISMATCH_LIMIT)}. The file is corrupt, or training diverged before "
+                             "this export: re-export the model from a good run.")
 
 
 def update_model_config(model_dir: str | os.PathLike, updates: Mapping) -> dict:

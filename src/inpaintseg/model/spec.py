@@ -20,6 +20,7 @@ ARCH_DEFAULTS: dict[str, object] = {
 MAX_DEPTH = 8
 MAX_BASE_CHANNELS = 512  # 512 at depth 4 is already ~2 G parameters: beyond this a config is a mistake
 MAX_IO_CHANNELS = 64
+MAX_WIDEST_CHANNELS = MAX_BASE_CHANNELS * 2**4  # base x 2^depth at the bottom: 512 at depth 4 at most
 # key -> (minimum, maximum) for the integer keys
 ARCH_BOUNDS = {"in_channels": (1, MAX_IO_CHANNELS), "out_channels": (1, MAX_IO_CHANNELS),
                "base_channels": (1, MAX_BASE_CHANNELS), "depth": (1, MAX_DEPTH)}
@@ -51,4 +52,9 @@ def check_architecture(arch: Any, source: str = "architecture") -> dict[str, Any
         low, high = ARCH_BOUNDS[key]
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
             raise ConfigError(f"{source}: \"{key}\" must be an integer from {low} to {high}, got {value!r}.")
+    widest = values["base_channels"] * 2 ** values["depth"]
+    if widest > MAX_WIDEST_CHANNELS:
+        raise ConfigError(f"{source}: the widest layer (base_channels x 2^depth = {values['base_channels']} x "
+                          f"2^{values['depth']} = {widest}) exceeds {MAX_WIDEST_CHANNELS} channels, billions of "
+                          "parameters; lower base_channels or depth.")
     return values

@@ -3,6 +3,6 @@
 metrics.csv live in `inpaintseg.run_dir`."""
 
 from inpaintseg.training.module import NonFiniteLossError, SegmentationModule
-from inpaintseg.training.train import TrainResult, build_module, train
+from inpaintseg.training.train import TrainingInterrupted, TrainResult, build_module, train
 
-__all__ = ["NonFiniteLossError", "SegmentationModule", "TrainResult", "build_module", "train"]
+__all__ = ["NonFiniteLossError", "SegmentationModule", "TrainResult", "TrainingInterrupted", "build_module", "train"]

@@ -13,6 +13,7 @@ import torch
 from lightning.pytorch.callbacks import Callback, TQDMProgressBar
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from inpaintseg.errors import OutputError
 from inpaintseg.io import atomic_path
 from inpaintseg.run_dir import append_metric_row, keep_metric_rows
 
@@ -26,7 +27,12 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if storage_options is not None:
             raise TypeError("AtomicCheckpointIO does not take storage_options")
         with atomic_path(path) as tmp:
-            torch.save(checkpoint, tmp)
+            try:
+                torch.save(checkpoint, tmp)
+            except RuntimeError as exc:
+                # torch's zip writer reports a short write (ENOSPC) as "unexpected pos ..."
+                raise OutputError(f"{path}: cannot write the checkpoint (the disk is full, or the write failed: "
+                                  f"{str(exc).splitlines()[0]}); free space or choose another --out.") from None
 
     def load_checkpoint(self, path, map_location: Any | None = None, weights_only: bool | None = None) -> dict:
         return torch.load(path, map_location=map_location or "cpu", weights_only=True)

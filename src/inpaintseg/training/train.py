@@ -13,6 +13,8 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import signal
+import threading
 import time
 import warnings
 from collections.abc import Sequence
@@ -26,11 +28,11 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
 from inpaintseg import __version__
 from inpaintseg.config import TrainConfig, save_config
-from inpaintseg.errors import ConfigError, InpaintsegError
+from inpaintseg.errors import ConfigError, InpaintsegError, OutputError
 from inpaintseg.metrics import DEFAULT_THRESHOLD
 from inpaintseg.run_dir import (BEST_NAME, CHECKPOINT_DIR, CONFIG_FILE, LAST_NAME, METRICS_FILE, MODEL_DIR, SPLIT_FILE,
-                                best_epoch_metrics, check_new_run_dir, check_resumable, checkpoint_path,
-                                default_run_dir, load_split, save_split)
+                                best_epoch_metrics, check_new_run_dir, checkpoint_path, default_run_dir,
+                                has_checkpoint, load_split, resume_point, save_split)
 from inpaintseg.training.callbacks import AtomicCheckpointIO, EpochMetricsCSV, RankConsistency, ThroughputProgressBar
 from inpaintseg.training.hardware import Hardware, is_primary_process, resolve_hardware, tune_cpu
 from inpaintseg.training.module import NonFiniteLossError, SegmentationModule
@@ -38,6 +40,24 @@ from inpaintseg.training.module import NonFiniteLossError, SegmentationModule
 # Lets DDP worker processes (re-launched by Lightning with the same command line) find the run
 # folder that the main process chose when --out was not given.
 RUN_DIR_ENV = "INPAINTSEG_RUN_DIR"
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training; the message says how `--resume` goes on (the CLI exits 130 with it)."""
+
+
+def resume_hint(run_dir: Path) -> str:
+    """How to go on with an interrupted run."""
+    if has_checkpoint(run_dir):
+        return (f"training stopped; `inpaintseg train --resume {run_dir}` continues from the last finished epoch "
+                "(the epoch in progress runs again)")
+    return (f"training stopped before its first epoch finished; `inpaintseg train --resume {run_dir}` starts it "
+            "again in place")
+
+
+def training_folders(config: TrainConfig) -> list[Path]:
+    """The folders training reads (InpaintDataModule's images_dir and masks_dir): --out may not be in them."""
+    return [Path(config.data) / "train" / "images", Path(config.data) / "train" / "masks"]
 
 
 def resolve_run_dir(config: TrainConfig) -> Path:
@@ -56,9 +76,12 @@ def resolve_run_dir(config: TrainConfig) -> Path:
 def build_datamodule(config: TrainConfig, hardware: Hardware, split: dict | None = None):
     from inpaintseg.data import InpaintDataModule
 
+    from inpaintseg.data.preflight import check_training_files
+
     datamodule = InpaintDataModule(config.data, img_size=config.img_size, input_mode=config.input_mode,
                                    batch_size=config.batch_size, val_fraction=config.val_fraction,
                                    seed=config.seed, num_workers=hardware.num_workers, split=split)
+    check_training_files(datamodule.images_dir, datamodule.masks_dir)  # headers: pixel limit, mask sizes
     datamodule.setup("fit")
     n_train = len(datamodule.train_set)
     if config.batch_size > n_train:
@@ -240,9 +263,24 @@ def train(config: TrainConfig, resume: bool = False, callbacks: Sequence[Callbac
     run_dir = resolve_run_dir(config)
     config = config.replace(out=str(run_dir))
     primary = is_primary_process()
-    ckpt_path = check_resumable(run_dir) if resume else None
+    ckpt_path = resume_point(run_dir).checkpoint if resume else None
     if primary and not resume:
         check_new_run_dir(run_dir)
+    if primary:
+        from inpaintseg.outputs import check_output_dir
+
+        check_output_dir(run_dir, "--resume" if resume else "--out", training_folders(config))
+    try:
+        return _train(config, run_dir, hardware, ckpt_path, resume, callbacks, model, started)
+    except TrainingInterrupted:
+        raise
+    except KeyboardInterrupt:
+        raise TrainingInterrupted(resume_hint(run_dir)) from None
+
+
+def _train(config: TrainConfig, run_dir: Path, hardware: Hardware, ckpt_path: Path | None, resume: bool,
+           callbacks: Sequence[Callback], model: torch.nn.Module | None, started: float) -> TrainResult:
+    primary = is_primary_process()
     if hardware.strategy == "ddp":
         os.environ[RUN_DIR_ENV] = str(run_dir)  # DDP workers re-run this command without --out
 
@@ -261,12 +299,23 @@ def train(config: TrainConfig, resume: bool = False, callbacks: Sequence[Callbac
     n_batches = max(1, len(datamodule.train_set) // config.batch_size)
     _quiet_lightning_log()
     trainer = build_trainer(config, hardware, run_dir, n_batches, callbacks)
+    sigint = signal.getsignal(signal.SIGINT)
     with warnings.catch_warnings():
         _quiet_lightning_warnings()
         try:
             trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         except NonFiniteLossError as exc:
             raise _non_finite_message(exc, run_dir, config) from None
+        except OutputError as exc:  # e.g. the disk filled up while a checkpoint was written
+            raise OutputError(f"{exc} Training stopped; {resume_hint(run_dir).split('; ', 1)[1]} once "
+                              "that is fixed.") from None
+        except SystemExit:
+            # Lightning turns Ctrl-C into sys.exit(1) after ignoring further Ctrl-C: undo both.
+            if not trainer.interrupted:
+                raise
+            if threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGINT, sigint)
+            raise TrainingInterrupted(resume_hint(run_dir)) from None
 
     result = TrainResult(run_dir=run_dir, is_primary=trainer.is_global_zero,
                          epochs_completed=trainer.current_epoch)

@@ -1,0 +1,86 @@
+"""Output locations, checked before any work: an output is never an input folder or inside one, and it can be
+written (a temporary file is created and removed there). Every command that writes calls these first, so a
+bad --out fails in a second with one message instead of after the work, and no input file is overwritten.
+
+`input_folders` names what counts as an input of a command that reads an images folder: the folder itself
+and, in the dataset layout (``.../images`` beside ``.../masks``), the truth masks beside it.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+from inpaintseg.errors import OutputError
+from inpaintseg.io import write_error_message
+
+
+def _real(path: str | os.PathLike) -> Path:
+    return Path(os.path.realpath(os.path.abspath(path)))
+
+
+def input_folders(*folders: str | os.PathLike | None) -> list[Path]:
+    """The given folders, plus the ``masks`` folder beside each one named ``images`` (its truth masks)."""
+    out: list[Path] = []
+    for folder in folders:
+        if folder is None:
+            continue
+        folder = Path(folder)
+        out.append(folder)
+        sibling = folder.parent / "masks"
+        if folder.name == "images" and sibling.is_dir():
+            out.append(sibling)
+    return out
+
+
+def check_outside_inputs(path: str | os.PathLike, flag: str, inputs: Iterable[str | os.PathLike]) -> None:
+    """OutputError when `path` is one of the `inputs` folders or lies inside one (symlinks resolved)."""
+    target = _real(path)
+    for folder in inputs:
+        source = _real(folder)
+        if target == source or source in target.parents:
+            where = "is" if target == source else "lies inside"
+            raise OutputError(f"{flag} {path}: {where} the input folder {folder}; writing there would mix "
+                              "outputs with (or overwrite) the input files. Choose a folder outside it.")
+
+
+def _probe(folder: Path, flag: str, shown: str | os.PathLike) -> None:
+    """Create and remove a temporary file in `folder`, or in its nearest existing parent when it does not
+    exist yet (nothing is created: a command that fails later leaves no empty folders behind)."""
+    existing = Path(os.path.abspath(folder))
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OutputError(f"{flag} {shown}: cannot write there ({existing} is a file, not a folder); choose "
+                          "another path.")
+    try:
+        fd, name = tempfile.mkstemp(prefix=".inpaintseg-write-check.", dir=existing)
+        os.close(fd)
+        os.unlink(name)
+    except OSError as exc:
+        raise OutputError(f"{flag} {write_error_message(shown, exc)}") from None
+
+
+def check_output_file(path: str | os.PathLike | None, flag: str, inputs: Iterable[str | os.PathLike] = ()) -> None:
+    """A file output: not a folder, not inside an input folder, and its folder is writable."""
+    if path is None:
+        return
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"{flag} {path}: is a folder; expected a file path (e.g. {path / 'out.csv'}).")
+    check_outside_inputs(path, flag, inputs)
+    _probe(path.parent, flag, path)
+
+
+def check_output_dir(path: str | os.PathLike | None, flag: str, inputs: Iterable[str | os.PathLike] = ()) -> None:
+    """A folder output: not a file, not an input folder or inside one, and writable (created when missing)."""
+    if path is None:
+        return
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"{flag} {path}: is a file; expected a folder. Pass a folder path (it is created "
+                          "when missing).")
+    check_outside_inputs(path, flag, inputs)
+    _probe(path, flag, path)
