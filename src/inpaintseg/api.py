@@ -70,13 +70,18 @@ class InpaintModel:
     """
 
     def __init__(self, network, config: dict, device: str = "cpu", batch_size: int = 8,
-                 source: Path | None = None) -> None:
+                 source: Path | None = None, engine: str = "auto") -> None:
+        from inpaintseg.inference.engines import choose_engine
+
         self.network = network
         self.config = config
         self.device = device
         self.batch_size = batch_size
         self.source = source
         self._predictors: dict[str, Any] = {}
+        # Which engine maps batches to logits (inference/engines.py); resolved and checked now, built on first use.
+        self.engine_choice = choose_engine(engine, source, config, device)
+        self._engine = None
 
     def __repr__(self) -> str:
         arch = self.config.get("architecture", {})
@@ -95,13 +100,22 @@ class InpaintModel:
                                    crf="auto" if crf is None else crf,
                                    threshold="auto" if threshold is None else threshold)
 
+    @property
+    def engine(self):
+        """The engine object (`TorchEngine` or `OnnxEngine`), built once and shared by every TTA mode."""
+        if self._engine is None:
+            from inpaintseg.inference.engines import build_engine
+
+            self._engine = build_engine(self.engine_choice, self.network, self.source, self.device)
+        return self._engine
+
     def predictor(self, tta: str):
         """The `Predictor` for a TTA mode (built on first use)."""
         from inpaintseg.inference.predictor import Predictor
 
         if tta not in self._predictors:
             self._predictors[tta] = Predictor(self.network, self.config, device=self.device, tta=tta,
-                                              batch_size=self.batch_size)
+                                              batch_size=self.batch_size, engine=self.engine)
         return self._predictors[tta]
 
     def predict(self, image, *, threshold=None, tta=None, crf=None) -> Prediction:
@@ -133,8 +147,12 @@ class InpaintModel:
         return out
 
 
-def load_model(model_dir: str | os.PathLike, device: str = "auto", batch_size: int = 8) -> InpaintModel:
+def load_model(model_dir: str | os.PathLike, device: str = "auto", batch_size: int = 8,
+               engine: str = "auto") -> InpaintModel:
     """Load a model folder (``weights.safetensors`` + ``config.json``; nothing is unpickled).
+
+    ``engine``: "torch", "onnx" (the folder's model.onnx through onnxruntime, `inpaintseg export`) or "auto"
+    (onnx when a model.onnx matching the weights is there and the device is the CPU, else torch).
 
     ``device``: "auto" (CUDA when available, else CPU), "cpu", "cuda" or "cuda:N". Raises `ModelLoadError`
     naming the file and the problem when the folder is not a usable model.
@@ -152,4 +170,5 @@ def load_model(model_dir: str | os.PathLike, device: str = "auto", batch_size: i
         check_postprocess_section(config["postprocess"])
     except ConfigError as exc:
         raise ModelLoadError(f"{Path(model_dir) / CONFIG_FILE}: {exc} Fix the file or re-export the model.") from None
-    return InpaintModel(network, config, device=device, batch_size=batch_size, source=Path(model_dir))
+    return InpaintModel(network, config, device=device, batch_size=batch_size, source=Path(model_dir),
+                        engine=engine)

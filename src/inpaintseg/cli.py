@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "model_info",
     "train",
     "predict",
+    "export",
     "evaluate",
     "report",
 )

@@ -22,7 +22,9 @@ import numpy as np
 
 from inpaintseg import io, rle
 from inpaintseg.data.pairing import problems_message, scan_pairs
-from inpaintseg.errors import DataError, InpaintsegError
+from inpaintseg.errors import ConfigError, DataError, InpaintsegError
+from inpaintseg.inference import journal
+from inpaintseg.inference.inputs import ImageInputs, from_paths, resolve_images
 from inpaintseg.inference.crf_pool import CrfRunner
 from inpaintseg.inference.postprocess import PostProcess
 from inpaintseg.inference.predictor import Predictor
@@ -57,6 +59,9 @@ class FolderPrediction:
     failures: list[tuple[str, str]] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # notes on folder entries that are not images
     written: dict[str, Path] = field(default_factory=dict)  # "submission" | "masks" | "probs" | "scores"
+    engine: str = "torch"  # the engine that ran the network ("torch" | "onnx")
+    resumed: int = 0  # rows taken over from an interrupted run's part files (resume=True)
+    notes: list[str] = field(default_factory=list)  # resume / discarded part files
 
 
 def list_images(images_dir: str | os.PathLike) -> tuple[list[Path], list[str]]:
@@ -83,13 +88,26 @@ def _read(path: Path) -> tuple[np.ndarray | None, str | None]:
         return None, f"{path}: not enough memory to decode this image. Downscale it or lower --max-pixels."
 
 
+def plan_batches(n: int, batch_size: int) -> list[list[int]]:
+    """Indices 0..n-1 in consecutive batches. Batches are always formed over the WHOLE sorted list, so a
+    resumed or sharded run feeds the network the same batches (hence bit-identical probabilities) as one
+    uninterrupted run; it only runs fewer of them."""
+    return [list(range(i, min(i + batch_size, n))) for i in range(0, n, batch_size)]
+
+
 def predict_paths(predictor: Predictor, paths: Sequence[Path], post: PostProcess, crf_workers: int = 1,
-                  progress: bool = True, keep_probs: bool = True) -> Iterator[ImageResult]:
-    """Predict image files in order, yielding one ``ImageResult`` per path (failures included)."""
-    batch_size = predictor.batch_size
-    batches = [list(paths[i:i + batch_size]) for i in range(0, len(paths), batch_size)]
+                  progress: bool = True, keep_probs: bool = True, *, ids: Sequence[str] | None = None,
+                  batches: Sequence[Sequence[int]] | None = None) -> Iterator[ImageResult]:
+    """Predict image files in order, yielding one ``ImageResult`` per path (failures included).
+
+    ``ids`` names each path's ImageId (default: the file stem); ``batches`` (lists of indices into ``paths``,
+    default `plan_batches`) says which images go through the network together, and only those are predicted.
+    """
+    if batches is None:
+        batches = plan_batches(len(paths), predictor.batch_size)
+    ids = [p.stem for p in paths] if ids is None else list(ids)
     crf_runner = CrfRunner(post.crf_params, crf_workers) if post.crf != "off" else None
-    bar = progress_bar(len(paths), "predicting", progress)
+    bar = progress_bar(sum(map(len, batches)), "predicting", progress)
     pending: list[tuple[ImageResult, np.ndarray | None, np.ndarray | None, cf.Future | None]] = []
 
     def finish(items) -> Iterator[ImageResult]:
@@ -112,15 +130,15 @@ def predict_paths(predictor: Predictor, paths: Sequence[Path], post: PostProcess
 
     try:
         with cf.ThreadPoolExecutor(1) as decoder:
-            next_decoded = decoder.submit(lambda b: [_read(p) for p in b], batches[0]) if batches else None
+            next_decoded = decoder.submit(lambda b: [_read(paths[i]) for i in b], batches[0]) if batches else None
             for index, batch in enumerate(batches):
                 decoded = next_decoded.result()
                 if index + 1 < len(batches):
-                    next_decoded = decoder.submit(lambda b: [_read(p) for p in b], batches[index + 1])
+                    next_decoded = decoder.submit(lambda b: [_read(paths[i]) for i in b], batches[index + 1])
                 good_probs = iter(predictor.predict_proba_batch([img for img, _ in decoded if img is not None]))
                 current = []
-                for p, (img, err) in zip(batch, decoded):
-                    result = ImageResult(stem=p.stem, path=p, error=err)
+                for i, (img, err) in zip(batch, decoded):
+                    result = ImageResult(stem=ids[i], path=paths[i], error=err)
                     probs = next(good_probs) if img is not None else None
                     future = crf_runner.submit(img, probs) if (crf_runner and probs is not None) else None
                     current.append((result, img, probs, future))
@@ -144,13 +162,13 @@ def scores_csv(rows: Sequence[tuple[str, float, float, int]]) -> str:
 
 
 def check_output_paths(out=None, masks_out=None, probs_out=None, scores_out=None,
-                       inputs: Sequence[Path] = ()) -> None:
+                       inputs: Sequence[Path] = (), folders: Sequence[Path] = ()) -> None:
     """Fail before any work when an output cannot be written or lies in an input folder: a CSV path that is a
     folder, a PNG folder path that is a file, an unwritable location, or an output inside the folder of one
-    of the `inputs` image paths (or its truth masks beside it, in the dataset layout)."""
+    of the `inputs` image paths or one of `folders` (or the truth masks beside it, in the dataset layout)."""
     from inpaintseg.outputs import check_output_dir, check_output_file, input_folders
 
-    folders = input_folders(*sorted({Path(p).parent for p in inputs}))
+    folders = input_folders(*sorted({Path(p).parent for p in inputs} | {Path(f) for f in folders}))
     for flag, value in (("--out", out), ("--scores-out", scores_out)):
         check_output_file(value, flag, folders)
     for flag, value in (("--masks-out", masks_out), ("--probs-out", probs_out)):
@@ -166,28 +184,93 @@ def _drain(writes: list, keep: int) -> list:
     return [w for w in writes if not w.done()]
 
 
-def predict_folder(model, images: str | os.PathLike | Sequence[Path], out: str | os.PathLike | None = "submission.csv",
-                   masks_out=None, probs_out=None, scores_out=None, *, threshold=None, tta=None, crf=None,
-                   crf_workers: int = 1, progress: bool = True) -> FolderPrediction:
-    """Predict every image of a folder (or a list of paths) with a loaded model and write the outputs.
+def as_inputs(images, recursive: bool = False) -> ImageInputs:
+    """`predict_folder`'s ``images``: an `ImageInputs`, a folder / file / glob (`resolve_images`) or paths."""
+    if isinstance(images, ImageInputs):
+        return images
+    if isinstance(images, (str, os.PathLike)):
+        return resolve_images(images, recursive)
+    return from_paths(images)
+
+
+def run_settings(model, post: PostProcess, masks_out=None, probs_out=None) -> dict:
+    """What a row of a part file depends on: `--resume` refuses part files written with other settings."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.network.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    choice = getattr(model, "engine_choice", None)
+    return {"weights_sha256": digest.hexdigest(), "input": model.config.get("input"),
+            "engine": choice.engine if choice else "torch", "batch_size": model.batch_size,
+            "threshold": post.threshold, "tta": post.tta, "crf": post.crf,
+            "crf_params": post.crf_params if post.crf != "off" else None,
+            "masks_out": os.path.abspath(masks_out) if masks_out else None,
+            "probs_out": os.path.abspath(probs_out) if probs_out else None}
+
+
+def _finish_image(item: ImageResult, post: PostProcess, masks_dir, probs_dir, part, rows: list) -> None:
+    """The per-image work after the network (writer thread, overlapping the next batch's forward pass):
+    RLE, image score, PNGs, then the part file row (last: a row means the image's files are complete)."""
+    if item.error is not None:
+        row = journal.Row(item.stem, error=item.error)
+    else:
+        if masks_dir:
+            io.write_png(masks_dir / f"{item.stem}.png", item.mask * np.uint8(255))
+        if probs_dir:
+            io.write_png(probs_dir / f"{item.stem}.png", to_png8(item.probs))
+        score = image_score(item.probs)
+        fraction = float(item.mask.mean()) if item.mask.size else 0.0
+        row = journal.result_row(item.stem, rle.rle_encode(item.mask), score, fraction, post.label(score))
+    if part is not None:
+        part.append(row)
+    rows.append(row)
+
+
+def predict_folder(model, images: str | os.PathLike | Sequence[Path] | ImageInputs,
+                   out: str | os.PathLike | None = "submission.csv", masks_out=None, probs_out=None,
+                   scores_out=None, *, threshold=None, tta=None, crf=None, crf_workers: int = 1,
+                   progress: bool = True, recursive: bool = False, resume: bool = False,
+                   shard: tuple[int, int] = (0, 1), merge: bool = True) -> FolderPrediction:
+    """Predict every image of a folder (or one file, a glob pattern, a list of paths) and write the outputs.
 
     ``model`` is an `inpaintseg.InpaintModel` (`inpaintseg.load_model`). Post-processing defaults to what the
     model stored (validation calibration); ``threshold``/``tta``/``crf`` override it (None or "auto" = stored).
     Writes the RLE submission ``out`` (row-major, sorted by ImageId; None = do not write), optional 0/255 mask
     PNGs (``masks_out``), 8-bit probability PNGs (``probs_out``, value = round(p x 255)) and the image scores
     CSV (``scores_out``). Every write is atomic; output locations are checked before any work.
+
+    Rows are appended to a part file as images finish (`inference.journal`); ``resume=True`` skips the images
+    a killed run finished. ``shard=(rank, world)`` predicts only every world-th batch (`inference.sharding`);
+    ``merge=False`` leaves the part file for the caller to merge.
     """
-    if isinstance(images, (str, os.PathLike)):
-        paths, skipped = list_images(images)
-    else:
-        paths, skipped = [Path(p) for p in images], []
+    inputs = as_inputs(images, recursive)
+    paths, ids = inputs.paths, inputs.ids
     post = model.postprocess(threshold=threshold, tta=tta, crf=crf)
     if post.crf != "off":
         from inpaintseg.inference.crf import require_pydensecrf
 
         require_pydensecrf()
-    check_output_paths(out, masks_out, probs_out, scores_out, inputs=paths)
-    result = FolderPrediction(n_images=len(paths), skipped=skipped)
+    check_output_paths(out, masks_out, probs_out, scores_out, inputs=paths, folders=inputs.folders)
+    target = journal.part_target(out, scores_out)
+    if resume and target is None:
+        raise ConfigError("resume needs a submission or scores file to continue (--out or --scores-out).")
+    rank, world = shard
+    settings = run_settings(model, post, masks_out, probs_out)
+    result = FolderPrediction(n_images=len(paths), skipped=list(inputs.notes))
+    choice = getattr(model, "engine_choice", None)
+    result.engine = choice.engine if choice else "torch"
+    done: dict = {}
+    if resume:
+        done, failed = journal.load_parts(target, settings)
+        current = set(ids)
+        done = {k: v for k, v in done.items() if k in current}
+        result.resumed = len(done)
+        result.notes.append(journal.describe_resume(target, len(done), len(failed), len(paths)))
+    elif world == 1:
+        result.notes += [f"discarded {p} (an earlier run's part file; --resume continues such a run)"
+                         for p in journal.discard_parts(target)]
     masks_dir = Path(masks_out) if masks_out else None
     probs_dir = Path(probs_out) if probs_out else None
     for folder in (masks_dir, probs_dir):
@@ -195,34 +278,51 @@ def predict_folder(model, images: str | os.PathLike | Sequence[Path], out: str |
             folder.mkdir(parents=True, exist_ok=True)
 
     predictor = model.predictor(post.tta)
-    with cf.ThreadPoolExecutor(1) as writer:
-        writes: list[cf.Future] = []
-        for item in predict_paths(predictor, paths, post, crf_workers=crf_workers, progress=progress):
-            if item.error is not None:
-                result.failures.append((item.path.name, item.error))
-                continue
-            result.encoded[item.stem] = rle.rle_encode(item.mask)
-            score = image_score(item.probs)
-            fraction = float(item.mask.mean()) if item.mask.size else 0.0
-            result.scores.append((item.stem, score, fraction, post.label(score)))
-            if masks_dir:
-                writes.append(writer.submit(io.write_png, masks_dir / f"{item.stem}.png", item.mask * np.uint8(255)))
-            if probs_dir:
-                writes.append(writer.submit(io.write_png, probs_dir / f"{item.stem}.png", to_png8(item.probs)))
-            writes = _drain(writes, keep=PENDING_WRITES)
-        _drain(writes, keep=0)
-
-    if out is not None:
-        rle.write_submission(out, result.encoded)
-        result.written["submission"] = Path(out)
+    batches = [b for k, b in enumerate(plan_batches(len(paths), predictor.batch_size))
+               if k % world == rank and any(ids[i] not in done for i in b)]
+    part = journal.PartWriter(journal.part_path(target, rank), settings) if target is not None else None
+    rows: list[journal.Row] = []
+    try:
+        with cf.ThreadPoolExecutor(1) as writer:
+            writes: list[cf.Future] = []
+            for item in predict_paths(predictor, paths, post, crf_workers=crf_workers, progress=progress,
+                                      ids=ids, batches=batches):
+                if item.stem in done:  # finished by an earlier run: its batch ran again for identical numerics
+                    continue
+                writes.append(writer.submit(_finish_image, item, post, masks_dir, probs_dir, part, rows))
+                writes = _drain(writes, keep=PENDING_WRITES)
+            _drain(writes, keep=0)
+    finally:
+        if part is not None:
+            part.close()
     if masks_dir:
         result.written["masks"] = masks_dir
     if probs_dir:
         result.written["probs"] = probs_dir
-    if scores_out:
-        io.atomic_write_text(scores_out, scores_csv(result.scores))
-        result.written["scores"] = Path(scores_out)
+    if merge:
+        if target is not None:
+            done, failed = journal.load_parts(target, settings)
+        else:
+            done = {r.image_id: r for r in rows if not r.error}
+            failed = {r.image_id: r for r in rows if r.error}
+        collect_rows(result, inputs, done, failed, out, scores_out)
+        journal.discard_parts(target) if target is not None else None
     return result
+
+
+def collect_rows(result: FolderPrediction, inputs: ImageInputs, done: dict, failed: dict, out, scores_out) -> None:
+    """Write the final sorted files from finished rows (those of current inputs) and fill `result`."""
+    names = {image_id: (image_id + path.suffix if inputs.kind == "recursive" else path.name)
+             for image_id, path in zip(inputs.ids, inputs.paths)}
+    done = {k: v for k, v in done.items() if k in names}
+    journal.write_final(out, scores_out, done)
+    result.encoded = {k: row.rle for k, row in sorted(done.items())}
+    result.scores = [(k, float(r.score), float(r.fraction), int(r.label)) for k, r in sorted(done.items())]
+    result.failures = [(names[k], r.error) for k, r in sorted(failed.items()) if k in names and k not in done]
+    if out is not None:
+        result.written["submission"] = Path(out)
+    if scores_out:
+        result.written["scores"] = Path(scores_out)
 
 
 def to_png8(probs: np.ndarray) -> np.ndarray:

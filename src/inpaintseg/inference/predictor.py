@@ -14,6 +14,7 @@ import numpy as np
 
 from inpaintseg.data.input_spec import check_input_section
 from inpaintseg.errors import ConfigError, InpaintsegError
+from inpaintseg.inference.engines import TorchEngine
 from inpaintseg.inference.tiling import reflect_pad_to, resize_to, tile_windows
 from inpaintseg.inference.tta import TTA_CHOICES, tta_views
 
@@ -44,10 +45,13 @@ class Predictor:
     ``model`` returns logits (B, 1, H, W) for (B, 3, H, W) input; ``model_config`` is the model
     folder's config dict (its ``input`` section decides resize vs crop, the size and normalisation).
     ``channels_last`` defaults to True on CPU (measured faster there, see benchmarks/predict_speed.py).
+    ``engine`` (`inference.engines`: `TorchEngine` of ``model`` unless given, or an `OnnxEngine`) maps the
+    normalised batch to logits; resizing, tiles and TTA are the same whichever engine runs.
     """
 
     def __init__(self, model, model_config: dict, device: str = "cpu", tta: str = "none",
-                 batch_size: int = 8, channels_last: bool | None = None, tile_overlap: float = 0.25):
+                 batch_size: int = 8, channels_last: bool | None = None, tile_overlap: float = 0.25,
+                 engine=None):
         import torch
 
         if tta not in TTA_CHOICES:
@@ -62,11 +66,11 @@ class Predictor:
         self.tta = tta
         self.views = tta_views(tta)
         self.batch_size = batch_size
-        self.channels_last = (self.device.type == "cpu") if channels_last is None else channels_last
-        self.memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
-        self.model = model.to(self.device).eval()
-        if self.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
+        # The engine maps a normalised batch to logits (inference/engines.py): PyTorch unless one is given.
+        self.engine = engine if engine is not None else TorchEngine(model, str(self.device), channels_last)
+        self.model = getattr(self.engine, "model", None)
+        self.memory_format = self.engine.memory_format
+        self.channels_last = self.memory_format == torch.channels_last
         self.tile = self.input["size"]
         self.overlap = int(round(self.tile * tile_overlap))
         self._mean = torch.tensor(self.input["mean"], device=self.device).view(1, 3, 1, 1) * 255.0
@@ -93,7 +97,7 @@ class Predictor:
         with torch.inference_mode():
             for view in self.views:
                 xv = view.apply(x).contiguous(memory_format=self.memory_format)
-                logits = self.model(xv)
+                logits = self.engine(xv)
                 if logits.ndim != 4 or logits.shape[1] != 1 or logits.shape[2:] != xv.shape[2:]:
                     raise InpaintsegError(
                         f"the model returned logits of shape {tuple(logits.shape)} for input "

@@ -28,6 +28,7 @@ FORMAT_VERSION = 1
 SUPPORTED_FORMAT_VERSIONS = (1,)
 WEIGHTS_FILE = "weights.safetensors"
 CONFIG_FILE = "config.json"
+ONNX_FILE = "model.onnx"  # optional: `inpaintseg export --format onnx` (see model/onnx_export.py)
 REQUIRED_SECTIONS = ("format_version", "architecture", "input", "postprocess")
 MISMATCH_LIMIT = 10
 

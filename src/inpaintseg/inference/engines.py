@@ -1,0 +1,147 @@
+"""Engines: the one thing that differs between PyTorch and onnxruntime inference.
+
+An engine maps a normalised float32 batch (B, 3, H, W) (a torch tensor on the predictor's device) to logits
+(B, 1, H, W) float32 on the same device. Everything around it -- decoding, resizing, tiling, TTA views,
+sigmoid and averaging, calibration, thresholds, DenseCRF, writing -- is the `Predictor`'s and the pipeline's,
+so TTA, tiles and calibration work the same with either engine.
+
+- `TorchEngine`: the nn.Module in eval mode (channels_last on CPU by default: measured faster there).
+- `OnnxEngine`: MODEL_DIR/model.onnx (`inpaintseg export --format onnx`) through onnxruntime. It runs in
+  fp32 only: a bf16/fp16 precision request is refused (`check_engine_precision`).
+
+`resolve_engine("auto" | "torch" | "onnx", ...)` picks one: auto is onnx when the folder has a model.onnx
+that matches its weights, onnxruntime is installed, the device is the CPU and the precision is fp32
+(onnxruntime was measured faster than PyTorch on this project's CPU, benchmarks/README.md); else torch.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from inpaintseg.errors import ConfigError, InpaintsegError
+
+ENGINES = ("auto", "torch", "onnx")  # the one list (CLI choices, API values)
+
+
+def check_engine(value: str, source: str = "engine") -> str:
+    if value not in ENGINES:
+        raise ConfigError(f"{source}: unknown engine {value!r}; expected one of {', '.join(ENGINES)}.")
+    return value
+
+
+def check_engine_precision(engine: str, precision: str | None) -> None:
+    """The ONNX engine runs the exported fp32 graph: any reduced precision is a ConfigError, not ignored."""
+    if engine == "onnx" and precision not in (None, "32", "auto"):
+        raise ConfigError(f"the onnx engine runs the exported fp32 graph and cannot run precision {precision!r}; "
+                          "use --engine torch for mixed precision, or --precision 32 with --engine onnx.")
+
+
+class TorchEngine:
+    """The PyTorch module itself. Shape: (B, 3, H, W) -> (B, 1, H, W) logits."""
+
+    name = "torch"
+
+    def __init__(self, model, device: str = "cpu", channels_last: bool | None = None):
+        import torch
+
+        self.device = torch.device(device)
+        self.channels_last = (self.device.type == "cpu") if channels_last is None else channels_last
+        self.memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
+        self.model = model.to(self.device).eval()
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+
+    def __call__(self, x):
+        return self.model(x.contiguous(memory_format=self.memory_format))
+
+    def describe(self) -> str:
+        return f"engine torch ({'channels_last' if self.channels_last else 'contiguous'})"
+
+
+class OnnxEngine:
+    """An onnxruntime session on an exported model.onnx. Shape: (B, 3, H, W) -> (B, 1, H, W) logits."""
+
+    name = "onnx"
+
+    def __init__(self, onnx_path: str | os.PathLike, device: str = "cpu", threads: int | None = None):
+        import torch
+
+        from inpaintseg.model.onnx_export import INPUT_NAME, OUTPUT_NAME, open_session
+
+        self.path = Path(onnx_path)
+        self.device = torch.device(device)
+        self.memory_format = torch.contiguous_format
+        self.session = open_session(self.path, str(self.device), threads)
+        self._input, self._output = INPUT_NAME, OUTPUT_NAME
+        self.providers = self.session.get_providers()
+
+    def __call__(self, x):
+        import torch
+
+        array = x.detach().to("cpu", torch.float32).contiguous().numpy()
+        logits = self.session.run([self._output], {self._input: array})[0]
+        return torch.from_numpy(logits).to(x.device)
+
+    def describe(self) -> str:
+        return f"engine onnx ({self.path.name}, onnxruntime {self.providers[0]})"
+
+
+@dataclass
+class EngineChoice:
+    """Which engine runs and why (printed by predict, recorded in FolderPrediction)."""
+
+    engine: str  # "torch" | "onnx"
+    requested: str
+    reason: str
+
+    def describe(self) -> str:
+        return f"engine {self.engine} ({self.reason})" if self.requested == "auto" else f"engine {self.engine}"
+
+
+def choose_engine(requested: str, model_dir: str | os.PathLike | None, config: dict, device: str = "cpu",
+                  precision: str | None = "32") -> EngineChoice:
+    """Resolve `requested` without building anything. "onnx" is checked now (file, record, weights match,
+    onnxruntime installed, fp32): every problem is an error before any work. "auto" falls back to torch,
+    saying why."""
+    check_engine(requested)
+    check_engine_precision(requested, precision)
+    if requested == "torch":
+        return EngineChoice("torch", requested, "asked for")
+    if requested == "onnx":
+        if model_dir is None:
+            raise ConfigError("the onnx engine needs a model folder (load the model with inpaintseg.load_model).")
+        _onnx_ready(model_dir, config)
+        return EngineChoice("onnx", requested, "asked for")
+    if model_dir is None:
+        return EngineChoice("torch", requested, "no model folder")
+    if precision not in (None, "32", "auto"):
+        return EngineChoice("torch", requested, f"precision {precision} runs in PyTorch")
+    if not str(device).startswith("cpu"):
+        return EngineChoice("torch", requested, f"device {device}")
+    from inpaintseg.model.io import ONNX_FILE
+
+    if not (Path(model_dir) / ONNX_FILE).is_file():
+        return EngineChoice("torch", requested, f"no {ONNX_FILE}; `inpaintseg export --format onnx` makes one")
+    try:
+        _onnx_ready(model_dir, config)
+    except InpaintsegError as exc:
+        return EngineChoice("torch", requested, f"{ONNX_FILE} not usable: {exc}")
+    return EngineChoice("onnx", requested, f"{ONNX_FILE} present and matches the weights")
+
+
+def _onnx_ready(model_dir, config: dict) -> Path:
+    from inpaintseg.model.onnx_export import check_onnx_file, require_onnxruntime
+
+    require_onnxruntime()
+    return check_onnx_file(model_dir, config)
+
+
+def build_engine(choice: EngineChoice, network, model_dir, device: str = "cpu", threads: int | None = None):
+    """The engine object for a resolved choice."""
+    if choice.engine == "onnx":
+        from inpaintseg.model.io import ONNX_FILE
+
+        return OnnxEngine(Path(model_dir) / ONNX_FILE, device, threads)
+    return TorchEngine(network, device)

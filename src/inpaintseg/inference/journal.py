@@ -1,0 +1,200 @@
+"""Part files: a folder prediction's rows appended as images finish, so a killed run can continue.
+
+While `predict_folder` runs, every finished image appends one row to ``<out>.part`` (``<out>.part<R>`` for
+rank R > 0 of a sharded run; ``<out>`` is the submission, or the scores file when there is none):
+
+    # inpaintseg part file v1 {"model": ..., "threshold": ..., "tta": ..., "crf": ..., ...}
+    ImageId,EncodedPixels,score,manipulated_fraction,predicted_label,error
+
+A row is appended (and flushed to the operating system) only after that image's mask/probability PNGs were
+written, so a row means "this image is done". A failed image gets a row with its error: it is named at the
+end and tried again on resume. At the end the rows of every part file are merged into the sorted
+submission and scores files (atomic writes) and the part files are removed.
+
+``resume=True`` skips ImageIds that already have a successful row in any part file whose header matches
+this run's settings (a mismatch is an error that names the differing settings); a row cut short by a kill
+is dropped. Without ``resume`` old part files are discarded. Scores are stored as the scores file writes
+them (6 decimals), so the merged files are byte-identical to an uninterrupted run's.
+"""
+
+from __future__ import annotations
+
+import csv
+import io as _stdio
+import json
+import os
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from inpaintseg import io, rle
+from inpaintseg.errors import DataError, InpaintsegError, name_list
+
+PART_SUFFIX = ".part"
+MAGIC = "# inpaintseg part file v1 "
+COLUMNS = ("ImageId", "EncodedPixels", "score", "manipulated_fraction", "predicted_label", "error")
+FSYNC_SECONDS = 2.0  # flush on every row; fsync at most this often (a power cut loses at most that much)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One finished image: its RLE and score fields as written, or the error that stopped it."""
+
+    image_id: str
+    rle: str = ""
+    score: str = ""
+    fraction: str = ""
+    label: str = ""
+    error: str = ""
+
+    def fields(self) -> tuple[str, ...]:
+        return (self.image_id, self.rle, self.score, self.fraction, self.label, self.error)
+
+
+def result_row(image_id: str, encoded: str, score: float, fraction: float, label: int) -> Row:
+    return Row(image_id, encoded, f"{score:.6f}", f"{fraction:.6f}", str(int(label)))
+
+
+def part_target(out, scores_out) -> Path | None:
+    """The file the part files sit beside: the submission, else the scores file, else None (no resume)."""
+    target = out if out is not None else scores_out
+    return Path(target) if target is not None else None
+
+
+def part_path(target: Path, rank: int = 0) -> Path:
+    return target.with_name(target.name + PART_SUFFIX + (str(rank) if rank else ""))
+
+
+def part_files(target: Path) -> list[Path]:
+    """Every part file of `target` (any rank), sorted."""
+    pattern = re.compile(re.escape(target.name + PART_SUFFIX) + r"(\d*)$")
+    if not target.parent.is_dir():
+        return []
+    return sorted(p for p in target.parent.iterdir() if pattern.match(p.name) and p.is_file())
+
+
+def read_part(path: Path) -> tuple[dict, list[Row], int]:
+    """(header settings, rows, byte length of the valid prefix); a last row cut short is left out."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read this part file ({exc.strerror}).") from None
+    first_end = data.find(b"\n")
+    header = data[:first_end].decode("utf-8", "replace") if first_end >= 0 else ""
+    if not header.startswith(MAGIC):
+        raise DataError(f"{path}: not an inpaintseg part file (first line {header[:60]!r}). Remove it, or "
+                        "run without --resume to start over.")
+    try:
+        settings = json.loads(header[len(MAGIC):])
+    except json.JSONDecodeError:
+        raise DataError(f"{path}: its header is damaged. Run without --resume to start over.") from None
+    valid_end = data.rfind(b"\n") + 1  # anything after the last line break is a row cut short
+    text = data[first_end + 1:valid_end].decode("utf-8", "replace")
+    records = list(csv.reader(_stdio.StringIO(text, newline="")))
+    rows = []
+    for index, record in enumerate(records[1:], start=1):  # records[0] is the column header
+        if len(record) != len(COLUMNS):
+            if index == len(records) - 1:
+                valid_end = first_end + 1 + len(_rows_text(records[:index]).encode("utf-8"))
+                break
+            raise DataError(f"{path}: row {index} is damaged ({len(record)} fields, expected {len(COLUMNS)}). "
+                            "Run without --resume to start over.")
+        rows.append(Row(*record))
+    return settings, rows, valid_end
+
+
+def _rows_text(records) -> str:
+    buffer = _stdio.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerows(records)
+    return buffer.getvalue()
+
+
+def _differences(old: Mapping, new: Mapping) -> list[str]:
+    return [f"{k}: {old.get(k)!r} then, {new.get(k)!r} now" for k in sorted(set(old) | set(new))
+            if old.get(k) != new.get(k)]
+
+
+def load_parts(target: Path, settings: dict) -> tuple[dict[str, Row], dict[str, Row]]:
+    """Rows of every part file of `target`: (done: id -> successful row, failed: id -> error row of ids
+    with no successful row). DataError when a part file was written with other settings."""
+    done: dict[str, Row] = {}
+    failed: dict[str, Row] = {}
+    for path in part_files(target):
+        old, rows, _ = read_part(path)
+        diff = _differences(old, settings)
+        if diff:
+            raise DataError(f"{path}: written by a run with other settings ({'; '.join(diff)}); --resume would mix "
+                            "the two. Run with the same settings, or without --resume to start over.")
+        for row in rows:
+            if row.error:
+                failed[row.image_id] = row
+            else:
+                done[row.image_id] = row
+    return done, {k: v for k, v in failed.items() if k not in done}
+
+
+def discard_parts(target: Path | None) -> list[Path]:
+    """Remove every part file of `target`; returns what was removed."""
+    if target is None:
+        return []
+    removed = part_files(target)
+    for path in removed:
+        path.unlink(missing_ok=True)
+    return removed
+
+
+class PartWriter:
+    """Appends rows to one part file (created with its header when missing; a row cut short is cut off)."""
+
+    def __init__(self, path: Path, settings: dict):
+        self.path = path
+        if path.is_file():
+            old, _, valid_end = read_part(path)
+            if _differences(old, settings):
+                raise InpaintsegError(f"{path}: written with other settings; remove it first.")
+            os.truncate(path, valid_end)
+        else:
+            io.atomic_write_text(path, MAGIC + json.dumps(settings, sort_keys=True) + "\n" + _rows_text([COLUMNS]))
+        try:
+            self._fh = open(path, "a", encoding="utf-8", newline="")
+        except OSError as exc:
+            raise InpaintsegError(io.write_error_message(path, exc)) from None
+        self._writer = csv.writer(self._fh, lineterminator="\n")
+        self._synced = time.monotonic()
+
+    def append(self, row: Row) -> None:
+        self._writer.writerow(row.fields())
+        self._fh.flush()
+        if time.monotonic() - self._synced > FSYNC_SECONDS:
+            os.fsync(self._fh.fileno())
+            self._synced = time.monotonic()
+
+    def close(self) -> None:
+        if not self._fh.closed:
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+            self._fh.close()
+
+
+def write_final(out, scores_out, rows: Mapping[str, Row]) -> None:
+    """The sorted submission and scores files from finished rows (atomic writes)."""
+    from inpaintseg.inference.pipeline import SCORES_HEADER
+
+    if out is not None:
+        rle.write_submission(out, {image_id: row.rle for image_id, row in rows.items()})
+    if scores_out is not None:
+        buffer = _stdio.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(SCORES_HEADER)
+        for image_id in sorted(rows):
+            row = rows[image_id]
+            writer.writerow((image_id, row.score, row.fraction, row.label))
+        io.atomic_write_text(scores_out, buffer.getvalue())
+
+
+def describe_resume(target: Path, done: int, failed: int, total: int) -> str:
+    extra = f", {failed} failed before and tried again" if failed else ""
+    return f"resuming from {name_list([str(p) for p in part_files(target)], 4)}: {done} of {total} images done{extra}"
