@@ -19,8 +19,9 @@ def add_predict_arguments(p: argparse.ArgumentParser, model_required: bool = Tru
     p.add_argument("--model", required=model_required, default=None, metavar="MODEL_DIR",
                    help="model folder holding weights.safetensors and config.json (e.g. runs/<run>/model)"
                    + ("" if model_required else "; default: the newest runs/*/model"))
-    p.add_argument("--images", required=images_default is None, default=images_default, metavar="DIR",
-                   help="folder of images to predict" + (f" (default {images_default})" if images_default else ""))
+    p.add_argument("--images", required=images_default is None, default=images_default, metavar="DIR|FILE|GLOB",
+                   help="folder of images to predict, one image file, or a quoted glob pattern such as "
+                   "'shots/*.jpg'" + (f" (default {images_default})" if images_default else ""))
     p.add_argument("--out", default=out_default, metavar="CSV",
                    help=f"submission CSV to write: ImageId,EncodedPixels, row-major RLE (default {out_default})")
     p.add_argument("--masks-out", metavar="DIR", help="also write each mask as a 0/255 PNG named <stem>.png")
@@ -49,6 +50,33 @@ def add_predict_arguments(p: argparse.ArgumentParser, model_required: bool = Tru
                    help="torch CPU threads (default: $OMP_NUM_THREADS or every CPU available)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_max_pixels_argument(p)
+    add_scale_arguments(p)
+
+
+def add_scale_arguments(p: argparse.ArgumentParser) -> None:
+    """Issue 13: the engine, other input forms, resuming and sharding."""
+    import os
+
+    from inpaintseg.inference.engines import ENGINES
+
+    p.add_argument("--engine", choices=ENGINES, default="auto",
+                   help="what runs the network: torch, onnx (MODEL_DIR/model.onnx through onnxruntime; make it with "
+                   "`inpaintseg export`), or auto = onnx when a model.onnx matching the weights is there and the "
+                   "device is the CPU, else torch (default auto)")
+    p.add_argument("--recursive", action="store_true",
+                   help="--images DIR: also predict the images in its sub-folders (ImageId = relative path without "
+                   "extension, e.g. cats/a); a glob pattern: ** crosses folders")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run: images already in <out>.part (rows are appended as images "
+                   "finish) are not predicted again; the final CSVs equal an uninterrupted run's")
+    p.add_argument("--devices", type=int_at_least(1), default=1,
+                   help="processes per node sharing the images (one per GPU on a CUDA machine; on a CPU each gets "
+                   "its share of the cores); rank 0 merges their part files into one submission (default 1)")
+    p.add_argument("--num-nodes", type=int_at_least(1), default=1,
+                   help="machines running this same command (with --node-rank and $MASTER_ADDR/$MASTER_PORT; "
+                   "outputs on a shared filesystem) (default 1)")
+    p.add_argument("--node-rank", type=int_at_least(0), default=int(os.environ.get("NODE_RANK", "0") or 0),
+                   help="this machine's index among --num-nodes (default $NODE_RANK or 0)")
 
 
 def register(subparsers) -> None:
@@ -73,27 +101,46 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from inpaintseg.api import load_model
     from inpaintseg.errors import name_list
-    from inpaintseg.inference.pipeline import check_output_paths, list_images, predict_folder
+    from inpaintseg.inference.inputs import resolve_images
+    from inpaintseg.inference.pipeline import check_output_paths, predict_folder
     from inpaintseg.runtime import tune_cpu_runtime
 
     # Every check that can fail happens before any work.
-    model = load_model(args.model, device=args.device, batch_size=args.batch_size)
-    paths, notes = list_images(args.images)
+    model = load_model(args.model, device=args.device, batch_size=args.batch_size, engine=args.engine)
+    inputs = resolve_images(args.images, recursive=args.recursive)
+    paths, notes = inputs.paths, inputs.notes
     post = model.postprocess(threshold=args.threshold, tta=args.tta, crf=args.crf)
-    check_output_paths(args.out, args.masks_out, args.probs_out, args.scores_out, inputs=paths)
-    runtime = tune_cpu_runtime(args.threads) if model.device == "cpu" else {}
+    check_output_paths(args.out, args.masks_out, args.probs_out, args.scores_out, inputs=paths,
+                       folders=inputs.folders)
+    sharded = args.devices * args.num_nodes > 1
+    runtime = tune_cpu_runtime(args.threads) if model.device == "cpu" and not sharded else {}
 
     log = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr))
     log(f"predict: {len(paths)} images from {args.images}; model {args.model} "
         f"(input {model.input['mode']} {model.input['size']}); device {model.device}"
         + (f", {runtime['threads']} threads" if runtime else ""))
     log(f"predict: using {post.describe()}")
+    log(f"predict: {model.engine_choice.describe()}"
+        + (f"; {args.devices * args.num_nodes} processes ({args.devices} per node x {args.num_nodes} nodes)"
+           if sharded else ""))
     for note in notes:
         log(f"predict: skipped {note}")
 
-    result = predict_folder(model, paths, out=args.out, masks_out=args.masks_out, probs_out=args.probs_out,
-                            scores_out=args.scores_out, threshold=args.threshold, tta=args.tta, crf=args.crf,
-                            crf_workers=args.crf_workers, progress=not args.quiet)
+    options = dict(out=args.out, masks_out=args.masks_out, probs_out=args.probs_out, scores_out=args.scores_out,
+                   threshold=args.threshold, tta=args.tta, crf=args.crf, crf_workers=args.crf_workers,
+                   progress=not args.quiet, resume=args.resume)
+    if sharded:
+        from inpaintseg.inference.sharding import predict_sharded
+
+        result = predict_sharded(model, inputs, devices=args.devices, num_nodes=args.num_nodes,
+                                 node_rank=args.node_rank, threads=args.threads, **options)
+        if result is None:
+            log(f"predict: node {args.node_rank} finished its shards; node 0 merges {args.out}")
+            return 0
+    else:
+        result = predict_folder(model, inputs, **options)
+    for note in result.notes:
+        log(f"predict: {note}")
     n = len(result.encoded)
     log(f"predict: wrote {args.out} ({n} rows)")
     for key, what in (("masks", "masks"), ("probs", "probability maps")):

@@ -92,6 +92,7 @@ def read_part(path: Path) -> tuple[dict, list[Row], int]:
         raise DataError(f"{path}: its header is damaged. Run without --resume to start over.") from None
     valid_end = data.rfind(b"\n") + 1  # anything after the last line break is a row cut short
     text = data[first_end + 1:valid_end].decode("utf-8", "replace")
+    csv.field_size_limit(max(csv.field_size_limit(), len(text) + 1))  # a noisy large mask's RLE is long
     records = list(csv.reader(_stdio.StringIO(text, newline="")))
     rows = []
     for index, record in enumerate(records[1:], start=1):  # records[0] is the column header
