@@ -15,6 +15,8 @@ Then the whole `predict` command (decode PNGs, resize, TTA, CRF, RLE, write subm
 on `--n` random 256x256 PNGs for TTA none/flip/d4 x CRF off/gaussian, reported as images/s and as a
 ratio to the sum of its parts (views x forward time + CRF time): the target is <= 1.3x. The predict
 runs are fp32 (`--forward-only` skips them and the CRF timing).
+`--scale pipeline,big,shard` adds issue 13's measurements (`bench_scale.py`: PyTorch vs onnxruntime,
+whole/parts per engine, a 4000x3000 image's seconds and peak RSS, 2 processes vs 1).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import bench_scale
 from bench_common import matmul_peak_gflops
 
 
@@ -41,6 +44,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--crf-workers", type=int, default=1, help="predict --crf-workers (default 1)")
     p.add_argument("--json", help="also write the results as JSON")
     p.add_argument("--forward-only", action="store_true", help="only the matmul peak and the bare forward passes")
+    bench_scale.add_arguments(p)  # issue 13: --scale pipeline,big,shard and --agreement MODEL_DIR IMAGES
     return p.parse_args(argv)
 
 
@@ -156,6 +160,7 @@ def main(argv=None) -> int:
                 parts = args.n * (views[tta] * forward_s + (crf_s[crf] if crf != "off" else 0.0))
                 rows.append({"tta": tta, "crf": crf, "seconds": seconds, "images_per_s": args.n / seconds,
                              "sum_of_parts_s": parts, "ratio_to_parts": seconds / parts})
+        scale = bench_scale.run_scale(model_dir, tmp / "images", tmp, args) if (args.scale or args.agreement) else {}
     peak = max(peak, matmul_peak_gflops())
 
     print(f"torch {torch.__version__}, {runtime['threads']} threads; model width {args.width} depth {args.depth} "
@@ -189,7 +194,7 @@ def main(argv=None) -> int:
             "forward_img_per_s": {"contiguous": rates[False], "channels_last": rates[True]},
             "forward_img_per_s_by_precision": {"contiguous": all_rates[False], "channels_last": all_rates[True]},
             "max_prob_diff_fp32_bf16": prob_diff,
-            "crf_seconds": crf_s, "predict": rows}, indent=2) + "\n")
+            "crf_seconds": crf_s, "predict": rows, "scale": scale}, indent=2) + "\n")
     return 0
 
 
