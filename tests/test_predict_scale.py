@@ -199,12 +199,16 @@ def test_kill_9_then_resume_gives_the_uninterrupted_csvs(tmp_path):
     assert 4 <= len(rows) < n and not out.exists()
     # Every row's mask was written before its row.
     assert all((tmp_path / "masks" / f"{r.image_id}.png").is_file() for r in rows)
+    # A kill during a PNG write leaves atomic_path's temporary file; resume removes such files (only those).
+    (tmp_path / "masks" / ".img_000.png.k9x_2abc.tmp").write_bytes(b"half a png")
+    (tmp_path / "masks" / ".keep").write_text("the user's")
     assert cli.main(["predict", *common, "--out", str(out), "--scores-out", str(scores),
                      "--masks-out", str(tmp_path / "masks"), "--resume"]) == 0
     assert out.read_bytes() == (tmp_path / "ref.csv").read_bytes()
     assert scores.read_bytes() == (tmp_path / "ref_scores.csv").read_bytes()
     assert not journal.part_files(out)
-    assert len(list((tmp_path / "masks").iterdir())) == n
+    assert sorted(p.name for p in (tmp_path / "masks").iterdir() if p.name.startswith(".")) == [".keep"]
+    assert len(list((tmp_path / "masks").glob("img_*.png"))) == n
 
 
 # ---- sharding ------------------------------------------------------------------------------------

@@ -137,6 +137,24 @@ def load_parts(target: Path, settings: dict) -> tuple[dict[str, Row], dict[str, 
     return done, {k: v for k, v in failed.items() if k not in done}
 
 
+# `io.atomic_path`'s temporary files (".<name>.<8 random characters>.tmp"): a kill -9 during a write leaves one.
+STALE_TEMP = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
+
+
+def remove_stale_temps(*folders) -> int:
+    """Remove the temporary files a killed run left in its output folders (and their sub-folders)."""
+    removed = 0
+    for folder in folders:
+        if folder is None or not Path(folder).is_dir():
+            continue
+        for root, _, names in os.walk(folder):
+            for name in names:
+                if STALE_TEMP.match(name):
+                    Path(root, name).unlink(missing_ok=True)
+                    removed += 1
+    return removed
+
+
 def discard_parts(target: Path | None) -> list[Path]:
     """Remove every part file of `target`; returns what was removed."""
     if target is None:
@@ -185,7 +203,8 @@ def write_final(out, scores_out, rows: Mapping[str, Row]) -> None:
     from inpaintseg.inference.pipeline import SCORES_HEADER
 
     if out is not None:
-        rle.write_submission(out, {image_id: row.rle for image_id, row in rows.items()})
+        # The RLEs are rle_encode's own (from this run or a part file it wrote): a syntax check is enough.
+        rle.write_submission(out, {image_id: row.rle for image_id, row in rows.items()}, validate=False)
     if scores_out is not None:
         buffer = _stdio.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")

@@ -268,6 +268,9 @@ def predict_folder(model, images: str | os.PathLike | Sequence[Path] | ImageInpu
         done = {k: v for k, v in done.items() if k in current}
         result.resumed = len(done)
         result.notes.append(journal.describe_resume(target, len(done), len(failed), len(paths)))
+        stale = journal.remove_stale_temps(masks_out, probs_out)
+        if stale:
+            result.notes.append(f"removed {stale} temporary file(s) of a write the interrupted run did not finish")
     elif world == 1:
         result.notes += [f"discarded {p} (an earlier run's part file; --resume continues such a run)"
                          for p in journal.discard_parts(target)]

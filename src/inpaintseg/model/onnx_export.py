@@ -36,6 +36,7 @@ ONNX_OPSET = 17
 MIN_OPSET = 13  # dynamic Pad inputs and the ops the U-Net needs
 PARITY_TOLERANCE = 1e-3  # largest |probability difference| vs PyTorch accepted at export
 INPUT_NAME, OUTPUT_NAME = "image", "logits"
+SPIN = False  # onnxruntime's thread spinning (see open_session and benchmarks/README.md)
 INSTALL_HINT = "pip install 'inpaintseg[onnx]' (`make install` installs it), or use --engine torch"
 
 
@@ -75,6 +76,8 @@ def open_session(path: str | os.PathLike, device: str = "cpu", threads: int | No
     options.intra_op_num_threads = int(threads or torch.get_num_threads())
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if not SPIN:  # idle intra-op threads sleep instead of spinning: the decode/writer threads need those cores
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     providers: list = ["CPUExecutionProvider"]
     parsed = torch.device(device)
     if parsed.type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
