@@ -27,8 +27,11 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-RSS_SNIPPET = ("import resource, sys; from inpaintseg import cli; code = cli.main(sys.argv[1:]); "
-               "print('MAXRSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(code)")
+# Peak RSS as VmHWM of the child's own address space: ru_maxrss would report the parent's RSS at fork time
+# (it survives fork + exec), which is what the first version of this script measured (2234 MiB for both engines).
+RSS_SNIPPET = ("import sys; from inpaintseg import cli; code = cli.main(sys.argv[1:]); "
+               "hwm = [l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM:')]; "
+               "print('MAXRSS_KB', hwm[0] if hwm else ''); sys.exit(code)")
 
 
 def _engines(model_dir: Path, threads: int):
@@ -65,7 +68,8 @@ def _run(args: list[str]) -> tuple[float, int | None]:
     seconds = time.perf_counter() - start
     if proc.returncode != 0:
         raise SystemExit(f"inpaintseg {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
-    rss = [int(line.split()[1]) for line in proc.stdout.splitlines() if line.startswith("MAXRSS_KB")]
+    rss = [int(line.split()[1]) for line in proc.stdout.splitlines()
+           if line.startswith("MAXRSS_KB") and line.split()[1:]]
     return seconds, (rss[0] if rss else None)
 
 
@@ -144,7 +148,11 @@ def agreement(model_dir: Path, images: Path) -> dict:
     """Both engines on a real test set (stored post-processing): masks that differ, Dice between them."""
     from inpaintseg import load_model
     from inpaintseg.inference.pipeline import predict_folder
+    from inpaintseg.model.io import ONNX_FILE
+    from inpaintseg.model.onnx_export import export_onnx
 
+    if not (model_dir / ONNX_FILE).is_file():
+        export_onnx(model_dir)
     masks, seconds = {}, {}
     for name in ("torch", "onnx"):
         model = load_model(model_dir, device="cpu", engine=name)
@@ -209,3 +217,46 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "forward comparison runs whenever this is non-empty)")
     p.add_argument("--agreement", nargs=2, metavar=("MODEL_DIR", "IMAGES"),
                    help="also compare the two engines' masks of a trained model on a real test set")
+
+
+def main(argv=None) -> int:
+    """The issue-13 sections alone, on the same random-init model and images as predict_speed.py."""
+    p = argparse.ArgumentParser(description="issue 13 measurements (see the module docstring)")
+    p.add_argument("--n", type=int, default=48)
+    p.add_argument("--size", type=int, default=256)
+    p.add_argument("--width", type=int, default=16)
+    p.add_argument("--depth", type=int, default=4)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--seconds", type=float, default=3.0)
+    p.add_argument("--json")
+    add_arguments(p)
+    args = p.parse_args(argv)
+    args.scale = args.scale or "pipeline,big,shard"
+    import torch
+
+    from inpaintseg.data.input_spec import input_section
+    from inpaintseg.model import build_model
+    from inpaintseg.model.io import save_model_dir
+    from inpaintseg.runtime import tune_cpu_runtime
+
+    from predict_speed import architecture, make_images
+
+    runtime = tune_cpu_runtime()
+    print(f"torch {torch.__version__}, {runtime['threads']} threads; width {args.width}, depth {args.depth}, "
+          f"random init (seed 0), batch {args.batch_size}, {args.n} PNGs of {args.size}x{args.size}")
+    torch.manual_seed(0)
+    model = build_model(architecture(args)).eval()
+    with tempfile.TemporaryDirectory(prefix="bench_scale_") as tmp:
+        tmp = Path(tmp)
+        model_dir = save_model_dir(tmp / "model", model, {
+            "architecture": architecture(args), "input": input_section("resize", args.size),
+            "postprocess": {"threshold": 0.5, "tta": "none", "crf": "off"}})
+        make_images(tmp / "images", args.n, args.size)
+        results = run_scale(model_dir, tmp / "images", tmp, args)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2, default=str) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

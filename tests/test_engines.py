@@ -143,7 +143,7 @@ def test_stale_or_altered_onnx_is_refused_and_auto_falls_back(tmp_path, images, 
 def test_onnx_engine_refuses_reduced_precision():
     from inpaintseg.inference.engines import check_engine_precision, choose_engine
 
-    with pytest.raises(ConfigError, match="fp32 graph"):
+    with pytest.raises(ConfigError, match="onnx engine runs the exported graph"):
         check_engine_precision("onnx", "bf16-mixed")
     check_engine_precision("onnx", "32")
     check_engine_precision("torch", "bf16-mixed")
@@ -176,3 +176,31 @@ def test_failed_parity_writes_nothing(tmp_path, monkeypatch):
     assert not (model / "model.onnx").exists()
     assert (model / "config.json").read_text() == before
     assert [p.name for p in model.iterdir() if p.name.startswith(".")] == []  # no temp file left
+
+
+def test_int8_export_is_checked_against_fp32_and_runs(tmp_path, images, capsys):
+    # Threshold 0.05: the untrained model's probabilities (~0.5) all lie above it, so int8 and fp32 masks agree.
+    model = export_tiny_model(tmp_path / "model", postprocess={"threshold": 0.05, "tta": "none", "crf": "off"})
+    assert cli.main(["export", "--model", str(model), "--int8", str(images), "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "model.int8.onnx" in out and "mean Dice 1.0000" in out
+    record = json.loads((model / "config.json").read_text())["onnx_int8"]
+    assert (record["calibration_images"], record["agreement_images"]) == (2, 2)
+    code = cli.main(["predict", "--model", str(model), "--images", str(images), "--engine", "onnx-int8",
+                     "--out", str(tmp_path / "s.csv"), "--threads", "1"])
+    assert code == 0 and "engine onnx-int8" in capsys.readouterr().err
+    assert sorted(rle.read_submission(tmp_path / "s.csv")) == ["a", "b", "c", "d"]
+    from inpaintseg import load_model
+
+    assert load_model(model, device="cpu").engine_choice.engine == "onnx"  # auto never picks the lossy engine
+
+
+def test_int8_that_changes_the_masks_is_refused(tmp_path, images, capsys):
+    # At threshold 0.5 the untrained model's probabilities sit on the threshold: int8 flips many pixels.
+    model = export_tiny_model(tmp_path / "model", postprocess={"threshold": 0.5, "tta": "none", "crf": "off"})
+    assert cli.main(["export", "--model", str(model), "--int8", str(images), "--threads", "1"]) == 2
+    assert "changes the masks too much" in capsys.readouterr().err
+    assert not (model / "model.int8.onnx").exists() and (model / "model.onnx").exists()
+    assert cli.main(["predict", "--quiet", "--model", str(model), "--images", str(images), "--engine", "onnx-int8",
+                     "--out", str(tmp_path / "s.csv")]) == 2
+    assert "no recorded int8 export" in capsys.readouterr().err

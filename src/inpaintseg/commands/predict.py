@@ -61,8 +61,9 @@ def add_scale_arguments(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("--engine", choices=ENGINES, default="auto",
                    help="what runs the network: torch, onnx (MODEL_DIR/model.onnx through onnxruntime; make it with "
-                   "`inpaintseg export`), or auto = onnx when a model.onnx matching the weights is there and the "
-                   "device is the CPU, else torch (default auto)")
+                   "`inpaintseg export`), onnx-int8 (its int8 quantisation, `export --int8 IMAGES`), or auto = onnx "
+                   "when a model.onnx matching the weights is there and the device is the CPU, else torch "
+                   "(default auto)")
     p.add_argument("--recursive", action="store_true",
                    help="--images DIR: also predict the images in its sub-folders (ImageId = relative path without "
                    "extension, e.g. cats/a); a glob pattern: ** crosses folders")

@@ -6,8 +6,9 @@ sigmoid and averaging, calibration, thresholds, DenseCRF, writing -- is the `Pre
 so TTA, tiles and calibration work the same with either engine.
 
 - `TorchEngine`: the nn.Module in eval mode (channels_last on CPU by default: measured faster there).
-- `OnnxEngine`: MODEL_DIR/model.onnx (`inpaintseg export --format onnx`) through onnxruntime. It runs in
-  fp32 only: a bf16/fp16 precision request is refused (`check_engine_precision`).
+- `OnnxEngine`: MODEL_DIR/model.onnx (`inpaintseg export --format onnx`) through onnxruntime, or its static
+  int8 quantisation model.int8.onnx (`--int8 IMAGES`, engine "onnx-int8", never chosen by auto: lossy). A
+  bf16/fp16 precision request is refused for both (`check_engine_precision`).
 
 `resolve_engine("auto" | "torch" | "onnx", ...)` picks one: auto is onnx when the folder has a model.onnx
 that matches its weights, onnxruntime is installed, the device is the CPU and the precision is fp32
@@ -22,7 +23,8 @@ from pathlib import Path
 
 from inpaintseg.errors import ConfigError, InpaintsegError
 
-ENGINES = ("auto", "torch", "onnx")  # the one list (CLI choices, API values)
+ENGINES = ("auto", "torch", "onnx", "onnx-int8")  # the one list (CLI choices, API values)
+ONNX_ENGINES = ("onnx", "onnx-int8")
 
 
 def check_engine(value: str, source: str = "engine") -> str:
@@ -33,9 +35,9 @@ def check_engine(value: str, source: str = "engine") -> str:
 
 def check_engine_precision(engine: str, precision: str | None) -> None:
     """The ONNX engine runs the exported fp32 graph: any reduced precision is a ConfigError, not ignored."""
-    if engine == "onnx" and precision not in (None, "32", "auto"):
-        raise ConfigError(f"the onnx engine runs the exported fp32 graph and cannot run precision {precision!r}; "
-                          "use --engine torch for mixed precision, or --precision 32 with --engine onnx.")
+    if engine in ONNX_ENGINES and precision not in (None, "32", "auto"):
+        raise ConfigError(f"the {engine} engine runs the exported graph and cannot run precision {precision!r}; "
+                          "use --engine torch for mixed precision, or --precision 32 with --engine {engine}.")
 
 
 class TorchEngine:
@@ -109,11 +111,11 @@ def choose_engine(requested: str, model_dir: str | os.PathLike | None, config: d
     check_engine_precision(requested, precision)
     if requested == "torch":
         return EngineChoice("torch", requested, "asked for")
-    if requested == "onnx":
+    if requested in ONNX_ENGINES:
         if model_dir is None:
-            raise ConfigError("the onnx engine needs a model folder (load the model with inpaintseg.load_model).")
-        _onnx_ready(model_dir, config)
-        return EngineChoice("onnx", requested, "asked for")
+            raise ConfigError(f"the {requested} engine needs a model folder (load it with inpaintseg.load_model).")
+        _onnx_ready(model_dir, config, int8=requested == "onnx-int8")
+        return EngineChoice(requested, requested, "asked for")
     if model_dir is None:
         return EngineChoice("torch", requested, "no model folder")
     if precision not in (None, "32", "auto"):
@@ -131,17 +133,22 @@ def choose_engine(requested: str, model_dir: str | os.PathLike | None, config: d
     return EngineChoice("onnx", requested, f"{ONNX_FILE} present and matches the weights")
 
 
-def _onnx_ready(model_dir, config: dict) -> Path:
+def _onnx_ready(model_dir, config: dict, int8: bool = False) -> Path:
     from inpaintseg.model.onnx_export import check_onnx_file, require_onnxruntime
 
     require_onnxruntime()
+    if int8:
+        from inpaintseg.model.onnx_quantize import check_int8_file
+
+        return check_int8_file(model_dir, config)
     return check_onnx_file(model_dir, config)
 
 
 def build_engine(choice: EngineChoice, network, model_dir, device: str = "cpu", threads: int | None = None):
     """The engine object for a resolved choice."""
-    if choice.engine == "onnx":
-        from inpaintseg.model.io import ONNX_FILE
+    if choice.engine in ONNX_ENGINES:
+        from inpaintseg.model.io import INT8_FILE, ONNX_FILE
 
-        return OnnxEngine(Path(model_dir) / ONNX_FILE, device, threads)
+        name = INT8_FILE if choice.engine == "onnx-int8" else ONNX_FILE
+        return OnnxEngine(Path(model_dir) / name, device, threads)
     return TorchEngine(network, device)

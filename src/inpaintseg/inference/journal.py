@@ -24,6 +24,7 @@ import io as _stdio
 import json
 import os
 import re
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -183,13 +184,15 @@ class PartWriter:
             raise InpaintsegError(io.write_error_message(path, exc)) from None
         self._writer = csv.writer(self._fh, lineterminator="\n")
         self._synced = time.monotonic()
+        self._lock = threading.Lock()  # several writer threads append
 
     def append(self, row: Row) -> None:
-        self._writer.writerow(row.fields())
-        self._fh.flush()
-        if time.monotonic() - self._synced > FSYNC_SECONDS:
-            os.fsync(self._fh.fileno())
-            self._synced = time.monotonic()
+        with self._lock:
+            self._writer.writerow(row.fields())
+            self._fh.flush()
+            if time.monotonic() - self._synced > FSYNC_SECONDS:
+                os.fsync(self._fh.fileno())
+                self._synced = time.monotonic()
 
     def close(self) -> None:
         if not self._fh.closed:

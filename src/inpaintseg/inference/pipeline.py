@@ -36,6 +36,7 @@ from inpaintseg.progress import progress_bar
 TOLERATED_PROBLEM_KINDS = ("not_image", "empty_file", "broken_link")
 SCORES_HEADER = ("ImageId", "score", "manipulated_fraction", "predicted_label")
 PENDING_WRITES = 16
+WRITER_THREADS = 2  # RLE, score, PNG encode + fsync per image: two halve the tail after the last batch
 
 
 @dataclass
@@ -268,7 +269,8 @@ def predict_folder(model, images: str | os.PathLike | Sequence[Path] | ImageInpu
         done = {k: v for k, v in done.items() if k in current}
         result.resumed = len(done)
         result.notes.append(journal.describe_resume(target, len(done), len(failed), len(paths)))
-        stale = journal.remove_stale_temps(masks_out, probs_out)
+        # Sharded: rank 0 removes them before any rank writes (a rank's temp file would look stale to another).
+        stale = journal.remove_stale_temps(masks_out, probs_out) if world == 1 else 0
         if stale:
             result.notes.append(f"removed {stale} temporary file(s) of a write the interrupted run did not finish")
     elif world == 1:
@@ -286,7 +288,7 @@ def predict_folder(model, images: str | os.PathLike | Sequence[Path] | ImageInpu
     part = journal.PartWriter(journal.part_path(target, rank), settings) if target is not None else None
     rows: list[journal.Row] = []
     try:
-        with cf.ThreadPoolExecutor(1) as writer:
+        with cf.ThreadPoolExecutor(WRITER_THREADS) as writer:
             writes: list[cf.Future] = []
             for item in predict_paths(predictor, paths, post, crf_workers=crf_workers, progress=progress,
                                       ids=ids, batches=batches):
@@ -303,11 +305,11 @@ def predict_folder(model, images: str | os.PathLike | Sequence[Path] | ImageInpu
     if probs_dir:
         result.written["probs"] = probs_dir
     if merge:
-        if target is not None:
+        if world > 1:
             done, failed = journal.load_parts(target, settings)
-        else:
-            done = {r.image_id: r for r in rows if not r.error}
-            failed = {r.image_id: r for r in rows if r.error}
+        else:  # one process: the part file holds exactly the resumed rows and this run's (no need to re-read it)
+            done = {**done, **{r.image_id: r for r in rows if not r.error}}
+            failed = {r.image_id: r for r in rows if r.error and r.image_id not in done}
         collect_rows(result, inputs, done, failed, out, scores_out)
         journal.discard_parts(target) if target is not None else None
     return result

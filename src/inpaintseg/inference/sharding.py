@@ -71,8 +71,11 @@ def _rank_main(local_rank: int, job: ShardJob) -> None:
     try:
         dist.init_process_group("gloo", rank=rank, world_size=world, timeout=BARRIER_TIMEOUT)
         target = journal.part_target(job.outputs["out"], job.outputs["scores_out"])
-        if rank == 0 and not job.resume:
-            journal.discard_parts(target)  # before any rank writes: the barrier below orders it
+        if rank == 0:  # before any rank writes: the barrier below orders it
+            if job.resume:
+                journal.remove_stale_temps(job.outputs["masks_out"], job.outputs["probs_out"])
+            else:
+                journal.discard_parts(target)
         dist.barrier()
         device = f"cuda:{local_rank}" if job.device.startswith("cuda") else "cpu"
         if device == "cpu":
