@@ -52,7 +52,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_guarded(prog: str, func, args) -> int:
-    """Run a command function; a user error prints its message (no traceback) and gives exit 2."""
+    """Run a command function; a user error prints its message (no traceback) and gives exit 2. The
+    progress switch (``--quiet`` / ``--progress``) is applied here, once for every command."""
+    from inpaintseg.progress import set_progress_mode
+
+    set_progress_mode(getattr(args, "progress_mode", None) or "auto")
     try:
         return int(func(args) or 0)
     except InpaintsegError as exc:
