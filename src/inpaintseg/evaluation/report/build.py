@@ -126,7 +126,7 @@ def _gallery_entry(out_dir: Path, kind: str, sample: Sample, pred_masks: Path, p
     h, w = image.shape[:2]
     links = (f"{esc(sample.stem)} ({w}x{h}): {esc(caption)}. Full size: <a href='{GALLERY_DIR}/{esc(name)}"
              f"_overlay.png'>overlay</a>, <a href='{GALLERY_DIR}/{esc(name)}_heatmap.png'>heat map</a>")
-    return figure(f"{GALLERY_DIR}/{name}.png", links, f"{GALLERY_DIR}/{name}_overlay.png")
+    return figure(f"{GALLERY_DIR}/{name}.png", links)
 
 
 def _gallery(out_dir: Path, title: str, note: str, entries: list[str]) -> str:
@@ -233,8 +233,9 @@ def write_report(run_dir: str | os.PathLike, images_dir=None, truth_dir=None, ou
 def _examples(out_dir: Path, evaluation, by_stem: dict, predictions: PredictionFiles, threshold: float,
               n: int) -> str:
     manipulated = sorted((r for r in evaluation.images if r.manipulated), key=lambda r: (r.dice, r.stem))
-    worst = manipulated[:n]
-    best = [r for r in reversed(manipulated) if r not in worst][:n]
+    n_worst = min(n, (len(manipulated) + 1) // 2) if len(manipulated) < 2 * n else n  # few images: split them
+    worst = manipulated[:n_worst]
+    best = list(reversed(manipulated[n_worst:]))[:n]
     alarms = sorted((r for r in evaluation.images if not r.manipulated and r.fp > 0),
                     key=lambda r: (-r.false_positive_fraction, r.stem))[:n]
 
@@ -247,7 +248,8 @@ def _examples(out_dir: Path, evaluation, by_stem: dict, predictions: PredictionF
 
     legend = ("Left: the prediction at threshold {t:g} against the truth, true positives yellow, false positives "
               "reddish purple, false negatives sky blue (Okabe-Ito colours, safe for colour-blind readers). "
-              "Right: the probability map. Click a figure for the full-size overlay.").format(t=threshold)
+              "Right: the probability map. Click a figure to enlarge it; the caption links the overlay and the heat map "
+              "at the image's native size.").format(t=threshold)
     n_untouched = sum(not r.manipulated for r in evaluation.images)
     return ("<h2>Examples</h2>"
             + _gallery(out_dir, f"Worst {len(worst)} manipulated images (lowest Dice)", legend,

@@ -141,7 +141,7 @@ def image_roc_histogram(path: Path, scores: np.ndarray, manipulated: np.ndarray,
     fig, (roc, hist) = plt.subplots(1, 2, figsize=(11, 4.2))
     if manipulated.any() and (~manipulated).any():
         fpr, tpr, _ = roc_curve(scores, manipulated)
-        roc.step(fpr, tpr, where="post", color="#0072B2", label="model")
+        roc.plot(fpr, tpr, marker="o", ms=3, color="#0072B2", label="model")
         roc.plot([0, 1], [0, 1], ls="--", color="grey", label="chance")
         auc = summary["image_auc"]
         roc.set_title("Image-level ROC" + (f" (AUC {auc:.3f})" if auc is not None else ""))
