@@ -111,7 +111,7 @@ def test_refuses_foreign_folder_and_bad_arguments(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(InpaintsegError, match="not a folder"):
         generate_demo_data(tmp_path / "file", n_train=2, n_test=1, size=32)
-    with pytest.raises(InpaintsegError, match="--size must be between 32"):
+    with pytest.raises(InpaintsegError, match="--img-size must be between 32"):
         generate_demo_data(tmp_path / "x", n_train=2, n_test=1, size=8)
     with pytest.raises(InpaintsegError, match="--n-test must be between 1"):
         generate_demo_data(tmp_path / "x", n_train=2, n_test=0, size=32)

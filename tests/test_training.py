@@ -247,11 +247,11 @@ def _env() -> dict:
 
 @pytest.mark.slow
 def test_ddp_two_cpu_processes_end_with_the_same_weights(make_dataset, tmp_path):
-    # `--devices 2` on CPU: Lightning re-launches the command as a second process (gloo backend).
+    # `--num-devices 2` on CPU: Lightning re-launches the command as a second process (gloo backend).
     data = make_dataset(n_train=10)
     run = tmp_path / "run"
     proc = subprocess.run([str(INPAINTSEG), "train", "--data", str(data), "--out", str(run), *TINY,
-                           "--accelerator", "cpu", "--devices", "2", "--no-calibrate", "--epochs", "1"],
+                           "--device", "cpu", "--num-devices", "2", "--no-calibrate", "--epochs", "1"],
                           capture_output=True, text=True, timeout=180, env=_env(), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     training = json.loads((run / "model" / "config.json").read_text())["training"]
