@@ -80,10 +80,9 @@ def gallery_figure(path: Path, image: np.ndarray, pred: np.ndarray, truth: np.nd
     axes[0].legend(handles=_legend_handles(truth is not None), loc="lower left", fontsize=8, framealpha=0.8)
     axes[0].set_title(title, fontsize=10)
     shown = axes[1].imshow(probs, cmap=PROB_CMAP, vmin=0, vmax=1)
-    if (probs >= threshold).any() and (probs < threshold).any():
-        axes[1].contour(probs >= threshold, levels=[0.5], colors="white", linewidths=0.8)
-    axes[1].set_title(f"probability (white line: threshold {threshold:g})", fontsize=10)
-    fig.colorbar(shown, ax=axes[1], fraction=0.046, pad=0.02, label="probability manipulated")
+    axes[1].set_title(f"probability (threshold {threshold:g}: white mark on the bar)", fontsize=10)
+    bar = fig.colorbar(shown, ax=axes[1], fraction=0.046, pad=0.02, label="probability manipulated")
+    bar.ax.axhline(threshold, color="white", lw=2)
     for ax in axes:
         ax.axis("off")
     return save_figure(fig, path)
