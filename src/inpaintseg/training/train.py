@@ -255,7 +255,7 @@ def _quiet_lightning_log() -> _DropAdverts:
 
 
 def _describe_run(config: TrainConfig, hardware: Hardware, module, datamodule, run_dir: Path) -> str:
-    """The "what is used" line printed at the start of training."""
+    """The "what is used" lines printed at the start of training (two, so a log line stays short)."""
     from inpaintseg.model.io import unwrap_model
 
     network = unwrap_model(module.model)
@@ -265,9 +265,10 @@ def _describe_run(config: TrainConfig, hardware: Hardware, module, datamodule, r
     devices = f"{hardware.accelerator} x{config.devices * config.num_nodes}" if config.devices * config.num_nodes > 1 \
         else hardware.accelerator
     return (f"train: {len(datamodule.train_set)} train / {len(datamodule.val_set)} validation images from "
-            f"{config.data}; {arch.get('name')} ({shape}; {params:,} parameters); {config.input_mode} "
-            f"{config.img_size}; {config.epochs} epochs of batch {config.batch_size}, lr {config.lr:g}; device "
-            f"{devices}, precision {hardware.precision}; run folder {run_dir}")
+            f"{config.data}; run folder {run_dir}\n"
+            f"train: {arch.get('name')} ({shape}; {params:,} parameters); {config.input_mode} {config.img_size}; "
+            f"{config.epochs} epochs of batch {config.batch_size}, lr {config.lr:g}; device {devices}, precision "
+            f"{hardware.precision}")
 
 
 # ----------------------------------------------------------------------------------------------
