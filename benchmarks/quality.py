@@ -88,7 +88,7 @@ def predict_folder(network, model_config: dict, post, images: Path, out: Path, d
 def evaluate_folder(truth: Path, pred: Path, meta: Path | None, threshold: float) -> dict:
     from inpaintseg.evaluation.evaluate import evaluate
 
-    result = evaluate(truth, pred_dir=pred / "masks", probs_dir=pred / "probs", meta=meta, threshold=threshold)
+    result = evaluate(truth, pred_dir=pred / "masks", probs_dir=pred / "probs", meta=meta, score_threshold=threshold)
     result.pop("per_image", None)
     return result
 

@@ -111,7 +111,7 @@ def test_refuses_foreign_folder_and_bad_arguments(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(InpaintsegError, match="not a folder"):
         generate_demo_data(tmp_path / "file", n_train=2, n_test=1, size=32)
-    with pytest.raises(InpaintsegError, match="--size must be between 32"):
+    with pytest.raises(InpaintsegError, match="--img-size must be between 32"):
         generate_demo_data(tmp_path / "x", n_train=2, n_test=1, size=8)
     with pytest.raises(InpaintsegError, match="--n-test must be between 1"):
         generate_demo_data(tmp_path / "x", n_train=2, n_test=0, size=32)
@@ -154,11 +154,15 @@ def test_find_photos_uses_bundled_files():
 
 def test_cli_demo_data(tmp_path, capsys):
     out = tmp_path / "demo"
-    argv = ["demo-data", str(out), "--n-train", "4", "--n-test", "2", "--size", "32", "--seed", "1"]
+    argv = ["demo-data", "--out", str(out), "--n-train", "4", "--n-test", "2", "--img-size", "32", "--seed", "1"]
     assert cli.main(argv) == 0
     assert "wrote 6 images of 32x32" in capsys.readouterr().out
     assert len(list((out / "test" / "masks").iterdir())) == 2
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "x.png").write_bytes(b"")
+    # The old spellings (positional OUT, --size) still work for one release, with a note.
     assert cli.main(["demo-data", str(tmp_path / "other"), "--size", "32"]) == 2
-    assert "not an earlier demo-data output" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "not an earlier demo-data output" in err and "--size is now --img-size" in err
+    assert cli.main(["demo-data", "--n-train", "4"]) == 2
+    assert "give the output folder" in capsys.readouterr().err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import cv2
 import numpy as np
@@ -137,3 +138,46 @@ def test_cli_missing_truth_folder_is_a_clear_error(folders, capsys):
     code = cli.main(["evaluate", "--truth", str(folders / "nope"), "--pred", str(folders / "pred"), "--quiet"])
     assert code == 2
     assert "nope" in capsys.readouterr().err
+
+
+def test_column_major_submission_is_read_with_rle_order_and_warned_about(tmp_path, capsys):
+    # Truth: a horizontal bar (row 0). Written column-major, its runs read row-major land in column 0:
+    # tp 1 (pixel (0, 0)), fp 3, fn 3 -> Dice 2/8 = 0.25; read column-major it is exact (Dice 1).
+    truth = {"bar": np.zeros((4, 4), np.uint8)}
+    truth["bar"][0, :] = 1
+    write_masks(tmp_path / "truth", truth)
+    rle.write_submission(tmp_path / "kaggle.csv", truth, order="F")
+    r = evaluate(tmp_path / "truth", submission=tmp_path / "kaggle.csv")
+    assert r["dice_mean"] == pytest.approx(0.25)
+    assert len(r["warnings"]) == 1 and "--rle-order column" in r["warnings"][0]
+    assert cli.main(["evaluate", "--truth", str(tmp_path / "truth"), "--submission", str(tmp_path / "kaggle.csv"),
+                     "--rle-order", "column", "--quiet"]) == 0
+    assert re.search(r"Dice \(competition: mean per image\) +1\.0000", capsys.readouterr().out)
+    assert evaluate(tmp_path / "truth", submission=tmp_path / "kaggle.csv", rle_order="column")["warnings"] == []
+    cli.main(["evaluate", "--truth", str(tmp_path / "truth"), "--submission", str(tmp_path / "kaggle.csv"), "--quiet"])
+    assert "warning: the submission fits the truth much better" in capsys.readouterr().err
+
+
+def test_stems_restrict_both_sides_and_dice_vs_threshold(folders):
+    # Only a and b: a's extra prediction files for c are ignored, not an error.
+    r = evaluate(folders / "truth", pred_dir=folders / "pred", probs_dir=folders / "probs", stems=["a", "b"])
+    assert r["n_images"] == 2 and r["dice_mean"] == pytest.approx(0.4)  # (0.8 + 0) / 2
+    # Dice of probs >= t: for t in (150/255, 200/255] image a is exact (1.0) and b (100/255) is empty (1.0).
+    curve = r["dice_vs_threshold"]
+    assert curve["best_dice_mean"] == 1.0 and 150 / 255 < curve["best_threshold"] <= 200 / 255
+    at = dict(zip(curve["thresholds"], curve["dice_mean"]))
+    # t = 0.5: a predicts 6 px (tp 4, fp 2) -> 0.8; b predicts nothing -> 1.0; mean 0.9.
+    assert at[0.5] == pytest.approx(0.9)
+    assert r["pixel_average_precision"] == pytest.approx(1.0) and r["pixel_prevalence"] == pytest.approx(4 / 32)
+    with pytest.raises(DataError, match="no truth mask for 1 image"):
+        evaluate(folders / "truth", pred_dir=folders / "pred", stems=["a", "zz"])
+
+
+def test_old_threshold_flag_is_the_score_threshold(folders, capsys):
+    out = folders / "e.json"
+    assert cli.main(["evaluate", "--truth", str(folders / "truth"), "--pred", str(folders / "pred"), "--probs",
+                     str(folders / "probs"), "--threshold", "0.3", "--json", str(out), "--quiet"]) == 0
+    assert "--threshold is now --score-threshold" in capsys.readouterr().err
+    # Scores a 200/255, b 100/255 = 0.39, c 0: at 0.3, b is labelled manipulated -> 2 of 3 right.
+    result = json.loads(out.read_text())
+    assert result["score_threshold"] == 0.3 and result["image_accuracy"] == pytest.approx(2 / 3)

@@ -154,7 +154,7 @@ def test_model_info_command_prints_params_and_gflops(capsys):
 
     parser = argparse.ArgumentParser()
     model_info.register(parser.add_subparsers())
-    args = parser.parse_args(["model-info", "--base-channels", "8", "--size", "64"])
+    args = parser.parse_args(["model-info", "--base-channels", "8", "--img-size", "64"])
     assert args.func(args) == 0
     out = capsys.readouterr().out
     assert "parameters: 492,117" in out

@@ -30,15 +30,20 @@ from inpaintseg.model.spec import MAX_BASE_CHANNELS, MAX_DEPTH
 
 PRECISIONS = ("32", "16-mixed", "bf16-mixed")
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
+LOGGERS = ("csv", "tensorboard")
 
 
 def _setting(default: Any, help: str, *, minimum: float | None = None, maximum: float | None = None,
              exclusive_min: bool = False, exclusive_max: bool = False,
-             choices: tuple[str, ...] | None = None, metavar: str | None = None) -> Any:
-    """A dataclass field carrying its CLI help text and its allowed range/choices."""
+             choices: tuple[str, ...] | None = None, metavar: str | None = None, flag: str | None = None,
+             aliases: tuple[str, ...] = (), hidden: bool = False) -> Any:
+    """A dataclass field carrying its CLI help text and its allowed range/choices. ``flag``: the CLI name
+    when it differs from the key (the vocabulary shared by every command, README "Commands"); ``aliases``:
+    older spellings, accepted but not shown; ``hidden``: a key whose flag is not shown."""
     return field(default=default, metadata={
         "help": help, "minimum": minimum, "maximum": maximum, "exclusive_min": exclusive_min,
-        "exclusive_max": exclusive_max, "choices": choices, "metavar": metavar,
+        "exclusive_max": exclusive_max, "choices": choices, "metavar": metavar, "flag": flag,
+        "aliases": aliases, "hidden": hidden,
     })
 
 
@@ -47,7 +52,8 @@ class TrainConfig:
     """Every training setting. Field order is the order of `config.yaml` and of `--help`."""
 
     # data
-    data: str = _setting(".", "dataset root holding train/images and train/masks", metavar="DIR")
+    data: str = _setting(".", "dataset root holding train/images and train/masks (or that train/ folder)",
+                         metavar="DIR")
     out: str | None = _setting(None, "run folder (default: runs/<YYYYmmdd-HHMMSS>)", metavar="RUN_DIR")
     img_size: int = _setting(256, "network input size in pixels (a multiple of 16)", minimum=16, maximum=8192)
     input_mode: str = _setting("resize", "resize: whole image resized to img_size (the seed); "
@@ -70,8 +76,10 @@ class TrainConfig:
     bce_weight: float = _setting(1.0, "weight of the BCE term of the loss", minimum=0.0)
     dice_weight: float = _setting(1.0, "weight of the soft Dice term of the loss", minimum=0.0)
     # hardware
-    accelerator: str = _setting("auto", "auto: CUDA when present, else CPU", choices=ACCELERATORS)
-    devices: int = _setting(1, "devices per node; more than 1 trains with DDP", minimum=1, maximum=1024)
+    accelerator: str = _setting("auto", "auto: CUDA when present, else CPU", choices=ACCELERATORS,
+                                flag="--device", aliases=("--accelerator",))
+    devices: int = _setting(1, "devices per node; more than 1 trains with DDP", minimum=1, maximum=1024,
+                            flag="--num-devices", aliases=("--devices",))
     num_nodes: int = _setting(1, "nodes for multi-node DDP (each node runs the same command)",
                               minimum=1, maximum=4096)
     precision: str = _setting("32", "32, or mixed precision (16-mixed needs CUDA)", choices=PRECISIONS)
@@ -86,7 +94,10 @@ class TrainConfig:
     limit_train_batches: int | None = _setting(None, "use at most this many training batches per epoch",
                                                minimum=1, metavar="N")
     calibrate: bool = _setting(True, "after training, choose threshold/TTA/CRF on the validation images")
-    progress_bar: bool = _setting(True, "show a progress bar with images/s and ETA")
+    progress_bar: bool = _setting(True, "progress as bars on a terminal (false: one plain line per epoch; "
+                                  "on the command line use --quiet)", hidden=True)
+    logger: str = _setting("csv", "csv: metrics.csv only; tensorboard: also TensorBoard event files in "
+                           "RUN_DIR/tensorboard (needs the [tensorboard] extra)", choices=LOGGERS)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -288,20 +299,25 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = TrainConfig()
     group = parser.add_argument_group("training settings (also keys of the --config YAML file)")
     for f in dataclasses.fields(TrainConfig):
-        flag = "--" + f.name.replace("_", "-")
+        meta = f.metadata
+        names = [meta["flag"] or "--" + f.name.replace("_", "-")]
         inner, optional = _optional_inner(hints[f.name])
         default = getattr(defaults, f.name)
-        help_text = f.metadata["help"]
+        help_text = meta["help"]
         if "default" not in help_text:
             help_text += f" (default: {default})"
-        if inner is bool:
-            group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
-                               default=argparse.SUPPRESS, help=help_text)
-        else:
-            group.add_argument(flag, dest=f.name, type=_cli_value_parser(f.name, inner, optional),
-                               default=argparse.SUPPRESS, choices=f.metadata["choices"],
-                               metavar=f.metadata["metavar"] or _default_metavar(inner, f.metadata["choices"]),
-                               help=help_text)
+        if meta["flag"]:
+            help_text += f" [config key: {f.name}]"
+        for spelling in names + list(meta["aliases"]):
+            shown = spelling == names[0] and not meta["hidden"]
+            if inner is bool:
+                group.add_argument(spelling, dest=f.name, action=argparse.BooleanOptionalAction,
+                                   default=argparse.SUPPRESS, help=help_text if shown else argparse.SUPPRESS)
+            else:
+                group.add_argument(spelling, dest=f.name, type=_cli_value_parser(f.name, inner, optional),
+                                   default=argparse.SUPPRESS, choices=meta["choices"],
+                                   metavar=meta["metavar"] or _default_metavar(inner, meta["choices"]),
+                                   help=help_text if shown else argparse.SUPPRESS)
 
 
 def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
@@ -315,7 +331,7 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
 # Settings that may change when a run is resumed: where the data are, hardware and run control.
 # Everything else (model, optimiser, schedule, split) is fixed by the checkpoint.
 RESUME_OVERRIDABLE = ("data", "num_workers", "accelerator", "devices", "num_nodes", "max_time_minutes",
-                      "limit_train_batches", "calibrate", "progress_bar")
+                      "limit_train_batches", "calibrate", "progress_bar", "logger")
 
 
 def resume_config(run_dir: str | os.PathLike, overrides: dict[str, Any] | None = None) -> TrainConfig:

@@ -400,7 +400,7 @@ def _check_args(n_train: int, n_test: int, size: int, seed: int) -> None:
         if not 1 <= value <= MAX_IMAGES:
             raise InpaintsegError(f"{name} must be between 1 and {MAX_IMAGES}, got {value}.")
     if not MIN_SIZE <= size <= MAX_SIZE:
-        raise InpaintsegError(f"--size must be between {MIN_SIZE} and {MAX_SIZE} pixels, got {size}.")
+        raise InpaintsegError(f"--img-size must be between {MIN_SIZE} and {MAX_SIZE} pixels, got {size}.")
     if seed < 0:
         raise InpaintsegError(f"--seed must be a non-negative integer, got {seed}.")
 

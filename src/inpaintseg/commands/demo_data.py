@@ -6,12 +6,12 @@ import argparse
 import time
 from collections import Counter
 
-from inpaintseg.commands import add_command
+from inpaintseg.commands import add_command, add_renamed
 
 EXAMPLES = """\
-  inpaintseg demo-data data/demo
-  inpaintseg demo-data data/demo --n-train 400 --n-test 100 --size 256 --seed 0
-  inpaintseg demo-data /tmp/tiny --n-train 16 --n-test 4 --size 64
+  inpaintseg demo-data --out data/demo
+  inpaintseg demo-data --out data/demo --n-train 400 --n-test 100 --img-size 256 --seed 0
+  inpaintseg demo-data --out /tmp/tiny --n-train 16 --n-test 4 --img-size 64
 """
 
 
@@ -30,10 +30,14 @@ def register(subparsers) -> None:
         ),
         examples=EXAMPLES,
     )
-    parser.add_argument("out", metavar="OUT", help="output folder")
+    parser.add_argument("--out", metavar="OUT", default=None, help="output folder (required)")
+    # The output folder was positional before `--out` (one vocabulary); still accepted for one release.
+    parser.add_argument("out_positional", nargs="?", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--n-train", type=int, default=400, help="training images (default 400)")
     parser.add_argument("--n-test", type=int, default=100, help="test images (default 100)")
-    parser.add_argument("--size", type=int, default=256, help="image side in pixels (default 256)")
+    parser.add_argument("--img-size", type=int, default=256, dest="img_size",
+                        help="image side in pixels (default 256)")
+    add_renamed(parser, "--size", "--img-size", dest="img_size", type=int)
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.set_defaults(func=run)
 
@@ -41,9 +45,16 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from inpaintseg.demo_data import generate_demo_data
 
+    from inpaintseg.errors import InpaintsegError
+
+    if args.out is None and args.out_positional is None:
+        raise InpaintsegError("give the output folder: inpaintseg demo-data --out DIR")
+    if args.out is not None and args.out_positional is not None and args.out != args.out_positional:
+        raise InpaintsegError(f"two output folders given ({args.out_positional} and --out {args.out}); give one.")
+    args.out = args.out or args.out_positional
     start = time.perf_counter()
     meta = generate_demo_data(
-        args.out, n_train=args.n_train, n_test=args.n_test, size=args.size, seed=args.seed
+        args.out, n_train=args.n_train, n_test=args.n_test, size=args.img_size, seed=args.seed
     )
     seconds = time.perf_counter() - start
     total = 0
@@ -53,5 +64,5 @@ def run(args: argparse.Namespace) -> int:
         methods = Counter(info["method"] for info in images.values())
         shown = ", ".join(f"{name} {count}" for name, count in sorted(methods.items()))
         print(f"{split}: {len(images)} images ({shown})")
-    print(f"wrote {total} images of {args.size}x{args.size} to {args.out} in {seconds:.1f} s")
+    print(f"wrote {total} images of {args.img_size}x{args.img_size} to {args.out} in {seconds:.1f} s")
     return 0

@@ -15,6 +15,21 @@ from inpaintseg.data.split import mask_has_pixels, split_stems
 from inpaintseg.errors import ConfigError, name_list
 
 
+def training_folder(data_dir) -> Path:
+    """The folder holding the training ``images/`` and ``masks/``: ``DATA/train`` for a dataset root, or the
+    folder itself when it is that split folder (``train --data DATA/train``, as check-data accepts)."""
+    data_dir = Path(data_dir)
+    if not (data_dir / "train" / "images").is_dir() and (data_dir / "images").is_dir():
+        return data_dir
+    return data_dir / "train"
+
+
+def dataset_root(data_dir) -> Path:
+    """The dataset root (holding ``train/`` and maybe ``test/``) of a ``--data`` value."""
+    folder = training_folder(data_dir)
+    return folder.parent if folder == Path(data_dir) else Path(data_dir)
+
+
 class _DataModuleMethods:
     """Training data from ``data_dir/train/{images,masks}``, split into train and validation.
 
@@ -68,11 +83,11 @@ class _DataModuleMethods:
 
     @property
     def images_dir(self) -> Path:
-        return self.data_dir / "train" / "images"
+        return training_folder(self.data_dir) / "images"
 
     @property
     def masks_dir(self) -> Path:
-        return self.data_dir / "train" / "masks"
+        return training_folder(self.data_dir) / "masks"
 
     @property
     def split(self) -> dict[str, list[str]]:
