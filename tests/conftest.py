@@ -9,6 +9,17 @@ import numpy as np
 import pytest
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _generator_cache(tmp_path_factory):
+    """demo-data's learned generators: the tiny set (trains in seconds), cached in a tmp folder
+    shared by the session instead of the user's cache."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("INPAINTSEG_CACHE_DIR", str(tmp_path_factory.mktemp("inpaintseg_cache")))
+    mp.setenv("INPAINTSEG_GENERATORS", "tiny")
+    yield
+    mp.undo()
+
+
 def write_pair(images_dir: Path, masks_dir: Path | None, stem: str, image: np.ndarray,
                mask: np.ndarray | None, ext: str = ".png") -> None:
     images_dir.mkdir(parents=True, exist_ok=True)

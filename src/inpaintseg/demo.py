@@ -88,7 +88,7 @@ def run_demo(out: Path, budget_minutes: float = 7.0, n_train: int = 400, n_test:
              device: str = "auto") -> int:
     from inpaintseg import io
     from inpaintseg.config import load_config
-    from inpaintseg.demo_data import generate_demo_data
+    from inpaintseg.synth import generate_demo_data
     from inpaintseg.evaluation import evaluate, format_table
     from inpaintseg.inference import resolve_device
     from inpaintseg.report import write_report

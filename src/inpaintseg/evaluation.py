@@ -43,9 +43,9 @@ class _Tally:
     mismatches: list[str] = field(default_factory=list)
 
 
-def _load_meta(path: Path) -> dict[str, str]:
-    """{stem: method} from a demo-data meta.json ({"images": {stem: {"method": ...}}}) or a plain
-    {stem: {"method": ...}} / {stem: method} mapping."""
+def _load_meta(path: Path) -> dict[str, dict[str, str]]:
+    """{stem: {"method": ..., "family": ...}} from a demo-data meta.json ({"images": {stem: {"method": ...,
+    "family": ...}}}) or a plain {stem: {"method": ...}} / {stem: method} mapping ("family" is optional)."""
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -56,15 +56,17 @@ def _load_meta(path: Path) -> dict[str, str]:
     if not isinstance(images, dict):
         raise DataError(f"{path}: expected a JSON object mapping image ids to records with a \"method\" key "
                         "(as in demo-data's meta.json).")
-    methods = {}
+    records = {}
     for stem, info in images.items():
         if isinstance(info, dict) and "method" in info:
-            methods[str(stem)] = str(info["method"])
+            records[str(stem)] = {"method": str(info["method"])}
+            if "family" in info:
+                records[str(stem)]["family"] = str(info["family"])
         elif isinstance(info, str):
-            methods[str(stem)] = info
-    if not methods:
+            records[str(stem)] = {"method": info}
+    if not records:
         raise DataError(f"{path}: no image has a \"method\" key; cannot break Dice down per method.")
-    return methods
+    return records
 
 
 def _folder_files(folder: Path) -> dict[str, Path]:
@@ -231,7 +233,9 @@ def evaluate(truth_dir: str | os.PathLike, pred_dir: str | os.PathLike | None = 
         result["best_f1_threshold"] = float(best_t)
         result["pixel_auc"] = _nan_to_none(histogram.auc())
     if methods is not None:
-        result["by_method"] = _by_method(tally.stems, dice, methods)
+        result["by_method"] = _by_group(tally.stems, dice, methods, "method")
+        if any("family" in record for record in methods.values()):
+            result["by_family"] = _by_group(tally.stems, dice, methods, "family")
     return result
 
 
@@ -239,10 +243,11 @@ def _nan_to_none(value: float) -> float | None:
     return None if value is None or not np.isfinite(value) else float(value)
 
 
-def _by_method(stems: list[str], dice: np.ndarray, methods: dict[str, str]) -> dict[str, dict]:
+def _by_group(stems: list[str], dice: np.ndarray, records: dict[str, dict[str, str]], key: str) -> dict[str, dict]:
+    """Mean Dice per value of `key` ("method" or "family"); images without a record count as "unknown"."""
     groups: dict[str, list[float]] = {}
     for stem, d in zip(stems, dice):
-        groups.setdefault(methods.get(stem, "unknown"), []).append(float(d))
+        groups.setdefault(records.get(stem, {}).get(key, "unknown"), []).append(float(d))
     return {m: {"n": len(v), "dice_mean": float(np.mean(v))} for m, v in sorted(groups.items())}
 
 
@@ -273,8 +278,9 @@ def format_table(result: dict) -> str:
          f"{fp['images_with_any_predicted_pixel']} of {fp['n_empty_truth_images']}"),
         ("mean false-positive area on untouched", _fmt(fp["mean_area_fraction"])),
     ]
-    for method, info in result.get("by_method", {}).items():
-        rows.append((f"Dice, method {method}", f"{_fmt(info['dice_mean'])} (n={info['n']})"))
+    for key in ("family", "method"):
+        for name, info in result.get(f"by_{key}", {}).items():
+            rows.append((f"Dice, {key} {name}", f"{_fmt(info['dice_mean'])} (n={info['n']})"))
     width = max(len(name) for name, _ in rows)
     lines = [f"{name:<{width}}  {value}" for name, value in rows]
     lines.append(f"rule: {result['dice_rule']}.")
