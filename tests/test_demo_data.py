@@ -81,8 +81,9 @@ def test_same_seed_same_bytes_with_cached_or_retrained_generators(tmp_path, monk
     assert len(TRAINED) == trained + 5
     generate_demo_data(tmp_path / "c", **args)  # ... and now loaded from that cache
     assert len(TRAINED) == trained + 5
+    generate_demo_data(tmp_path / "w", **args, workers=2)  # spread over 2 processes
     a = files(tmp_path / "a")
-    assert a == files(tmp_path / "b") == files(tmp_path / "c")
+    assert a == files(tmp_path / "b") == files(tmp_path / "c") == files(tmp_path / "w")
     # Fewer images: each sample has its own generator, so the first ones are byte-identical.
     generate_demo_data(tmp_path / "d", n_train=4, n_test=1, size=48, seed=7)
     assert all(a[name] == data for name, data in files(tmp_path / "d").items() if name.endswith(".png"))

@@ -96,6 +96,8 @@ def register(subparsers) -> None:
     parser.add_argument("--with-originals", action="store_true",
                         help="also write train/originals/: each pristine crop before the edit, with the same "
                         "global degradations (for paired training)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="processes writing samples (default 1; the output is the same for any number)")
     parser.set_defaults(func=run)
 
 
@@ -119,7 +121,8 @@ def run(args: argparse.Namespace) -> int:
         exclude_families=args.exclude_families, test_methods=args.test_methods, test_families=args.test_families,
         degrade_level=args.degrade, photos_dir=args.photos, packaged_photos=True if args.packaged_photos else None,
         untouched_fraction=args.untouched_fraction, with_originals=args.with_originals,
-        generators=args.generators, rebuild_generators=args.rebuild_generators, warn=_stderr, log=_stderr,
+        generators=args.generators, rebuild_generators=args.rebuild_generators, workers=args.workers,
+        warn=_stderr, log=_stderr,
     )
     seconds = time.perf_counter() - start
     total = 0

@@ -28,6 +28,7 @@ import json
 import os
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +37,7 @@ from inpaintseg.errors import InpaintsegError
 from inpaintseg.io import atomic_write_text, write_png
 from inpaintseg.synth import blend, degrade
 from inpaintseg.synth.masks import random_mask
-from inpaintseg.synth.photos import PhotoCache, find_photos, random_crop, warn_stderr
+from inpaintseg.synth.photos import Photo, PhotoCache, find_photos, random_crop, warn_stderr
 from inpaintseg.synth.registry import FAMILIES, MethodContext, all_methods, select_methods
 
 GENERATOR = "inpaintseg demo-data"
@@ -172,6 +173,62 @@ def _remove_stale(split_dir: Path, keep: set[str]) -> None:
                 path.unlink()
 
 
+@dataclass(frozen=True)
+class _Job:
+    """Everything a worker needs to write samples (picklable)."""
+
+    out: Path
+    split: str
+    size: int
+    seed: int
+    level: str
+    untouched_fraction: float
+    methods: tuple[str, ...]
+    photos: tuple[Photo, ...]
+    generator_set: str
+    originals: bool
+
+
+def _write_samples(job: _Job, indices: range, photos: PhotoCache | None = None, bank=None) -> dict[str, dict]:
+    """Make and write the samples `indices` of one split; return {stem: info}. In a worker process
+    the photos are decoded again and the generators loaded from the cache the parent filled."""
+    from inpaintseg.synth.generators import GeneratorBank
+
+    photos = photos or PhotoCache(list(job.photos))
+    if bank is None:
+        bank = GeneratorBank(job.generator_set, workers=1)
+        bank.prepare([g for name in job.methods for g in all_methods()[name].generators])
+    split_dir = job.out / job.split
+    infos = {}
+    for index in indices:
+        stem = f"{job.split}_{index:05d}"
+        untouched = is_untouched(job.seed, job.split, index, job.untouched_fraction)
+        image, mask, info, original = make_sample(sample_rng(job.seed, job.split, index), photos, job.size, untouched,
+                                                  list(job.methods), job.level, bank)
+        write_png(split_dir / "images" / f"{stem}.png", image)
+        write_png(split_dir / "masks" / f"{stem}.png", mask * np.uint8(255))
+        if job.originals:
+            write_png(split_dir / "originals" / f"{stem}.png", original)
+        infos[stem] = info
+    return infos
+
+
+def _run_jobs(job: _Job, n: int, workers: int, photos: PhotoCache, bank) -> dict[str, dict]:
+    """All samples of a split, in this process or spread over `workers` processes (same bytes)."""
+    if workers <= 1 or n < 2 * workers:
+        return _write_samples(job, range(n), photos, bank)
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    step = max(1, -(-n // (4 * workers)))  # ~4 chunks per worker balance uneven methods
+    chunks = [range(start, min(n, start + step)) for start in range(0, n, step)]
+    infos: dict[str, dict] = {}
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        for part in pool.map(_write_samples, [job] * len(chunks), chunks):
+            infos.update(part)
+    return infos
+
+
 def _write_meta(path: Path, meta: dict) -> None:
     atomic_write_text(path, json.dumps(meta, indent=1, sort_keys=True) + "\n")
 
@@ -181,7 +238,7 @@ def generate_demo_data(out: str | os.PathLike, n_train: int = 400, n_test: int =
                        test_methods=None, test_families=None, degrade_level: str = "default",
                        photos_dir: str | os.PathLike | None = None, packaged_photos: bool | None = None,
                        untouched_fraction: float = DEFAULT_UNTOUCHED_FRACTION, with_originals: bool = False,
-                       generators: str | None = None, rebuild_generators: bool = False,
+                       generators: str | None = None, rebuild_generators: bool = False, workers: int = 1,
                        warn: Callable[[str], None] = warn_stderr, log: Callable[[str], None] | None = warn_stderr,
                        ) -> dict[str, dict]:
     """Write the dataset to `out` (layout in the module docstring); return {split: meta}.
@@ -190,13 +247,16 @@ def generate_demo_data(out: str | os.PathLike, n_train: int = 400, n_test: int =
     select the train split's methods; `test_methods` / `test_families`, when given, select the test
     split's (else the test split uses the train selection): the leave-one-family-out set-up is
     `exclude_families="F", test_families="F"`. `generators` is the learned generator set
-    (tiny / demo / full; None: $INPAINTSEG_GENERATORS, else demo). `out` must be missing, empty, or an earlier demo-data output (then it is
-    overwritten and files beyond the new counts are removed). Raises InpaintsegError for bad
-    arguments or `out`.
+    (tiny / demo / full; None: $INPAINTSEG_GENERATORS, else demo). `workers` > 1 spreads the samples
+    over that many processes (the bytes do not change). `out` must be missing, empty, or an earlier
+    demo-data output (then it is overwritten and files beyond the new counts are removed). Raises
+    InpaintsegError for bad arguments or `out`.
     """
     from inpaintseg.synth.generators import GeneratorBank
 
     check_args(n_train, n_test, size, seed, untouched_fraction)
+    if not 1 <= workers <= 64:
+        raise InpaintsegError(f"--workers must be between 1 and 64, got {workers}.")
     degrade.check_level(degrade_level)
     selection = {"train": select_methods(methods, exclude_methods, families, exclude_families)}
     if test_methods is None and test_families is None:
@@ -227,17 +287,10 @@ def generate_demo_data(out: str | os.PathLike, n_train: int = 400, n_test: int =
         # Mark the folder as ours before writing images, so an interrupted run can be re-run.
         _write_meta(split_dir / "meta.json", meta)
         _remove_stale(split_dir, set(stems))
-        originals = with_originals and split == ORIGINALS_SPLIT
-        for index, stem in enumerate(stems):
-            rng = sample_rng(seed, split, index)
-            untouched = is_untouched(seed, split, index, untouched_fraction)
-            image, mask, info, original = make_sample(rng, photos, size, untouched, selection[split],
-                                                      degrade_level, bank)
-            write_png(split_dir / "images" / f"{stem}.png", image)
-            write_png(split_dir / "masks" / f"{stem}.png", mask * np.uint8(255))
-            if originals:
-                write_png(split_dir / "originals" / f"{stem}.png", original)
-            meta["images"][stem] = info
+        job = _Job(out, split, size, seed, degrade_level, untouched_fraction, tuple(selection[split]),
+                   tuple(photos.photos), bank.generator_set, with_originals and split == ORIGINALS_SPLIT)
+        infos = _run_jobs(job, counts[split], workers, photos, bank)
+        meta["images"] = {stem: infos[stem] for stem in stems}
         meta["complete"] = True
         _write_meta(split_dir / "meta.json", meta)
         result[split] = meta
