@@ -33,7 +33,7 @@ mask), some of them processed as a whole (hard negatives). Then JPEG / resize / 
 the probabilities of --degrade.
 
 The learned families use small inpainting networks the engine trains itself on first use (the
-'demo' set in about a minute on 2 CPU cores, 'full' in about 6 minutes) and caches in
+'demo' set in about a minute of CPU, 'full' in about 9 CPU-minutes, on 2 processes) and caches in
 $INPAINTSEG_CACHE_DIR, else $XDG_CACHE_HOME/inpaintseg, else ~/.cache/inpaintseg.
 
 Method selection: --methods/--families (default all) minus --exclude-methods/--exclude-families
@@ -89,8 +89,8 @@ def register(subparsers) -> None:
     parser.add_argument("--untouched-fraction", type=_fraction, default=0.1, metavar="F",
                         help="share of images left untouched, empty mask (default 0.1)")
     parser.add_argument("--generators", choices=GENERATOR_SETS, default=None,
-                        help="learned generator set: demo (default, or $INPAINTSEG_GENERATORS; trains in ~1 min), "
-                        "full (wider, longer trained; ~6 min on 2 cores) or tiny (seconds; for tests)")
+                        help="learned generator set: demo (default, or $INPAINTSEG_GENERATORS; trains in ~1 CPU-minute), "
+                        "full (wider, longer trained; ~9 CPU-minutes) or tiny (seconds; for tests)")
     parser.add_argument("--rebuild-generators", action="store_true",
                         help="retrain the learned generators instead of using the cached ones")
     parser.add_argument("--with-originals", action="store_true",
