@@ -211,7 +211,7 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="auto")
     args = parser.parse_args(argv)
 
-    from inpaintseg.demo_data import generate_demo_data
+    from inpaintseg.synth import generate_demo_data
     from inpaintseg.inference import resolve_device, resolve_postprocess
     from inpaintseg.runtime import tune_cpu_runtime
 

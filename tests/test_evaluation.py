@@ -95,6 +95,24 @@ def test_per_method_breakdown(folders):
     assert r["by_method"] == {"lama": {"n": 1, "dice_mean": pytest.approx(0.8)},
                               "none": {"n": 2, "dice_mean": pytest.approx(0.5)}}
 
+    assert "by_family" not in r  # no family in this meta
+
+
+def test_per_family_breakdown(folders):
+    """demo-data's meta records a family per image: Dice is broken down by method and by family."""
+    meta = {"images": {"a": {"method": "gen_nearest", "family": "learned"},
+                       "b": {"method": "telea", "family": "classical"},
+                       "c": {"method": "none", "family": "none"}}}
+    (folders / "meta.json").write_text(json.dumps(meta))
+    r = evaluate(folders / "truth", pred_dir=folders / "pred", meta=folders / "meta.json")
+    # a = 0.8, b = 0 (empty truth, 1 predicted pixel), c = 1 (both empty).
+    assert r["by_family"] == {"classical": {"n": 1, "dice_mean": pytest.approx(0.0)},
+                              "learned": {"n": 1, "dice_mean": pytest.approx(0.8)},
+                              "none": {"n": 1, "dice_mean": pytest.approx(1.0)}}
+    assert set(r["by_method"]) == {"gen_nearest", "telea", "none"}
+    table = format_table(r)
+    assert "Dice, family learned" in table and "Dice, method gen_nearest" in table
+
 
 def test_missing_and_extra_ids_are_named(folders):
     (folders / "pred" / "b.png").unlink()

@@ -66,7 +66,7 @@ def run_demo(out: Path, budget_minutes: float = 7.0, n_train: int = 400, n_test:
              device: str = "auto") -> int:
     from inpaintseg import io
     from inpaintseg.config import load_config
-    from inpaintseg.demo_data import generate_demo_data
+    from inpaintseg.synth import generate_demo_data
     from inpaintseg.api import load_model
     from inpaintseg.evaluation.evaluate import baseline_submissions, evaluate, format_table
     from inpaintseg.evaluation.report import PredictionFiles, write_report

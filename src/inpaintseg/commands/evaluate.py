@@ -18,8 +18,8 @@ def register(subparsers) -> None:
         "scores it (mean over images of per-image Dice; an image with empty truth and empty prediction "
         "counts 1.0), pooled Dice and IoU, pixel precision/recall/F1, image-level AUC and accuracy "
         "(manipulated vs untouched), the false-positive area on untouched images; with --probs also the "
-        "best-threshold F1 and the pixel ROC AUC; with --meta the Dice per inpainting method. Ids are file "
-        "stems; missing or extra ids and size mismatches are errors that name the images.",
+        "best-threshold F1 and the pixel ROC AUC; with --meta the Dice per inpainting method and per "
+        "method family. Ids are file stems; missing or extra ids and size mismatches are errors that name the images.",
         examples="  inpaintseg evaluate --truth data/test/masks --pred pred_masks\n"
         "  inpaintseg evaluate --truth data/test/masks --submission submission.csv --probs pred_probs \\\n"
         "      --meta data/test/meta.json --json eval.json\n"
@@ -31,7 +31,7 @@ def register(subparsers) -> None:
     source.add_argument("--submission", metavar="CSV", help="submission CSV (ImageId,EncodedPixels)")
     rle_order_argument(p, "read from --submission (a warning says when the other order fits much better)")
     p.add_argument("--probs", metavar="DIR", help="8-bit probability PNGs (from predict --probs-out)")
-    p.add_argument("--meta", metavar="FILE", help="demo data's test/meta.json: adds Dice per inpainting method")
+    p.add_argument("--meta", metavar="FILE", help="demo data's test/meta.json: adds Dice per inpainting method and family")
     p.add_argument("--json", metavar="FILE", help="also write every metric (and per-image Dice) as JSON")
     p.add_argument("--score-threshold", type=threshold, default=0.5, metavar="FLOAT",
                    help="image-level decision: manipulated when the image score (from --probs) is >= it "

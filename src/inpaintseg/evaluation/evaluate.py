@@ -12,7 +12,7 @@ Metrics (a pixel is positive in a probability map when p >= threshold):
   otherwise whether the predicted mask is non-empty;
 - ``false_positive``: on images whose truth is empty, the mean predicted area fraction and the number
   of such images with any predicted pixel;
-- ``by_method``: mean Dice per inpainting method, from a demo-data ``meta.json``;
+- ``by_method`` / ``by_family``: mean Dice per manipulation method and family, from a demo-data ``meta.json``;
 - with probability maps also ``pixel_average_precision``, ``pixel_prevalence`` and ``dice_vs_threshold``
   (mean per-image Dice of ``probs >= t`` on the 8-bit maps for t = 0.01 .. 0.99, with its best point);
 - ``warnings``: e.g. a submission that fits the truth much better when read in the other RLE order.
@@ -81,9 +81,9 @@ class Evaluation:
     histogram: object | None = None
 
 
-def _load_meta(path: Path) -> dict[str, str]:
-    """{stem: method} from a demo-data meta.json ({"images": {stem: {"method": ...}}}) or a plain
-    {stem: {"method": ...}} / {stem: method} mapping."""
+def _load_meta(path: Path) -> dict[str, dict[str, str]]:
+    """{stem: {"method": ..., "family": ...}} from a demo-data meta.json ({"images": {stem: {"method": ...,
+    "family": ...}}}) or a plain {stem: {"method": ...}} / {stem: method} mapping ("family" is optional)."""
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -94,15 +94,17 @@ def _load_meta(path: Path) -> dict[str, str]:
     if not isinstance(images, dict):
         raise DataError(f"{path}: expected a JSON object mapping image ids to records with a \"method\" key "
                         "(as in demo-data's meta.json).")
-    methods = {}
+    records = {}
     for stem, info in images.items():
         if isinstance(info, dict) and "method" in info:
-            methods[str(stem)] = str(info["method"])
+            records[str(stem)] = {"method": str(info["method"])}
+            if "family" in info:
+                records[str(stem)]["family"] = str(info["family"])
         elif isinstance(info, str):
-            methods[str(stem)] = info
-    if not methods:
+            records[str(stem)] = {"method": info}
+    if not records:
         raise DataError(f"{path}: no image has a \"method\" key; cannot break Dice down per method.")
-    return methods
+    return records
 
 
 def _folder_files(folder: Path) -> dict[str, Path]:
@@ -318,7 +320,9 @@ def evaluate_detailed(truth_dir: str | os.PathLike, pred_dir: str | os.PathLike 
         result["pixel_prevalence"] = _nan_to_none(histogram.prevalence())
         result["dice_vs_threshold"] = _dice_vs_threshold(tally)
     if methods is not None:
-        result["by_method"] = _by_method(tally.stems, dice, methods)
+        result["by_method"] = _by_group(tally.stems, dice, methods, "method")
+        if any("family" in record for record in methods.values()):
+            result["by_family"] = _by_group(tally.stems, dice, methods, "family")
     images = [ImageResult(stem, int(a), int(b), int(c), int(d), float(e), float(s), bool(m))
               for stem, (a, b, c, d), e, s, m in zip(tally.stems, counts, dice, scores, truth_positive)]
     return Evaluation(summary=result, images=images, histogram=histogram)
@@ -356,10 +360,11 @@ def _nan_to_none(value: float) -> float | None:
     return None if value is None or not np.isfinite(value) else float(value)
 
 
-def _by_method(stems: list[str], dice: np.ndarray, methods: dict[str, str]) -> dict[str, dict]:
+def _by_group(stems: list[str], dice: np.ndarray, records: dict[str, dict[str, str]], key: str) -> dict[str, dict]:
+    """Mean Dice per value of `key` ("method" or "family"); images without a record count as "unknown"."""
     groups: dict[str, list[float]] = {}
     for stem, d in zip(stems, dice):
-        groups.setdefault(methods.get(stem, "unknown"), []).append(float(d))
+        groups.setdefault(records.get(stem, {}).get(key, "unknown"), []).append(float(d))
     return {m: {"n": len(v), "dice_mean": float(np.mean(v))} for m, v in sorted(groups.items())}
 
 
@@ -398,8 +403,9 @@ def summary_rows(result: dict) -> list[tuple[str, str, str]]:
          f"{fp['images_with_any_predicted_pixel']} of {fp['n_empty_truth_images']}"),
         ("false_positive.mean_area_fraction", "mean false-positive area on untouched", _fmt(fp["mean_area_fraction"])),
     ]
-    for method, info in result.get("by_method", {}).items():
-        rows.append((f"by_method.{method}", f"Dice, method {method}", f"{_fmt(info['dice_mean'])} (n={info['n']})"))
+    for key in ("family", "method"):
+        for name, info in result.get(f"by_{key}", {}).items():
+            rows.append((f"by_{key}.{name}", f"Dice, {key} {name}", f"{_fmt(info['dice_mean'])} (n={info['n']})"))
     return rows
 
 
