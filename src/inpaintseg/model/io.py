@@ -166,11 +166,11 @@ def _check_config(config: Any, path: Path) -> None:
         fail(f"postprocess.threshold must be a number in [0, 1], got {threshold!r}")
 
 
-def _build(architecture: dict, path: Path):
+def _build(architecture: dict, path: Path, input: dict | None = None):
     from inpaintseg.model import build_model
 
     try:
-        return build_model(architecture, source=f"{path} architecture")
+        return build_model(architecture, source=f"{path} architecture", input=input)
     except ConfigError as exc:
         raise ModelLoadError(f"{exc} (in a model folder: fix config.json or re-export)") from None
 
@@ -179,9 +179,10 @@ def _shapes_of(state: Mapping) -> dict[str, tuple[int, ...]]:
     return {name: tuple(tensor.shape) for name, tensor in state.items()}
 
 
-def _check_weights_match(architecture: dict, shapes: dict[str, tuple[int, ...]], model_dir: Path):
+def _check_weights_match(architecture: dict, shapes: dict[str, tuple[int, ...]], model_dir: Path,
+                         input: dict | None = None):
     """Build the architecture and compare its tensor names/shapes with `shapes`; returns the model."""
-    model = _build(architecture, model_dir / CONFIG_FILE)
+    model = _build(architecture, model_dir / CONFIG_FILE, input)
     expected = _shapes_of(model.state_dict())
     missing = [n for n in expected if n not in shapes]
     unexpected = [n for n in shapes if n not in expected]
@@ -217,7 +218,7 @@ def load_model_dir(model_dir: str | os.PathLike, device: Any = "cpu") -> tuple[A
     try:
         with safe_open(str(weights_path), framework="pt") as handle:
             shapes = {name: tuple(handle.get_slice(name).get_shape()) for name in handle.keys()}
-        model = _check_weights_match(config["architecture"], shapes, model_dir)
+        model = _check_weights_match(config["architecture"], shapes, model_dir, config["input"])
         state = load_file(str(weights_path), device="cpu")
     except (SafetensorError, OSError) as exc:
         raise ModelLoadError(f"{weights_path}: cannot be read as safetensors ({exc}); the file is "

@@ -1,0 +1,195 @@
+"""Forensic input stems: residual features computed from the pixels, fused with RGB before the U-Net.
+
+An RGB network learns what inpainted content *looks like* (smooth, blurry) and fails when that look changes
+(JPEG, resampling, other generators). The stems add what the camera pipeline left in the *noise*: high-pass
+residuals in which a filled region lacks the sensor noise / demosaicing / resampling correlations of its
+surroundings. Three residual branches, each giving 3 channels:
+
+- `SRMFilters` (fixed): the three classic 5x5 SRM high-pass kernels of Fridrich & Kodovsky's rich models as
+  used in RGB-N (Zhou et al., CVPR 2018), MVSS-Net and ManTra-Net -- we followed the PyTorch ports in
+  scu-zjz/IMDLBenCo (`model_zoo/mantra_net/mantranet.py` `_get_srm_list`): KV/4 (3x3 second order),
+  KV/12 (the 5x5 "KV" kernel) and the 1-D second difference /2. As there, each kernel is stacked over the
+  colour channels; we divide it by 3, so it filters the grey image (R + G + B) / 3 (the ports filter the
+  sum); outputs are truncated to [-3, 3] grey levels (SRM's truncation, MVSS-Net's `Hardtanh(-3, 3)`),
+  which keeps the noise level and drops the strong edge response.
+- `BayarConv` (learnable): a 5x5 constrained convolution (Bayar & Stamm, IH&MMSec 2016; MVSS-Net's
+  `BayarConv2d`; ManTra-Net's `BayarConstraint`): every 5x5 slice has centre -1 and its other 24 weights
+  sum to 1, so it can only learn prediction-error filters (it cannot pass image content). The constraint is
+  a projection (`constrain_`) applied at construction and after every optimiser step
+  (`SegmentationModule.optimizer_step`), as in Bayar & Stamm, rather than re-normalising in forward as
+  MVSS-Net does: forward is then a plain convolution and the stored weights are the ones used.
+- `NPRResidual` (fixed): the neighbouring-pixel relation of NPR (Tan et al., CVPR 2024;
+  chuangchuangtan/NPR-DeepfakeDetection `networks/resnet.py`): x - up(down(x)) with nearest-neighbour
+  resampling by a factor 2, which exposes the 2x2 correlations an up-sampling generator leaves.
+
+Every residual is computed on the UN-normalised pixels (0..255): the network input is ImageNet-normalised,
+so `InputStem` undoes it with the input section's mean/std (non-persistent buffers: not in the weights,
+set from config.json's "input" section by `build_model`). Fusion: the residual channels go through one
+BatchNorm (their scales differ by orders of magnitude from the normalised RGB and from each other) and are
+concatenated to the normalised RGB; the U-Net's first 3x3 convolution, which then sees 3 + 3k channels, is
+the fusion convolution. The U-Net itself is unchanged.
+
+Shape of every stem: (B, 3, H, W) normalised RGB -> (B, 3 + 3k, H, W), k = number of residual branches;
+H and W must be even for NPR (the U-Net pads its input to a multiple of 2^depth before the stem).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from inpaintseg.data.input_spec import IMAGENET_MEAN, IMAGENET_STD
+from inpaintseg.model.spec import INPUT_STEMS
+
+BRANCHES = ("srm", "bayar", "npr")
+BRANCH_CHANNELS = 3
+SRM_TRUNCATION = 3.0  # grey levels (of 255)
+BAYAR_KERNEL = 5
+_SRM_KERNELS = (
+    ([[0, 0, 0, 0, 0], [0, -1, 2, -1, 0], [0, 2, -4, 2, 0], [0, -1, 2, -1, 0], [0, 0, 0, 0, 0]], 4.0),
+    ([[-1, 2, -2, 2, -1], [2, -6, 8, -6, 2], [-2, 8, -12, 8, -2], [2, -6, 8, -6, 2], [-1, 2, -2, 2, -1]], 12.0),
+    ([[0, 0, 0, 0, 0], [0, 0, 0, 0, 0], [0, 1, -2, 1, 0], [0, 0, 0, 0, 0], [0, 0, 0, 0, 0]], 2.0),
+)
+
+
+def stem_branches(name: str) -> tuple[str, ...]:
+    """The residual branches of a stem name: "rgb+srm+npr" -> ("srm", "npr"); "rgb" -> ()."""
+    if name not in INPUT_STEMS:
+        raise ValueError(f"unknown input stem {name!r}; expected one of {', '.join(INPUT_STEMS)}")
+    return tuple(name.split("+")[1:])
+
+
+def srm_kernels() -> torch.Tensor:
+    """The three SRM kernels, each stacked over R, G, B and divided by 3 (a filter of the grey mean).
+
+    Shape: (3 out, 3 in, 5, 5).
+    """
+    kernels = torch.stack([torch.tensor(k, dtype=torch.float32) / scale for k, scale in _SRM_KERNELS])
+    return kernels[:, None].repeat(1, 3, 1, 1) / 3.0
+
+
+def _same_pad(x: torch.Tensor, kernel: int) -> torch.Tensor:
+    """Replicate padding that keeps the size under a `kernel` x `kernel` convolution (works for any size,
+    unlike reflect; a replicated border has zero high-pass response across it)."""
+    half = kernel // 2
+    return F.pad(x, (half, half, half, half), mode="replicate")
+
+
+class SRMFilters(nn.Module):
+    """Fixed SRM high-pass residuals on grey, truncated to +-SRM_TRUNCATION.
+
+    Shape: (B, 3, H, W) pixels 0..255 -> (B, 3, H, W).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("kernels", srm_kernels(), persistent=False)
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        out = F.conv2d(_same_pad(pixels, 5), self.kernels.to(pixels.dtype))
+        return out.clamp(-SRM_TRUNCATION, SRM_TRUNCATION)
+
+
+class BayarConv(nn.Module):
+    """Learnable constrained 5x5 convolution, 3 -> 3 channels: each (out, in) slice has centre -1 and
+    its other weights sum to 1 after `constrain_()`.
+
+    Shape: (B, 3, H, W) pixels 0..255 -> (B, 3, H, W).
+    """
+
+    def __init__(self, in_channels: int = 3, out_channels: int = BRANCH_CHANNELS,
+                 kernel_size: int = BAYAR_KERNEL) -> None:
+        super().__init__()
+        self.kernel_size = kernel_size
+        # Positive random start (as MVSS-Net: torch.rand), then projected onto the constraint.
+        self.weight = nn.Parameter(torch.rand(out_channels, in_channels, kernel_size, kernel_size))
+        self.constrain_()
+
+    @torch.no_grad()
+    def constrain_(self) -> None:
+        """Project the weights onto the constraint, in place: centre 0, divide each slice by its sum,
+        centre -1. A slice whose off-centre sum is (near) zero cannot be rescaled and restarts as the
+        mean predictor (1/24 everywhere off-centre)."""
+        w = self.weight.data
+        centre = self.kernel_size // 2
+        w[:, :, centre, centre] = 0.0
+        sums = w.sum(dim=(2, 3), keepdim=True)
+        degenerate = sums.abs() < 1e-6
+        if degenerate.any():
+            uniform = torch.full_like(w, 1.0 / (self.kernel_size ** 2 - 1))
+            uniform[:, :, centre, centre] = 0.0
+            w.copy_(torch.where(degenerate, uniform, w))
+            sums = torch.where(degenerate, torch.ones_like(sums), sums)
+        w.div_(sums)
+        w[:, :, centre, centre] = -1.0
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(_same_pad(pixels, self.kernel_size), self.weight.to(pixels.dtype))
+
+    def extra_repr(self) -> str:
+        out_channels, in_channels = self.weight.shape[:2]
+        return f"{in_channels}, {out_channels}, kernel_size={self.kernel_size}"
+
+
+class NPRResidual(nn.Module):
+    """x - up(down(x)), nearest neighbour, factor 2: each pixel minus the top-left pixel of its 2x2 block.
+
+    Shape: (B, C, H, W) with H, W even -> (B, C, H, W).
+    """
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        height, width = pixels.shape[-2:]
+        if height % 2 or width % 2:
+            raise ValueError(f"NPRResidual needs an even height and width, got {height}x{width}")
+        anchors = pixels[..., ::2, ::2]
+        return pixels - anchors.repeat_interleave(2, dim=-2).repeat_interleave(2, dim=-1)
+
+
+class InputStem(nn.Module):
+    """Normalised RGB -> [RGB, BatchNorm(residuals of the chosen branches)] (see the module docstring).
+
+    Shape: (B, 3, H, W) -> (B, out_channels, H, W), out_channels = 3 + 3 x len(branches).
+    """
+
+    def __init__(self, name: str, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD):
+        super().__init__()
+        branches = stem_branches(name)
+        if not branches:
+            raise ValueError("InputStem: the 'rgb' stem has no residual branch; build no stem for it")
+        self.name = name
+        self.srm = SRMFilters() if "srm" in branches else None
+        self.bayar = BayarConv() if "bayar" in branches else None
+        self.npr = NPRResidual() if "npr" in branches else None
+        self.out_channels = 3 + BRANCH_CHANNELS * len(branches)
+        self.norm = nn.BatchNorm2d(self.out_channels - 3)
+        self.register_buffer("pixel_mean", torch.zeros(1, 3, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", torch.ones(1, 3, 1, 1), persistent=False)
+        self.set_normalization(mean, std)
+
+    @torch.no_grad()
+    def set_normalization(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        """The input section's mean/std (fractions of 255) that the network input was normalised with."""
+        self.pixel_mean.copy_(torch.tensor([float(v) * 255.0 for v in mean]).view(1, 3, 1, 1))
+        self.pixel_std.copy_(torch.tensor([float(v) * 255.0 for v in std]).view(1, 3, 1, 1))
+
+    def constrain_(self) -> None:
+        if self.bayar is not None:
+            self.bayar.constrain_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pixels = x * self.pixel_std.to(x.dtype) + self.pixel_mean.to(x.dtype)   # (B, 3, H, W), 0..255
+        residuals = [branch(pixels) for branch in (self.srm, self.bayar, self.npr) if branch is not None]
+        features = self.norm(torch.cat(residuals, dim=1))                        # (B, 3k, H, W)
+        return torch.cat([x, features], dim=1)                                    # (B, 3 + 3k, H, W)
+
+    def extra_repr(self) -> str:
+        return f"name={self.name!r}, out_channels={self.out_channels}"
+
+
+def build_stem(name: str, mean: Sequence[float] = IMAGENET_MEAN,
+               std: Sequence[float] = IMAGENET_STD) -> InputStem | None:
+    """The stem module for a stem name; None for "rgb" (the network sees the normalised image alone)."""
+    return InputStem(name, mean, std) if stem_branches(name) else None
