@@ -128,7 +128,7 @@ def calibrate_postprocessing(
     samples: Sequence[tuple[np.ndarray, np.ndarray]],
     device: str = "cpu",
     batch_size: int = 8,
-    tta_modes: Sequence[str] = TTA_CHOICES,
+    tta_modes: Sequence[str] = TTA_CHOICES,  # cheapest first
     crf_variants: Sequence[str] = crf_mod.CRF_VARIANTS,
     crf_params: dict | None = None,
     max_images: int = 300,
@@ -168,7 +168,7 @@ def calibrate_postprocessing(
         "margin": margin,
         "thresholds": "0.01..0.99 step 0.01",
         "dice_rule": "mean over images of per-image Dice; empty truth and empty prediction count 1.0",
-        "rule": (f"TTA cheapest first (none < flip < d4): a costlier mode only if its best Dice beats the "
+        "rule": (f"TTA cheapest first ({' < '.join(tta_modes)}): a costlier mode only if its best Dice beats the "
                  f"current choice by > {margin}; then CRF only if it beats no-CRF on the same "
                  f"{measured.n_crf_images} images by > {margin}; threshold = best of the chosen combination."),
         "device": str(device),

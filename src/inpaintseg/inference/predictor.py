@@ -3,7 +3,9 @@
 ``resize`` models see the image resized to ``input.size`` and the map is resized back (bilinear) before
 any threshold; ``crop`` models see the image at native resolution in overlapping ``input.size`` tiles
 blended with a smooth window (images smaller than a tile are reflect-padded and cropped back), so memory
-stays bounded whatever the image size. TTA views are averaged after the sigmoid.
+stays bounded whatever the image size. TTA views are averaged after the sigmoid; a "+scales" mode runs the
+views on the network input resized by each of 0.75 / 1 / 1.25 (bilinear, antialiased when shrinking) and
+resizes each probability map back before averaging.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import numpy as np
 from inpaintseg.data.input_spec import check_input_section
 from inpaintseg.errors import ConfigError, InpaintsegError
 from inpaintseg.inference.tiling import reflect_pad_to, resize_to, tile_windows
-from inpaintseg.inference.tta import TTA_CHOICES, tta_views
+from inpaintseg.inference.tta import TTA_CHOICES, tta_scales, tta_views
 
 
 def resolve_device(device: str | None) -> str:
@@ -61,6 +63,7 @@ class Predictor:
         self.device = torch.device(device)
         self.tta = tta
         self.views = tta_views(tta)
+        self.scales = tta_scales(tta)
         self.batch_size = batch_size
         self.channels_last = (self.device.type == "cpu") if channels_last is None else channels_last
         self.memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
@@ -88,19 +91,28 @@ class Predictor:
         Shape: (B, 3, h, w) -> float32 (B, h, w)
         """
         import torch
+        import torch.nn.functional as F
 
         total = None
+        height, width = x.shape[-2:]
         with torch.inference_mode():
-            for view in self.views:
-                xv = view.apply(x).contiguous(memory_format=self.memory_format)
-                logits = self.model(xv)
-                if logits.ndim != 4 or logits.shape[1] != 1 or logits.shape[2:] != xv.shape[2:]:
-                    raise InpaintsegError(
-                        f"the model returned logits of shape {tuple(logits.shape)} for input "
-                        f"{tuple(xv.shape)}; expected (B, 1, H, W) at the input size.")
-                probs = view.invert(torch.sigmoid(logits.float()))
-                total = probs if total is None else total + probs
-        return (total / len(self.views))[:, 0]
+            for scale in self.scales:
+                size = (max(1, round(height * scale)), max(1, round(width * scale)))
+                xs = x if scale == 1.0 else F.interpolate(x, size=size, mode="bilinear", align_corners=False,
+                                                         antialias=scale < 1.0)
+                for view in self.views:
+                    xv = view.apply(xs).contiguous(memory_format=self.memory_format)
+                    logits = self.model(xv)
+                    if logits.ndim != 4 or logits.shape[1] != 1 or logits.shape[2:] != xv.shape[2:]:
+                        raise InpaintsegError(
+                            f"the model returned logits of shape {tuple(logits.shape)} for input "
+                            f"{tuple(xv.shape)}; expected (B, 1, H, W) at the input size.")
+                    probs = view.invert(torch.sigmoid(logits.float()))
+                    if scale != 1.0:
+                        probs = F.interpolate(probs, size=(height, width), mode="bilinear", align_corners=False,
+                                              antialias=scale > 1.0)
+                    total = probs if total is None else total + probs
+        return (total / (len(self.views) * len(self.scales)))[:, 0]
 
     def _forward_numpy(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """Shape: list of uint8 (h, w, 3) of one size -> float32 (B, h, w) on the host."""
