@@ -16,7 +16,7 @@ from inpaintseg.errors import ModelLoadError
 from inpaintseg.losses import BCEDiceLoss
 from inpaintseg.model import INPUT_STEMS, build_model
 from inpaintseg.model.io import load_model_dir, save_model_dir
-from inpaintseg.model.stems import BayarConv, InputStem, NPRResidual, SRMFilters, srm_kernels, stem_branches
+from inpaintseg.model.stems import BayarConv, InputStem, NPRResidual, SRMFilters, grey, srm_kernels, stem_branches
 from inpaintseg.training import SegmentationModule
 
 TINY = {"name": "AttentionUNet", "base_channels": 2, "depth": 1}
@@ -48,7 +48,7 @@ def test_srm_impulse_response_by_hand():
     # A grey impulse of height 2 at (4, 4): the response at the impulse is 2 x the centre of each kernel
     # (-4/4, -12/12, -2/2 -> -2), at its right neighbour 2 x the kernel's (2, 1) entry
     # (2/4, 8/12, 1/2 -> 1, 4/3, 1); an impulse of 9 saturates at -3 (the truncation).
-    image = torch.zeros(1, 3, 9, 9)
+    image = torch.zeros(1, 1, 9, 9)
     image[..., 4, 4] = 2.0
     out = SRMFilters()(image)
     torch.testing.assert_close(out[0, :, 4, 4], torch.tensor([-2.0, -2.0, -2.0]))
@@ -57,11 +57,12 @@ def test_srm_impulse_response_by_hand():
     assert torch.equal(SRMFilters()(image)[0, :, 4, 4], torch.tensor([-3.0, -3.0, -3.0]))
 
 
-def test_srm_kernels_are_high_pass_and_grey():
+def test_srm_kernels_are_high_pass_and_grey_is_bt601_luma():
     kernels = srm_kernels()
-    assert kernels.shape == (3, 3, 5, 5)
+    assert kernels.shape == (3, 1, 5, 5)
     torch.testing.assert_close(kernels.sum(dim=(1, 2, 3)), torch.zeros(3))  # a flat image gives 0
-    assert torch.equal(kernels[:, 0], kernels[:, 1]) and torch.equal(kernels[:, 1], kernels[:, 2])
+    pixels = torch.tensor([100.0, 200.0, 50.0]).view(1, 3, 1, 1)
+    torch.testing.assert_close(grey(pixels), torch.tensor(0.299 * 100 + 0.587 * 200 + 0.114 * 50).view(1, 1, 1, 1))
 
 
 @settings(max_examples=25, deadline=None)
@@ -69,7 +70,7 @@ def test_srm_kernels_are_high_pass_and_grey():
 def test_property_srm_is_zero_on_any_plane(a, b, c):
     # Second-order kernels vanish on affine images (away from the replicated border).
     ys, xs = torch.meshgrid(torch.arange(12.0), torch.arange(12.0), indexing="ij")
-    image = (a * ys + b * xs + c).expand(1, 3, 12, 12)
+    image = (a * ys + b * xs + c).expand(1, 1, 12, 12)
     out = SRMFilters()(image)[..., 2:-2, 2:-2]
     assert out.abs().max() < 1e-3
 
@@ -108,7 +109,7 @@ def test_adam_breaks_the_bayar_constraint_and_constrain_restores_it():
     conv = BayarConv()
     assert bayar_ok(conv.weight)
     optimizer = torch.optim.Adam(conv.parameters(), lr=1e-2)
-    conv(torch.rand(2, 3, 12, 12) * 255).square().mean().backward()
+    conv(torch.rand(2, 1, 12, 12) * 255).square().mean().backward()
     optimizer.step()
     assert not bayar_ok(conv.weight)
     conv.constrain_()
@@ -205,3 +206,55 @@ def test_loaded_stem_uses_the_stored_normalisation(tmp_path):
     loaded, _ = load_model_dir(tmp_path / "model")
     np.testing.assert_allclose(loaded.stem.pixel_mean.flatten().numpy(), [25.5, 51.0, 76.5], rtol=1e-6)
     np.testing.assert_allclose(loaded.stem.pixel_std.flatten().numpy(), [76.5, 51.0, 25.5], rtol=1e-6)
+
+
+def test_model_info_shows_the_stem_stage(capsys):
+    import argparse
+
+    from inpaintseg.commands import model_info
+
+    parser = argparse.ArgumentParser()
+    model_info.register(parser.add_subparsers())
+    args = parser.parse_args(["model-info", "--base-channels", "4", "--depth", "2", "--size", "32",
+                              "--input-stem", "rgb+srm+bayar+npr"])
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    assert "'input_stem': 'rgb+srm+bayar+npr'" in out
+    stem_row = next(line for line in out.splitlines() if line.startswith("stem "))
+    # the stem's only parameters: Bayar, 3 filters of 1 x 5 x 5 (the BatchNorm has no affine part)
+    assert int(stem_row.split()[1].replace(",", "")) == 75
+
+
+def test_residuals_are_computed_in_float32_under_mixed_precision():
+    # Regression: under bf16 autocast, pixels near 200 are stored in steps of 1 grey level, so a stem
+    # computing there loses its +-2-level residuals. The stem turns autocast off for its branches.
+    torch.manual_seed(0)
+    stem = InputStem("rgb+srm+bayar+npr").eval()
+    pixels = 200.0 + torch.randn(1, 3, 16, 16) * 1.5
+    x = (pixels / 255.0 - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)) / \
+        torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    expected = stem(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = stem(x)
+    assert mixed.dtype == torch.float32
+    torch.testing.assert_close(mixed, expected, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("name", INPUT_STEMS[1:])
+def test_fused_residuals_equal_the_branches_on_un_normalised_pixels(name):
+    # The stem folds the un-normalisation into its filters; the result must be the branches' output on
+    # the explicitly un-normalised pixels (grey for SRM/Bayar, colour for NPR), including the replicate
+    # border and the SRM truncation.
+    torch.manual_seed(1)
+    stem = InputStem(name, mean=(0.4, 0.5, 0.6), std=(0.2, 0.3, 0.25))
+    pixels = torch.randint(0, 256, (2, 3, 10, 12)).float()
+    x = (pixels / 255.0 - torch.tensor([0.4, 0.5, 0.6]).view(1, 3, 1, 1)) / torch.tensor([0.2, 0.3, 0.25]).view(1, 3, 1, 1)
+    torch.testing.assert_close(stem.pixels(x), pixels, atol=1e-3, rtol=0)
+    parts = []
+    if stem.srm is not None:
+        parts.append(stem.srm(grey(pixels)))
+    if stem.bayar is not None:
+        parts.append(stem.bayar(grey(pixels)))
+    if stem.npr is not None:
+        parts.append(stem.npr(pixels))
+    torch.testing.assert_close(stem.residuals(x), torch.cat(parts, dim=1), atol=2e-3, rtol=1e-4)
