@@ -93,3 +93,41 @@ def test_stored_scale_mode_is_followed():
     post = resolve_postprocess({**CONFIG, "postprocess": {"threshold": 0.4, "tta": "d4+scales", "crf": "off",
                                                           "calibration": {}}})
     assert post.tta == "d4+scales" and post.sources["tta"] == "stored by validation calibration"
+
+
+def test_shared_plan_runs_each_distinct_view_once():
+    from inpaintseg.inference.tta import tta_cost, tta_plan
+
+    jobs, members = tta_plan(TTA_CHOICES)
+    # flip's 4 views are d4 views (vertical flip = horizontal flip + half turn), so all 5 modes need
+    # the 8 dihedral views at 3 scales: 24 passes instead of 1 + 4 + 8 + 12 + 24 = 49.
+    assert len(jobs) == 24
+    assert [len(m) for m in members] == [1, 4, 8, 12, 24]
+    assert members[0] <= members[1] <= members[2] and members[3] <= members[4]
+    assert [tta_cost(m) for m in TTA_CHOICES] == [1.0, 4.0, 8.0, 12.5, 25.0]
+
+
+@pytest.mark.parametrize("input_mode", ["resize", "crop"])
+def test_all_modes_at_once_equal_each_mode_alone(input_mode):
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 1, 3, padding=1))
+    config = {**CONFIG, "input": {**CONFIG["input"], "mode": input_mode}}
+    rng = np.random.default_rng(4)
+    images = [rng.integers(0, 256, (40, 52, 3), np.uint8), rng.integers(0, 256, (40, 52, 3), np.uint8)]
+    together = Predictor(model, config, batch_size=3).predict_proba_modes(images, TTA_CHOICES)
+    for mode in TTA_CHOICES:
+        alone = Predictor(model, config, tta=mode, batch_size=3).predict_proba_batch(images)
+        for a, b in zip(together[mode], alone):
+            np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_calibration_of_all_modes_costs_the_d4_scales_passes_only():
+    from inpaintseg.inference import calibrate_postprocessing
+
+    model = Recorder()
+    rng = np.random.default_rng(6)
+    samples = [(rng.integers(0, 256, (32, 32, 3), np.uint8), np.zeros((32, 32), np.uint8)) for _ in range(3)]
+    post = calibrate_postprocessing(model, CONFIG, samples, batch_size=4, crf_variants=())
+    assert len(model.sizes) == 24            # one batch of 3 images: 24 passes, not 49
+    seconds = {r["tta"]: r["seconds_per_image"] for r in post["calibration"]["table"]}
+    assert seconds["d4+scales"] > seconds["d4"] > seconds["none"]

@@ -62,3 +62,36 @@ def tta_scales(mode: str) -> tuple[float, ...]:
     """The input scales of a TTA mode: `TTA_SCALES` for the "+scales" modes, else (1.0,)."""
     tta_views(mode)  # validates
     return TTA_SCALES if mode.endswith(SCALES_SUFFIX) else (1.0,)
+
+
+def view_key(view: View) -> tuple:
+    """What a view does to pixel positions (two Views that move pixels alike have the same key, e.g.
+    `flip`'s vertical flip and `d4`'s horizontal flip + half turn)."""
+    import torch  # noqa: PLC0415
+
+    probe = view.apply(torch.arange(6.0).view(1, 1, 2, 3))
+    return tuple(probe.shape), tuple(probe.flatten().tolist())
+
+
+def tta_plan(modes) -> tuple[list[tuple[float, View]], list[set[int]]]:
+    """The distinct (scale, view) forward passes that several TTA modes need, and for each mode the set
+    of passes it averages; each mode's set has exactly len(tta_views) x len(tta_scales) passes."""
+    jobs: list[tuple[float, View]] = []
+    index: dict[tuple, int] = {}
+    members: list[set[int]] = []
+    for mode in modes:
+        mine = set()
+        for scale in tta_scales(mode):
+            for view in tta_views(mode):
+                key = (scale, view_key(view))
+                if key not in index:
+                    index[key] = len(jobs)
+                    jobs.append((scale, view))
+                mine.add(index[key])
+        members.append(mine)
+    return jobs, members
+
+
+def tta_cost(mode: str) -> float:
+    """Forward cost of a mode in full-size passes: views x sum of scale^2 (none 1, flip 4, d4 8, ...)."""
+    return len(tta_views(mode)) * sum(scale * scale for scale in tta_scales(mode))
