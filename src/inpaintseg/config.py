@@ -26,11 +26,18 @@ import yaml
 from inpaintseg.data.input_spec import INPUT_MODES
 from inpaintseg.errors import ConfigError
 from inpaintseg.io import atomic_write_text
-from inpaintseg.model.spec import MAX_BASE_CHANNELS, MAX_DEPTH
+from inpaintseg.model.spec import ARCH_NAME, INPUT_STEMS, MAX_BASE_CHANNELS, MAX_DEPTH
 
 PRECISIONS = ("32", "16-mixed", "bf16-mixed")
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
 LOGGERS = ("csv", "tensorboard")
+
+# The losses of `inpaintseg.losses.build_loss` (named here so this module stays torch-free).
+LOSS_CHOICES = ("bce-dice", "focal-dice", "lovasz")
+# Degradation-robust training as one switch (benchmarks/quality.py --degrade-train): probabilities per
+# training image, in the spirit of TruFor / IMDL-BenCo's training-time JPEG, rescaling, blur and noise.
+# Not the default: the multi-seed ablation decides.
+DEGRADE_PRESET = {"degrade_jpeg_p": 0.5, "degrade_rescale_p": 0.3, "degrade_blur_p": 0.2, "degrade_noise_p": 0.2}
 
 
 def _setting(default: Any, help: str, *, minimum: float | None = None, maximum: float | None = None,
@@ -63,17 +70,39 @@ class TrainConfig:
     seed: int = _setting(0, "seed for the split, initialisation and augmentation", minimum=0)
     num_workers: int | None = _setting(None, "DataLoader workers per process (default: from the CPU count)",
                                        minimum=0, maximum=64)
+    paired_batches: bool = _setting(False, "put each training image and its untouched original "
+                                    "(DATA/train/originals/<same stem>, e.g. from `demo-data --with-originals`) "
+                                    "in the same batch, the original with an empty mask and the same augmentation")
+    # degradation-robust training: image-only, after the geometric augmentation, before normalisation
+    degrade_jpeg_p: float = _setting(0.0, "probability of a JPEG re-compression of a training image",
+                                     minimum=0.0, maximum=1.0)
+    degrade_jpeg_quality_min: int = _setting(30, "lowest JPEG quality of that re-compression", minimum=1, maximum=100)
+    degrade_jpeg_quality_max: int = _setting(100, "highest JPEG quality of that re-compression", minimum=1, maximum=100)
+    degrade_rescale_p: float = _setting(0.0, "probability of a down-then-up rescale of a training image",
+                                        minimum=0.0, maximum=1.0)
+    degrade_rescale_min: float = _setting(0.5, "smallest down-scale factor of that rescale (drawn up to 0.9)",
+                                          minimum=0.1, maximum=0.9)
+    degrade_blur_p: float = _setting(0.0, "probability of a Gaussian blur (sigma 0.3-1.5 px) of a training image",
+                                     minimum=0.0, maximum=1.0)
+    degrade_noise_p: float = _setting(0.0, "probability of Gaussian noise (sigma 2-8 grey levels) on a training "
+                                      "image", minimum=0.0, maximum=1.0)
     # model
     base_channels: int = _setting(16, "channels of the first U-Net level (doubles per level)",
                                   minimum=1, maximum=MAX_BASE_CHANNELS)
     depth: int = _setting(4, "number of down-sampling levels", minimum=1, maximum=MAX_DEPTH)
     attention: bool = _setting(True, "attention gates on the skip connections (off: plain U-Net)")
+    input_stem: str = _setting("rgb", "input stem: the image alone (rgb) or next to forensic residuals: SRM "
+                               "high-pass filters, a learnable Bayar constrained conv, NPR up-sampling residuals",
+                               choices=INPUT_STEMS)
     # optimisation (the seed: Adam lr 1e-3, cosine annealing over the epochs, BCE + Dice)
     epochs: int = _setting(50, "training epochs (the cosine schedule spans them)", minimum=1, maximum=100000)
     batch_size: int = _setting(16, "images per batch per device", minimum=1, maximum=4096)
     lr: float = _setting(0.001, "Adam learning rate", minimum=0.0, maximum=10.0, exclusive_min=True)
     weight_decay: float = _setting(0.0, "Adam weight decay", minimum=0.0, maximum=1.0)
-    bce_weight: float = _setting(1.0, "weight of the BCE term of the loss", minimum=0.0)
+    loss: str = _setting("bce-dice", "bce-dice (the seed), focal-dice, or lovasz (Lovasz hinge, a fine-tuning "
+                         "loss; ignores the two weights below)", choices=LOSS_CHOICES)
+    bce_weight: float = _setting(1.0, "weight of the pixel term of the loss: BCE (bce-dice) or focal "
+                                 "(focal-dice)", minimum=0.0)
     dice_weight: float = _setting(1.0, "weight of the soft Dice term of the loss", minimum=0.0)
     # hardware
     accelerator: str = _setting("auto", "auto: CUDA when present, else CPU", choices=ACCELERATORS,
@@ -145,14 +174,23 @@ class TrainConfig:
         if self.input_mode == "crop" and self.img_size < 2 ** self.depth:
             found.append(f"img_size: expected at least 2**depth = {2 ** self.depth} for depth {self.depth}, "
                          f"got {self.img_size}")
-        if self.bce_weight == 0 and self.dice_weight == 0:
+        if self.bce_weight == 0 and self.dice_weight == 0 and self.loss != "lovasz":
             found.append("bce_weight, dice_weight: expected at least one > 0, got both 0")
+        if self.degrade_jpeg_quality_min > self.degrade_jpeg_quality_max:
+            found.append(f"degrade_jpeg_quality_min: expected at most degrade_jpeg_quality_max "
+                         f"({self.degrade_jpeg_quality_max}), got {self.degrade_jpeg_quality_min}")
         return found
+
+    def degradations(self) -> dict[str, Any]:
+        """The degradation settings (`degrade_*` keys without the prefix) for the training transform."""
+        return {f.name[len("degrade_"):]: getattr(self, f.name) for f in dataclasses.fields(self)
+                if f.name.startswith("degrade_")}
 
     def architecture(self) -> dict[str, Any]:
         """The `architecture` section of the model folder's config.json."""
-        return {"name": "AttentionUNet", "in_channels": 3, "out_channels": 1,
-                "base_channels": self.base_channels, "depth": self.depth, "attention": self.attention}
+        return {"name": ARCH_NAME, "in_channels": 3, "out_channels": 1,
+                "base_channels": self.base_channels, "depth": self.depth, "attention": self.attention,
+                "input_stem": self.input_stem}
 
 
 def _suggest(key: str, known: dict[str, Any]) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from inpaintseg.commands import add_command, add_renamed, int_at_least
+from inpaintseg.model.spec import INPUT_STEMS
 
 
 def register(subparsers) -> None:
@@ -18,7 +19,8 @@ def register(subparsers) -> None:
         "breakdown. A training step costs about 3x the forward FLOPs.",
         examples="  inpaintseg model-info\n"
         "  inpaintseg model-info --base-channels 32 --img-size 512\n"
-        "  inpaintseg model-info --base-channels 16 --no-attention   # the plain U-Net ablation\n",
+        "  inpaintseg model-info --base-channels 16 --no-attention   # the plain U-Net ablation\n"
+        "  inpaintseg model-info --input-stem rgb+srm+bayar+npr      # cost of the forensic stem\n",
     )
     p.add_argument("--base-channels", type=int_at_least(1), default=16,
                    help="channels of the first stage; stage i has base x 2^i (default 16)")
@@ -30,6 +32,8 @@ def register(subparsers) -> None:
     p.add_argument("--in-channels", type=int_at_least(1), default=3, help="input channels (default 3)")
     p.add_argument("--no-attention", action="store_true",
                    help="plain U-Net (no attention gates), the ablation baseline")
+    p.add_argument("--input-stem", choices=INPUT_STEMS, default="rgb",
+                   help="input stem: rgb, or rgb next to forensic residuals (default rgb)")
     p.set_defaults(func=run)
 
 
@@ -37,7 +41,8 @@ def run(args: argparse.Namespace) -> int:
     from inpaintseg.model import ARCH_NAME, build_model, count_parameters, model_flops, stage_summary
 
     model = build_model({"name": ARCH_NAME, "in_channels": args.in_channels, "base_channels": args.base_channels,
-                         "depth": args.depth, "attention": not args.no_attention}, source="model-info")
+                         "depth": args.depth, "attention": not args.no_attention, "input_stem": args.input_stem},
+                        source="model-info")
     params = count_parameters(model)
     flops = model_flops(model, args.img_size)
     arch = model.architecture()

@@ -36,8 +36,9 @@ def add_predict_arguments(p: argparse.ArgumentParser, model_required: bool = Tru
                    help="also write image-level scores: ImageId,score,manipulated_fraction,predicted_label "
                    "(score = mean of the top 1%% pixel probabilities; label = score >= --score-threshold)")
     p.add_argument("--tta", choices=TTA_OPTIONS, default="auto",
-                   help="test-time augmentation: none, flip (4 flips), d4 (8 flips/rotations), or auto = what "
-                   "validation calibration stored in config.json (default auto)")
+                   help="test-time augmentation: none, flip (4 flips), d4 (8 flips/rotations), flip+scales / "
+                   "d4+scales (those views at scales 0.75, 1 and 1.25), or auto = what validation calibration "
+                   "stored in config.json (default auto)")
     p.add_argument("--crf", nargs="?", const="on", choices=CRF_OPTIONS, default="auto",
                    help="DenseCRF refinement: off, gaussian (smoothness only), seed (gaussian + bilateral colour "
                    "term), auto = the calibrated choice in config.json (default); a bare --crf (= on) uses the "

@@ -1,5 +1,5 @@
-"""The network: Attention U-Net (`attention_unet`), the architecture section's names, bounds and validator
-(`spec`, torch-free), construction from a config dict (`build`), size and cost (`summary`) and the model
+"""The network: Attention U-Net (`attention_unet`), its optional forensic input stems (`stems`), the
+architecture section's names, bounds and validator (`spec`, torch-free), construction from a config dict (`build`), size and cost (`summary`) and the model
 folder on disk (`io`). Attributes are imported lazily, so `inpaintseg.model.spec` does not import torch."""
 
 from __future__ import annotations
@@ -7,7 +7,8 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
-    "ARCH_DEFAULTS": "spec", "ARCH_NAME": "spec", "MAX_DEPTH": "spec", "check_architecture": "spec",
+    "ARCH_DEFAULTS": "spec", "ARCH_NAME": "spec", "INPUT_STEMS": "spec", "MAX_DEPTH": "spec",
+    "check_architecture": "spec", "InputStem": "stems", "build_stem": "stems",
     "AttentionGate": "attention_unet", "AttentionUNet": "attention_unet", "build_model": "build",
     "count_parameters": "summary", "model_flops": "summary", "stage_summary": "summary",
 }

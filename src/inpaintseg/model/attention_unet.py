@@ -14,6 +14,10 @@ sigmoid is applied at inference, the loss works on logits. Layout, for depth 4 a
                out   = ConvBlock(cat[x_hat, g])
     head     Conv2d 1x1 (b -> out)  -> logits
 
+An optional input stem (`inpaintseg.model.stems`, architecture key "input_stem") runs before the encoder
+and adds forensic residual channels to the image; the first ConvBlock then takes its channels. The
+default "rgb" builds no stem, so the state-dict names are those of a model saved before stems existed.
+
 Choices (measured on a 2-core AVX-512 CPU with torch 2.13, see benchmarks/README.md):
 - Up-sampling is `ConvTranspose2d(kernel 2, stride 2)`: every output pixel comes from exactly one input
   pixel, so it costs Cin*Cout multiply-adds per output pixel (a quarter of a 3x3 transposed conv, half
@@ -36,7 +40,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from inpaintseg.model.spec import ARCH_NAME, MAX_DEPTH
+from inpaintseg.data.input_spec import IMAGENET_MEAN, IMAGENET_STD
+from inpaintseg.model.spec import ARCH_NAME, INPUT_STEMS, MAX_DEPTH
+from inpaintseg.model.stems import build_stem
 
 
 class ConvBlock(nn.Sequential):
@@ -101,13 +107,16 @@ class UpBlock(nn.Module):
 class AttentionUNet(nn.Module):
     """Attention U-Net returning logits; `attention=False` gives the plain U-Net ablation.
 
-    Stage i of the encoder has base_channels * 2^i channels, i = 0..depth.
+    Stage i of the encoder has base_channels * 2^i channels, i = 0..depth. `input_stem` (one of
+    `INPUT_STEMS`) adds forensic residuals before the encoder; `mean`/`std` are the normalisation of the
+    input (fractions of 255) that the stem undoes (not stored in the weights).
 
     Shape: (B, in_channels, H, W) -> (B, out_channels, H, W) for any H, W >= 1.
     """
 
     def __init__(self, in_channels: int = 3, out_channels: int = 1, base_channels: int = 16,
-                 depth: int = 4, attention: bool = True) -> None:
+                 depth: int = 4, attention: bool = True, input_stem: str = "rgb",
+                 mean=IMAGENET_MEAN, std=IMAGENET_STD) -> None:
         super().__init__()
         for name, value, low in (("in_channels", in_channels, 1), ("out_channels", out_channels, 1),
                                  ("base_channels", base_channels, 1), ("depth", depth, 1)):
@@ -115,15 +124,22 @@ class AttentionUNet(nn.Module):
                 raise ValueError(f"AttentionUNet: {name} must be an integer >= {low}, got {value!r}")
         if depth > MAX_DEPTH:
             raise ValueError(f"AttentionUNet: depth must be <= {MAX_DEPTH}, got {depth}")
+        if input_stem not in INPUT_STEMS:
+            raise ValueError(f"AttentionUNet: input_stem must be one of {', '.join(INPUT_STEMS)}, got {input_stem!r}")
+        if input_stem != "rgb" and in_channels != 3:
+            raise ValueError(f"AttentionUNet: input_stem {input_stem!r} needs in_channels 3, got {in_channels}")
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.base_channels = base_channels
         self.depth = depth
         self.attention = bool(attention)
+        self.input_stem = input_stem
 
         widths = [base_channels * 2 ** i for i in range(depth + 1)]
+        # None for "rgb": no module, so no state-dict entry (old model folders keep loading).
+        self.stem = build_stem(input_stem, mean, std)
         self.encoders = nn.ModuleList(
-            [ConvBlock(in_channels, widths[0])]
+            [ConvBlock(in_channels if self.stem is None else self.stem.out_channels, widths[0])]
             + [ConvBlock(widths[i - 1], widths[i]) for i in range(1, depth + 1)]
         )
         self.pool = nn.MaxPool2d(2)
@@ -141,14 +157,20 @@ class AttentionUNet(nn.Module):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.BatchNorm2d):
+            elif isinstance(module, nn.BatchNorm2d) and module.affine:
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
 
     def architecture(self) -> dict:
         """The config.json "architecture" section that `build_model` turns back into this model."""
         return {"name": ARCH_NAME, "in_channels": self.in_channels, "out_channels": self.out_channels,
-                "base_channels": self.base_channels, "depth": self.depth, "attention": self.attention}
+                "base_channels": self.base_channels, "depth": self.depth, "attention": self.attention,
+                "input_stem": self.input_stem}
+
+    def constrain_(self) -> None:
+        """Re-apply the weight constraints (the Bayar stem's); called after every optimiser step."""
+        if self.stem is not None:
+            self.stem.constrain_()
 
     def _pad(self, x: torch.Tensor) -> torch.Tensor:
         """Replicate-pad bottom/right to a multiple of 2^depth.
@@ -170,6 +192,8 @@ class AttentionUNet(nn.Module):
         if self.head.weight.is_contiguous(memory_format=torch.channels_last):
             x = x.contiguous(memory_format=torch.channels_last)   # model.to(channels_last) is enough
         x = self._pad(x)
+        if self.stem is not None:
+            x = self.stem(x)                             # (B, 3 + residual channels, H_pad, W_pad)
         skips = []
         for i, encoder in enumerate(self.encoders):
             x = encoder(x if i == 0 else self.pool(x))   # (B, base*2^i, H/2^i, W/2^i)

@@ -16,7 +16,12 @@ ARCH_DEFAULTS: dict[str, object] = {
     "base_channels": 16,
     "depth": 4,
     "attention": True,
+    "input_stem": "rgb",
 }
+# The input stems (`inpaintseg.model.stems`): the image alone, or the image next to forensic residuals.
+# "rgb" builds no stem at all, so an rgb model has exactly the state-dict names of a model saved before
+# stems existed (whose config.json has no "input_stem" key: it defaults to "rgb").
+INPUT_STEMS = ("rgb", "rgb+srm", "rgb+bayar", "rgb+npr", "rgb+srm+bayar+npr")
 MAX_DEPTH = 8
 MAX_BASE_CHANNELS = 512  # 512 at depth 4 is already ~2 G parameters: beyond this a config is a mistake
 MAX_IO_CHANNELS = 64
@@ -49,6 +54,11 @@ def check_architecture(arch: Any, source: str = "architecture") -> dict[str, Any
             if not isinstance(value, bool):
                 raise ConfigError(f"{source}: \"attention\" must be true or false, got {value!r}.")
             continue
+        if key == "input_stem":
+            if value not in INPUT_STEMS:
+                raise ConfigError(f"{source}: \"input_stem\" must be one of {', '.join(INPUT_STEMS)}, "
+                                  f"got {value!r}.")
+            continue
         low, high = ARCH_BOUNDS[key]
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
             raise ConfigError(f"{source}: \"{key}\" must be an integer from {low} to {high}, got {value!r}.")
@@ -57,4 +67,8 @@ def check_architecture(arch: Any, source: str = "architecture") -> dict[str, Any
         raise ConfigError(f"{source}: the widest layer (base_channels x 2^depth = {values['base_channels']} x "
                           f"2^{values['depth']} = {widest}) exceeds {MAX_WIDEST_CHANNELS} channels, billions of "
                           "parameters; lower base_channels or depth.")
+
+    if values["input_stem"] != "rgb" and values["in_channels"] != 3:
+        raise ConfigError(f"{source}: input_stem {values['input_stem']!r} works on RGB images and needs "
+                          f"\"in_channels\": 3, got {values['in_channels']}. Use input_stem \"rgb\" or 3 channels.")
     return values

@@ -78,12 +78,12 @@ def resolve_run_dir(config: TrainConfig) -> Path:
 
 def build_datamodule(config: TrainConfig, hardware: Hardware, split: dict | None = None):
     from inpaintseg.data import InpaintDataModule
-
     from inpaintseg.data.preflight import check_training_files
 
     datamodule = InpaintDataModule(config.data, img_size=config.img_size, input_mode=config.input_mode,
                                    batch_size=config.batch_size, val_fraction=config.val_fraction,
-                                   seed=config.seed, num_workers=hardware.num_workers, split=split)
+                                   seed=config.seed, num_workers=hardware.num_workers, split=split,
+                                   degradations=config.degradations(), paired_batches=config.paired_batches)
     check_training_files(datamodule.images_dir, datamodule.masks_dir)  # headers: pixel limit, mask sizes
     datamodule.setup("fit")
     n_train = len(datamodule.train_set)
@@ -97,7 +97,7 @@ def build_datamodule(config: TrainConfig, hardware: Hardware, split: dict | None
 def build_module(config: TrainConfig, model: torch.nn.Module | None = None) -> SegmentationModule:
     """The LightningModule for `config`; `model` (any (B,3,H,W) -> (B,1,H,W) logits network, e.g. a
     peer model in the quality benchmark) replaces the AttentionUNet the config describes."""
-    from inpaintseg.losses import BCEDiceLoss
+    from inpaintseg.losses import build_loss
     from inpaintseg.model import build_model
 
     architecture = config.architecture()
@@ -110,7 +110,7 @@ def build_module(config: TrainConfig, model: torch.nn.Module | None = None) -> S
         model = model.to(memory_format=torch.channels_last)
     if config.compile:
         model = torch.compile(model)
-    loss = BCEDiceLoss(bce_weight=config.bce_weight, dice_weight=config.dice_weight)
+    loss = build_loss(config.loss, bce_weight=config.bce_weight, dice_weight=config.dice_weight)
     return SegmentationModule(model, loss, lr=config.lr, epochs=config.epochs,
                               weight_decay=config.weight_decay, architecture=architecture,
                               channels_last=config.channels_last)
@@ -347,7 +347,7 @@ def _train(config: TrainConfig, run_dir: Path, hardware: Hardware, ckpt_path: Pa
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(config, run_dir / CONFIG_FILE)
         save_split(run_dir / SPLIT_FILE, datamodule.split, config.seed, config.val_fraction)
-    n_batches = max(1, len(datamodule.train_set) // config.batch_size)
+    n_batches = max(1, len(datamodule.train_set) // datamodule.train_items_per_batch)
     noise = _quiet_lightning_log()
     trainer = build_trainer(config, hardware, run_dir, n_batches, callbacks)
     sigint = signal.getsignal(signal.SIGINT)
