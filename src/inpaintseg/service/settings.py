@@ -13,6 +13,9 @@ DEFAULT_MAX_UPLOAD_MB = 20.0
 DEFAULT_MAX_PIXELS = 50_000_000
 DEFAULT_QUEUE = 16
 MB = 1024 * 1024
+# PIL's Image.open refuses headers above 2 x Image.MAX_IMAGE_PIXELS (its decompression-bomb error), so the header
+# check cannot allow more than this.
+PIXEL_CEILING = 2 * 89_478_485
 
 
 @dataclass(frozen=True)
@@ -44,8 +47,10 @@ class ServiceSettings:
                 bad(name, value, "a whole number >= " + ("1" if name == "workers" else "0"))
         if not (isinstance(self.max_upload_mb, (int, float)) and 0 < self.max_upload_mb <= 4096):
             bad("max_upload_mb", self.max_upload_mb, "a number of megabytes in (0, 4096]")
-        if isinstance(self.max_pixels, bool) or not isinstance(self.max_pixels, int) or self.max_pixels < 1:
-            bad("max_pixels", self.max_pixels, "a whole number >= 1")
+        if (isinstance(self.max_pixels, bool) or not isinstance(self.max_pixels, int)
+                or not 1 <= self.max_pixels <= PIXEL_CEILING):
+            bad("max_pixels", self.max_pixels, f"a whole number in 1-{PIXEL_CEILING} (PIL's decompression-bomb "
+                "limit, above which it refuses to read a header)")
         if self.token is not None and (not self.token or self.token != self.token.strip()):
             bad("token", "***", "a non-empty string without surrounding spaces")
         object.__setattr__(self, "cors_origins", tuple(self.cors_origins))

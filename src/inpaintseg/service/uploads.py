@@ -66,7 +66,7 @@ def image_id(filename: str) -> str:
 
 def too_large(what: str, limit_bytes: int) -> ServiceError:
     return ServiceError(413, "payload_too_large",
-                        f"{what} is larger than this server's upload limit of {limit_bytes / 2**20:g} MB; send a "
+                        f"{what} is larger than this server's upload limit of {limit_bytes / 2**20:.3g} MB; send a "
                         "smaller file (e.g. re-encode it as JPEG) or start the server with a larger --max-upload-mb.")
 
 
@@ -194,9 +194,10 @@ def header_size(data: bytes, name: str, max_pixels: int) -> tuple[int, int]:
 
 
 def too_many_pixels(name: str, size: tuple[int, int] | None, max_pixels: int) -> ServiceError:
-    what = f"{size[0]}x{size[1]} = {size[0] * size[1] / 1e6:.1f} megapixels" if size else "too many pixels"
+    what = f"{size[0]}x{size[1]} = {size[0] * size[1]:,} pixels" if size else "too many pixels"
     return ServiceError(413, "too_many_pixels",
-                        f"{name}: {what}, above this server's limit of {max_pixels / 1e6:g} megapixels; downscale "
+                        f"{name}: {what}, above this server's limit of {max_pixels:,} pixels "
+                        f"({max_pixels / 1e6:g} megapixels); downscale "
                         "or crop it, or start the server with a larger --max-pixels.")
 
 
