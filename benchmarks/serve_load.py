@@ -13,7 +13,8 @@ admits (workers + queue) and expects only 200s and 503s. Bounded: every cell sto
 answers or --cell-seconds, whichever comes first, and the server is stopped at the end (also on Ctrl+C).
 
 Without --model it exports an untrained model with the default training config (width 16, depth 4, resize
-256, no TTA, no CRF): untrained weights cost the same time as trained ones. Uploads are JPEG (quality 95),
+256, no TTA, no CRF; --mode crop for native-resolution tiles): untrained weights cost the same time as
+trained ones. Uploads are JPEG (quality 95),
 as photos are.
 """
 
@@ -40,6 +41,8 @@ REPO = Path(__file__).resolve().parents[1]
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", help="model folder (default: an untrained width-16 resize-256 model)")
+    p.add_argument("--mode", choices=("resize", "crop"), default=None,
+                   help="input mode of the exported untrained model (default: the training default, resize)")
     p.add_argument("--sizes", default="256x256,2048x1536", help="WxH list (default 256x256,2048x1536)")
     p.add_argument("--concurrency", default="1,4,16", help="client threads per cell (default 1,4,16)")
     p.add_argument("--requests", type=int, default=24, help="answers per cell, at least 2 x concurrency (default 24)")
@@ -53,7 +56,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def export_default_model(folder: Path) -> Path:
+def export_default_model(folder: Path, mode: str | None = None) -> Path:
     import torch
 
     from inpaintseg.config import TrainConfig
@@ -65,7 +68,7 @@ def export_default_model(folder: Path) -> Path:
     arch = {"name": "AttentionUNet", "in_channels": 3, "out_channels": 1, "base_channels": cfg.base_channels,
             "depth": cfg.depth, "attention": True}
     torch.manual_seed(0)
-    config = {"architecture": arch, "input": input_section(cfg.input_mode, cfg.img_size),
+    config = {"architecture": arch, "input": input_section(mode or cfg.input_mode, cfg.img_size),
               "postprocess": {"threshold": 0.5, "tta": "none", "crf": "off"}}
     return save_model_dir(folder, build_model(arch), config)
 
@@ -177,7 +180,7 @@ def main(argv=None) -> int:
     levels = [int(c) for c in args.concurrency.split(",")]
     runtime = tune_cpu_runtime(args.threads)
     tmp = tempfile.TemporaryDirectory(prefix="serve_load_")
-    model_dir = Path(args.model) if args.model else export_default_model(Path(tmp.name) / "model")
+    model_dir = Path(args.model) if args.model else export_default_model(Path(tmp.name) / "model", args.mode)
     model = inpaintseg.load_model(model_dir, device="cpu")
     print(f"serve_load: model {model_dir} ({model.input['mode']} {model.input['size']}, "
           f"{model.postprocess().describe()}); {os.cpu_count()} CPUs, {runtime.get('threads')} torch threads; "

@@ -7,6 +7,7 @@ Routes: ``GET /`` (the page), ``/static/*`` (its files), ``GET /healthz``, ``GET
 """
 
 
+import asyncio
 import hmac
 import logging
 import time
@@ -154,14 +155,25 @@ def create_app(model, settings: ServiceSettings | None = None):
                                                  request.headers.get("content-length"), request.stream(),
                                                  settings.max_upload_bytes)
             threshold, tta = parse_options(parts)
-            data, name, (width, height) = uploads.check_upload(parts, settings.max_pixels)
-            received = time.perf_counter() - t0
+            data, name, _ = uploads.check_upload(parts, settings.max_pixels)
             del parts
-            return await gate.run(ticket, _predict_job, model, data, name, width, height, threshold, tta,
-                                  settings.max_pixels, received)
+            t1 = time.perf_counter()
+            image = await gate.io(ticket, uploads.decode_upload, data, name, settings.max_pixels)
+            del data
+            t2 = time.perf_counter()
+            pred, started = await gate.infer(ticket, _predict, model, image, threshold, tta)
+            t3 = time.perf_counter()
+            encoded = await asyncio.gather(gate.io(ticket, results.encode_mask, pred.mask),
+                                           gate.io(ticket, results.encode_probability, pred.probability))
+            t4 = time.perf_counter()
+            timings = {"receive": t1 - t0, "decode": t2 - t1, "queue": max(0.0, started - t2),
+                       **{k: v for k, v in pred.timings.items() if k != "decode"},  # model, crf
+                       "encode": t4 - t3, "total": t4 - t0}
+            body = results.prediction_body(pred, uploads.image_id(name), image.shape[1], image.shape[0],
+                                           {**encoded[0], **encoded[1]}, timings)
+            return Response(await gate.io(ticket, results.json_bytes, body), media_type="application/json")
         finally:
-            if not ticket.submitted:
-                ticket.release()
+            ticket.release()
 
     def page(name: str, media_type: str):
         body = (static_dir / name).read_bytes()
@@ -185,19 +197,10 @@ def create_app(model, settings: ServiceSettings | None = None):
     return app
 
 
-def _predict_job(model, data: bytes, name: str, width: int, height: int, threshold, tta: str, max_pixels: int,
-                 received: float) -> dict:
-    """Decode, predict and encode one upload (runs in a worker thread)."""
-    t0 = time.perf_counter()
-    image = uploads.decode_upload(data, name, max_pixels)
-    t1 = time.perf_counter()
+def _predict(model, image, threshold, tta: str):
+    """One prediction (in an inference thread) and when it started (perf_counter), for the queue time."""
+    started = time.perf_counter()
     try:
-        pred = model.predict(image, threshold=threshold, tta=tta)
+        return model.predict(image, threshold=threshold, tta=tta), started
     except InpaintsegError as exc:  # e.g. the model's stored post-processing asks for a missing pydensecrf
         raise ServiceError(422, "cannot_predict", str(exc)) from None
-    t2 = time.perf_counter()
-    body = results.prediction_body(pred, uploads.image_id(name), image.shape[1], image.shape[0], {})
-    timings = {"receive": received, "decode": t1 - t0, **{k: v for k, v in pred.timings.items() if k != "decode"},
-               "predict": t2 - t1, "encode": time.perf_counter() - t2}
-    body["timings"] = {k: round(float(v), 4) for k, v in timings.items()}
-    return body

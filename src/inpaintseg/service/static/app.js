@@ -105,7 +105,7 @@ async function loadModel() {
     ["Device", model.device],
   ];
   for (const [key, value] of Object.entries(model.metrics || {})) {
-    if (typeof value === "number") rows.push([key, fmt(value, 3)]);
+    if (typeof value === "number") rows.push([key, Number.isInteger(value) ? String(value) : fmt(value, 3)]);
   }
   for (const [k, v] of rows) {
     const dt = document.createElement("dt"); dt.textContent = k;
@@ -173,7 +173,12 @@ function loadPicture(file) {
   });
 }
 
-$("file").addEventListener("change", (event) => handleFile(event.target.files[0]));
+$("file").addEventListener("change", async (event) => {
+  await handleFile(event.target.files[0]);
+  event.target.value = "";  // choosing the same file again is a new upload
+});
+// A file dropped next to the drop zone must not make the browser navigate away from the page.
+for (const type of ["dragover", "drop"]) window.addEventListener(type, (event) => event.preventDefault());
 const drop = $("drop");
 drop.addEventListener("dragover", (event) => { event.preventDefault(); drop.classList.add("dragging"); });
 drop.addEventListener("dragleave", () => drop.classList.remove("dragging"));
