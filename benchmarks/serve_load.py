@@ -110,8 +110,9 @@ def proc_memory_mb(pid: int) -> dict[str, float]:
 
 
 def warm_up(call, min_calls: int = 5, max_calls: int = 25, max_seconds: float = 60.0) -> int:
-    """Call until the time per call settles (the last three within 1.5x of each other) or the limits: the
-    first calls in a fresh process are several times slower on this machine. Returns the calls made."""
+    """Call until the time per call settles (the last three within 1.5x of each other; two calls suffice once
+    30 s have passed, for slow models) or the limits: the first calls in a fresh process are several times
+    slower on this machine. Returns the calls made."""
     times: list[float] = []
     start = time.perf_counter()
     while len(times) < max_calls and time.perf_counter() - start < max_seconds:
@@ -119,6 +120,8 @@ def warm_up(call, min_calls: int = 5, max_calls: int = 25, max_seconds: float = 
         call()
         times.append(time.perf_counter() - t0)
         if len(times) >= min_calls and max(times[-3:]) <= 1.5 * min(times[-3:]):
+            break
+        if len(times) >= 2 and time.perf_counter() - start > 30 and max(times[-2:]) <= 1.5 * min(times[-2:]):
             break
     return len(times)
 
