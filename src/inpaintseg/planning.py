@@ -146,10 +146,12 @@ class EpochPlan:
 
 
 def plan_epochs(budget_seconds: float, n_train: int, train_rate: float, n_val: int = 0,
-                eval_rate: float | None = None, reserve_seconds: float = 0.0) -> EpochPlan:
-    """Epochs whose training (n_train / train_rate) plus validation (n_val / eval_rate) fit in
-    `budget_seconds` minus `reserve_seconds` (fixed costs such as start-up and calibration), so the
-    cosine schedule completes instead of being cut off. At least one epoch."""
+                eval_rate: float | None = None, reserve_seconds: float = 0.0,
+                epoch_overhead_seconds: float = 0.0) -> EpochPlan:
+    """Epochs whose training (n_train / train_rate) plus validation (n_val / eval_rate) plus a fixed
+    per-epoch overhead (checkpoints, logging) fit in `budget_seconds` minus `reserve_seconds` (fixed
+    costs such as start-up and calibration), so the cosine schedule completes instead of being cut off.
+    At least one epoch."""
     if not budget_seconds > 0 or not train_rate > 0 or n_train < 1:
         raise ValueError(f"need a positive budget, rate and image count, got budget={budget_seconds}, "
                          f"train_rate={train_rate}, n_train={n_train}")
@@ -158,5 +160,6 @@ def plan_epochs(budget_seconds: float, n_train: int, train_rate: float, n_val: i
         if eval_rate is None or not eval_rate > 0:
             raise ValueError(f"n_val={n_val} needs a positive eval_rate, got {eval_rate}")
         per_epoch += n_val / eval_rate
+    per_epoch += max(0.0, float(epoch_overhead_seconds))
     epochs = max(1, math.floor((budget_seconds - reserve_seconds) / per_epoch))
     return EpochPlan(epochs, per_epoch, float(budget_seconds))

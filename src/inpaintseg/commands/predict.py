@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from inpaintseg.commands import add_command, int_at_least, threshold_or_auto
+from inpaintseg.commands import add_command, add_precision_argument, int_at_least, threshold_or_auto
 from inpaintseg.inference.postprocess import CRF_OPTIONS, TTA_OPTIONS
 
 
@@ -42,6 +42,7 @@ def add_predict_arguments(p: argparse.ArgumentParser, model_required: bool = Tru
     p.add_argument("--batch-size", type=int_at_least(1), default=8,
                    help="images (or tiles, for crop models) per forward pass (default 8)")
     p.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda or cuda:N (default auto)")
+    add_precision_argument(p, "the forward pass")
     p.add_argument("--crf-workers", type=int_at_least(0), default=1,
                    help="processes running DenseCRF beside the model (pydensecrf holds the GIL, so threads "
                    "would not overlap); 0 = run it inline (default 1)")
@@ -76,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
     from inpaintseg.runtime import tune_cpu_runtime
 
     # Every check that can fail happens before any work.
-    model = load_model(args.model, device=args.device, batch_size=args.batch_size)
+    model = load_model(args.model, device=args.device, batch_size=args.batch_size,
+                       precision=args.precision)
     paths, notes = list_images(args.images)
     post = model.postprocess(threshold=args.threshold, tta=args.tta, crf=args.crf)
     check_output_paths(args.out, args.masks_out, args.probs_out, args.scores_out)
@@ -87,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
         f"(input {model.input['mode']} {model.input['size']}); device {model.device}"
         + (f", {runtime['threads']} threads" if runtime else ""))
     log(f"predict: using {post.describe()}")
+    log(f"predict: {model.describe_precision()}")
     for note in notes:
         log(f"predict: skipped {note}")
 
