@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from inpaintseg import io
-from inpaintseg.errors import InpaintsegError
+from inpaintseg.errors import ConfigError, InpaintsegError
 
 
 @dataclass
@@ -86,7 +86,7 @@ class InpaintModel:
         self.source = source
         self.requested_precision = check_precision(precision, "precision")
         if self.requested_precision == "16-mixed" and not str(device).startswith("cuda"):
-            raise InpaintsegError(f"precision '16-mixed' needs a CUDA GPU, but the model runs on {device}. "
+            raise ConfigError(f"precision '16-mixed' needs a CUDA GPU, but the model runs on {device}. "
                                   "Use precision 'bf16-mixed', '32' or 'auto'.")
         self._precision_choice = None
         self._predictors: dict[str, Any] = {}

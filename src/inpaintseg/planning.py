@@ -50,31 +50,43 @@ def _network_and_loss(model, loss_fn):
     return copy.deepcopy(unwrap_model(model)), loss_fn
 
 
-def _timed(steps: int, warmup: int, step, device) -> tuple[int, float]:
-    """Run `warmup` untimed then `steps` timed calls of step() -> images; (images, seconds) timed."""
+def _timed(steps: int, warmup: int, step, device, max_seconds: float | None = None) -> tuple[int, float]:
+    """Run `warmup` untimed then `steps` timed calls of step() -> images; (images, seconds) timed.
+
+    With `max_seconds`, warm-up stops once it has used half of it and timing once the whole is used,
+    keeping at least one warm-up step (when asked for) and one timed step (a slow or loaded machine
+    measures fewer steps instead of eating the budget it is measuring for)."""
     import torch  # noqa: PLC0415
 
     cuda = torch.device(device).type == "cuda"
+    began = time.perf_counter()
+    over = (lambda share: max_seconds is not None and time.perf_counter() - began > share * max_seconds)
     for _ in range(warmup):
         step()
+        if over(0.5):
+            break
     if cuda:
         torch.cuda.synchronize(device)
     images, start = 0, time.perf_counter()
     for _ in range(steps):
         images += step()
+        if over(1.0):
+            break
     if cuda:
         torch.cuda.synchronize(device)
     return images, time.perf_counter() - start
 
 
 def measure_train_rate(model, dataloader: Iterable, precision: str = "32", device="cpu", warmup: int = 2,
-                       steps: int = 5, channels_last: bool = False, loss_fn=None, lr: float = 1e-3) -> float:
+                       steps: int = 5, channels_last: bool = False, loss_fn=None, lr: float = 1e-3,
+                       max_seconds: float | None = None) -> float:
     """Training images/s: forward under `precision` autocast + loss backward + Adam step on the
     loader's real batches (loading time included, as in an epoch). `warmup` untimed steps first (the
     first steps pay worker start-up, allocation and kernel selection), then `steps` timed ones.
 
     `model` is a network or a LightningModule holding one as `.model` (its `.loss` is used unless
     `loss_fn` is given; default BCE-Dice). A copy is trained, so `model` itself is untouched.
+    `max_seconds` caps the measurement (fewer steps, see `_timed`).
     """
     import torch  # noqa: PLC0415
 
@@ -97,13 +109,14 @@ def measure_train_rate(model, dataloader: Iterable, precision: str = "32", devic
         optimizer.step()
         return int(images.shape[0])
 
-    images, seconds = _timed(steps, warmup, step, device)
+    images, seconds = _timed(steps, warmup, step, device, max_seconds)
     return images / seconds
 
 
 def measure_eval_rate(model, dataloader: Iterable, precision: str = "32", device="cpu", warmup: int = 1,
-                      steps: int = 3, channels_last: bool = False) -> float:
-    """Validation images/s: forward passes in eval mode under `precision` autocast on real batches."""
+                      steps: int = 3, channels_last: bool = False, max_seconds: float | None = None) -> float:
+    """Validation images/s: forward passes in eval mode under `precision` autocast on real batches
+    (`max_seconds`: see `measure_train_rate`)."""
     import torch  # noqa: PLC0415
 
     precision = check_precision(precision, allow_auto=False)
@@ -121,7 +134,7 @@ def measure_eval_rate(model, dataloader: Iterable, precision: str = "32", device
             network(images)
         return int(images.shape[0])
 
-    images, seconds = _timed(steps, warmup, step, device)
+    images, seconds = _timed(steps, warmup, step, device, max_seconds)
     return images / seconds
 
 

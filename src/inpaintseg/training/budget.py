@@ -8,8 +8,9 @@ must complete. The plan is made from measurements of this run on this machine, n
    collation included) at that precision (`planning.measure_train_rate`);
 3. validation images/s: forward passes on the real validation DataLoader (`planning.measure_eval_rate`);
 4. a reserve for what is not epochs: start-up (Trainer, sanity check, checkpoints) and the post-training
-   calibration, estimated from its forward passes at predict's precision, one timed Dice curve and one
-   timed DenseCRF (`inference.calibration.estimate_seconds`);
+   calibration, estimated from its forward passes (validation batches timed at predict's precision and
+   memory format), one timed Dice curve and one timed DenseCRF per variant
+   (`inference.calibration.estimate_seconds`);
 5. epochs = floor((budget - reserve) / (train + validation + overhead seconds per epoch))
    (`planning.plan_epochs`).
 
@@ -24,6 +25,8 @@ from inpaintseg.config import TrainConfig
 from inpaintseg.planning import EpochPlan, measure_eval_rate, measure_train_rate, plan_epochs
 from inpaintseg.precision import PrecisionChoice
 
+MEASURE_SHARE = 0.03  # each speed measurement may take this share of the budget (at least MEASURE_MIN_SECONDS)
+MEASURE_MIN_SECONDS = 2.0
 STARTUP_SECONDS = 5.0  # Trainer set-up, the sanity validation batch, model export (measured 3-6 s on 2 cores)
 EPOCH_OVERHEAD_SECONDS = 0.5  # per epoch: two atomic checkpoints, metrics.csv, Lightning's loop
 
@@ -75,8 +78,8 @@ def plan_training(config: TrainConfig, budget_seconds: float, model=None, predic
     from inpaintseg.model.io import unwrap_model
     from inpaintseg.training.hardware import resolve_hardware, tune_cpu
     from inpaintseg.training.precision_choice import resolve_training_precision, training_device
-    from inpaintseg.training.train import build_datamodule, build_module, calibration_options,
-                                          predict_precision_choice
+    from inpaintseg.training.train import (build_datamodule, build_module, calibration_options,
+                                           predict_precision_choice)
 
     hardware = resolve_hardware(config)
     tune_cpu(hardware)  # the same threads and allocator as training, so the probe and rates carry over
@@ -85,16 +88,20 @@ def plan_training(config: TrainConfig, budget_seconds: float, model=None, predic
     module = build_module(config, model)
     network = unwrap_model(module.model)
     choice = resolve_training_precision(config, hardware, network, run_dir=None)
+    cap = max(MEASURE_MIN_SECONDS, MEASURE_SHARE * budget_seconds)
     train_rate = measure_train_rate(module, datamodule.train_dataloader(), choice.precision, device,
-                                    warmup=warmup, steps=steps, channels_last=config.channels_last)
-    eval_rate = measure_eval_rate(network, datamodule.val_dataloader(), choice.precision, device,
-                                  warmup=1, steps=max(2, steps // 2), channels_last=config.channels_last)
+                                    warmup=warmup, steps=steps, channels_last=config.channels_last, max_seconds=cap)
+    eval_rate = measure_eval_rate(network, datamodule.val_dataloader(), choice.precision, device, warmup=1,
+                                  steps=max(2, steps // 2), channels_last=config.channels_last, max_seconds=cap / 2)
     n_train, n_val = len(datamodule.train_set), len(datamodule.val_set)
     if config.limit_train_batches is not None:
         n_train = min(n_train, config.limit_train_batches * config.batch_size)
 
-    predict = predict_precision_choice(network, config, "cuda" if device == "cuda" else "cpu", predict_precision)
-    forward_rate = predict.rates.get(predict.precision) or eval_rate  # probed img/s at predict's batch, else ours
+    predict_device = "cuda" if device == "cuda" else "cpu"
+    predict = predict_precision_choice(network, config, predict_device, predict_precision)
+    forward_rate = measure_eval_rate(network, datamodule.val_dataloader(), predict.precision, predict_device,
+                                     warmup=1, steps=max(2, steps // 2), channels_last=predict_device == "cpu",
+                                     max_seconds=cap / 2)  # calibration's Predictor: channels_last on CPU
     calibration = estimate_seconds(LazySamples(datamodule.val_set.samples), forward_rate,
                                    **calibration_options(config))
     reserve = STARTUP_SECONDS + calibration
