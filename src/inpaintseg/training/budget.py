@@ -25,7 +25,7 @@ from inpaintseg.config import TrainConfig
 from inpaintseg.planning import EpochPlan, measure_eval_rate, measure_train_rate, plan_epochs
 from inpaintseg.precision import PrecisionChoice
 
-MEASURE_SHARE = 0.03  # each speed measurement may take this share of the budget (at least MEASURE_MIN_SECONDS)
+MEASURE_SHARE = 0.05  # each speed measurement may take this share of the budget (at least MEASURE_MIN_SECONDS)
 MEASURE_MIN_SECONDS = 2.0
 STARTUP_SECONDS = 5.0  # Trainer set-up, the sanity validation batch, model export (measured 3-6 s on 2 cores)
 EPOCH_OVERHEAD_SECONDS = 0.5  # per epoch: two atomic checkpoints, metrics.csv, Lightning's loop
@@ -99,9 +99,10 @@ def plan_training(config: TrainConfig, budget_seconds: float, model=None, predic
 
     predict_device = "cuda" if device == "cuda" else "cpu"
     predict = predict_precision_choice(network, config, predict_device, predict_precision)
+    # Calibration's Predictor runs channels_last on CPU: a new memory format, so two warm-up steps.
     forward_rate = measure_eval_rate(network, datamodule.val_dataloader(), predict.precision, predict_device,
-                                     warmup=1, steps=max(2, steps // 2), channels_last=predict_device == "cpu",
-                                     max_seconds=cap / 2)  # calibration's Predictor: channels_last on CPU
+                                     warmup=2, steps=max(2, steps // 2), channels_last=predict_device == "cpu",
+                                     max_seconds=cap)
     calibration = estimate_seconds(LazySamples(datamodule.val_set.samples), forward_rate,
                                    **calibration_options(config))
     reserve = STARTUP_SECONDS + calibration
