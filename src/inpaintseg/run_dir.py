@@ -139,7 +139,7 @@ def default_run_dir(now: datetime | None = None, root: Path = DEFAULT_RUNS_ROOT)
 
 # What a run leaves before its first epoch finished (config, split, an empty or partial metrics.csv, an empty
 # checkpoints folder, tensorboard's folder): nothing worth keeping, so --out may reuse such a folder.
-UNSTARTED_RUN_NAMES = frozenset({CONFIG_FILE, SPLIT_FILE, METRICS_FILE, CHECKPOINT_DIR, "tensorboard"})
+UNSTARTED_RUN_NAMES = frozenset({CONFIG_FILE, SPLIT_FILE, METRICS_FILE, PRECISION_FILE, CHECKPOINT_DIR, "tensorboard"})
 
 
 def has_checkpoint(run_dir: str | os.PathLike) -> bool:
