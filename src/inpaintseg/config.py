@@ -26,7 +26,7 @@ import yaml
 from inpaintseg.data.input_spec import INPUT_MODES
 from inpaintseg.errors import ConfigError
 from inpaintseg.io import atomic_write_text
-from inpaintseg.model.spec import MAX_BASE_CHANNELS, MAX_DEPTH
+from inpaintseg.model.spec import ARCH_NAME, MAX_BASE_CHANNELS, MAX_DEPTH, UNET_ENCODER, check_encoder
 
 PRECISIONS = ("32", "16-mixed", "bf16-mixed")
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
@@ -62,6 +62,20 @@ class TrainConfig:
                                   minimum=1, maximum=MAX_BASE_CHANNELS)
     depth: int = _setting(4, "number of down-sampling levels", minimum=1, maximum=MAX_DEPTH)
     attention: bool = _setting(True, "attention gates on the skip connections (off: plain U-Net)")
+    encoder: str = _setting(UNET_ENCODER, "unet (the U-Net's own encoder, sized by base_channels and depth) or "
+                            "timm:<name> for a timm backbone, e.g. timm:resnet18, timm:convnext_tiny (needs the "
+                            "[encoders] extra; its feature pyramid sets the depth)", metavar="NAME")
+    encoder_weights: str | None = _setting(None, "initial weights of a timm encoder: imagenet (timm's "
+                                           "pretrained weights, downloaded: needs internet) or a local .safetensors "
+                                           "/ .pth state dict; default: random initialisation", metavar="WEIGHTS")
+    init_from: str | None = _setting(None, "fine-tune: start from the weights of this model folder (e.g. "
+                                     "runs/old/model), whose architecture replaces the model settings",
+                                     metavar="MODEL_DIR")
+    freeze_encoder_epochs: int = _setting(0, "train with the encoder frozen (weights and BatchNorm statistics) "
+                                          "for this many first epochs", minimum=0, maximum=100000)
+    encoder_lr_mult: float = _setting(1.0, "the encoder's learning rate is lr x this (e.g. 0.1 when "
+                                      "fine-tuning pretrained weights)", minimum=0.0, maximum=100.0,
+                                      exclusive_min=True)
     # optimisation (the seed: Adam lr 1e-3, cosine annealing over the epochs, BCE + Dice)
     epochs: int = _setting(50, "training epochs (the cosine schedule spans them)", minimum=1, maximum=100000)
     batch_size: int = _setting(16, "images per batch per device", minimum=1, maximum=4096)
@@ -136,12 +150,24 @@ class TrainConfig:
                          f"got {self.img_size}")
         if self.bce_weight == 0 and self.dice_weight == 0:
             found.append("bce_weight, dice_weight: expected at least one > 0, got both 0")
+        try:
+            check_encoder(self.encoder, "encoder")
+        except ConfigError as exc:
+            found.append(str(exc).rstrip("."))
+        if self.encoder_weights is not None and self.encoder == UNET_ENCODER:
+            found.append("encoder_weights: only a timm encoder (--encoder timm:<name>) takes pretrained weights; "
+                         "use --init-from MODEL_DIR to start from a trained model")
+        if self.encoder_weights is not None and self.init_from is not None:
+            found.append("encoder_weights, init_from: both set the starting weights; give one of them")
         return found
 
     def architecture(self) -> dict[str, Any]:
         """The `architecture` section of the model folder's config.json."""
-        return {"name": "AttentionUNet", "in_channels": 3, "out_channels": 1,
-                "base_channels": self.base_channels, "depth": self.depth, "attention": self.attention}
+        arch = {"name": ARCH_NAME, "in_channels": 3, "out_channels": 1, "base_channels": self.base_channels,
+                "depth": self.depth, "attention": self.attention, "encoder": self.encoder}
+        if self.encoder != UNET_ENCODER:
+            del arch["depth"]  # a timm encoder's depth is its feature pyramid's
+        return arch
 
 
 def _suggest(key: str, known: dict[str, Any]) -> str:

@@ -18,7 +18,8 @@ def register(subparsers) -> None:
         "breakdown. A training step costs about 3x the forward FLOPs.",
         examples="  inpaintseg model-info\n"
         "  inpaintseg model-info --base-channels 32 --size 512\n"
-        "  inpaintseg model-info --base-channels 16 --no-attention   # the plain U-Net ablation\n",
+        "  inpaintseg model-info --base-channels 16 --no-attention   # the plain U-Net ablation\n"
+        "  inpaintseg model-info --encoder timm:resnet18             # a timm backbone (the [encoders] extra)\n",
     )
     p.add_argument("--base-channels", type=int_at_least(1), default=16,
                    help="channels of the first stage; stage i has base x 2^i (default 16)")
@@ -27,6 +28,9 @@ def register(subparsers) -> None:
     p.add_argument("--size", type=int_at_least(1), default=256,
                    help="square input size in pixels for the FLOP count (default 256)")
     p.add_argument("--in-channels", type=int_at_least(1), default=3, help="input channels (default 3)")
+    p.add_argument("--encoder", default="unet", metavar="NAME",
+                   help="unet (default) or timm:<name>, e.g. timm:resnet18 (no weights are loaded; depth and "
+                   "channels then come from the backbone, --base-channels sizes its full-resolution branch)")
     p.add_argument("--no-attention", action="store_true",
                    help="plain U-Net (no attention gates), the ablation baseline")
     p.set_defaults(func=run)
@@ -35,14 +39,18 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from inpaintseg.model import ARCH_NAME, build_model, count_parameters, model_flops, stage_summary
 
-    model = build_model({"name": ARCH_NAME, "in_channels": args.in_channels, "base_channels": args.base_channels,
-                         "depth": args.depth, "attention": not args.no_attention}, source="model-info")
+    arch = {"name": ARCH_NAME, "in_channels": args.in_channels, "base_channels": args.base_channels,
+            "depth": args.depth, "attention": not args.no_attention, "encoder": args.encoder}
+    if args.encoder != "unet":
+        del arch["depth"]
+    model = build_model(arch, source="model-info")
     params = count_parameters(model)
     flops = model_flops(model, args.size)
     arch = model.architecture()
     kind = "Attention U-Net" if arch["attention"] else "plain U-Net (no attention gates)"
-    widths = ", ".join(str(args.base_channels * 2 ** i) for i in range(args.depth + 1))
-    print(f"{kind}: base_channels={args.base_channels} depth={args.depth} channels=({widths})")
+    widths = ", ".join(str(c) for c in model.encoders.channels)
+    print(f"{kind}: encoder={args.encoder} base_channels={args.base_channels} depth={model.depth} "
+          f"channels=({widths})")
     print(f"architecture: {arch}")
     print(f"parameters: {params:,} ({params * 4 / 2 ** 20:.2f} MiB as float32)")
     print(f"forward GFLOPs per {args.size}x{args.size} image: {flops / 1e9:.3f}")

@@ -1,4 +1,4 @@
-"""The network: Attention U-Net (`attention_unet`), the architecture section's names, bounds and validator
+"""The network: Attention U-Net (`attention_unet`) on a choice of encoders (`encoders`), the architecture section's names, bounds and validator
 (`spec`, torch-free), construction from a config dict (`build`), size and cost (`summary`) and the model
 folder on disk (`io`). Attributes are imported lazily, so `inpaintseg.model.spec` does not import torch."""
 
@@ -8,6 +8,7 @@ import importlib
 
 _EXPORTS = {
     "ARCH_DEFAULTS": "spec", "ARCH_NAME": "spec", "MAX_DEPTH": "spec", "check_architecture": "spec",
+    "check_encoder": "spec", "UNetEncoder": "encoders", "TimmEncoder": "encoders", "build_encoder": "encoders",
     "AttentionGate": "attention_unet", "AttentionUNet": "attention_unet", "build_model": "build",
     "count_parameters": "summary", "model_flops": "summary", "stage_summary": "summary",
 }

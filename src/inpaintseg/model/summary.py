@@ -43,7 +43,7 @@ def stage_summary(model: AttentionUNet, size: int = 256) -> list[tuple[str, int,
     """(stage name, parameters, forward FLOPs per image) for each encoder/decoder stage and the head."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    stages: list[tuple[str, nn.Module]] = [(f"encoder{i}", m) for i, m in enumerate(model.encoders)]
+    stages: list[tuple[str, nn.Module]] = list(model.encoders.stages())
     stages += [(f"decoder{model.depth - 1 - i}", m) for i, m in enumerate(model.decoders)]
     stages.append(("head", model.head))
     flops = {name: 0 for name, _ in stages}

@@ -91,15 +91,17 @@ def build_datamodule(config: TrainConfig, hardware: Hardware, split: dict | None
     return datamodule
 
 
-def build_module(config: TrainConfig, model: torch.nn.Module | None = None) -> SegmentationModule:
+def build_module(config: TrainConfig, model: torch.nn.Module | None = None,
+                 load_weights: bool = True) -> SegmentationModule:
     """The LightningModule for `config`; `model` (any (B,3,H,W) -> (B,1,H,W) logits network, e.g. a
-    peer model in the quality benchmark) replaces the AttentionUNet the config describes."""
+    peer model in the quality benchmark) replaces the AttentionUNet the config describes. The config's
+    network starts from `init_from` / `encoder_weights` unless `load_weights=False` (resume)."""
     from inpaintseg.losses import BCEDiceLoss
-    from inpaintseg.model import build_model
+    from inpaintseg.training.finetune import build_network
 
-    architecture = config.architecture()
     if model is None:
-        model = build_model(architecture, source="config")
+        model = build_network(config, load_weights)
+        architecture = model.architecture()
     else:
         own = getattr(model, "architecture", None)
         architecture = own() if callable(own) else None  # None: a foreign network, not exportable
@@ -110,7 +112,7 @@ def build_module(config: TrainConfig, model: torch.nn.Module | None = None) -> S
     loss = BCEDiceLoss(bce_weight=config.bce_weight, dice_weight=config.dice_weight)
     return SegmentationModule(model, loss, lr=config.lr, epochs=config.epochs,
                               weight_decay=config.weight_decay, architecture=architecture,
-                              channels_last=config.channels_last)
+                              channels_last=config.channels_last, encoder_lr_mult=config.encoder_lr_mult)
 
 
 def build_trainer(config: TrainConfig, hardware: Hardware, run_dir: Path, n_train_batches: int,
@@ -121,6 +123,15 @@ def build_trainer(config: TrainConfig, hardware: Hardware, run_dir: Path, n_trai
     last = ModelCheckpoint(dirpath=run_dir / CHECKPOINT_DIR, filename=LAST_NAME, monitor=None, save_top_k=1,
                            auto_insert_metric_name=False, enable_version_counter=False)
     all_callbacks: list[Callback] = [best, last, EpochMetricsCSV(run_dir / METRICS_FILE), RankConsistency()]
+    strategy: Any = hardware.strategy
+    if config.freeze_encoder_epochs:
+        from inpaintseg.training.finetune import FreezeEncoder
+
+        all_callbacks.append(FreezeEncoder(config.freeze_encoder_epochs))
+        if strategy == "ddp":   # frozen parameters get no gradient: DDP must not wait for them
+            from lightning.pytorch.strategies import DDPStrategy
+
+            strategy = DDPStrategy(find_unused_parameters=True)
     if config.progress_bar:
         all_callbacks.append(ThroughputProgressBar())
     all_callbacks.extend(callbacks)
@@ -136,7 +147,7 @@ def build_trainer(config: TrainConfig, hardware: Hardware, run_dir: Path, n_trai
                                                                              config.limit_train_batches)
     return L.Trainer(
         accelerator="gpu" if hardware.accelerator == "cuda" else hardware.accelerator,
-        devices=config.devices, num_nodes=config.num_nodes, strategy=hardware.strategy,
+        devices=config.devices, num_nodes=config.num_nodes, strategy=strategy,
         precision=hardware.precision, max_epochs=config.epochs,
         max_time={"minutes": config.max_time_minutes} if config.max_time_minutes else None,
         limit_train_batches=config.limit_train_batches,
@@ -259,6 +270,10 @@ def train(config: TrainConfig, resume: bool = False, callbacks: Sequence[Callbac
     process runs this; only rank 0 exports (`TrainResult.is_primary`).
     """
     started = time.perf_counter()
+    if not resume:
+        from inpaintseg.training.finetune import resolve_init_from
+
+        config = resolve_init_from(config)
     hardware = resolve_hardware(config)
     run_dir = resolve_run_dir(config)
     config = config.replace(out=str(run_dir))
@@ -290,7 +305,7 @@ def _train(config: TrainConfig, run_dir: Path, hardware: Hardware, ckpt_path: Pa
         torch.set_float32_matmul_precision("high")
     split = load_split(run_dir / SPLIT_FILE) if resume else None
     datamodule = build_datamodule(config, hardware, split)  # data and batch-size errors before any write
-    module = build_module(config, model)
+    module = build_module(config, model, load_weights=not resume)
 
     if primary:
         run_dir.mkdir(parents=True, exist_ok=True)
