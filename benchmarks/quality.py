@@ -44,14 +44,14 @@ ROW_LABELS = {
 
 
 # ------------------------------------------------------------------------------------- networks
-def build_network(row: str, width: int):
-    """The network of a row, or a string saying why it is unavailable."""
+def build_network(row: str, width: int, input_stem: str = "rgb"):
+    """The network of a row, or a string saying why it is unavailable (`input_stem`: our rows' stem)."""
     from inpaintseg.model import AttentionUNet
 
     if row in ("ours", "ours-crop"):
-        return AttentionUNet(base_channels=width)
+        return AttentionUNet(base_channels=width, input_stem=input_stem)
     if row == "plain":
-        return AttentionUNet(base_channels=width, attention=False)
+        return AttentionUNet(base_channels=width, attention=False, input_stem=input_stem)
     if row == "monai":
         try:
             from monai.networks.nets import AttentionUnet
@@ -88,7 +88,7 @@ def predict_folder(network, model_config: dict, post, images: Path, out: Path, d
 def evaluate_folder(truth: Path, pred: Path, meta: Path | None, threshold: float) -> dict:
     from inpaintseg.evaluation.evaluate import evaluate
 
-    result = evaluate(truth, pred_dir=pred / "masks", probs_dir=pred / "probs", meta=meta, threshold=threshold)
+    result = evaluate(truth, pred_dir=pred / "masks", probs_dir=pred / "probs", meta=meta, score_threshold=threshold)
     result.pop("per_image", None)
     return result
 
@@ -174,7 +174,7 @@ def run_ablations(network, model_config: dict, images: Path, truth: Path, meta: 
 
 # ------------------------------------------------------------------------------------------ main
 def train_row(row: str, network, args, data: Path, work: Path, device: str):
-    from inpaintseg.config import load_config
+    from inpaintseg.config import DEGRADE_PRESET, load_config
     from inpaintseg.demo import measure_train_rate, plan_epochs
     from inpaintseg.training import train
 
@@ -186,6 +186,8 @@ def train_row(row: str, network, args, data: Path, work: Path, device: str):
         "input_mode": "crop" if row == "ours-crop" else "resize", "batch_size": args.batch_size, "lr": args.lr,
         "epochs": epochs, "seed": args.seed, "max_time_minutes": args.budget_minutes,
         "accelerator": "cuda" if device.startswith("cuda") else "cpu", "progress_bar": False,
+        "input_stem": args.input_stem, "loss": args.loss, "paired_batches": args.paired_batches,
+        **(DEGRADE_PRESET if args.degrade_train else {}),
     })
     t0 = time.perf_counter()
     result = train(config, model=network)
@@ -209,9 +211,16 @@ def main(argv=None) -> int:
     parser.add_argument("--no-ablations", action="store_true")
     parser.add_argument("--no-robustness", action="store_true")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--input-stem", default="rgb", help="input stem of our rows (rgb, rgb+srm, rgb+bayar, "
+                        "rgb+npr, rgb+srm+bayar+npr)")
+    parser.add_argument("--degrade-train", action="store_true",
+                        help="train our rows with the degradation preset (inpaintseg.config.DEGRADE_PRESET)")
+    parser.add_argument("--loss", default="bce-dice", help="loss of the training rows: bce-dice, focal-dice, lovasz")
+    parser.add_argument("--paired-batches", action="store_true",
+                        help="pair each training image with its original (needs DATA/train/originals/)")
     args = parser.parse_args(argv)
 
-    from inpaintseg.demo_data import generate_demo_data
+    from inpaintseg.synth import generate_demo_data
     from inpaintseg.inference import resolve_device, resolve_postprocess
     from inpaintseg.runtime import tune_cpu_runtime
 
@@ -237,7 +246,7 @@ def main(argv=None) -> int:
     for row in [r.strip() for r in args.rows.split(",") if r.strip()]:
         if row not in ROWS:
             parser.error(f"unknown row {row!r}; expected some of {','.join(ROWS)}")
-        network = build_network(row, args.width)
+        network = build_network(row, args.width, args.input_stem)
         if isinstance(network, str):
             results["rows"][row] = {"label": ROW_LABELS[row], "skipped": network}
             print(f"[{row}] skipped: {network}", flush=True)

@@ -62,6 +62,15 @@ def test_only_given_flags_are_overrides():
         {"num_workers": None, "input_mode": "crop"}
 
 
+def test_shared_vocabulary_flags_and_their_old_spellings():
+    # --device / --num-devices are the names every command uses; the config keys stay accelerator/devices,
+    # and the old flags are still accepted for one release.
+    assert parse_flags(["--device", "cpu", "--num-devices", "2"]) == {"accelerator": "cpu", "devices": 2}
+    assert parse_flags(["--accelerator", "cpu", "--devices", "2"]) == {"accelerator": "cpu", "devices": 2}
+    assert parse_flags(["--no-progress-bar", "--logger", "tensorboard"]) == {"progress_bar": False,
+                                                                             "logger": "tensorboard"}
+
+
 def test_every_field_has_a_flag():
     parser = argparse.ArgumentParser()
     add_config_arguments(parser)

@@ -87,13 +87,22 @@ class InpaintModel:
     def input(self) -> dict:
         return self.config["input"]
 
-    def postprocess(self, threshold=None, tta=None, crf=None):
-        """The resolved `PostProcess`: None or "auto" = the stored choice (see `resolve_postprocess`)."""
+    def postprocess(self, threshold=None, tta=None, crf=None, score_threshold=None):
+        """The resolved `PostProcess`: None or "auto" = the stored choice (see `resolve_postprocess`);
+        ``score_threshold`` (image-level label) None or "auto" = the pixel threshold."""
+        import dataclasses
+
         from inpaintseg.inference.postprocess import resolve_postprocess
 
-        return resolve_postprocess(self.config, tta="auto" if tta is None else tta,
+        post = resolve_postprocess(self.config, tta="auto" if tta is None else tta,
                                    crf="auto" if crf is None else crf,
                                    threshold="auto" if threshold is None else threshold)
+        if score_threshold not in (None, "auto"):
+            value = float(score_threshold)
+            if not 0.0 < value < 1.0:
+                raise InpaintsegError(f"score threshold must lie in (0, 1), got {score_threshold!r}.")
+            post = dataclasses.replace(post, score_threshold=value)
+        return post
 
     def predictor(self, tta: str):
         """The `Predictor` for a TTA mode (built on first use)."""

@@ -62,28 +62,14 @@ def plan_epochs(budget_minutes: float, n_train_images: int, images_per_second: f
     return max(1, int(budget_minutes * 60 / seconds_per_epoch))
 
 
-def _baseline_submissions(truth_dir: Path, out: Path) -> dict[str, Path]:
-    """Submissions of the two trivial baselines: every mask empty, every mask full."""
-    import numpy as np
-
-    from inpaintseg import io, rle
-    from inpaintseg.data import pair_files
-
-    shapes = {s.stem: io.read_mask(s.image_path).shape for s in pair_files(truth_dir)}
-    paths = {"all-empty": out / "baseline_all_empty.csv", "all-full": out / "baseline_all_full.csv"}
-    rle.write_submission(paths["all-empty"], {k: np.zeros(v, np.uint8) for k, v in shapes.items()})
-    rle.write_submission(paths["all-full"], {k: np.ones(v, np.uint8) for k, v in shapes.items()})
-    return paths
-
-
 def run_demo(out: Path, budget_minutes: float = 7.0, n_train: int = 400, n_test: int = 100, seed: int = 0,
              device: str = "auto") -> int:
     from inpaintseg import io
     from inpaintseg.config import load_config
-    from inpaintseg.demo_data import generate_demo_data
+    from inpaintseg.synth import generate_demo_data
     from inpaintseg.api import load_model
-    from inpaintseg.evaluation.evaluate import evaluate, format_table
-    from inpaintseg.evaluation.report import write_report
+    from inpaintseg.evaluation.evaluate import baseline_submissions, evaluate, format_table
+    from inpaintseg.evaluation.report import PredictionFiles, write_report
     from inpaintseg.inference import predict_folder, resolve_device
     from inpaintseg.training import train
 
@@ -118,7 +104,7 @@ def run_demo(out: Path, budget_minutes: float = 7.0, n_train: int = 400, n_test:
     pred_masks, pred_probs, scores = out / "pred_masks", out / "pred_probs", out / "scores.csv"
     _log("3/6 predicting the test images (TTA, CRF and threshold as validation chose)")
     model = load_model(result.model_dir, device=device)
-    print(f"demo: predicting with {model.postprocess().describe()}", file=sys.stderr)
+    _log(f"predicting with {model.postprocess().describe()}")
     predicted = predict_folder(model, data / "test" / "images", out=submission, masks_out=pred_masks,
                                probs_out=pred_probs, scores_out=scores)
     if predicted.failures:
@@ -128,13 +114,15 @@ def run_demo(out: Path, budget_minutes: float = 7.0, n_train: int = 400, n_test:
     _log("4/6 evaluating against the ground truth, next to the trivial baselines")
     truth = data / "test" / "masks"
     meta = data / "test" / "meta.json"
-    evaluation = evaluate(truth, submission=submission, probs_dir=pred_probs,
-                          meta=meta if meta.is_file() else None, threshold=result.postprocess.get("threshold", 0.5))
+    post = model.postprocess()
+    evaluation = evaluate(truth, submission=submission, probs_dir=pred_probs, meta=meta if meta.is_file() else None,
+                          score_threshold=post.threshold)
     io.atomic_write_text(out / "evaluation.json", json.dumps(evaluation, indent=2))
-    baselines = {name: evaluate(truth, submission=path) for name, path in _baseline_submissions(truth, out).items()}
+    baselines = {name: evaluate(truth, submission=path) for name, path in baseline_submissions(truth, out).items()}
 
-    _log("5/6 writing the report")
-    report = write_report(run_dir, images_dir=data / "test" / "images", masks_dir=truth, device=device)
+    _log("5/6 writing the report (from the predictions above)")
+    report = write_report(run_dir, images_dir=data / "test" / "images", truth_dir=truth, device=device,
+                          predictions=PredictionFiles(submission, pred_masks, pred_probs))
 
     minutes = (time.perf_counter() - started) / 60
     _log(f"6/6 done in {minutes:.1f} minutes")

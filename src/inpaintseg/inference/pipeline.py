@@ -143,7 +143,7 @@ def scores_csv(rows: Sequence[tuple[str, float, float, int]]) -> str:
     return buffer.getvalue()
 
 
-def check_output_paths(out=None, masks_out=None, probs_out=None, scores_out=None,
+def check_output_paths(out=None, masks_out=None, probs_out=None, scores_out=None, overlays_out=None,
                        inputs: Sequence[Path] = ()) -> None:
     """Fail before any work when an output cannot be written or lies in an input folder: a CSV path that is a
     folder, a PNG folder path that is a file, an unwritable location, or an output inside the folder of one
@@ -151,9 +151,9 @@ def check_output_paths(out=None, masks_out=None, probs_out=None, scores_out=None
     from inpaintseg.outputs import check_output_dir, check_output_file, input_folders
 
     folders = input_folders(*sorted({Path(p).parent for p in inputs}))
-    for flag, value in (("--out", out), ("--scores-out", scores_out)):
+    for flag, value in (("--submission", out), ("--scores-out", scores_out)):
         check_output_file(value, flag, folders)
-    for flag, value in (("--masks-out", masks_out), ("--probs-out", probs_out)):
+    for flag, value in (("--masks-out", masks_out), ("--probs-out", probs_out), ("--overlays-out", overlays_out)):
         check_output_dir(value, flag, folders)
 
 
@@ -168,7 +168,8 @@ def _drain(writes: list, keep: int) -> list:
 
 def predict_folder(model, images: str | os.PathLike | Sequence[Path], out: str | os.PathLike | None = "submission.csv",
                    masks_out=None, probs_out=None, scores_out=None, *, threshold=None, tta=None, crf=None,
-                   crf_workers: int = 1, progress: bool = True) -> FolderPrediction:
+                   crf_workers: int = 1, progress: bool = True, overlays_out=None, score_threshold=None,
+                   rle_order: str = "row") -> FolderPrediction:
     """Predict every image of a folder (or a list of paths) with a loaded model and write the outputs.
 
     ``model`` is an `inpaintseg.InpaintModel` (`inpaintseg.load_model`). Post-processing defaults to what the
@@ -176,21 +177,25 @@ def predict_folder(model, images: str | os.PathLike | Sequence[Path], out: str |
     Writes the RLE submission ``out`` (row-major, sorted by ImageId; None = do not write), optional 0/255 mask
     PNGs (``masks_out``), 8-bit probability PNGs (``probs_out``, value = round(p x 255)) and the image scores
     CSV (``scores_out``). Every write is atomic; output locations are checked before any work.
+    ``overlays_out``: heat-map-on-image PNGs at native size (`inference.overlays`); ``score_threshold``: the
+    image-level label's threshold (None = the pixel threshold); ``rle_order``: "row" (default) or "column".
     """
     if isinstance(images, (str, os.PathLike)):
         paths, skipped = list_images(images)
     else:
         paths, skipped = [Path(p) for p in images], []
-    post = model.postprocess(threshold=threshold, tta=tta, crf=crf)
+    post = model.postprocess(threshold=threshold, tta=tta, crf=crf, score_threshold=score_threshold)
     if post.crf != "off":
         from inpaintseg.inference.crf import require_pydensecrf
 
         require_pydensecrf()
-    check_output_paths(out, masks_out, probs_out, scores_out, inputs=paths)
+    order = rle.rle_order_code(rle_order)
+    check_output_paths(out, masks_out, probs_out, scores_out, overlays_out, inputs=paths)
     result = FolderPrediction(n_images=len(paths), skipped=skipped)
     masks_dir = Path(masks_out) if masks_out else None
     probs_dir = Path(probs_out) if probs_out else None
-    for folder in (masks_dir, probs_dir):
+    overlays_dir = Path(overlays_out) if overlays_out else None
+    for folder in (masks_dir, probs_dir, overlays_dir):
         if folder:
             folder.mkdir(parents=True, exist_ok=True)
 
@@ -201,7 +206,7 @@ def predict_folder(model, images: str | os.PathLike | Sequence[Path], out: str |
             if item.error is not None:
                 result.failures.append((item.path.name, item.error))
                 continue
-            result.encoded[item.stem] = rle.rle_encode(item.mask)
+            result.encoded[item.stem] = rle.rle_encode(item.mask, order)
             score = image_score(item.probs)
             fraction = float(item.mask.mean()) if item.mask.size else 0.0
             result.scores.append((item.stem, score, fraction, post.label(score)))
@@ -209,6 +214,11 @@ def predict_folder(model, images: str | os.PathLike | Sequence[Path], out: str |
                 writes.append(writer.submit(io.write_png, masks_dir / f"{item.stem}.png", item.mask * np.uint8(255)))
             if probs_dir:
                 writes.append(writer.submit(io.write_png, probs_dir / f"{item.stem}.png", to_png8(item.probs)))
+            if overlays_dir:
+                from inpaintseg.inference.overlays import write_overlay
+
+                writes.append(writer.submit(write_overlay, overlays_dir / f"{item.stem}.png", item.path, item.probs,
+                                            post.threshold))
             writes = _drain(writes, keep=PENDING_WRITES)
         _drain(writes, keep=0)
 
@@ -219,6 +229,8 @@ def predict_folder(model, images: str | os.PathLike | Sequence[Path], out: str |
         result.written["masks"] = masks_dir
     if probs_dir:
         result.written["probs"] = probs_dir
+    if overlays_dir:
+        result.written["overlays"] = overlays_dir
     if scores_out:
         io.atomic_write_text(scores_out, scores_csv(result.scores))
         result.written["scores"] = Path(scores_out)

@@ -14,9 +14,13 @@ sigmoid is applied at inference, the loss works on logits. Layout, for depth 4 a
                out   = ConvBlock(cat[x_hat, g])
     head     Conv2d 1x1 (b -> out)  -> logits
 
+An optional input stem (`inpaintseg.model.stems`, architecture key "input_stem") runs before the encoder
+and adds forensic residual channels to the image; the encoder's first layer then takes its channels. The
+default "rgb" builds no stem, so the state-dict names are those of a model saved before stems existed.
+
 The encoder is a choice (`inpaintseg.model.encoders`, architecture key "encoder"): the U-Net's own (above,
-the default) or a timm feature backbone ("timm:<name>"); the decoder is built from the encoder's channel
-counts per stride, so UpBlock(c_i -> c_{i-1}) works for any of them.
+the default) or a timm feature backbone ("timm:<name>"), behind the input stem in either case; the decoder is
+built from the encoder's channel counts per stride, so UpBlock(c_i -> c_{i-1}) works for any of them.
 
 Choices (measured on a 2-core AVX-512 CPU with torch 2.13, see benchmarks/README.md):
 - Up-sampling is `ConvTranspose2d(kernel 2, stride 2)`: every output pixel comes from exactly one input
@@ -40,8 +44,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from inpaintseg.data.input_spec import IMAGENET_MEAN, IMAGENET_STD
 from inpaintseg.model.encoders import ConvBlock, build_encoder  # noqa: F401 (ConvBlock's old home)
-from inpaintseg.model.spec import ARCH_NAME, MAX_DEPTH, UNET_ENCODER
+from inpaintseg.model.spec import ARCH_NAME, INPUT_STEMS, MAX_DEPTH, UNET_ENCODER
+from inpaintseg.model.stems import build_stem
 
 
 class AttentionGate(nn.Module):
@@ -91,13 +97,16 @@ class AttentionUNet(nn.Module):
 
     With the U-Net encoder, stage i has base_channels * 2^i channels, i = 0..depth; with a timm encoder
     (`encoder="timm:<name>"`) the channels are the backbone's and `depth` its pyramid's (None: take it).
-    `encoder_weights` (timm only: "imagenet" or a state-dict file) initialises the backbone.
+    `encoder_weights` (timm only: "imagenet" or a state-dict file) initialises the backbone. `input_stem`
+    (one of `INPUT_STEMS`) adds forensic residuals before the encoder; `mean`/`std` are the normalisation of
+    the input (fractions of 255) that the stem undoes (not stored in the weights).
 
     Shape: (B, in_channels, H, W) -> (B, out_channels, H, W) for any H, W >= 1.
     """
 
     def __init__(self, in_channels: int = 3, out_channels: int = 1, base_channels: int = 16,
-                 depth: int | None = 4, attention: bool = True, encoder: str = UNET_ENCODER,
+                 depth: int | None = 4, attention: bool = True, input_stem: str = "rgb",
+                 mean=IMAGENET_MEAN, std=IMAGENET_STD, encoder: str = UNET_ENCODER,
                  encoder_weights: str | None = None) -> None:
         super().__init__()
         for name, value, low in (("in_channels", in_channels, 1), ("out_channels", out_channels, 1),
@@ -108,15 +117,22 @@ class AttentionUNet(nn.Module):
                 raise ValueError(f"AttentionUNet: {name} must be an integer >= {low}, got {value!r}")
         if depth is not None and depth > MAX_DEPTH:
             raise ValueError(f"AttentionUNet: depth must be <= {MAX_DEPTH}, got {depth}")
+        if input_stem not in INPUT_STEMS:
+            raise ValueError(f"AttentionUNet: input_stem must be one of {', '.join(INPUT_STEMS)}, got {input_stem!r}")
+        if input_stem != "rgb" and in_channels != 3:
+            raise ValueError(f"AttentionUNet: input_stem {input_stem!r} needs in_channels 3, got {in_channels}")
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.base_channels = base_channels
         self.attention = bool(attention)
+        self.input_stem = input_stem
         self.encoder = encoder
 
-        # TODO(issue 10 merge): an input stem goes in front of any encoder: build it first and pass its
-        # out_channels as the encoder's in_channels.
-        self.encoders = build_encoder(encoder, in_channels, base_channels, depth, encoder_weights)
+        # None for "rgb": no module, so no state-dict entry (old model folders keep loading).
+        self.stem = build_stem(input_stem, mean, std)
+        # The stem works in front of any encoder: the encoder takes the stem's channels.
+        encoder_in = in_channels if self.stem is None else self.stem.out_channels
+        self.encoders = build_encoder(encoder, encoder_in, base_channels, depth, encoder_weights)
         self.depth = self.encoders.depth
         widths = self.encoders.channels
         depth = self.depth
@@ -138,7 +154,7 @@ class AttentionUNet(nn.Module):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.BatchNorm2d):
+            elif isinstance(module, nn.BatchNorm2d) and module.affine:
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
 
@@ -146,12 +162,17 @@ class AttentionUNet(nn.Module):
         """The config.json "architecture" section that `build_model` turns back into this model."""
         return {"name": ARCH_NAME, "in_channels": self.in_channels, "out_channels": self.out_channels,
                 "base_channels": self.base_channels, "depth": self.depth, "attention": self.attention,
-                "encoder": self.encoder}
+                "input_stem": self.input_stem, "encoder": self.encoder}
 
     def encoder_parameters(self) -> list[nn.Parameter]:
         """The parameters that --freeze-encoder-epochs freezes and --encoder-lr-mult scales (the U-Net
-        encoder's levels, or a timm backbone without the full-resolution branch)."""
+        encoder's levels, or a timm backbone without the full-resolution branch; never the input stem)."""
         return [p for module in self.encoders.encoder_modules() for p in module.parameters()]
+
+    def constrain_(self) -> None:
+        """Re-apply the weight constraints (the Bayar stem's); called after every optimiser step."""
+        if self.stem is not None:
+            self.stem.constrain_()
 
     def _pad(self, x: torch.Tensor) -> torch.Tensor:
         """Replicate-pad bottom/right to a multiple of 2^depth.
@@ -173,6 +194,8 @@ class AttentionUNet(nn.Module):
         if self.head.weight.is_contiguous(memory_format=torch.channels_last):
             x = x.contiguous(memory_format=torch.channels_last)   # model.to(channels_last) is enough
         x = self._pad(x)
+        if self.stem is not None:
+            x = self.stem(x)                             # (B, 3 + residual channels, H_pad, W_pad)
         skips = self.encoders(x)                         # [(B, channels[i], H/2^i, W/2^i) for i = 0..depth]
         x = skips.pop()                                  # bottleneck (B, base*2^depth, H/2^depth, ...)
         alphas = []

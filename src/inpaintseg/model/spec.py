@@ -17,12 +17,18 @@ ARCH_DEFAULTS: dict[str, object] = {
     "base_channels": 16,
     "depth": 4,
     "attention": True,
+    "input_stem": "rgb",
     "encoder": "unet",
 }
+# The input stems (`inpaintseg.model.stems`): the image alone, or the image next to forensic residuals.
+# "rgb" builds no stem at all, so an rgb model has exactly the state-dict names of a model saved before
+# stems existed (whose config.json has no "input_stem" key: it defaults to "rgb").
+INPUT_STEMS = ("rgb", "rgb+srm", "rgb+bayar", "rgb+npr", "rgb+srm+bayar+npr")
 # The encoders (`inpaintseg.model.encoders`): "unet" is the Attention U-Net's own (conv blocks + max pooling;
 # a config.json without the key means it, with the state-dict names of before encoders were a choice);
 # "timm:<model name>" is a timm feature backbone (the optional `[encoders]` extra), e.g. "timm:resnet18" or
 # "timm:convnext_tiny.fb_in1k" (a pretrained tag after the dot only chooses what --encoder-weights imagenet loads).
+# An input stem works in front of any encoder.
 UNET_ENCODER = "unet"
 TIMM_PREFIX = "timm:"
 TIMM_NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}"
@@ -61,6 +67,11 @@ def check_architecture(arch: Any, source: str = "architecture") -> dict[str, Any
             if not isinstance(value, bool):
                 raise ConfigError(f"{source}: \"attention\" must be true or false, got {value!r}.")
             continue
+        if key == "input_stem":
+            if value not in INPUT_STEMS:
+                raise ConfigError(f"{source}: \"input_stem\" must be one of {', '.join(INPUT_STEMS)}, "
+                                  f"got {value!r}.")
+            continue
         if key == "encoder" or (key == "depth" and value is None):
             continue
         low, high = ARCH_BOUNDS[key]
@@ -71,6 +82,10 @@ def check_architecture(arch: Any, source: str = "architecture") -> dict[str, Any
         raise ConfigError(f"{source}: the widest layer (base_channels x 2^depth = {values['base_channels']} x "
                           f"2^{values['depth']} = {widest}) exceeds {MAX_WIDEST_CHANNELS} channels, billions of "
                           "parameters; lower base_channels or depth.")
+
+    if values["input_stem"] != "rgb" and values["in_channels"] != 3:
+        raise ConfigError(f"{source}: input_stem {values['input_stem']!r} works on RGB images and needs "
+                          f"\"in_channels\": 3, got {values['in_channels']}. Use input_stem \"rgb\" or 3 channels.")
     return values
 
 

@@ -37,15 +37,15 @@ def resolve_hardware(config: TrainConfig) -> Hardware:
     elif wanted in ("gpu", "cuda"):
         if not cuda:
             raise ConfigError(f"accelerator: expected a CUDA GPU for {wanted!r}, but none is available here. "
-                              "Use --accelerator cpu (or auto).")
+                              "Use --device cpu (or auto).")
         accelerator = "cuda"
     elif wanted == "mps" and not mps:
-        raise ConfigError("accelerator: 'mps' is not available here. Use --accelerator cpu (or auto).")
+        raise ConfigError("accelerator: 'mps' is not available here. Use --device cpu (or auto).")
     else:
         accelerator = wanted
     if accelerator == "cuda" and config.devices > torch.cuda.device_count():
         raise ConfigError(f"devices: expected at most the {torch.cuda.device_count()} CUDA GPU(s) of this node, "
-                          f"got {config.devices}. Lower --devices.")
+                          f"got {config.devices}. Lower --num-devices.")
     if config.precision == "16-mixed" and accelerator != "cuda":
         raise ConfigError(f"precision: '16-mixed' needs a CUDA GPU, but training runs on {accelerator}. "
                           "Use --precision bf16-mixed or 32.")

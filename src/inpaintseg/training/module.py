@@ -105,6 +105,16 @@ class SegmentationModule(L.LightningModule):
         if not self.trainer.sanity_checking:
             self.last_val_epoch = self.current_epoch
 
+    def optimizer_step(self, *args, **kwargs) -> None:
+        """The optimiser step, then the network's weight constraints (the Bayar stem's `constrain_`), so the
+        constraint holds after every step, in every epoch and in the exported weights."""
+        from inpaintseg.model.io import unwrap_model
+
+        super().optimizer_step(*args, **kwargs)
+        constrain = getattr(unwrap_model(self.model), "constrain_", None)
+        if callable(constrain):
+            constrain()
+
     def configure_optimizers(self):
         optimizer = torch.optim.Adam(self.parameter_groups(), lr=self.hparams.lr,
                                      weight_decay=self.hparams.weight_decay)

@@ -14,6 +14,7 @@ import importlib.util
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 import warnings
@@ -33,7 +34,9 @@ from inpaintseg.metrics import DEFAULT_THRESHOLD
 from inpaintseg.run_dir import (BEST_NAME, CHECKPOINT_DIR, CONFIG_FILE, LAST_NAME, METRICS_FILE, MODEL_DIR, SPLIT_FILE,
                                 best_epoch_metrics, check_new_run_dir, checkpoint_path, default_run_dir,
                                 has_checkpoint, load_split, resume_point, save_split)
-from inpaintseg.training.callbacks import AtomicCheckpointIO, EpochMetricsCSV, RankConsistency, ThroughputProgressBar
+from inpaintseg.progress import use_bars
+from inpaintseg.training.callbacks import (AtomicCheckpointIO, EpochLogLine, EpochMetricsCSV, RankConsistency,
+                                           ThroughputProgressBar)
 from inpaintseg.training.hardware import Hardware, is_primary_process, resolve_hardware, tune_cpu
 from inpaintseg.training.module import NonFiniteLossError, SegmentationModule
 
@@ -75,12 +78,12 @@ def resolve_run_dir(config: TrainConfig) -> Path:
 
 def build_datamodule(config: TrainConfig, hardware: Hardware, split: dict | None = None):
     from inpaintseg.data import InpaintDataModule
-
     from inpaintseg.data.preflight import check_training_files
 
     datamodule = InpaintDataModule(config.data, img_size=config.img_size, input_mode=config.input_mode,
                                    batch_size=config.batch_size, val_fraction=config.val_fraction,
-                                   seed=config.seed, num_workers=hardware.num_workers, split=split)
+                                   seed=config.seed, num_workers=hardware.num_workers, split=split,
+                                   degradations=config.degradations(), paired_batches=config.paired_batches)
     check_training_files(datamodule.images_dir, datamodule.masks_dir)  # headers: pixel limit, mask sizes
     datamodule.setup("fit")
     n_train = len(datamodule.train_set)
@@ -96,7 +99,7 @@ def build_module(config: TrainConfig, model: torch.nn.Module | None = None,
     """The LightningModule for `config`; `model` (any (B,3,H,W) -> (B,1,H,W) logits network, e.g. a
     peer model in the quality benchmark) replaces the AttentionUNet the config describes. The config's
     network starts from `init_from` / `encoder_weights` unless `load_weights=False` (resume)."""
-    from inpaintseg.losses import BCEDiceLoss
+    from inpaintseg.losses import build_loss
     from inpaintseg.training.finetune import build_network
 
     if model is None:
@@ -109,10 +112,18 @@ def build_module(config: TrainConfig, model: torch.nn.Module | None = None,
         model = model.to(memory_format=torch.channels_last)
     if config.compile:
         model = torch.compile(model)
-    loss = BCEDiceLoss(bce_weight=config.bce_weight, dice_weight=config.dice_weight)
+    loss = build_loss(config.loss, bce_weight=config.bce_weight, dice_weight=config.dice_weight)
     return SegmentationModule(model, loss, lr=config.lr, epochs=config.epochs,
                               weight_decay=config.weight_decay, architecture=architecture,
                               channels_last=config.channels_last, encoder_lr_mult=config.encoder_lr_mult)
+
+
+def check_logger(config: TrainConfig) -> None:
+    """ConfigError when ``logger: tensorboard`` is asked for but TensorBoard is not installed."""
+    if config.logger == "tensorboard" and not (importlib.util.find_spec("tensorboard")
+                                               or importlib.util.find_spec("tensorboardX")):
+        raise ConfigError("logger: tensorboard needs the TensorBoard package, which is not installed. "
+                          "Install it with `pip install 'inpaintseg[tensorboard]'` or use --logger csv.")
 
 
 def build_trainer(config: TrainConfig, hardware: Hardware, run_dir: Path, n_train_batches: int,
@@ -132,11 +143,12 @@ def build_trainer(config: TrainConfig, hardware: Hardware, run_dir: Path, n_trai
             from lightning.pytorch.strategies import DDPStrategy
 
             strategy = DDPStrategy(find_unused_parameters=True)
-    if config.progress_bar:
-        all_callbacks.append(ThroughputProgressBar())
+    bars = config.progress_bar and use_bars()
+    all_callbacks.append(ThroughputProgressBar() if bars else EpochLogLine())
     all_callbacks.extend(callbacks)
-    logger: Any = False
-    if importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX"):
+    logger: Any = False  # metrics.csv is written by EpochMetricsCSV in every case
+    if config.logger == "tensorboard":
+        check_logger(config)
         from lightning.pytorch.loggers import TensorBoardLogger
 
         logger = TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version="")
@@ -154,7 +166,7 @@ def build_trainer(config: TrainConfig, hardware: Hardware, run_dir: Path, n_trai
         deterministic=deterministic, benchmark=hardware.accelerator == "cuda" and not config.deterministic,
         sync_batchnorm=hardware.accelerator == "cuda" and hardware.strategy == "ddp",
         callbacks=all_callbacks, logger=logger, default_root_dir=str(run_dir),
-        enable_progress_bar=config.progress_bar, enable_model_summary=config.progress_bar,
+        enable_progress_bar=bars, enable_model_summary=False,  # `train` prints its own one-line summary
         log_every_n_steps=max(1, min(50, batches)), num_sanity_val_steps=1,
         plugins=[AtomicCheckpointIO()],
     )
@@ -221,7 +233,9 @@ def _model_config(config: TrainConfig, datamodule, postprocess: dict, metrics: d
                   training: dict) -> dict:
     from inpaintseg.data.input_spec import input_section
 
-    data = {**datamodule.summary, "data_dir": str(Path(config.data).resolve()), "split_file": SPLIT_FILE}
+    from inpaintseg.data.datamodule import dataset_root
+
+    data = {**datamodule.summary, "data_dir": str(dataset_root(config.data).resolve()), "split_file": SPLIT_FILE}
     return {
         "architecture": config.architecture(),
         "input": input_section(config.input_mode, config.img_size),
@@ -243,16 +257,52 @@ def _quiet_lightning_warnings() -> None:
 
 
 class _DropAdverts(logging.Filter):
-    """Drops Lightning's "Tip: try installing ..." advert lines from its info log."""
+    """Filters Lightning's info log: drops the "Tip: try installing ..." adverts and the "GPU/TPU/HPU
+    available" lines (`train` prints what it uses itself), and holds back the "`Trainer.fit` stopped" and
+    "Time limit reached" notes, which would land glued to a progress bar; `train` prints them after fit
+    on a line of their own (`held`)."""
+
+    DROP = ("\N{ELECTRIC LIGHT BULB} Tip", "GPU available", "TPU available", "HPU available", "IPU available")
+    HOLD = ("`Trainer.fit` stopped", "Time limit reached")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held: list[str] = []
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("\N{ELECTRIC LIGHT BULB} Tip")
+        message = str(record.msg)
+        if message.startswith(self.HOLD):
+            self.held.append(record.getMessage())
+            return False
+        return not message.startswith(self.DROP)
 
 
-def _quiet_lightning_log() -> None:
+def _quiet_lightning_log() -> _DropAdverts:
     logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")
-    if not any(isinstance(f, _DropAdverts) for f in logger.filters):
-        logger.addFilter(_DropAdverts())
+    for f in logger.filters:
+        if isinstance(f, _DropAdverts):
+            f.held.clear()
+            return f
+    noise = _DropAdverts()
+    logger.addFilter(noise)
+    return noise
+
+
+def _describe_run(config: TrainConfig, hardware: Hardware, module, datamodule, run_dir: Path) -> str:
+    """The "what is used" lines printed at the start of training (two, so a log line stays short)."""
+    from inpaintseg.model.io import unwrap_model
+
+    network = unwrap_model(module.model)
+    params = sum(p.numel() for p in network.parameters())
+    arch = module.hparams.architecture or {"name": type(network).__name__}
+    shape = ", ".join(f"{k}={arch[k]}" for k in ("base_channels", "depth", "attention") if k in arch)
+    devices = f"{hardware.accelerator} x{config.devices * config.num_nodes}" if config.devices * config.num_nodes > 1 \
+        else hardware.accelerator
+    return (f"train: {len(datamodule.train_set)} train / {len(datamodule.val_set)} validation images from "
+            f"{config.data}; run folder {run_dir}\n"
+            f"train: {arch.get('name')} ({shape}; {params:,} parameters); {config.input_mode} {config.img_size}; "
+            f"{config.epochs} epochs of batch {config.batch_size}, lr {config.lr:g}; device {devices}, precision "
+            f"{hardware.precision}")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -275,6 +325,7 @@ def train(config: TrainConfig, resume: bool = False, callbacks: Sequence[Callbac
 
         config = resolve_init_from(config)
     hardware = resolve_hardware(config)
+    check_logger(config)
     run_dir = resolve_run_dir(config)
     config = config.replace(out=str(run_dir))
     primary = is_primary_process()
@@ -311,10 +362,13 @@ def _train(config: TrainConfig, run_dir: Path, hardware: Hardware, ckpt_path: Pa
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(config, run_dir / CONFIG_FILE)
         save_split(run_dir / SPLIT_FILE, datamodule.split, config.seed, config.val_fraction)
-    n_batches = max(1, len(datamodule.train_set) // config.batch_size)
-    _quiet_lightning_log()
+    n_batches = max(1, len(datamodule.train_set) // datamodule.train_items_per_batch)
+    noise = _quiet_lightning_log()
     trainer = build_trainer(config, hardware, run_dir, n_batches, callbacks)
     sigint = signal.getsignal(signal.SIGINT)
+
+    if primary:
+        print(_describe_run(config, hardware, module, datamodule, run_dir), file=sys.stderr, flush=True)
     with warnings.catch_warnings():
         _quiet_lightning_warnings()
         try:
@@ -331,6 +385,10 @@ def _train(config: TrainConfig, run_dir: Path, hardware: Hardware, ckpt_path: Pa
             if threading.current_thread() is threading.main_thread():
                 signal.signal(signal.SIGINT, sigint)
             raise TrainingInterrupted(resume_hint(run_dir)) from None
+
+    if trainer.is_global_zero:
+        for message in noise.held:
+            print(f"train: {message}", file=sys.stderr, flush=True)
 
     result = TrainResult(run_dir=run_dir, is_primary=trainer.is_global_zero,
                          epochs_completed=trainer.current_epoch)
