@@ -116,7 +116,8 @@ def test_pyramid_channels_come_from_the_backbone():
 def test_train_export_reload_predict_from_the_cli_offline(timm_run, data, tmp_path):
     model, config = load_model_dir(timm_run / "model")
     assert config["architecture"] == {"name": "AttentionUNet", "in_channels": 3, "out_channels": 1,
-                                      "base_channels": 8, "depth": 5, "attention": True, "encoder": ENCODER}
+                                      "base_channels": 8, "depth": 5, "attention": True, "input_stem": "rgb",
+                                      "encoder": ENCODER}
     assert config["training"]["encoder_weights"] is None
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
@@ -217,3 +218,14 @@ def test_encoder_lr_mult_scales_the_backbone_only():
     assert {id(p) for p in groups[1]["params"]} == {id(p) for p in model.encoders.backbone.parameters()}
     hires = {id(p) for p in model.encoders.hires.parameters()}
     assert hires and hires <= {id(p) for p in groups[0]["params"]}   # the new full-resolution branch: full lr
+
+
+def test_an_input_stem_runs_in_front_of_a_timm_encoder(weights_files):
+    model = build_model({**ARCH, "input_stem": "rgb+srm"}, encoder_weights=str(weights_files["safetensors"]))
+    first = model.encoders.backbone.conv1[0].weight   # resnet10t's deep stem: the first 3x3 conv
+    assert first.shape[1] == 6 and model.encoders.hires[0][0].weight.shape[1] == 6   # RGB + 3 SRM residuals
+    # timm adapts the 3-channel pretrained conv to 6 input channels (repeated and rescaled by 3/6).
+    source = torch.load(weights_files["features"], weights_only=True)["conv1.0.weight"]
+    torch.testing.assert_close(first[:, :3], source * 0.5)
+    assert model(torch.randn(1, 3, 64, 64)).shape == (1, 1, 64, 64)
+    assert model.architecture()["input_stem"] == "rgb+srm"
