@@ -295,7 +295,7 @@ def _describe_run(config: TrainConfig, hardware: Hardware, module, datamodule, r
     network = unwrap_model(module.model)
     params = sum(p.numel() for p in network.parameters())
     arch = module.hparams.architecture or {"name": type(network).__name__}
-    shape = ", ".join(f"{k}={arch[k]}" for k in ("base_channels", "depth", "attention") if k in arch)
+    shape = ", ".join(f"{k}={arch[k]}" for k in ("encoder", "base_channels", "depth", "attention") if k in arch)
     devices = f"{hardware.accelerator} x{config.devices * config.num_nodes}" if config.devices * config.num_nodes > 1 \
         else hardware.accelerator
     return (f"train: {len(datamodule.train_set)} train / {len(datamodule.val_set)} validation images from "
