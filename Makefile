@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install --quiet -e ".[dev,crf]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,crf,serve]"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from inpaintseg import io  # noqa: E402
 from inpaintseg.errors import InpaintsegError  # noqa: E402
+from inpaintseg.precision import PRECISIONS  # noqa: E402
 
 TIMM_ROWS = {"timm-resnet18": "resnet18", "timm-resnet34": "resnet34", "timm-convnext_tiny": "convnext_tiny"}
 ROWS = ("ours", "plain", "monai", "smp", "ours-crop", *TIMM_ROWS)
@@ -98,13 +99,13 @@ def network_gflops(network, size: int) -> float | None:
 
 # ------------------------------------------------------------------------------------ evaluation
 def predict_folder(network, model_config: dict, post, images: Path, out: Path, device: str,
-                   batch_size: int) -> float:
+                   batch_size: int, precision: str = "auto") -> float:
     """Predict every image of `images` with the given post-processing through the library's folder
     pipeline (`inpaintseg.predict_folder`); write masks and probability PNGs under `out`; return images/s."""
     from inpaintseg.api import InpaintModel
     from inpaintseg.inference import predict_folder as library_predict_folder
 
-    model = InpaintModel(network, model_config, device=device, batch_size=batch_size)
+    model = InpaintModel(network, model_config, device=device, batch_size=batch_size, precision=precision)
     t0 = time.perf_counter()
     result = library_predict_folder(model, images, out=None, masks_out=out / "masks", probs_out=out / "probs",
                                     threshold=post.threshold, tta=post.tta, crf=post.crf, progress=False)
@@ -171,7 +172,8 @@ def run_ablations(network, model_config: dict, images: Path, truth: Path, meta: 
     ablations = {}
     default = resolve_postprocess(model_config)
     for tta in TTA_CHOICES:
-        predictor = Predictor(network, model_config, device=device, tta=tta, batch_size=batch_size)
+        predictor = Predictor(network, model_config, device=device, tta=tta, batch_size=batch_size,
+                              precision=post.get("calibration", {}).get("precision", "32"))
         images_rgb, probs, t0 = [], [], time.perf_counter()
         for start in range(0, len(paths), batch_size):
             batch = [io.read_image(p) for p in paths[start:start + batch_size]]
@@ -202,27 +204,31 @@ def run_ablations(network, model_config: dict, images: Path, truth: Path, meta: 
 
 # ------------------------------------------------------------------------------------------ main
 def train_row(row: str, network, args, data: Path, work: Path, device: str):
+    """Train one row with the demo's planner: epochs sized to the budget from this network's measured speed
+    on the real data at the chosen precision (`--precision`, default auto), calibration included."""
     from inpaintseg.config import DEGRADE_PRESET, load_config
-    from inpaintseg.demo import measure_train_rate, plan_epochs
     from inpaintseg.training import train
+    from inpaintseg.training.budget import plan_training
 
-    rate = measure_train_rate(network, args.size, args.batch_size, device, steps=3)
-    epochs = plan_epochs(args.budget_minutes, round(args.n_train * 0.9), rate)
-    print(f"[{row}] {rate:.1f} train images/s -> {epochs} epochs in {args.budget_minutes:g} min", flush=True)
     config = load_config(overrides={
         "data": str(data), "out": str(work / row / "run"), "base_channels": args.width, "img_size": args.size,
         "input_mode": "crop" if row == "ours-crop" else "resize", "batch_size": args.batch_size, "lr": args.lr,
-        "epochs": epochs, "seed": args.seed, "max_time_minutes": args.budget_minutes,
+        "seed": args.seed, "max_time_minutes": args.budget_minutes * 1.25, "precision": args.precision,
         "accelerator": "cuda" if device.startswith("cuda") else "cpu", "progress_bar": False,
         "input_stem": args.input_stem, "loss": args.loss, "paired_batches": args.paired_batches,
         **({"encoder": network.architecture()["encoder"]} if row in TIMM_ROWS else {}),
         **(DEGRADE_PRESET if args.degrade_train else {}),
     })
+    plan = plan_training(config, args.budget_minutes * 60, model=network, predict_precision=args.precision)
+    print(f"[{row}] {plan.precision_choice.describe()}; {plan.describe()}", flush=True)
     t0 = time.perf_counter()
-    result = train(config, model=network)
+    result = train(plan.config, model=network, precision_choice=plan.precision_choice,
+                   predict_precision=args.precision)
     seconds = time.perf_counter() - t0
-    return result, {"train_images_per_s": rate, "epochs_planned": epochs, "epochs_done": result.epochs_completed,
-                    "train_seconds": round(seconds, 1)}
+    return result, {"train_images_per_s": plan.train_rate, "epochs_planned": plan.config.epochs,
+                    "epochs_done": result.epochs_completed, "train_seconds": round(seconds, 1),
+                    "planned_seconds": round(plan.planned_seconds, 1), "precision": plan.config.precision,
+                    "predict_precision": result.postprocess.get("calibration", {}).get("precision")}
 
 
 def main(argv=None) -> int:
@@ -249,6 +255,9 @@ def main(argv=None) -> int:
                         help="folder with <name>.safetensors / <name>.pth weights for the timm rows")
     parser.add_argument("--paired-batches", action="store_true",
                         help="pair each training image with its original (needs DATA/train/originals/)")
+
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS,
+                        help="training, calibration and prediction precision (default auto)")
     args = parser.parse_args(argv)
 
     from inpaintseg.synth import generate_demo_data
@@ -290,7 +299,7 @@ def main(argv=None) -> int:
         post = resolve_postprocess(model_config)
         pred = work / row / "pred"
         timing["predict_images_per_s"] = predict_folder(result.network, model_config, post, test_images, pred,
-                                                        device, args.batch_size)
+                                                        device, args.batch_size, args.precision)
         evaluation = evaluate_folder(truth, pred, meta, post.threshold)
         params = sum(p.numel() for p in result.network.parameters())
         gflops = network_gflops(result.network, args.size)
@@ -317,7 +326,7 @@ def main(argv=None) -> int:
         for kind in ROBUSTNESS:
             images = perturbed_folder(test_images, kind, args.out / "robustness" / kind / "images")
             pred = args.out / "robustness" / kind / "pred"
-            predict_folder(result.network, model_config, post, images, pred, device, args.batch_size)
+            predict_folder(result.network, model_config, post, images, pred, device, args.batch_size, args.precision)
             robustness[kind] = evaluate_folder(truth, pred, meta, post.threshold)["dice_mean"]
             print(f"[robustness] {kind}: Dice {robustness[kind]:.4f}", flush=True)
         results["robustness"] = robustness

@@ -1,4 +1,4 @@
-"""The README's main command end to end (tiny sizes), and the demo's schedule arithmetic."""
+"""The README's main command end to end (tiny sizes); the planner itself is tested in test_budget.py."""
 
 from __future__ import annotations
 
@@ -12,15 +12,7 @@ from pathlib import Path
 import pytest
 
 from inpaintseg.cli import main
-from inpaintseg.demo import plan_epochs
 from inpaintseg.rle import read_submission
-
-
-def test_plan_epochs_fits_the_budget():
-    # 360 images at 12 images/s = 30 s of training + 15% for validation = 34.5 s per epoch;
-    # 6 minutes = 360 s -> 360 / 34.5 = 10.4 -> 10 epochs.
-    assert plan_epochs(6.0, 360, 12.0) == 10
-    assert plan_epochs(0.01, 360, 12.0) == 1  # never zero epochs
 
 
 @pytest.mark.slow
@@ -34,7 +26,8 @@ def test_demo_runs_the_whole_pipeline_with_a_clean_log(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(Path(inpaintseg.__file__).parents[1])}
     with open(log, "wb") as fh:
         status = subprocess.run([sys.executable, "-m", "inpaintseg.cli", "demo", "--out", str(out), "--n-train", "20",
-                                 "--n-test", "4", "--budget-minutes", "0.05", "--device", "cpu"],
+                                 "--n-test", "4", "--budget-minutes", "0.05", "--device", "cpu",
+                                 "--precision", "bf16-mixed"],
                                 stdout=fh, stderr=subprocess.STDOUT, env=env, timeout=600).returncode
     text = log.read_text(encoding="utf-8")
     assert status == 0, text[-3000:]
@@ -44,6 +37,15 @@ def test_demo_runs_the_whole_pipeline_with_a_clean_log(tmp_path):
     assert re.search(r"^epoch 1/\d+: train_loss \S+, val_loss", text, re.M)
     assert "predicting with tta=" in text and "Total Flops" not in text
     assert "all-empty" in text and "all-full" in text and str(out / "submission.csv") in text
+    # The forced precision reaches training, calibration and prediction, and is recorded.
+    model_config = json.loads((out / "run" / "model" / "config.json").read_text())
+    assert model_config["training"]["precision"] == "bf16-mixed"
+    assert model_config["training"]["precision_choice"]["requested"] == "bf16-mixed"
+    assert model_config["postprocess"]["calibration"]["precision"] == "bf16-mixed"
+    budget = json.loads((out / "budget.json").read_text())
+    assert budget["predict_precision"]["precision"] == "bf16-mixed" and budget["budget_seconds"] == 3.0
+    assert budget["epochs_planned"] == 1 and budget["used_seconds"] > 0  # 3 s: one epoch, planned vs used recorded
+    assert "budget: planned" in text and "precision bf16-mixed (as requested)" in text
     rows = read_submission(out / "submission.csv")
     assert sorted(rows) == [f"test_{i:05d}" for i in range(4)]
     evaluation = json.loads((out / "evaluation.json").read_text())

@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "predict",
     "evaluate",
     "report",
+    "serve",
 )
 
 

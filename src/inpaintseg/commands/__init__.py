@@ -91,3 +91,12 @@ def rle_order_argument(parser: argparse.ArgumentParser, verb: str) -> None:
                         help=f"pixel order of the RLE {verb}: row = left to right, then top to bottom (this "
                         "competition's convention, the default); column = top to bottom, then left to right "
                         "(Kaggle's older convention)")
+
+def add_precision_argument(parser: argparse.ArgumentParser, what: str) -> None:
+    """`--precision auto|32|bf16-mixed|16-mixed` for commands that run the network (same names as train's)."""
+    from inpaintseg.precision import PRECISIONS
+
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help=f"numeric precision of {what}: auto (default) = bf16 autocast on a CPU where a "
+                        "short probe of this model measures it faster than fp32 (cached per machine), else 32; "
+                        "32 or bf16-mixed force one (16-mixed: CUDA only). The choice is printed")

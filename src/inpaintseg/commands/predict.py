@@ -9,8 +9,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from inpaintseg.commands import (add_command, add_max_pixels_argument, add_progress_arguments, add_renamed,
-                                 int_at_least, rle_order_argument, threshold_or_auto)
+from inpaintseg.commands import (add_command, add_max_pixels_argument, add_precision_argument,
+                                 add_progress_arguments, add_renamed, int_at_least, rle_order_argument,
+                                 threshold_or_auto)
 from inpaintseg.inference.postprocess import CRF_OPTIONS, TTA_OPTIONS
 
 
@@ -53,6 +54,7 @@ def add_predict_arguments(p: argparse.ArgumentParser, model_required: bool = Tru
     p.add_argument("--batch-size", type=int_at_least(1), default=8,
                    help="images (or tiles, for crop models) per forward pass (default 8)")
     p.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda or cuda:N (default auto)")
+    add_precision_argument(p, "the forward pass")
     p.add_argument("--crf-workers", type=int_at_least(0), default=1,
                    help="processes running DenseCRF beside the model (pydensecrf holds the GIL, so threads "
                    "would not overlap); 0 = run it inline (default 1)")
@@ -89,7 +91,8 @@ def run(args: argparse.Namespace) -> int:
     from inpaintseg.runtime import tune_cpu_runtime
 
     # Every check that can fail happens before any work.
-    model = load_model(args.model, device=args.device, batch_size=args.batch_size)
+    model = load_model(args.model, device=args.device, batch_size=args.batch_size,
+                       precision=args.precision)
     paths, notes = list_images(args.images)
     post = model.postprocess(threshold=args.threshold, tta=args.tta, crf=args.crf,
                              score_threshold=args.score_threshold)
@@ -105,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
         f"(input {model.input['mode']} {model.input['size']}); device {model.device}"
         + (f", {runtime['threads']} threads" if runtime else ""))
     log(f"predict: using {post.describe()}; RLE {args.rle_order}-major")
+    log(f"predict: {model.describe_precision()}")
     for note in notes:
         log(f"predict: skipped {note}")
 

@@ -10,6 +10,10 @@ record that `predict --tta auto --crf auto --threshold auto` and `load_model(...
   CRF rows the gain over no-CRF on the same images;
 - **choose**: TTA cheapest first, a costlier mode only if it gains more than ``margin``; then a CRF variant only
   if it gains more than ``margin``; the threshold is the best one of the chosen combination.
+
+The model runs at ``precision``, the one `predict` will use on this machine (training resolves predict's
+``auto``), recorded as ``calibration.precision`` so the stored threshold is known to match it.
+`estimate_seconds` predicts the cost of a calibration before training (the demo's budget planner).
 """
 
 from __future__ import annotations
@@ -52,7 +56,7 @@ class Measurements:
 
 def measure(model, model_config: dict, samples: Sequence, device: str, batch_size: int,
             tta_modes: Sequence[str], crf_variants: Sequence[str], crf_params: dict,
-            max_images: int, crf_max_images: int, progress: bool = False) -> Measurements:
+            max_images: int, crf_max_images: int, progress: bool = False, precision: str = "32") -> Measurements:
     """Predict the chosen validation images under every TTA mode and CRF variant; keep Dice curves."""
     chosen = even_subset(len(samples), max_images)
     crf_idx = {chosen[i] for i in even_subset(len(chosen), crf_max_images)}
@@ -61,7 +65,8 @@ def measure(model, model_config: dict, samples: Sequence, device: str, batch_siz
     bar = progress_bar(len(chosen), "calibrating", progress)
     # One pass computes every mode (shared views run once); each mode is charged the time it would
     # take alone: the measured time x its share of the forward cost (views x scale^2).
-    predictor = Predictor(model, model_config, device=device, tta=tta_modes[0], batch_size=batch_size)
+    predictor = Predictor(model, model_config, device=device, tta=tta_modes[0], batch_size=batch_size,
+                          precision=precision)
     jobs, _ = tta_plan(tta_modes)
     union_cost = sum(scale * scale for scale, _ in jobs)
     for start in range(0, len(chosen), batch_size):
@@ -140,6 +145,7 @@ def calibrate_postprocessing(
     crf_max_images: int = 64,
     margin: float = DEFAULT_MARGIN,
     progress: bool = False,
+    precision: str = "32",
 ) -> dict:
     """Decide threshold, TTA and CRF on validation data; return ``config["postprocess"]``.
 
@@ -162,7 +168,7 @@ def calibrate_postprocessing(
         crf_mod.validate_params(params[name], f"crf_params.{name}")
 
     measured = measure(model, model_config, samples, device, batch_size, tta_modes, crf_variants, params,
-                       max_images, crf_max_images, progress)
+                       max_images, crf_max_images, progress, precision)
     table = tabulate(measured)
     chosen_tta, chosen_crf, threshold = choose(table, tta_modes, crf_variants, margin)
     calibration = {
@@ -179,8 +185,41 @@ def calibrate_postprocessing(
         "device": str(device),
         "seconds_rule": "TTA modes are measured in one pass in which shared views run once; a mode's seconds per "
                         "image = that pass's time x the mode's share of the forward cost (views x scale^2)",
+
+        "precision": precision,
     }
     if crf_note:
         calibration["note"] = crf_note
     return {"threshold": threshold, "tta": chosen_tta, "crf": chosen_crf, "crf_params": params,
             "calibration": calibration}
+
+
+def estimate_seconds(samples: Sequence[tuple[np.ndarray, np.ndarray]], forward_rate: float,
+                     tta_modes: Sequence[str] = TTA_CHOICES, crf_variants: Sequence[str] = crf_mod.CRF_VARIANTS,
+                     crf_params: dict | None = None, max_images: int = 300, crf_max_images: int = 64) -> float:
+    """Seconds `calibrate_postprocessing` with these options will take: forward passes (one per TTA view per
+    image at `forward_rate` images/s), one Dice curve per image and variant, and the CRF refinements, the
+    last two timed once on ``samples[0]`` (with a fixed probability map: the untrained network's output
+    does not matter for their cost)."""
+    if not samples:
+        return 0.0
+    if not forward_rate > 0:
+        raise ValueError(f"forward_rate must be positive, got {forward_rate}")
+    image, mask = samples[0]
+    probs = np.linspace(0.0, 1.0, mask.size, dtype=np.float32).reshape(mask.shape)
+    t0 = time.perf_counter()
+    dice_curve(probs, mask)
+    curve_seconds = time.perf_counter() - t0
+    crf_seconds = 0.0
+    if crf_variants and crf_mod.crf_available():
+        params = crf_mod.default_crf_params() if crf_params is None else crf_params
+        for name in crf_variants:
+            t1 = time.perf_counter()
+            crf_mod.refine(image, probs, params[name])
+            crf_seconds += time.perf_counter() - t1 + curve_seconds
+    else:
+        crf_variants = ()
+    n = len(even_subset(len(samples), max_images))
+    n_crf = len(even_subset(n, crf_max_images)) if crf_variants else 0
+    views = sum(len(tta_views(mode)) for mode in tta_modes)
+    return n * views / forward_rate + len(tta_modes) * (n * curve_seconds + n_crf * crf_seconds)

@@ -6,6 +6,10 @@ blended with a smooth window (images smaller than a tile are reflect-padded and 
 stays bounded whatever the image size. TTA views are averaged after the sigmoid; a "+scales" mode runs the
 views on the network input resized by each of 0.75 / 1 / 1.25 (bilinear, antialiased when shrinking) and
 resizes each probability map back before averaging.
+
+``precision`` (resolved: ``32``, ``bf16-mixed`` or, on CUDA, ``16-mixed``) wraps only the model call in
+`inpaintseg.precision.autocast_context`; the logits are cast to fp32 before the sigmoid, so TTA averaging,
+resizing, thresholds and CRF always see float32 probabilities.
 """
 
 from __future__ import annotations
@@ -18,6 +22,9 @@ from inpaintseg.data.input_spec import check_input_section
 from inpaintseg.errors import ConfigError, InpaintsegError
 from inpaintseg.inference.tiling import reflect_pad_to, resize_to, tile_windows
 from inpaintseg.inference.tta import TTA_CHOICES, tta_plan, tta_scales, tta_views
+from inpaintseg.precision import autocast_context, check_precision, sigmoid_fp32
+
+DEFAULT_BATCH_SIZE = 8  # images (or tiles) per forward pass when the caller does not say
 
 
 def resolve_device(device: str | None) -> str:
@@ -46,10 +53,12 @@ class Predictor:
     ``model`` returns logits (B, 1, H, W) for (B, 3, H, W) input; ``model_config`` is the model
     folder's config dict (its ``input`` section decides resize vs crop, the size and normalisation).
     ``channels_last`` defaults to True on CPU (measured faster there, see benchmarks/predict_speed.py).
+    ``precision`` is a resolved precision name (``auto`` is resolved by `inpaintseg.load_model`).
     """
 
     def __init__(self, model, model_config: dict, device: str = "cpu", tta: str = "none",
-                 batch_size: int = 8, channels_last: bool | None = None, tile_overlap: float = 0.25):
+                 batch_size: int = DEFAULT_BATCH_SIZE, channels_last: bool | None = None,
+                 tile_overlap: float = 0.25, precision: str = "32"):
         import torch
 
         if tta not in TTA_CHOICES:
@@ -61,6 +70,8 @@ class Predictor:
         section = model_config.get("input") if isinstance(model_config, dict) else None
         self.input = check_input_section(section, _config_problem)
         self.device = torch.device(device)
+        self.precision = check_precision(precision, "predictor precision", allow_auto=False)
+        autocast_context(self.device, self.precision)  # 16-mixed off CUDA: a ConfigError now, not mid-folder
         self.tta = tta
         self.views = tta_views(tta)
         self.scales = tta_scales(tta)
@@ -105,12 +116,13 @@ class Predictor:
                     size = (max(1, round(height * scale)), max(1, round(width * scale)))
                     xs = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=scale < 1.0)
                 xv = view.apply(xs).contiguous(memory_format=self.memory_format)
-                logits = self.model(xv)
+                with autocast_context(self.device, self.precision):
+                    logits = self.model(xv)
                 if logits.ndim != 4 or logits.shape[1] != 1 or logits.shape[2:] != xv.shape[2:]:
                     raise InpaintsegError(
                         f"the model returned logits of shape {tuple(logits.shape)} for input "
                         f"{tuple(xv.shape)}; expected (B, 1, H, W) at the input size.")
-                probs = view.invert(torch.sigmoid(logits.float()))
+                probs = view.invert(sigmoid_fp32(logits))
                 if scale != 1.0:
                     probs = F.interpolate(probs, size=(height, width), mode="bilinear", align_corners=False,
                                           antialias=scale > 1.0)

@@ -122,7 +122,7 @@ class BayarConv(nn.Module):
         centre -1. A slice whose off-centre sum is (near) zero cannot be rescaled and restarts as the
         mean predictor (1/24 everywhere off-centre)."""
         w = self.weight.data
-        if w.is_meta:   # a shape-only skeleton (model.io checks a folder's shapes on the meta device)
+        if w.is_meta:  # a shape-only skeleton (the model loader's check) holds no values to project
             return
         centre = self.kernel_size // 2
         w[:, :, centre, centre] = 0.0

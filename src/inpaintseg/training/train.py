@@ -31,14 +31,17 @@ from inpaintseg import __version__
 from inpaintseg.config import TrainConfig, save_config
 from inpaintseg.errors import ConfigError, InpaintsegError, OutputError
 from inpaintseg.metrics import DEFAULT_THRESHOLD
-from inpaintseg.run_dir import (BEST_NAME, CHECKPOINT_DIR, CONFIG_FILE, LAST_NAME, METRICS_FILE, MODEL_DIR, SPLIT_FILE,
-                                best_epoch_metrics, check_new_run_dir, checkpoint_path, default_run_dir,
-                                has_checkpoint, load_split, resume_point, save_split)
+from inpaintseg.precision import PrecisionChoice, choose_precision, lightning_precision
 from inpaintseg.progress import use_bars
+from inpaintseg.run_dir import (BEST_NAME, CHECKPOINT_DIR, CONFIG_FILE, LAST_NAME, METRICS_FILE, MODEL_DIR,
+                                PRECISION_FILE, SPLIT_FILE, best_epoch_metrics, check_new_run_dir, checkpoint_path,
+                                default_run_dir, has_checkpoint, load_split, resume_point, save_precision_record,
+                                save_split)
 from inpaintseg.training.callbacks import (AtomicCheckpointIO, EpochLogLine, EpochMetricsCSV, RankConsistency,
                                            ThroughputProgressBar)
 from inpaintseg.training.hardware import Hardware, is_primary_process, resolve_hardware, tune_cpu
 from inpaintseg.training.module import NonFiniteLossError, SegmentationModule
+from inpaintseg.training.precision_choice import PRECISION_ENV, resolve_training_precision
 
 # Lets DDP worker processes (re-launched by Lightning with the same command line) find the run
 # folder that the main process chose when --out was not given.
@@ -191,18 +194,34 @@ def load_best_weights(module: SegmentationModule, checkpoint_path: Path) -> int:
     return int(checkpoint["epoch"]) + 1
 
 
+def calibration_options(config: TrainConfig) -> dict[str, Any]:
+    """What `calibrate` measures: every TTA mode and CRF variant, or with `calibrate: false` the threshold only."""
+    return {} if config.calibrate else {"tta_modes": ("none",), "crf_variants": ()}
+
+
+def predict_precision_choice(network: torch.nn.Module, config: TrainConfig, device: str,
+                             requested: str = "auto") -> PrecisionChoice:
+    """The precision `predict --precision REQUESTED` (default batch size) will use for this model here."""
+    from inpaintseg.inference.predictor import DEFAULT_BATCH_SIZE
+
+    return choose_precision(network, DEFAULT_BATCH_SIZE, config.img_size, device, mode="predict",
+                            requested=requested)
+
+
 def calibrate(network: torch.nn.Module, model_config: dict, datamodule, config: TrainConfig,
-              device: str) -> dict:
+              device: str, predict_precision: str = "auto") -> dict:
     """The `postprocess` section: threshold (always; maximises mean per-image validation Dice at the
-    original image size), and with `config.calibrate` also TTA and CRF (inference.calibrate_postprocessing)."""
+    original image size), and with `config.calibrate` also TTA and CRF (inference.calibrate_postprocessing),
+    measured at the precision predict will use (`predict_precision_choice`)."""
     from inpaintseg.data import LazySamples
     from inpaintseg.inference import calibrate_postprocessing
 
     samples = LazySamples(datamodule.val_set.samples)
-    options: dict[str, Any] = {} if config.calibrate else {"tta_modes": ("none",), "crf_variants": ()}
     batch_size = max(1, min(config.batch_size, 16))
+    precision = predict_precision_choice(network, config, device, predict_precision).precision
     return calibrate_postprocessing(network, model_config, samples, device=device, batch_size=batch_size,
-                                    progress=config.progress_bar, **options)
+                                    progress=config.progress_bar, precision=precision,
+                                    **calibration_options(config))
 
 
 @dataclass
@@ -217,9 +236,13 @@ class TrainResult:
     seconds: float = 0.0
     network: torch.nn.Module | None = None  # the exported (best) network, on the CPU, eval mode
     model_config: dict = field(default_factory=dict)  # what model/config.json holds
+    precision_choice: dict = field(default_factory=dict)  # PrecisionChoice.as_dict() of the training precision
+    timings: dict = field(default_factory=dict)  # seconds: "setup" (to fit), "fit", "calibration", "export"
 
     def summary(self) -> str:
         lines = [f"run folder: {self.run_dir}  ({self.epochs_completed} epochs, {self.seconds:.0f} s)"]
+        if self.precision_choice:
+            lines.append(f"training {PrecisionChoice.from_dict(self.precision_choice).describe()}")
         if self.model_dir is not None:
             m = self.metrics
             scores = ", ".join(f"{k} {m[k]:.4f}" for k in ("val_loss", "val_dice", "val_iou", "val_f1") if k in m)
@@ -310,7 +333,8 @@ def _describe_run(config: TrainConfig, hardware: Hardware, module, datamodule, r
 
 
 def train(config: TrainConfig, resume: bool = False, callbacks: Sequence[Callback] = (),
-          model: torch.nn.Module | None = None) -> TrainResult:
+          model: torch.nn.Module | None = None, precision_choice: PrecisionChoice | None = None,
+          predict_precision: str = "auto") -> TrainResult:
     """Train with `config` and fill the run folder; returns what was written (see module docstring).
 
     `resume=True` continues the run in `config.out` from checkpoints/last.ckpt. Extra Lightning
@@ -318,6 +342,11 @@ def train(config: TrainConfig, resume: bool = False, callbacks: Sequence[Callbac
     quality benchmark trains peer networks this way); a network that is not an AttentionUNet is
     calibrated and returned in `TrainResult.network` but not exported to `model/`. In DDP, every
     process runs this; only rank 0 exports (`TrainResult.is_primary`).
+
+    `config.precision` "auto" is resolved before the Trainer exists (`resolve_training_precision`; a
+    planner's `precision_choice` is used as is); config.yaml gets the resolved value, precision.json and
+    config.json's `training.precision_choice` the choice. Calibration runs at the precision that
+    `predict --precision PREDICT_PRECISION` will use on this machine (`postprocess.calibration.precision`).
     """
     started = time.perf_counter()
     if not resume:
@@ -337,7 +366,8 @@ def train(config: TrainConfig, resume: bool = False, callbacks: Sequence[Callbac
 
         check_output_dir(run_dir, "--resume" if resume else "--out", training_folders(config))
     try:
-        return _train(config, run_dir, hardware, ckpt_path, resume, callbacks, model, started)
+        return _train(config, run_dir, hardware, ckpt_path, resume, callbacks, model, started, precision_choice,
+                      predict_precision)
     except TrainingInterrupted:
         raise
     except KeyboardInterrupt:
@@ -345,7 +375,8 @@ def train(config: TrainConfig, resume: bool = False, callbacks: Sequence[Callbac
 
 
 def _train(config: TrainConfig, run_dir: Path, hardware: Hardware, ckpt_path: Path | None, resume: bool,
-           callbacks: Sequence[Callback], model: torch.nn.Module | None, started: float) -> TrainResult:
+           callbacks: Sequence[Callback], model: torch.nn.Module | None, started: float,
+           precision_choice: PrecisionChoice | None = None, predict_precision: str = "auto") -> TrainResult:
     primary = is_primary_process()
     if hardware.strategy == "ddp":
         os.environ[RUN_DIR_ENV] = str(run_dir)  # DDP workers re-run this command without --out
@@ -357,11 +388,21 @@ def _train(config: TrainConfig, run_dir: Path, hardware: Hardware, ckpt_path: Pa
     split = load_split(run_dir / SPLIT_FILE) if resume else None
     datamodule = build_datamodule(config, hardware, split)  # data and batch-size errors before any write
     module = build_module(config, model, load_weights=not resume)
+    from inpaintseg.model.io import unwrap_model
+
+    choice = resolve_training_precision(config, hardware, unwrap_model(module.model), run_dir, resume,
+                                        precision_choice)
+    config = config.replace(precision=choice.precision)
+    hardware.precision = lightning_precision(choice.precision)
+    if hardware.strategy == "ddp":
+        os.environ[PRECISION_ENV] = choice.precision  # DDP workers train at rank 0's precision
 
     if primary:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(config, run_dir / CONFIG_FILE)
         save_split(run_dir / SPLIT_FILE, datamodule.split, config.seed, config.val_fraction)
+        if not (resume and (run_dir / PRECISION_FILE).is_file()):
+            save_precision_record(run_dir / PRECISION_FILE, choice.as_dict())
     n_batches = max(1, len(datamodule.train_set) // datamodule.train_items_per_batch)
     noise = _quiet_lightning_log()
     trainer = build_trainer(config, hardware, run_dir, n_batches, callbacks)
@@ -369,6 +410,8 @@ def _train(config: TrainConfig, run_dir: Path, hardware: Hardware, ckpt_path: Pa
 
     if primary:
         print(_describe_run(config, hardware, module, datamodule, run_dir), file=sys.stderr, flush=True)
+        print(f"train: {choice.describe()}", file=sys.stderr, flush=True)
+    fit_started = time.perf_counter()
     with warnings.catch_warnings():
         _quiet_lightning_warnings()
         try:
@@ -391,7 +434,9 @@ def _train(config: TrainConfig, run_dir: Path, hardware: Hardware, ckpt_path: Pa
             print(f"train: {message}", file=sys.stderr, flush=True)
 
     result = TrainResult(run_dir=run_dir, is_primary=trainer.is_global_zero,
-                         epochs_completed=trainer.current_epoch)
+                         epochs_completed=trainer.current_epoch, precision_choice=choice.as_dict(),
+                         timings={"setup": round(fit_started - started, 2),
+                                  "fit": round(time.perf_counter() - fit_started, 2)})
     if not trainer.is_global_zero:
         return result
     best = checkpoint_path(run_dir, BEST_NAME)
@@ -404,11 +449,14 @@ def _train(config: TrainConfig, run_dir: Path, hardware: Hardware, ckpt_path: Pa
                 "epochs_completed": result.epochs_completed, "best_epoch": result.best_epoch,
                 "world_size": trainer.world_size, "accelerator": hardware.accelerator,
                 "rank_weight_sha256": getattr(module, "rank_weight_sha256", []),
+                "precision_choice": choice.as_dict(),
                 "seconds": round(time.perf_counter() - started, 1), "inpaintseg": __version__,
                 "torch": torch.__version__, "lightning": L.__version__}
     model_config = _model_config(config, datamodule, {"threshold": DEFAULT_THRESHOLD}, result.metrics, training)
     model_config["architecture"] = module.hparams.architecture or {"name": f"external:{type(network).__name__}"}
-    result.postprocess = calibrate(network, model_config, datamodule, config, device)
+    calibration_started = time.perf_counter()
+    result.postprocess = calibrate(network, model_config, datamodule, config, device, predict_precision)
+    result.timings["calibration"] = round(time.perf_counter() - calibration_started, 2)
     model_config["postprocess"] = result.postprocess
     result.metrics["threshold_val_dice"] = _chosen_dice(result.postprocess)
     result.network, result.model_config = network, model_config
@@ -417,6 +465,7 @@ def _train(config: TrainConfig, run_dir: Path, hardware: Hardware, ckpt_path: Pa
 
         result.model_dir = save_model_dir(run_dir / MODEL_DIR, network, model_config)
     result.seconds = time.perf_counter() - started
+    result.timings["export"] = round(result.seconds - sum(result.timings.values()), 2)
     return result
 
 
