@@ -7,7 +7,10 @@ Run outside CI (it trains several models):
 
 Peers (MONAI AttentionUnet, segmentation-models-pytorch Unet/ResNet-34 from scratch) are imported when
 installed and skipped, with a line in the table, when not: see benchmarks/README.md for the optional
-peer environment. Results go to OUT/results.json and OUT/tables.md (the tables of docs/benchmarks.md).
+peer environment. The timm rows (`timm-resnet18`, `timm-resnet34`, `timm-convnext_tiny`: our decoder on a timm
+backbone, `--encoder timm:<name>`) need the [encoders] extra (`make install-encoders`, run with
+.venv-enc/bin/python); they start from random init unless `--encoder-weights-dir DIR` holds `<name>.safetensors`
+or `<name>.pth` (a timm state dict), and are skipped with a line when timm is missing. Results go to OUT/results.json and OUT/tables.md (the tables of docs/benchmarks.md).
 
 Every row is trained by the same code path (`inpaintseg.training.train` with the network passed in),
 on the same seeded demo dataset, with an epoch count sized to the budget from each network's measured
@@ -34,21 +37,36 @@ from inpaintseg import io  # noqa: E402
 from inpaintseg.errors import InpaintsegError  # noqa: E402
 from inpaintseg.precision import PRECISIONS  # noqa: E402
 
-ROWS = ("ours", "plain", "monai", "smp", "ours-crop")
+TIMM_ROWS = {"timm-resnet18": "resnet18", "timm-resnet34": "resnet34", "timm-convnext_tiny": "convnext_tiny"}
+ROWS = ("ours", "plain", "monai", "smp", "ours-crop", *TIMM_ROWS)
 ROW_LABELS = {
     "ours": "AttentionUNet (ours, resize)",
     "plain": "same network without attention gates (plain U-Net)",
     "monai": "MONAI AttentionUnet, same channels",
     "smp": "smp Unet, ResNet-34 encoder from scratch",
     "ours-crop": "AttentionUNet (ours, crop mode)",
+    **{row: f"our decoder on timm {name}" for row, name in TIMM_ROWS.items()},
 }
 
 
 # ------------------------------------------------------------------------------------- networks
-def build_network(row: str, width: int, input_stem: str = "rgb"):
-    """The network of a row, or a string saying why it is unavailable (`input_stem`: our rows' stem)."""
+def build_network(row: str, width: int, input_stem: str = "rgb", weights_dir: Path | None = None):
+    """The network of a row, or a string saying why it is unavailable (`input_stem`: our rows' stem;
+    `weights_dir`: where the timm rows find `<name>.safetensors` / `<name>.pth`)."""
     from inpaintseg.model import AttentionUNet
 
+    if row in TIMM_ROWS:
+        name = TIMM_ROWS[row]
+        try:
+            import timm  # noqa: F401
+        except ImportError:
+            return "timm not installed (the [encoders] extra: make install-encoders)"
+        found = [weights_dir / f"{name}{ext}" for ext in (".safetensors", ".pth")] if weights_dir else []
+        weights = next((str(f) for f in found if f.is_file()), None)
+        network = AttentionUNet(base_channels=width, input_stem=input_stem, encoder=f"timm:{name}", depth=None,
+                                encoder_weights=weights)
+        network.weights_source = weights or "random init"
+        return network
     if row in ("ours", "ours-crop"):
         return AttentionUNet(base_channels=width, input_stem=input_stem)
     if row == "plain":
@@ -67,6 +85,16 @@ def build_network(row: str, width: int, input_stem: str = "rgb"):
             return "not installed (optional peer environment, see benchmarks/README.md)"
         return smp.Unet("resnet34", encoder_weights=None, in_channels=3, classes=1)
     raise ValueError(row)
+
+
+def network_gflops(network, size: int) -> float | None:
+    """Forward GFLOPs for one size x size image (torch's FlopCounterMode), None when it cannot count."""
+    from inpaintseg.model import model_flops
+
+    try:
+        return round(model_flops(network.to("cpu"), size) / 1e9, 3)
+    except Exception:  # noqa: BLE001 - a peer network the counter cannot trace
+        return None
 
 
 # ------------------------------------------------------------------------------------ evaluation
@@ -188,6 +216,7 @@ def train_row(row: str, network, args, data: Path, work: Path, device: str):
         "seed": args.seed, "max_time_minutes": args.budget_minutes * 1.25, "precision": args.precision,
         "accelerator": "cuda" if device.startswith("cuda") else "cpu", "progress_bar": False,
         "input_stem": args.input_stem, "loss": args.loss, "paired_batches": args.paired_batches,
+        **({"encoder": network.architecture()["encoder"]} if row in TIMM_ROWS else {}),
         **(DEGRADE_PRESET if args.degrade_train else {}),
     })
     plan = plan_training(config, args.budget_minutes * 60, model=network, predict_precision=args.precision)
@@ -222,6 +251,8 @@ def main(argv=None) -> int:
     parser.add_argument("--degrade-train", action="store_true",
                         help="train our rows with the degradation preset (inpaintseg.config.DEGRADE_PRESET)")
     parser.add_argument("--loss", default="bce-dice", help="loss of the training rows: bce-dice, focal-dice, lovasz")
+    parser.add_argument("--encoder-weights-dir", type=Path, default=None,
+                        help="folder with <name>.safetensors / <name>.pth weights for the timm rows")
     parser.add_argument("--paired-batches", action="store_true",
                         help="pair each training image with its original (needs DATA/train/originals/)")
 
@@ -255,7 +286,7 @@ def main(argv=None) -> int:
     for row in [r.strip() for r in args.rows.split(",") if r.strip()]:
         if row not in ROWS:
             parser.error(f"unknown row {row!r}; expected some of {','.join(ROWS)}")
-        network = build_network(row, args.width, args.input_stem)
+        network = build_network(row, args.width, args.input_stem, args.encoder_weights_dir)
         if isinstance(network, str):
             results["rows"][row] = {"label": ROW_LABELS[row], "skipped": network}
             print(f"[{row}] skipped: {network}", flush=True)
@@ -271,7 +302,9 @@ def main(argv=None) -> int:
                                                         device, args.batch_size, args.precision)
         evaluation = evaluate_folder(truth, pred, meta, post.threshold)
         params = sum(p.numel() for p in result.network.parameters())
-        results["rows"][row] = {"label": ROW_LABELS[row], "params": params, **timing,
+        gflops = network_gflops(result.network, args.size)
+        label = ROW_LABELS[row] + (f" ({network.weights_source})" if row in TIMM_ROWS else "")
+        results["rows"][row] = {"label": label, "params": params, "gflops": gflops, **timing,
                                 "postprocess": {"tta": post.tta, "crf": post.crf, "threshold": post.threshold},
                                 "val": result.metrics, **summarise(evaluation)}
         print(f"[{row}] test Dice {evaluation['dice_mean']:.4f} (pooled {evaluation['dice_pooled']:.4f})", flush=True)
@@ -309,16 +342,17 @@ def _f(v, digits=3):
 
 
 def tables_markdown(results: dict) -> str:
-    lines = ["| model | params | Dice (mean) | Dice (pooled) | IoU | pixel F1 | pixel AUC | image AUC | "
+    lines = ["| model | params | GFLOPs/img | Dice (mean) | Dice (pooled) | IoU | pixel F1 | pixel AUC | image AUC | "
              "FP area on untouched | train img/s | epochs | predict img/s | post-processing |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row, r in results.get("rows", {}).items():
         if "skipped" in r:
-            lines.append(f"| {r['label']} | skipped: {r['skipped']} |" + " |" * 11)
+            lines.append(f"| {r['label']} | skipped: {r['skipped']} |" + " |" * 12)
             continue
         p = r["postprocess"]
         lines.append(
-            f"| {r['label']} | {r['params'] / 1e6:.2f} M | {_f(r['dice_mean'])} | {_f(r['dice_pooled'])} | "
+            f"| {r['label']} | {r['params'] / 1e6:.2f} M | {_f(r.get('gflops'), 2)} | {_f(r['dice_mean'])} | "
+            f"{_f(r['dice_pooled'])} | "
             f"{_f(r['iou_mean'])} | {_f(r['f1'])} | {_f(r['pixel_auc'])} | {_f(r['image_auc'])} | "
             f"{_f(r['fp_area_untouched'], 4)} | {r['train_images_per_s']:.1f} | {r['epochs_done']} | "
             f"{r['predict_images_per_s']:.1f} | tta {p['tta']}, crf {p['crf']}, t={p['threshold']:g} |")

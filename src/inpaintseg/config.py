@@ -26,7 +26,7 @@ import yaml
 from inpaintseg.data.input_spec import INPUT_MODES
 from inpaintseg.errors import ConfigError
 from inpaintseg.io import atomic_write_text
-from inpaintseg.model.spec import ARCH_NAME, INPUT_STEMS, MAX_BASE_CHANNELS, MAX_DEPTH
+from inpaintseg.model.spec import ARCH_NAME, INPUT_STEMS, MAX_BASE_CHANNELS, MAX_DEPTH, UNET_ENCODER, check_encoder
 from inpaintseg.precision import PRECISIONS
 
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
@@ -94,6 +94,20 @@ class TrainConfig:
     input_stem: str = _setting("rgb", "input stem: the image alone (rgb) or next to forensic residuals: SRM "
                                "high-pass filters, a learnable Bayar constrained conv, NPR up-sampling residuals",
                                choices=INPUT_STEMS)
+    encoder: str = _setting(UNET_ENCODER, "unet (the U-Net's own encoder, sized by base_channels and depth) or "
+                            "timm:<name> for a timm backbone, e.g. timm:resnet18, timm:convnext_tiny (needs the "
+                            "[encoders] extra; its feature pyramid sets the depth)", metavar="NAME")
+    encoder_weights: str | None = _setting(None, "initial weights of a timm encoder: imagenet (timm's "
+                                           "pretrained weights, downloaded: needs internet) or a local .safetensors "
+                                           "/ .pth state dict; default: random initialisation", metavar="WEIGHTS")
+    init_from: str | None = _setting(None, "fine-tune: start from the weights of this model folder (e.g. "
+                                     "runs/old/model), whose architecture replaces the model settings",
+                                     metavar="MODEL_DIR")
+    freeze_encoder_epochs: int = _setting(0, "train with the encoder frozen (weights and BatchNorm statistics) "
+                                          "for this many first epochs", minimum=0, maximum=100000)
+    encoder_lr_mult: float = _setting(1.0, "the encoder's learning rate is lr x this (e.g. 0.1 when "
+                                      "fine-tuning pretrained weights)", minimum=0.0, maximum=100.0,
+                                      exclusive_min=True)
     # optimisation (the seed: Adam lr 1e-3, cosine annealing over the epochs, BCE + Dice)
     epochs: int = _setting(50, "training epochs (the cosine schedule spans them)", minimum=1, maximum=100000)
     batch_size: int = _setting(16, "images per batch per device", minimum=1, maximum=4096)
@@ -179,6 +193,15 @@ class TrainConfig:
                          f"got {self.img_size}")
         if self.bce_weight == 0 and self.dice_weight == 0 and self.loss != "lovasz":
             found.append("bce_weight, dice_weight: expected at least one > 0, got both 0")
+        try:
+            check_encoder(self.encoder, "encoder")
+        except ConfigError as exc:
+            found.append(str(exc).rstrip("."))
+        if self.encoder_weights is not None and self.encoder == UNET_ENCODER:
+            found.append("encoder_weights: only a timm encoder (--encoder timm:<name>) takes pretrained weights; "
+                         "use --init-from MODEL_DIR to start from a trained model")
+        if self.encoder_weights is not None and self.init_from is not None:
+            found.append("encoder_weights, init_from: both set the starting weights; give one of them")
         if self.degrade_jpeg_quality_min > self.degrade_jpeg_quality_max:
             found.append(f"degrade_jpeg_quality_min: expected at most degrade_jpeg_quality_max "
                          f"({self.degrade_jpeg_quality_max}), got {self.degrade_jpeg_quality_min}")
@@ -191,9 +214,12 @@ class TrainConfig:
 
     def architecture(self) -> dict[str, Any]:
         """The `architecture` section of the model folder's config.json."""
-        return {"name": ARCH_NAME, "in_channels": 3, "out_channels": 1,
-                "base_channels": self.base_channels, "depth": self.depth, "attention": self.attention,
-                "input_stem": self.input_stem}
+        arch = {"name": ARCH_NAME, "in_channels": 3, "out_channels": 1, "base_channels": self.base_channels,
+                "depth": self.depth, "attention": self.attention, "input_stem": self.input_stem,
+                "encoder": self.encoder}
+        if self.encoder != UNET_ENCODER:
+            del arch["depth"]  # a timm encoder's depth is its feature pyramid's
+        return arch
 
 
 def _suggest(key: str, known: dict[str, Any]) -> str:

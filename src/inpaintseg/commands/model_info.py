@@ -20,7 +20,8 @@ def register(subparsers) -> None:
         examples="  inpaintseg model-info\n"
         "  inpaintseg model-info --base-channels 32 --img-size 512\n"
         "  inpaintseg model-info --base-channels 16 --no-attention   # the plain U-Net ablation\n"
-        "  inpaintseg model-info --input-stem rgb+srm+bayar+npr      # cost of the forensic stem\n",
+        "  inpaintseg model-info --input-stem rgb+srm+bayar+npr      # cost of the forensic stem\n"
+        "  inpaintseg model-info --encoder timm:resnet18             # a timm backbone (the [encoders] extra)\n",
     )
     p.add_argument("--base-channels", type=int_at_least(1), default=16,
                    help="channels of the first stage; stage i has base x 2^i (default 16)")
@@ -30,6 +31,9 @@ def register(subparsers) -> None:
                    help="square input size in pixels for the FLOP count (default 256)")
     add_renamed(p, "--size", "--img-size", dest="img_size", type=int_at_least(1))
     p.add_argument("--in-channels", type=int_at_least(1), default=3, help="input channels (default 3)")
+    p.add_argument("--encoder", default="unet", metavar="NAME",
+                   help="unet (default) or timm:<name>, e.g. timm:resnet18 (no weights are loaded; depth and "
+                   "channels then come from the backbone, --base-channels sizes its full-resolution branch)")
     p.add_argument("--no-attention", action="store_true",
                    help="plain U-Net (no attention gates), the ablation baseline")
     p.add_argument("--input-stem", choices=INPUT_STEMS, default="rgb",
@@ -40,15 +44,19 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from inpaintseg.model import ARCH_NAME, build_model, count_parameters, model_flops, stage_summary
 
-    model = build_model({"name": ARCH_NAME, "in_channels": args.in_channels, "base_channels": args.base_channels,
-                         "depth": args.depth, "attention": not args.no_attention, "input_stem": args.input_stem},
-                        source="model-info")
+    arch = {"name": ARCH_NAME, "in_channels": args.in_channels, "base_channels": args.base_channels,
+            "depth": args.depth, "attention": not args.no_attention, "input_stem": args.input_stem,
+            "encoder": args.encoder}
+    if args.encoder != "unet":
+        del arch["depth"]
+    model = build_model(arch, source="model-info")
     params = count_parameters(model)
     flops = model_flops(model, args.img_size)
     arch = model.architecture()
     kind = "Attention U-Net" if arch["attention"] else "plain U-Net (no attention gates)"
-    widths = ", ".join(str(args.base_channels * 2 ** i) for i in range(args.depth + 1))
-    print(f"{kind}: base_channels={args.base_channels} depth={args.depth} channels=({widths})")
+    widths = ", ".join(str(c) for c in model.encoders.channels)
+    print(f"{kind}: encoder={args.encoder} base_channels={args.base_channels} depth={model.depth} "
+          f"channels=({widths})")
     print(f"architecture: {arch}")
     print(f"parameters: {params:,} ({params * 4 / 2 ** 20:.2f} MiB as float32)")
     print(f"forward GFLOPs per {args.img_size}x{args.img_size} image: {flops / 1e9:.3f}")

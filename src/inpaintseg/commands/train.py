@@ -26,6 +26,10 @@ EXAMPLES = """\
   inpaintseg train --data data --num-devices 2 --precision 16-mixed   # DDP on 2 GPUs
   inpaintseg train --data data --quiet > train.log 2>&1  # one plain line per epoch, no bars
   inpaintseg train --print-config --lr 3e-4 > my.yaml    # write a config file to edit
+  inpaintseg train --data data --encoder timm:resnet18 --encoder-weights imagenet   # needs [encoders] + internet
+  inpaintseg train --data data --encoder timm:resnet18 --encoder-weights resnet18.safetensors \
+      --freeze-encoder-epochs 2 --encoder-lr-mult 0.1
+  inpaintseg train --data new_data --init-from runs/quick/model --lr 1e-4 --epochs 5   # fine-tune
 """
 
 
@@ -67,7 +71,9 @@ def run(args: argparse.Namespace) -> int:
                               "(or start a new run with --config and --out).")
         config = resume_config(args.resume, overrides)
     else:
-        config = load_config(args.config, overrides)
+        from inpaintseg.training.finetune import resolve_init_from
+
+        config = resolve_init_from(load_config(args.config, overrides), explicit=overrides)
     if args.print_config:
         sys.stdout.write(yaml.safe_dump(config.to_dict(), sort_keys=False))
         return 0

@@ -45,7 +45,7 @@ def stage_summary(model: AttentionUNet, size: int = 256) -> list[tuple[str, int,
     from torch.utils.flop_counter import FlopCounterMode
 
     stages: list[tuple[str, nn.Module]] = [("stem", model.stem)] if model.stem is not None else []
-    stages += [(f"encoder{i}", m) for i, m in enumerate(model.encoders)]
+    stages += list(model.encoders.stages())
     stages += [(f"decoder{model.depth - 1 - i}", m) for i, m in enumerate(model.decoders)]
     stages.append(("head", model.head))
     flops = {name: 0 for name, _ in stages}

@@ -97,15 +97,17 @@ def build_datamodule(config: TrainConfig, hardware: Hardware, split: dict | None
     return datamodule
 
 
-def build_module(config: TrainConfig, model: torch.nn.Module | None = None) -> SegmentationModule:
+def build_module(config: TrainConfig, model: torch.nn.Module | None = None,
+                 load_weights: bool = True) -> SegmentationModule:
     """The LightningModule for `config`; `model` (any (B,3,H,W) -> (B,1,H,W) logits network, e.g. a
-    peer model in the quality benchmark) replaces the AttentionUNet the config describes."""
+    peer model in the quality benchmark) replaces the AttentionUNet the config describes. The config's
+    network starts from `init_from` / `encoder_weights` unless `load_weights=False` (resume)."""
     from inpaintseg.losses import build_loss
-    from inpaintseg.model import build_model
+    from inpaintseg.training.finetune import build_network
 
-    architecture = config.architecture()
     if model is None:
-        model = build_model(architecture, source="config")
+        model = build_network(config, load_weights)
+        architecture = model.architecture()
     else:
         own = getattr(model, "architecture", None)
         architecture = own() if callable(own) else None  # None: a foreign network, not exportable
@@ -116,7 +118,7 @@ def build_module(config: TrainConfig, model: torch.nn.Module | None = None) -> S
     loss = build_loss(config.loss, bce_weight=config.bce_weight, dice_weight=config.dice_weight)
     return SegmentationModule(model, loss, lr=config.lr, epochs=config.epochs,
                               weight_decay=config.weight_decay, architecture=architecture,
-                              channels_last=config.channels_last)
+                              channels_last=config.channels_last, encoder_lr_mult=config.encoder_lr_mult)
 
 
 def check_logger(config: TrainConfig) -> None:
@@ -135,6 +137,15 @@ def build_trainer(config: TrainConfig, hardware: Hardware, run_dir: Path, n_trai
     last = ModelCheckpoint(dirpath=run_dir / CHECKPOINT_DIR, filename=LAST_NAME, monitor=None, save_top_k=1,
                            auto_insert_metric_name=False, enable_version_counter=False)
     all_callbacks: list[Callback] = [best, last, EpochMetricsCSV(run_dir / METRICS_FILE), RankConsistency()]
+    strategy: Any = hardware.strategy
+    if config.freeze_encoder_epochs:
+        from inpaintseg.training.finetune import FreezeEncoder
+
+        all_callbacks.append(FreezeEncoder(config.freeze_encoder_epochs))
+        if strategy == "ddp":   # frozen parameters get no gradient: DDP must not wait for them
+            from lightning.pytorch.strategies import DDPStrategy
+
+            strategy = DDPStrategy(find_unused_parameters=True)
     bars = config.progress_bar and use_bars()
     all_callbacks.append(ThroughputProgressBar() if bars else EpochLogLine())
     all_callbacks.extend(callbacks)
@@ -151,7 +162,7 @@ def build_trainer(config: TrainConfig, hardware: Hardware, run_dir: Path, n_trai
                                                                              config.limit_train_batches)
     return L.Trainer(
         accelerator="gpu" if hardware.accelerator == "cuda" else hardware.accelerator,
-        devices=config.devices, num_nodes=config.num_nodes, strategy=hardware.strategy,
+        devices=config.devices, num_nodes=config.num_nodes, strategy=strategy,
         precision=hardware.precision, max_epochs=config.epochs,
         max_time={"minutes": config.max_time_minutes} if config.max_time_minutes else None,
         limit_train_batches=config.limit_train_batches,
@@ -307,7 +318,7 @@ def _describe_run(config: TrainConfig, hardware: Hardware, module, datamodule, r
     network = unwrap_model(module.model)
     params = sum(p.numel() for p in network.parameters())
     arch = module.hparams.architecture or {"name": type(network).__name__}
-    shape = ", ".join(f"{k}={arch[k]}" for k in ("base_channels", "depth", "attention") if k in arch)
+    shape = ", ".join(f"{k}={arch[k]}" for k in ("encoder", "base_channels", "depth", "attention") if k in arch)
     devices = f"{hardware.accelerator} x{config.devices * config.num_nodes}" if config.devices * config.num_nodes > 1 \
         else hardware.accelerator
     return (f"train: {len(datamodule.train_set)} train / {len(datamodule.val_set)} validation images from "
@@ -338,6 +349,10 @@ def train(config: TrainConfig, resume: bool = False, callbacks: Sequence[Callbac
     `predict --precision PREDICT_PRECISION` will use on this machine (`postprocess.calibration.precision`).
     """
     started = time.perf_counter()
+    if not resume:
+        from inpaintseg.training.finetune import resolve_init_from
+
+        config = resolve_init_from(config)
     hardware = resolve_hardware(config)
     check_logger(config)
     run_dir = resolve_run_dir(config)
@@ -372,7 +387,7 @@ def _train(config: TrainConfig, run_dir: Path, hardware: Hardware, ckpt_path: Pa
         torch.set_float32_matmul_precision("high")
     split = load_split(run_dir / SPLIT_FILE) if resume else None
     datamodule = build_datamodule(config, hardware, split)  # data and batch-size errors before any write
-    module = build_module(config, model)
+    module = build_module(config, model, load_weights=not resume)
     from inpaintseg.model.io import unwrap_model
 
     choice = resolve_training_precision(config, hardware, unwrap_model(module.model), run_dir, resume,

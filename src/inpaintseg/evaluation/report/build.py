@@ -86,7 +86,7 @@ def _header(model, run_dir: Path, post, source: str, n_images: int, device: str,
     arch = config.get("architecture", {})
     data, training = config.get("data", {}), config.get("training", {})
     params = sum(p.numel() for p in model.network.parameters())
-    shape = ", ".join(f"{k} {arch[k]}" for k in ("base_channels", "depth", "attention") if k in arch)
+    shape = ", ".join(f"{k} {arch[k]}" for k in ("encoder", "base_channels", "depth", "attention") if k in arch)
     inp = config.get("input", {})
     rows = [
         ("model", f"{arch.get('name', '?')} ({shape}; {params:,} parameters); input {inp.get('mode')} "
