@@ -23,7 +23,7 @@ from conftest import synthetic_sample, write_pair
 timm = pytest.importorskip("timm", reason="timm is not installed (the optional [encoders] extra)")
 
 from inpaintseg import cli  # noqa: E402
-from inpaintseg.errors import ConfigError, InpaintsegError  # noqa: E402
+from inpaintseg.errors import ConfigError  # noqa: E402
 from inpaintseg.losses import BCEDiceLoss  # noqa: E402
 from inpaintseg.model import build_model  # noqa: E402
 from inpaintseg.model.io import load_model_dir  # noqa: E402
