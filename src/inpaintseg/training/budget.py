@@ -78,8 +78,8 @@ def plan_training(config: TrainConfig, budget_seconds: float, model=None, predic
     from inpaintseg.model.io import unwrap_model
     from inpaintseg.training.hardware import resolve_hardware, tune_cpu
     from inpaintseg.training.precision_choice import resolve_training_precision, training_device
-    from inpaintseg.training.train import (build_datamodule, build_module, calibration_options,
-                                           predict_precision_choice)
+    from inpaintseg.training.export import calibration_options, predict_precision_choice
+    from inpaintseg.training.train import build_datamodule, build_module
 
     hardware = resolve_hardware(config)
     tune_cpu(hardware)  # the same threads and allocator as training, so the probe and rates carry over

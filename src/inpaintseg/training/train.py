@@ -11,7 +11,6 @@ resume. The exported model is safetensors only.
 from __future__ import annotations
 
 import importlib.util
-import logging
 import os
 import signal
 import sys
@@ -31,7 +30,7 @@ from inpaintseg import __version__
 from inpaintseg.config import TrainConfig, save_config
 from inpaintseg.errors import ConfigError, InpaintsegError, OutputError
 from inpaintseg.metrics import DEFAULT_THRESHOLD
-from inpaintseg.precision import PrecisionChoice, choose_precision, lightning_precision
+from inpaintseg.precision import PrecisionChoice, lightning_precision
 from inpaintseg.progress import use_bars
 from inpaintseg.run_dir import (BEST_NAME, CHECKPOINT_DIR, CONFIG_FILE, LAST_NAME, METRICS_FILE, MODEL_DIR,
                                 PRECISION_FILE, SPLIT_FILE, best_epoch_metrics, check_new_run_dir, checkpoint_path,
@@ -40,6 +39,8 @@ from inpaintseg.run_dir import (BEST_NAME, CHECKPOINT_DIR, CONFIG_FILE, LAST_NAM
 from inpaintseg.training.callbacks import (AtomicCheckpointIO, EpochLogLine, EpochMetricsCSV, RankConsistency,
                                            ThroughputProgressBar)
 from inpaintseg.training.hardware import Hardware, is_primary_process, resolve_hardware, tune_cpu
+from inpaintseg.training.console import describe_run, quiet_lightning_log, quiet_lightning_warnings
+from inpaintseg.training.export import build_model_config, calibrate, chosen_dice, export_network, load_best_weights
 from inpaintseg.training.module import NonFiniteLossError, SegmentationModule
 from inpaintseg.training.precision_choice import PRECISION_ENV, resolve_training_precision
 
@@ -179,51 +180,6 @@ def build_trainer(config: TrainConfig, hardware: Hardware, run_dir: Path, n_trai
 # After training: best weights, calibration, export
 
 
-def load_best_weights(module: SegmentationModule, checkpoint_path: Path) -> int:
-    """Load the network weights of a Lightning checkpoint (weights_only) into `module.model`'s plain
-    network; returns the checkpoint's epoch counted from 1."""
-    from inpaintseg.model.io import unwrap_model
-
-    checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
-    state = {}
-    for name, tensor in checkpoint["state_dict"].items():
-        if name.startswith("model."):
-            name = name[len("model."):]
-            state[name[len("_orig_mod."):] if name.startswith("_orig_mod.") else name] = tensor
-    unwrap_model(module.model).load_state_dict(state, strict=True)
-    return int(checkpoint["epoch"]) + 1
-
-
-def calibration_options(config: TrainConfig) -> dict[str, Any]:
-    """What `calibrate` measures: every TTA mode and CRF variant, or with `calibrate: false` the threshold only."""
-    return {} if config.calibrate else {"tta_modes": ("none",), "crf_variants": ()}
-
-
-def predict_precision_choice(network: torch.nn.Module, config: TrainConfig, device: str,
-                             requested: str = "auto") -> PrecisionChoice:
-    """The precision `predict --precision REQUESTED` (default batch size) will use for this model here."""
-    from inpaintseg.inference.predictor import DEFAULT_BATCH_SIZE
-
-    return choose_precision(network, DEFAULT_BATCH_SIZE, config.img_size, device, mode="predict",
-                            requested=requested)
-
-
-def calibrate(network: torch.nn.Module, model_config: dict, datamodule, config: TrainConfig,
-              device: str, predict_precision: str = "auto") -> dict:
-    """The `postprocess` section: threshold (always; maximises mean per-image validation Dice at the
-    original image size), and with `config.calibrate` also TTA and CRF (inference.calibrate_postprocessing),
-    measured at the precision predict will use (`predict_precision_choice`)."""
-    from inpaintseg.data import LazySamples
-    from inpaintseg.inference import calibrate_postprocessing
-
-    samples = LazySamples(datamodule.val_set.samples)
-    batch_size = max(1, min(config.batch_size, 16))
-    precision = predict_precision_choice(network, config, device, predict_precision).precision
-    return calibrate_postprocessing(network, model_config, samples, device=device, batch_size=batch_size,
-                                    progress=config.progress_bar, precision=precision,
-                                    **calibration_options(config))
-
-
 @dataclass
 class TrainResult:
     run_dir: Path
@@ -250,86 +206,6 @@ class TrainResult:
             lines.append(f"threshold {self.postprocess.get('threshold')}, tta {self.postprocess.get('tta')}, "
                          f"crf {self.postprocess.get('crf')}")
         return "\n".join(lines)
-
-
-def _model_config(config: TrainConfig, datamodule, postprocess: dict, metrics: dict,
-                  training: dict) -> dict:
-    from inpaintseg.data.input_spec import input_section
-
-    from inpaintseg.data.datamodule import dataset_root
-
-    data = {**datamodule.summary, "data_dir": str(dataset_root(config.data).resolve()), "split_file": SPLIT_FILE}
-    return {
-        "architecture": config.architecture(),
-        "input": input_section(config.input_mode, config.img_size),
-        "postprocess": postprocess,
-        "metrics": metrics,
-        "data": data,
-        "training": training,
-    }
-
-
-def _quiet_lightning_warnings() -> None:
-    """Within a `warnings.catch_warnings()` block: drop Lightning hints that do not apply here."""
-    # We choose num_workers deliberately (0 is fastest on small CPUs); Lightning's hint is noise.
-    warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
-    warnings.filterwarnings("ignore", message=r".*is smaller than the logging interval.*")
-    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")
-    # Resuming writes into the run's own checkpoints folder on purpose.
-    warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty.*")
-
-
-class _DropAdverts(logging.Filter):
-    """Filters Lightning's info log: drops the "Tip: try installing ..." adverts and the "GPU/TPU/HPU
-    available" lines (`train` prints what it uses itself), and holds back the "`Trainer.fit` stopped" and
-    "Time limit reached" notes, which would land glued to a progress bar; `train` prints them after fit
-    on a line of their own (`held`)."""
-
-    DROP = ("\N{ELECTRIC LIGHT BULB} Tip", "GPU available", "TPU available", "HPU available", "IPU available")
-    HOLD = ("`Trainer.fit` stopped", "Time limit reached")
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.held: list[str] = []
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = str(record.msg)
-        if message.startswith(self.HOLD):
-            self.held.append(record.getMessage())
-            return False
-        return not message.startswith(self.DROP)
-
-
-def _quiet_lightning_log() -> _DropAdverts:
-    logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")
-    for f in logger.filters:
-        if isinstance(f, _DropAdverts):
-            f.held.clear()
-            return f
-    noise = _DropAdverts()
-    logger.addFilter(noise)
-    return noise
-
-
-def _describe_run(config: TrainConfig, hardware: Hardware, module, datamodule, run_dir: Path) -> str:
-    """The "what is used" lines printed at the start of training (two, so a log line stays short)."""
-    from inpaintseg.model.io import unwrap_model
-
-    network = unwrap_model(module.model)
-    params = sum(p.numel() for p in network.parameters())
-    arch = module.hparams.architecture or {"name": type(network).__name__}
-    shape = ", ".join(f"{k}={arch[k]}" for k in ("encoder", "base_channels", "depth", "attention") if k in arch)
-    devices = f"{hardware.accelerator} x{config.devices * config.num_nodes}" if config.devices * config.num_nodes > 1 \
-        else hardware.accelerator
-    return (f"train: {len(datamodule.train_set)} train / {len(datamodule.val_set)} validation images from "
-            f"{config.data}; run folder {run_dir}\n"
-            f"train: {arch.get('name')} ({shape}; {params:,} parameters); {config.input_mode} {config.img_size}; "
-            f"{config.epochs} epochs of batch {config.batch_size}, lr {config.lr:g}; device {devices}, precision "
-            f"{hardware.precision}")
-
-
-# ----------------------------------------------------------------------------------------------
-# The entry point
 
 
 def train(config: TrainConfig, resume: bool = False, callbacks: Sequence[Callback] = (),
@@ -404,16 +280,16 @@ def _train(config: TrainConfig, run_dir: Path, hardware: Hardware, ckpt_path: Pa
         if not (resume and (run_dir / PRECISION_FILE).is_file()):
             save_precision_record(run_dir / PRECISION_FILE, choice.as_dict())
     n_batches = max(1, len(datamodule.train_set) // datamodule.train_items_per_batch)
-    noise = _quiet_lightning_log()
+    noise = quiet_lightning_log()
     trainer = build_trainer(config, hardware, run_dir, n_batches, callbacks)
     sigint = signal.getsignal(signal.SIGINT)
 
     if primary:
-        print(_describe_run(config, hardware, module, datamodule, run_dir), file=sys.stderr, flush=True)
+        print(describe_run(config, hardware, module, datamodule, run_dir), file=sys.stderr, flush=True)
         print(f"train: {choice.describe()}", file=sys.stderr, flush=True)
     fit_started = time.perf_counter()
     with warnings.catch_warnings():
-        _quiet_lightning_warnings()
+        quiet_lightning_warnings()
         try:
             trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         except NonFiniteLossError as exc:
@@ -443,7 +319,7 @@ def _train(config: TrainConfig, run_dir: Path, hardware: Hardware, ckpt_path: Pa
     if best.is_file():
         result.best_epoch = load_best_weights(module, best)
     result.metrics = best_epoch_metrics(run_dir / METRICS_FILE, result.best_epoch)
-    network = _export_network(module)
+    network = export_network(module)
     device = "cuda" if hardware.accelerator == "cuda" else "cpu"
     training = {**{k: v for k, v in config.to_dict().items() if k not in ("data", "out")},
                 "epochs_completed": result.epochs_completed, "best_epoch": result.best_epoch,
@@ -452,13 +328,13 @@ def _train(config: TrainConfig, run_dir: Path, hardware: Hardware, ckpt_path: Pa
                 "precision_choice": choice.as_dict(),
                 "seconds": round(time.perf_counter() - started, 1), "inpaintseg": __version__,
                 "torch": torch.__version__, "lightning": L.__version__}
-    model_config = _model_config(config, datamodule, {"threshold": DEFAULT_THRESHOLD}, result.metrics, training)
+    model_config = build_model_config(config, datamodule, {"threshold": DEFAULT_THRESHOLD}, result.metrics, training)
     model_config["architecture"] = module.hparams.architecture or {"name": f"external:{type(network).__name__}"}
     calibration_started = time.perf_counter()
     result.postprocess = calibrate(network, model_config, datamodule, config, device, predict_precision)
     result.timings["calibration"] = round(time.perf_counter() - calibration_started, 2)
     model_config["postprocess"] = result.postprocess
-    result.metrics["threshold_val_dice"] = _chosen_dice(result.postprocess)
+    result.metrics["threshold_val_dice"] = chosen_dice(result.postprocess)
     result.network, result.model_config = network, model_config
     if module.hparams.architecture is not None:
         from inpaintseg.model.io import save_model_dir
@@ -467,22 +343,6 @@ def _train(config: TrainConfig, run_dir: Path, hardware: Hardware, ckpt_path: Pa
     result.seconds = time.perf_counter() - started
     result.timings["export"] = round(result.seconds - sum(result.timings.values()), 2)
     return result
-
-
-def _export_network(module: SegmentationModule) -> torch.nn.Module:
-    from inpaintseg.model.io import unwrap_model
-
-    network = unwrap_model(module.model)
-    network = network.to("cpu").to(memory_format=torch.contiguous_format).float()
-    return network.eval()
-
-
-def _chosen_dice(postprocess: dict) -> float | None:
-    table = postprocess.get("calibration", {}).get("table", [])
-    for row in table:
-        if row.get("tta") == postprocess.get("tta") and row.get("crf") == postprocess.get("crf"):
-            return row.get("dice")
-    return None
 
 
 def _non_finite_message(exc: NonFiniteLossError, run_dir: Path, config: TrainConfig) -> InpaintsegError:
