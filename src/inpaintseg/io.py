@@ -63,8 +63,6 @@ def pixel_limit_scope(max_pixels: int | None) -> Iterator[None]:
     if max_pixels is None:
         yield
         return
-    if isinstance(max_pixels, float) and max_pixels.is_integer():  # e.g. serve's --max-pixels 50e6
-        max_pixels = int(max_pixels)
     if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
         raise DataError(f"--max-pixels must be a whole number >= 1, got {max_pixels!r}.")
     old = os.environ.get(MAX_PIXELS_ENV)

@@ -24,6 +24,14 @@ def positive_number(text: str) -> float:
     return value
 
 
+def pixel_count(text: str) -> int:
+    """An argparse type: a whole number of pixels >= 1, scientific notation accepted (50e6)."""
+    value = positive_number(text)
+    if not value.is_integer():
+        raise argparse.ArgumentTypeError(f"expected a whole number of pixels, got {text}")
+    return int(value)
+
+
 def register(subparsers) -> None:
     p = add_command(
         subparsers,
@@ -52,7 +60,7 @@ def register(subparsers) -> None:
                    f"(default {DEFAULT_QUEUE})")
     p.add_argument("--max-upload-mb", type=positive_number, default=DEFAULT_MAX_UPLOAD_MB,
                    help=f"largest upload in MB, checked while it streams in: 413 (default {DEFAULT_MAX_UPLOAD_MB:g})")
-    p.add_argument("--max-pixels", type=positive_number, default=float(DEFAULT_MAX_PIXELS),
+    p.add_argument("--max-pixels", type=pixel_count, default=DEFAULT_MAX_PIXELS,
                    help=f"largest image in pixels, read from its header before decoding: 413 "
                    f"(default {DEFAULT_MAX_PIXELS:.0e})")
     p.add_argument("--token", default=None,
@@ -83,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     from inpaintseg.service.server import warm_up
 
     settings = ServiceSettings(host=args.host, port=args.port, workers=args.workers, queue=args.queue,
-                               max_upload_mb=args.max_upload_mb, max_pixels=int(args.max_pixels),
+                               max_upload_mb=args.max_upload_mb, max_pixels=args.max_pixels,
                                token=args.token or os.environ.get(TOKEN_ENV) or None,
                                cors_origins=tuple(args.cors_origin))
     model = load_model(args.model, device=args.device)
