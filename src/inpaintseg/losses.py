@@ -21,6 +21,12 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def _check_same_shape(where: str, first: torch.Tensor, target: torch.Tensor, first_name: str = "logits") -> None:
+    if first.shape != target.shape:
+        raise ValueError(f"{where}: {first_name} {tuple(first.shape)} and target {tuple(target.shape)} "
+                         "must have the same shape")
+
+
 def soft_dice_score(probs: torch.Tensor, target: torch.Tensor, smooth: float = 1.0,
                     dims: Sequence[int] | None = None, eps: float = 1e-7) -> torch.Tensor:
     """Soft Dice (2 * sum(p * t) + smooth) / (sum(p) + sum(t) + smooth), summed over `dims`.
@@ -30,9 +36,7 @@ def soft_dice_score(probs: torch.Tensor, target: torch.Tensor, smooth: float = 1
 
     Shape: probs, target (B, C, H, W) (any equal shapes) -> tensor with `dims` reduced (scalar for None).
     """
-    if probs.shape != target.shape:
-        raise ValueError(f"soft_dice_score: probs {tuple(probs.shape)} and target "
-                         f"{tuple(target.shape)} must have the same shape")
+    _check_same_shape("soft_dice_score", probs, target, "probs")
     if dims is None:
         intersection = torch.sum(probs * target)
         cardinality = torch.sum(probs + target)
@@ -47,6 +51,18 @@ def _check_weight(name: str, value: float) -> float:
     if not math.isfinite(value) or value < 0:
         raise ValueError(f"BCEDiceLoss: {name} must be a finite number >= 0, got {value}")
     return value
+
+
+def _float_pair(name: str, logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits in float32 and the target in the same dtype; ValueError naming `name` when the shapes differ."""
+    _check_same_shape(name, logits, target)
+    logits = logits.float()
+    return logits, target.to(logits.dtype)
+
+
+def _mean_image_dice(logits: torch.Tensor, target: torch.Tensor, smooth: float) -> torch.Tensor:
+    """Soft Dice of each image (all dims but the batch), averaged over the batch."""
+    return soft_dice_score(torch.sigmoid(logits), target, smooth, dims=tuple(range(1, logits.ndim))).mean()
 
 
 class BCEDiceLoss(nn.Module):
@@ -69,15 +85,9 @@ class BCEDiceLoss(nn.Module):
 
     def components(self, logits: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
         """The unweighted parts: {"bce": mean BCE, "dice": mean per-image soft Dice score}."""
-        if logits.shape != target.shape:
-            raise ValueError(f"BCEDiceLoss: logits {tuple(logits.shape)} and target "
-                             f"{tuple(target.shape)} must have the same shape")
-        logits = logits.float()
-        target = target.to(logits.dtype)
+        logits, target = _float_pair("BCEDiceLoss", logits, target)
         bce = F.binary_cross_entropy_with_logits(logits, target)
-        per_image_dims = tuple(range(1, logits.ndim))
-        dice = soft_dice_score(torch.sigmoid(logits), target, self.smooth, dims=per_image_dims).mean()
-        return {"bce": bce, "dice": dice}
+        return {"bce": bce, "dice": _mean_image_dice(logits, target, self.smooth)}
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         parts = self.components(logits, target)
@@ -100,9 +110,7 @@ def sigmoid_focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float 
 
     Shape: logits, target (any equal shapes) -> the same shape (not reduced).
     """
-    if logits.shape != target.shape:
-        raise ValueError(f"sigmoid_focal_loss: logits {tuple(logits.shape)} and target "
-                         f"{tuple(target.shape)} must have the same shape")
+    _check_same_shape("sigmoid_focal_loss", logits, target)
     probs = torch.sigmoid(logits)
     ce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
     p_t = probs * target + (1.0 - probs) * (1.0 - target)
@@ -139,15 +147,9 @@ class FocalDiceLoss(nn.Module):
 
     def components(self, logits: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
         """The unweighted parts: {"focal": mean focal loss, "dice": mean per-image soft Dice score}."""
-        if logits.shape != target.shape:
-            raise ValueError(f"FocalDiceLoss: logits {tuple(logits.shape)} and target "
-                             f"{tuple(target.shape)} must have the same shape")
-        logits = logits.float()
-        target = target.to(logits.dtype)
+        logits, target = _float_pair("FocalDiceLoss", logits, target)
         focal = sigmoid_focal_loss(logits, target, self.gamma, self.alpha).mean()
-        dice = soft_dice_score(torch.sigmoid(logits), target, self.smooth,
-                               dims=tuple(range(1, logits.ndim))).mean()
-        return {"focal": focal, "dice": dice}
+        return {"focal": focal, "dice": _mean_image_dice(logits, target, self.smooth)}
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         parts = self.components(logits, target)
@@ -187,9 +189,7 @@ def lovasz_hinge(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
     Shape: logits, target (B, C, H, W) -> scalar.
     """
-    if logits.shape != target.shape:
-        raise ValueError(f"lovasz_hinge: logits {tuple(logits.shape)} and target {tuple(target.shape)} "
-                         "must have the same shape")
+    _check_same_shape("lovasz_hinge", logits, target)
     logits = logits.float().flatten(1)
     labels = (target.flatten(1) >= 0.5).to(logits.dtype)
     losses = []
