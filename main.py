@@ -3,7 +3,7 @@
 The original project's entry point, kept thin: it picks the model folder of the newest run
 (the `runs/*/model/config.json` modified last) and runs `inpaintseg predict` with the same options
 (`python main.py --help`). Any option can be overridden, e.g.
-`python main.py --model runs/20250101-120000/model --tta d4 --out my_submission.csv`.
+`python main.py --model runs/20250101-120000/model --tta d4 --submission my_submission.csv`.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
 def predict_newest(args: argparse.Namespace) -> int:
     if args.model is None:
         args.model = str(newest_model_dir(Path(args.runs)))
-    print(f"main.py: model {args.model}, images {args.images}, submission {args.out}", file=sys.stderr)
+    print(f"main.py: model {args.model}, images {args.images}, submission {args.submission}", file=sys.stderr)
     return run_predict(args)
 
 

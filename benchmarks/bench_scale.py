@@ -7,7 +7,7 @@
   bare forward re-measured right before and after every run (same load window), median of 3 ratios;
 - big: one 4000x3000 PNG through a crop-mode model (256 tiles, overlap 64) per engine, in a fresh process:
   wall seconds and peak RSS (ru_maxrss), and the tiles' bare forward time as its model part;
-- shard: `predict --devices 2` vs one process on the same folder (fresh processes, alternated);
+- shard: `predict --num-devices 2` vs one process on the same folder (fresh processes, alternated);
 - agreement (`--agreement MODEL_DIR IMAGES`): both engines on a real test set with the stored
   post-processing: images and pixels whose mask differs, min/mean Dice between the engines' masks.
 """
@@ -37,7 +37,7 @@ RSS_SNIPPET = ("import sys; from inpaintseg import cli; code = cli.main(sys.argv
 def _engines(model_dir: Path, threads: int):
     from inpaintseg import load_model
 
-    return {name: load_model(model_dir, device="cpu", engine=name).engine for name in ("torch", "onnx")}
+    return {name: load_model(model_dir, device="cpu", engine=name, precision="32").engine for name in ("torch", "onnx")}
 
 
 def forward_rates(engines: dict, batch: int, size: int, seconds: float) -> dict[str, float]:
@@ -85,8 +85,8 @@ def pipeline_rows(model_dir: Path, images: Path, out: Path, n: int, batch: int, 
             before = forward_rates({name: engines[name]}, batch, size, 1.0)[name]
             start = time.perf_counter()
             code = cli.main(["predict", "--quiet", "--model", str(model_dir), "--images", str(images),
-                             "--out", str(out / f"{name}_{rep}.csv"), "--masks-out", str(out / f"m_{name}_{rep}"),
-                             "--tta", "none", "--crf", "off", "--batch-size", str(batch), "--engine", name])
+                             "--submission", str(out / f"{name}_{rep}.csv"), "--masks-out", str(out / f"m_{name}_{rep}"),
+                             "--tta", "none", "--crf", "off", "--precision", "32", "--batch-size", str(batch), "--engine", name])
             seconds = time.perf_counter() - start
             after = forward_rates({name: engines[name]}, batch, size, 1.0)[name]
             assert code == 0
@@ -124,21 +124,21 @@ def big_image(model_dir: Path, tmp: Path, batch: int, seconds: float) -> list:
     rows = []
     for name in engines:
         rate = forward_rates({name: engines[name]}, batch, tile, seconds)[name]
-        wall, rss = _run(["predict", "--quiet", "--model", str(crop), "--images", str(folder), "--out",
+        wall, rss = _run(["predict", "--quiet", "--model", str(crop), "--images", str(folder), "--submission",
                           str(tmp / f"big_{name}.csv"), "--masks-out", str(tmp / f"big_masks_{name}"),
-                          "--tta", "none", "--crf", "off", "--engine", name, "--batch-size", str(batch)])
+                          "--tta", "none", "--crf", "off", "--precision", "32", "--engine", name, "--batch-size", str(batch)])
         rows.append({"engine": name, "seconds": wall, "peak_rss_mib": rss / 1024 if rss else None,
                      "tiles": tiles, "model_part_s": tiles / rate})
     return rows
 
 
 def sharded(model_dir: Path, images: Path, tmp: Path, reps: int = 2) -> dict:
-    """Wall seconds of `predict` in 1 process vs `--devices 2`, fresh processes, alternated."""
+    """Wall seconds of `predict` in 1 process vs `--num-devices 2`, fresh processes, alternated."""
     times: dict[str, list[float]] = {"1 process": [], "2 processes": []}
     for rep in range(reps):
-        for label, extra in (("1 process", []), ("2 processes", ["--devices", "2"])):
-            wall, _ = _run(["predict", "--quiet", "--model", str(model_dir), "--images", str(images), "--out",
-                            str(tmp / f"shard_{rep}_{len(extra)}.csv"), "--tta", "none", "--crf", "off",
+        for label, extra in (("1 process", []), ("2 processes", ["--num-devices", "2"])):
+            wall, _ = _run(["predict", "--quiet", "--model", str(model_dir), "--images", str(images), "--submission",
+                            str(tmp / f"shard_{rep}_{len(extra)}.csv"), "--tta", "none", "--crf", "off", "--precision", "32",
                             "--engine", "torch", *extra])
             times[label].append(wall)
     return {k: min(v) for k, v in times.items()}
@@ -155,7 +155,7 @@ def agreement(model_dir: Path, images: Path) -> dict:
         export_onnx(model_dir)
     masks, seconds = {}, {}
     for name in ("torch", "onnx"):
-        model = load_model(model_dir, device="cpu", engine=name)
+        model = load_model(model_dir, device="cpu", engine=name, precision="32")
         with tempfile.TemporaryDirectory() as tmp:
             start = time.perf_counter()
             predict_folder(model, images, out=None, masks_out=tmp, progress=False)
@@ -201,7 +201,7 @@ def run_scale(model_dir: Path, images: Path, tmp: Path, args) -> dict:
     if "shard" in args.scale:
         results["shard"] = sharded(model_dir, images, tmp)
         one, two = results["shard"]["1 process"], results["shard"]["2 processes"]
-        print(f"predict {args.n} images, fresh processes: 1 process {one:.1f} s, --devices 2 {two:.1f} s "
+        print(f"predict {args.n} images, fresh processes: 1 process {one:.1f} s, --num-devices 2 {two:.1f} s "
               f"(= {one / two:.2f}x)")
     if args.agreement:
         results["agreement"] = agreement(Path(args.agreement[0]), Path(args.agreement[1]))

@@ -114,7 +114,7 @@ def time_predict(model_dir: Path, images: Path, out: Path, args, tta: str, crf: 
 
     start = time.perf_counter()
     code = cli.main(["predict", "--quiet", "--model", str(model_dir), "--images", str(images),
-                     "--out", str(out / "submission.csv"), "--masks-out", str(out / "masks"),
+                     "--submission", str(out / "submission.csv"), "--masks-out", str(out / "masks"),
                      "--tta", tta, "--crf", crf, "--batch-size", str(args.batch_size),
                      "--crf-workers", str(args.crf_workers)])
     seconds = time.perf_counter() - start

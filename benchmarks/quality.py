@@ -7,7 +7,10 @@ Run outside CI (it trains several models):
 
 Peers (MONAI AttentionUnet, segmentation-models-pytorch Unet/ResNet-34 from scratch) are imported when
 installed and skipped, with a line in the table, when not: see benchmarks/README.md for the optional
-peer environment. Results go to OUT/results.json and OUT/tables.md (the tables of docs/benchmarks.md).
+peer environment. The timm rows (`timm-resnet18`, `timm-resnet34`, `timm-convnext_tiny`: our decoder on a timm
+backbone, `--encoder timm:<name>`) need the [encoders] extra (`make install-encoders`, run with
+.venv-enc/bin/python); they start from random init unless `--encoder-weights-dir DIR` holds `<name>.safetensors`
+or `<name>.pth` (a timm state dict), and are skipped with a line when timm is missing. Results go to OUT/results.json and OUT/tables.md (the tables of docs/benchmarks.md).
 
 Every row is trained by the same code path (`inpaintseg.training.train` with the network passed in),
 on the same seeded demo dataset, with an epoch count sized to the budget from each network's measured
@@ -32,26 +35,42 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from inpaintseg import io  # noqa: E402
 from inpaintseg.errors import InpaintsegError  # noqa: E402
+from inpaintseg.precision import PRECISIONS  # noqa: E402
 
-ROWS = ("ours", "plain", "monai", "smp", "ours-crop")
+TIMM_ROWS = {"timm-resnet18": "resnet18", "timm-resnet34": "resnet34", "timm-convnext_tiny": "convnext_tiny"}
+ROWS = ("ours", "plain", "monai", "smp", "ours-crop", *TIMM_ROWS)
 ROW_LABELS = {
     "ours": "AttentionUNet (ours, resize)",
     "plain": "same network without attention gates (plain U-Net)",
     "monai": "MONAI AttentionUnet, same channels",
     "smp": "smp Unet, ResNet-34 encoder from scratch",
     "ours-crop": "AttentionUNet (ours, crop mode)",
+    **{row: f"our decoder on timm {name}" for row, name in TIMM_ROWS.items()},
 }
 
 
 # ------------------------------------------------------------------------------------- networks
-def build_network(row: str, width: int):
-    """The network of a row, or a string saying why it is unavailable."""
+def build_network(row: str, width: int, input_stem: str = "rgb", weights_dir: Path | None = None):
+    """The network of a row, or a string saying why it is unavailable (`input_stem`: our rows' stem;
+    `weights_dir`: where the timm rows find `<name>.safetensors` / `<name>.pth`)."""
     from inpaintseg.model import AttentionUNet
 
+    if row in TIMM_ROWS:
+        name = TIMM_ROWS[row]
+        try:
+            import timm  # noqa: F401
+        except ImportError:
+            return "timm not installed (the [encoders] extra: make install-encoders)"
+        found = [weights_dir / f"{name}{ext}" for ext in (".safetensors", ".pth")] if weights_dir else []
+        weights = next((str(f) for f in found if f.is_file()), None)
+        network = AttentionUNet(base_channels=width, input_stem=input_stem, encoder=f"timm:{name}", depth=None,
+                                encoder_weights=weights)
+        network.weights_source = weights or "random init"
+        return network
     if row in ("ours", "ours-crop"):
-        return AttentionUNet(base_channels=width)
+        return AttentionUNet(base_channels=width, input_stem=input_stem)
     if row == "plain":
-        return AttentionUNet(base_channels=width, attention=False)
+        return AttentionUNet(base_channels=width, attention=False, input_stem=input_stem)
     if row == "monai":
         try:
             from monai.networks.nets import AttentionUnet
@@ -68,15 +87,25 @@ def build_network(row: str, width: int):
     raise ValueError(row)
 
 
+def network_gflops(network, size: int) -> float | None:
+    """Forward GFLOPs for one size x size image (torch's FlopCounterMode), None when it cannot count."""
+    from inpaintseg.model import model_flops
+
+    try:
+        return round(model_flops(network.to("cpu"), size) / 1e9, 3)
+    except Exception:  # noqa: BLE001 - a peer network the counter cannot trace
+        return None
+
+
 # ------------------------------------------------------------------------------------ evaluation
 def predict_folder(network, model_config: dict, post, images: Path, out: Path, device: str,
-                   batch_size: int) -> float:
+                   batch_size: int, precision: str = "auto") -> float:
     """Predict every image of `images` with the given post-processing through the library's folder
     pipeline (`inpaintseg.predict_folder`); write masks and probability PNGs under `out`; return images/s."""
     from inpaintseg.api import InpaintModel
     from inpaintseg.inference import predict_folder as library_predict_folder
 
-    model = InpaintModel(network, model_config, device=device, batch_size=batch_size)
+    model = InpaintModel(network, model_config, device=device, batch_size=batch_size, precision=precision)
     t0 = time.perf_counter()
     result = library_predict_folder(model, images, out=None, masks_out=out / "masks", probs_out=out / "probs",
                                     threshold=post.threshold, tta=post.tta, crf=post.crf, progress=False)
@@ -88,7 +117,7 @@ def predict_folder(network, model_config: dict, post, images: Path, out: Path, d
 def evaluate_folder(truth: Path, pred: Path, meta: Path | None, threshold: float) -> dict:
     from inpaintseg.evaluation.evaluate import evaluate
 
-    result = evaluate(truth, pred_dir=pred / "masks", probs_dir=pred / "probs", meta=meta, threshold=threshold)
+    result = evaluate(truth, pred_dir=pred / "masks", probs_dir=pred / "probs", meta=meta, score_threshold=threshold)
     result.pop("per_image", None)
     return result
 
@@ -143,7 +172,8 @@ def run_ablations(network, model_config: dict, images: Path, truth: Path, meta: 
     ablations = {}
     default = resolve_postprocess(model_config)
     for tta in TTA_CHOICES:
-        predictor = Predictor(network, model_config, device=device, tta=tta, batch_size=batch_size)
+        predictor = Predictor(network, model_config, device=device, tta=tta, batch_size=batch_size,
+                              precision=post.get("calibration", {}).get("precision", "32"))
         images_rgb, probs, t0 = [], [], time.perf_counter()
         for start in range(0, len(paths), batch_size):
             batch = [io.read_image(p) for p in paths[start:start + batch_size]]
@@ -174,24 +204,31 @@ def run_ablations(network, model_config: dict, images: Path, truth: Path, meta: 
 
 # ------------------------------------------------------------------------------------------ main
 def train_row(row: str, network, args, data: Path, work: Path, device: str):
-    from inpaintseg.config import load_config
-    from inpaintseg.demo import measure_train_rate, plan_epochs
+    """Train one row with the demo's planner: epochs sized to the budget from this network's measured speed
+    on the real data at the chosen precision (`--precision`, default auto), calibration included."""
+    from inpaintseg.config import DEGRADE_PRESET, load_config
     from inpaintseg.training import train
+    from inpaintseg.training.budget import plan_training
 
-    rate = measure_train_rate(network, args.size, args.batch_size, device, steps=3)
-    epochs = plan_epochs(args.budget_minutes, round(args.n_train * 0.9), rate)
-    print(f"[{row}] {rate:.1f} train images/s -> {epochs} epochs in {args.budget_minutes:g} min", flush=True)
     config = load_config(overrides={
         "data": str(data), "out": str(work / row / "run"), "base_channels": args.width, "img_size": args.size,
         "input_mode": "crop" if row == "ours-crop" else "resize", "batch_size": args.batch_size, "lr": args.lr,
-        "epochs": epochs, "seed": args.seed, "max_time_minutes": args.budget_minutes,
+        "seed": args.seed, "max_time_minutes": args.budget_minutes * 1.25, "precision": args.precision,
         "accelerator": "cuda" if device.startswith("cuda") else "cpu", "progress_bar": False,
+        "input_stem": args.input_stem, "loss": args.loss, "paired_batches": args.paired_batches,
+        **({"encoder": network.architecture()["encoder"]} if row in TIMM_ROWS else {}),
+        **(DEGRADE_PRESET if args.degrade_train else {}),
     })
+    plan = plan_training(config, args.budget_minutes * 60, model=network, predict_precision=args.precision)
+    print(f"[{row}] {plan.precision_choice.describe()}; {plan.describe()}", flush=True)
     t0 = time.perf_counter()
-    result = train(config, model=network)
+    result = train(plan.config, model=network, precision_choice=plan.precision_choice,
+                   predict_precision=args.precision)
     seconds = time.perf_counter() - t0
-    return result, {"train_images_per_s": rate, "epochs_planned": epochs, "epochs_done": result.epochs_completed,
-                    "train_seconds": round(seconds, 1)}
+    return result, {"train_images_per_s": plan.train_rate, "epochs_planned": plan.config.epochs,
+                    "epochs_done": result.epochs_completed, "train_seconds": round(seconds, 1),
+                    "planned_seconds": round(plan.planned_seconds, 1), "precision": plan.config.precision,
+                    "predict_precision": result.postprocess.get("calibration", {}).get("precision")}
 
 
 def main(argv=None) -> int:
@@ -209,9 +246,21 @@ def main(argv=None) -> int:
     parser.add_argument("--no-ablations", action="store_true")
     parser.add_argument("--no-robustness", action="store_true")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--input-stem", default="rgb", help="input stem of our rows (rgb, rgb+srm, rgb+bayar, "
+                        "rgb+npr, rgb+srm+bayar+npr)")
+    parser.add_argument("--degrade-train", action="store_true",
+                        help="train our rows with the degradation preset (inpaintseg.config.DEGRADE_PRESET)")
+    parser.add_argument("--loss", default="bce-dice", help="loss of the training rows: bce-dice, focal-dice, lovasz")
+    parser.add_argument("--encoder-weights-dir", type=Path, default=None,
+                        help="folder with <name>.safetensors / <name>.pth weights for the timm rows")
+    parser.add_argument("--paired-batches", action="store_true",
+                        help="pair each training image with its original (needs DATA/train/originals/)")
+
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS,
+                        help="training, calibration and prediction precision (default auto)")
     args = parser.parse_args(argv)
 
-    from inpaintseg.demo_data import generate_demo_data
+    from inpaintseg.synth import generate_demo_data
     from inpaintseg.inference import resolve_device, resolve_postprocess
     from inpaintseg.runtime import tune_cpu_runtime
 
@@ -237,7 +286,7 @@ def main(argv=None) -> int:
     for row in [r.strip() for r in args.rows.split(",") if r.strip()]:
         if row not in ROWS:
             parser.error(f"unknown row {row!r}; expected some of {','.join(ROWS)}")
-        network = build_network(row, args.width)
+        network = build_network(row, args.width, args.input_stem, args.encoder_weights_dir)
         if isinstance(network, str):
             results["rows"][row] = {"label": ROW_LABELS[row], "skipped": network}
             print(f"[{row}] skipped: {network}", flush=True)
@@ -250,10 +299,12 @@ def main(argv=None) -> int:
         post = resolve_postprocess(model_config)
         pred = work / row / "pred"
         timing["predict_images_per_s"] = predict_folder(result.network, model_config, post, test_images, pred,
-                                                        device, args.batch_size)
+                                                        device, args.batch_size, args.precision)
         evaluation = evaluate_folder(truth, pred, meta, post.threshold)
         params = sum(p.numel() for p in result.network.parameters())
-        results["rows"][row] = {"label": ROW_LABELS[row], "params": params, **timing,
+        gflops = network_gflops(result.network, args.size)
+        label = ROW_LABELS[row] + (f" ({network.weights_source})" if row in TIMM_ROWS else "")
+        results["rows"][row] = {"label": label, "params": params, "gflops": gflops, **timing,
                                 "postprocess": {"tta": post.tta, "crf": post.crf, "threshold": post.threshold},
                                 "val": result.metrics, **summarise(evaluation)}
         print(f"[{row}] test Dice {evaluation['dice_mean']:.4f} (pooled {evaluation['dice_pooled']:.4f})", flush=True)
@@ -275,7 +326,7 @@ def main(argv=None) -> int:
         for kind in ROBUSTNESS:
             images = perturbed_folder(test_images, kind, args.out / "robustness" / kind / "images")
             pred = args.out / "robustness" / kind / "pred"
-            predict_folder(result.network, model_config, post, images, pred, device, args.batch_size)
+            predict_folder(result.network, model_config, post, images, pred, device, args.batch_size, args.precision)
             robustness[kind] = evaluate_folder(truth, pred, meta, post.threshold)["dice_mean"]
             print(f"[robustness] {kind}: Dice {robustness[kind]:.4f}", flush=True)
         results["robustness"] = robustness
@@ -291,16 +342,17 @@ def _f(v, digits=3):
 
 
 def tables_markdown(results: dict) -> str:
-    lines = ["| model | params | Dice (mean) | Dice (pooled) | IoU | pixel F1 | pixel AUC | image AUC | "
+    lines = ["| model | params | GFLOPs/img | Dice (mean) | Dice (pooled) | IoU | pixel F1 | pixel AUC | image AUC | "
              "FP area on untouched | train img/s | epochs | predict img/s | post-processing |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row, r in results.get("rows", {}).items():
         if "skipped" in r:
-            lines.append(f"| {r['label']} | skipped: {r['skipped']} |" + " |" * 11)
+            lines.append(f"| {r['label']} | skipped: {r['skipped']} |" + " |" * 12)
             continue
         p = r["postprocess"]
         lines.append(
-            f"| {r['label']} | {r['params'] / 1e6:.2f} M | {_f(r['dice_mean'])} | {_f(r['dice_pooled'])} | "
+            f"| {r['label']} | {r['params'] / 1e6:.2f} M | {_f(r.get('gflops'), 2)} | {_f(r['dice_mean'])} | "
+            f"{_f(r['dice_pooled'])} | "
             f"{_f(r['iou_mean'])} | {_f(r['f1'])} | {_f(r['pixel_auc'])} | {_f(r['image_auc'])} | "
             f"{_f(r['fp_area_untouched'], 4)} | {r['train_images_per_s']:.1f} | {r['epochs_done']} | "
             f"{r['predict_images_per_s']:.1f} | tta {p['tta']}, crf {p['crf']}, t={p['threshold']:g} |")

@@ -21,25 +21,21 @@ def realworld_dir(*parts: str) -> Path:
     return folder
 
 
-@pytest.fixture(scope="session", autouse=True)
-def isolated_cache_dir(tmp_path_factory):
-    """Caches (precision probes, trained demo-data generators) go to one temp folder for the whole session, never
-    to the user's ~/.cache."""
-    import os
-
-    previous = os.environ.get("INPAINTSEG_CACHE_DIR")
-    os.environ["INPAINTSEG_CACHE_DIR"] = str(tmp_path_factory.mktemp("inpaintseg-cache"))
-    yield Path(os.environ["INPAINTSEG_CACHE_DIR"])
-    if previous is None:
-        os.environ.pop("INPAINTSEG_CACHE_DIR", None)
-    else:
-        os.environ["INPAINTSEG_CACHE_DIR"] = previous
-
-
 @pytest.fixture
 def realworld():
     """`realworld("casia2_gt")` -> that folder of the shared real-world samples, or skip saying where it looked."""
     return realworld_dir
+
+
+@pytest.fixture(autouse=True, scope="session")
+def isolated_cache_dir(tmp_path_factory):
+    """demo-data's learned generators: the tiny set (trains in seconds), cached in a tmp folder
+    shared by the session instead of the user's cache."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("INPAINTSEG_CACHE_DIR", str(tmp_path_factory.mktemp("inpaintseg_cache")))
+    mp.setenv("INPAINTSEG_GENERATORS", "tiny")
+    yield
+    mp.undo()
 
 
 def write_pair(images_dir: Path, masks_dir: Path | None, stem: str, image: np.ndarray,

@@ -62,6 +62,15 @@ def test_only_given_flags_are_overrides():
         {"num_workers": None, "input_mode": "crop"}
 
 
+def test_shared_vocabulary_flags_and_their_old_spellings():
+    # --device / --num-devices are the names every command uses; the config keys stay accelerator/devices,
+    # and the old flags are still accepted for one release.
+    assert parse_flags(["--device", "cpu", "--num-devices", "2"]) == {"accelerator": "cpu", "devices": 2}
+    assert parse_flags(["--accelerator", "cpu", "--devices", "2"]) == {"accelerator": "cpu", "devices": 2}
+    assert parse_flags(["--no-progress-bar", "--logger", "tensorboard"]) == {"progress_bar": False,
+                                                                             "logger": "tensorboard"}
+
+
 def test_every_field_has_a_flag():
     parser = argparse.ArgumentParser()
     add_config_arguments(parser)
@@ -79,7 +88,7 @@ def test_every_field_has_a_flag():
     ({"batch_size": 0}, "batch_size", "expected a value in [1"),
     ({"val_fraction": 1.5}, "val_fraction", "(0.0, 1.0)"),
     ({"input_mode": "warp"}, "input_mode", "expected one of resize, crop"),
-    ({"precision": "8"}, "precision", "expected one of 32, 16-mixed, bf16-mixed"),
+    ({"precision": "8"}, "precision", "expected one of auto, 32, bf16-mixed, 16-mixed"),
     ({"img_size": 40}, "img_size", "multiple of 16"),
     ({"attention": "yes"}, "attention", "expected true or false"),
     ({"bce_weight": 0, "dice_weight": 0}, "bce_weight", "at least one > 0"),
@@ -128,7 +137,7 @@ configs = st.builds(
     input_mode=st.sampled_from(["resize", "crop"]), val_fraction=st.floats(0.01, 0.99),
     num_workers=st.none() | st.integers(0, 8), attention=st.booleans(),
     max_time_minutes=st.none() | st.floats(0.01, 1e4), out=st.none() | st.text("abc/_-", min_size=1),
-    precision=st.sampled_from(["32", "16-mixed", "bf16-mixed"]),
+    precision=st.sampled_from(["auto", "32", "16-mixed", "bf16-mixed"]),
 )
 
 

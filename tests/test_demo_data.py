@@ -1,4 +1,5 @@
-"""Built-in demo data: determinism, layout, masks, inpainting and the CLI."""
+"""`inpaintseg demo-data`: layout, meta.json, determinism (cached generators included), selection
+for leave-one-family-out, --photos, --with-originals, the CLI."""
 
 from __future__ import annotations
 
@@ -11,16 +12,13 @@ import numpy as np
 import pytest
 
 from inpaintseg import cli
-from inpaintseg.demo_data import (
-    MASK_KINDS,
-    METHODS,
-    find_photos,
-    generate_demo_data,
-    inpaint,
-    random_mask,
-    sample_rng,
-)
 from inpaintseg.errors import InpaintsegError
+from inpaintseg.synth import generate_demo_data
+from inpaintseg.synth.generators import TRAINED
+from inpaintseg.synth.masks import MASK_KINDS
+from inpaintseg.synth.registry import FAMILIES, all_methods
+
+METHODS = all_methods()
 
 
 def files(root: Path) -> dict[str, bytes]:
@@ -29,9 +27,9 @@ def files(root: Path) -> dict[str, bytes]:
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> tuple[Path, dict]:
-    """60 train + 10 test images at 64x64 (about a second)."""
+    """60 train + 10 test images at 64x64 with originals (a few seconds)."""
     out = tmp_path_factory.mktemp("demo") / "out"
-    meta = generate_demo_data(out, n_train=60, n_test=10, size=64, seed=3)
+    meta = generate_demo_data(out, n_train=60, n_test=10, size=64, seed=3, with_originals=True)
     return out, meta
 
 
@@ -42,63 +40,76 @@ def test_layout_and_meta(dataset):
         assert sorted(p.stem for p in (out / split / "images").iterdir()) == stems
         assert sorted(p.stem for p in (out / split / "masks").iterdir()) == stems
         on_disk = json.loads((out / split / "meta.json").read_text())
-        assert on_disk == meta[split] and on_disk["complete"] is True
-        assert sorted(on_disk["images"]) == stems
+        assert on_disk == meta[split] and on_disk["complete"] is True and on_disk["format_version"] == 2
+        assert sorted(on_disk["images"]) == stems and on_disk["methods"] == list(METHODS)
+        assert on_disk["generators"]["set"] == "tiny" and len(on_disk["generators"]["keys"]) == 5
+    assert sorted(p.stem for p in (out / "train" / "originals").iterdir()) == [f"train_{i:05d}" for i in range(60)]
+    assert not (out / "test" / "originals").exists()
     assert not list(out.rglob(".*.tmp"))  # atomic writes left no temp files
 
 
-def test_images_and_masks(dataset):
+def test_meta_records_match_the_files(dataset):
     out, meta = dataset
-    infos = {**meta["train"]["images"], **meta["test"]["images"]}
-    for stem, info in infos.items():
-        split = stem.split("_")[0]
-        image = cv2.imread(str(out / split / "images" / f"{stem}.png"), cv2.IMREAD_UNCHANGED)
-        mask = cv2.imread(str(out / split / "masks" / f"{stem}.png"), cv2.IMREAD_UNCHANGED)
-        assert image.shape == (64, 64, 3) and image.dtype == np.uint8
-        assert mask.shape == (64, 64) and set(np.unique(mask)) <= {0, 255}
-        coverage = float((mask > 0).mean())
-        assert info["coverage"] == pytest.approx(coverage, abs=1e-6)
-        if info["method"] == "none":
-            assert coverage == 0.0 and info["mask_kind"] == "none"
-        else:
-            assert 0.01 <= coverage <= 0.40
-            assert info["method"] in METHODS and info["mask_kind"] in MASK_KINDS
-        assert info["source"].split("/")[0] in ("skimage", "sklearn")
-
-
-def test_mix_of_methods_and_empty_images(dataset):
-    _, meta = dataset
-    infos = list(meta["train"]["images"].values()) + list(meta["test"]["images"].values())
-    methods = Counter(info["method"] for info in infos)
-    assert set(METHODS) <= set(methods)  # all three inpainting methods used across 70 images
-    # Exactly one untouched image in each block of 10 indices: 6 of 60 train, 1 of 10 test.
-    assert methods["none"] == 7
     for split in ("train", "test"):
-        empty = [int(stem[-5:]) for stem, info in meta[split]["images"].items() if info["method"] == "none"]
-        assert sorted(i // 10 for i in empty) == list(range(len(meta[split]["images"]) // 10))
-    assert len({info["source"] for info in infos}) >= 5
+        for stem, info in meta[split]["images"].items():
+            image = cv2.imread(str(out / split / "images" / f"{stem}.png"), cv2.IMREAD_UNCHANGED)
+            mask = cv2.imread(str(out / split / "masks" / f"{stem}.png"), cv2.IMREAD_UNCHANGED)
+            assert image.shape[:2] == mask.shape == tuple(info["shape"]) and image.dtype == np.uint8
+            assert set(np.unique(mask)) <= {0, 255}
+            assert info["coverage"] == pytest.approx(float((mask > 0).mean()), abs=1e-6)
+            assert isinstance(info["degradations"], list) and "pre_jpeg" in info and "post_fill" in info
+            if info["method"] == "none":
+                assert info["coverage"] == 0.0 and info["family"] == "none" and info["mask_kind"] == "none"
+            else:
+                assert info["family"] == METHODS[info["method"]].family and info["mask_kind"] in MASK_KINDS
+                assert 0.0 < info["coverage"] <= 0.5
+            if split == "train":
+                original = cv2.imread(str(out / split / "originals" / f"{stem}.png"))
+                assert original.shape == image.shape
+    infos = [i for split in meta.values() for i in split["images"].values()]
+    assert {i["family"] for i in infos} == set(FAMILIES) | {"none"}
+    assert sum(i["method"] == "none" for i in infos) == 7  # 10% of 60 and of 10
+    assert any(i["degradations"] for i in infos) and len({i["source"] for i in infos}) >= 5
 
 
-def test_same_seed_same_bytes_and_order_independent(tmp_path):
-    generate_demo_data(tmp_path / "a", n_train=6, n_test=3, size=48, seed=7)
-    generate_demo_data(tmp_path / "b", n_train=6, n_test=3, size=48, seed=7)
-    assert files(tmp_path / "a") == files(tmp_path / "b")
+def test_same_seed_same_bytes_with_cached_or_retrained_generators(tmp_path, monkeypatch):
+    args = dict(n_train=12, n_test=3, size=48, seed=7)
+    generate_demo_data(tmp_path / "a", **args)  # generators from the session cache
+    monkeypatch.setenv("INPAINTSEG_CACHE_DIR", str(tmp_path / "fresh_cache"))
+    trained = len(TRAINED)
+    generate_demo_data(tmp_path / "b", **args)  # generators retrained from scratch
+    assert len(TRAINED) == trained + 5
+    generate_demo_data(tmp_path / "c", **args)  # ... and now loaded from that cache
+    assert len(TRAINED) == trained + 5
+    generate_demo_data(tmp_path / "w", **args, workers=2)  # spread over 2 processes
+    a = files(tmp_path / "a")
+    assert a == files(tmp_path / "b") == files(tmp_path / "c") == files(tmp_path / "w")
     # Fewer images: each sample has its own generator, so the first ones are byte-identical.
-    generate_demo_data(tmp_path / "c", n_train=2, n_test=1, size=48, seed=7)
-    a, c = files(tmp_path / "a"), files(tmp_path / "c")
-    assert all(a[name] == data for name, data in c.items() if name.endswith(".png"))
-    generate_demo_data(tmp_path / "d", n_train=6, n_test=3, size=48, seed=8)
-    d = files(tmp_path / "d")
-    assert a["train/images/train_00000.png"] != d["train/images/train_00000.png"]
+    generate_demo_data(tmp_path / "d", n_train=4, n_test=1, size=48, seed=7)
+    assert all(a[name] == data for name, data in files(tmp_path / "d").items() if name.endswith(".png"))
+    generate_demo_data(tmp_path / "e", n_train=4, n_test=1, size=48, seed=8)
+    assert a["train/images/train_00000.png"] != files(tmp_path / "e")["train/images/train_00000.png"]
+
+
+def test_leave_one_family_out_selection(tmp_path):
+    meta = generate_demo_data(tmp_path / "lofo", n_train=20, n_test=10, size=32, seed=0,
+                              exclude_families="learned", test_families="learned", degrade_level="none")
+    train = Counter(i["family"] for i in meta["train"]["images"].values())
+    test = Counter(i["family"] for i in meta["test"]["images"].values())
+    assert "learned" not in train and len(train) == 5  # 4 families + none
+    assert set(test) == {"learned", "none"} and meta["test"]["families"] == ["learned"]
+    with pytest.raises(InpaintsegError, match="--test-families: unknown family"):
+        generate_demo_data(tmp_path / "x", n_train=2, n_test=1, size=32, test_families="lama")
 
 
 def test_rerun_overwrites_and_removes_stale_files(tmp_path):
     out = tmp_path / "out"
-    generate_demo_data(out, n_train=5, n_test=2, size=32, seed=0)
-    generate_demo_data(out, n_train=3, n_test=2, size=32, seed=0)
+    generate_demo_data(out, n_train=5, n_test=2, size=32, seed=0, families="classical", with_originals=True)
+    generate_demo_data(out, n_train=3, n_test=2, size=32, seed=0, families="classical")
     assert sorted(p.name for p in (out / "train" / "images").iterdir()) == [
         "train_00000.png", "train_00001.png", "train_00002.png"]
     assert sorted(p.name for p in (out / "train" / "masks").iterdir())[-1] == "train_00002.png"
+    assert not list((out / "train" / "originals").iterdir())  # not asked for this time
 
 
 def test_refuses_foreign_folder_and_bad_arguments(tmp_path):
@@ -111,54 +122,51 @@ def test_refuses_foreign_folder_and_bad_arguments(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(InpaintsegError, match="not a folder"):
         generate_demo_data(tmp_path / "file", n_train=2, n_test=1, size=32)
-    with pytest.raises(InpaintsegError, match="--size must be between 32"):
+    with pytest.raises(InpaintsegError, match="--img-size must be between 32"):
         generate_demo_data(tmp_path / "x", n_train=2, n_test=1, size=8)
     with pytest.raises(InpaintsegError, match="--n-test must be between 1"):
         generate_demo_data(tmp_path / "x", n_train=2, n_test=0, size=32)
+    with pytest.raises(InpaintsegError, match="--untouched-fraction"):
+        generate_demo_data(tmp_path / "x", n_train=2, n_test=1, size=32, untouched_fraction=1.5)
+    with pytest.raises(InpaintsegError, match="--degrade must be one of"):
+        generate_demo_data(tmp_path / "x", n_train=2, n_test=1, size=32, degrade_level="extreme")
 
 
-@pytest.mark.parametrize("size", [32, 256])
-def test_random_mask_coverage_range(size):
-    kinds = Counter()
-    for index in range(40):
-        mask, kind = random_mask(sample_rng(0, "train", index), size)
-        kinds[kind] += 1
-        assert mask.shape == (size, size) and mask.dtype == np.uint8
-        assert set(np.unique(mask)) <= {0, 1}
-        assert 0.01 <= mask.mean() <= 0.40
-    assert len(kinds) >= 3
+def test_cli_list_methods(capsys):
+    assert cli.main(["demo-data", "--list-methods"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == len(METHODS) >= 10
+    rows = [line.split(None, 2) for line in lines]
+    assert [r[0] for r in rows] == list(METHODS) and all(r[1] in FAMILIES and r[2] for r in rows)
+    assert len({r[1] for r in rows}) >= 5
 
 
-@pytest.mark.parametrize("method", METHODS)
-def test_inpaint_changes_only_the_masked_region(method):
+def test_cli_demo_data_with_photos_dir(tmp_path, capsys):
+    photos = tmp_path / "photos"
+    photos.mkdir()
     rng = np.random.default_rng(0)
-    # A noisy gradient image with a 16x16 square hole in the middle.
-    ramp = np.linspace(0, 200, 64, dtype=np.float32)[None, :, None] + rng.normal(0, 8, (64, 64, 3))
-    image = np.clip(ramp, 0, 255).astype(np.uint8)
-    image[24:40, 24:40] = (255, 0, 0)  # bright red content to be removed
-    mask = np.zeros((64, 64), np.uint8)
-    mask[24:40, 24:40] = 1
-    out = inpaint(rng, image, mask, method)
-    assert out.shape == image.shape and out.dtype == np.uint8
-    np.testing.assert_array_equal(out[mask == 0], image[mask == 0])
-    # The red content is gone: the filled square is far from pure red everywhere.
-    assert np.abs(out[24:40, 24:40].astype(int) - (255, 0, 0)).sum(axis=2).min() > 50
-
-
-def test_find_photos_uses_bundled_files():
-    photos = find_photos()
-    names = {p.name for p in photos}
-    assert {"skimage/astronaut.png", "sklearn/china.jpg"} <= names
-    assert all(p.path.is_file() for p in photos)
-
-
-def test_cli_demo_data(tmp_path, capsys):
+    for name in ("a.png", "b.jpg"):
+        cv2.imwrite(str(photos / name), rng.integers(0, 256, (120, 90, 3), dtype=np.uint8))
+    (photos / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"\x00" * 50)
+    (photos / "readme.md").write_text("# my photos")
     out = tmp_path / "demo"
-    argv = ["demo-data", str(out), "--n-train", "4", "--n-test", "2", "--size", "32", "--seed", "1"]
+    argv = ["demo-data", "--out", str(out), "--n-train", "6", "--n-test", "2", "--img-size", "32", "--seed", "1",
+            "--photos", str(photos), "--families", "classical,copy", "--untouched-fraction", "0.5",
+            "--degrade", "none"]
     assert cli.main(argv) == 0
-    assert "wrote 6 images of 32x32" in capsys.readouterr().out
-    assert len(list((out / "test" / "masks").iterdir())) == 2
+    captured = capsys.readouterr()
+    assert "wrote 8 images (side 32" in captured.out
+    assert "broken.jpg" in captured.err and "readme.md" in captured.err
+    meta = json.loads((out / "train" / "meta.json").read_text())
+    assert {i["source"] for i in meta["images"].values()} <= {"photos/a.png", "photos/b.jpg"}
+    assert sum(i["method"] == "none" for i in meta["images"].values()) == 3
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "x.png").write_bytes(b"")
+    # The old spellings (positional OUT, --size) still work for one release, with a note.
     assert cli.main(["demo-data", str(tmp_path / "other"), "--size", "32"]) == 2
-    assert "not an earlier demo-data output" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "not an earlier demo-data output" in err and "--size is now --img-size" in err
+    assert cli.main(["demo-data", "--n-train", "4"]) == 2
+    assert "--out is required" in capsys.readouterr().err
+    assert cli.main(["demo-data", "--out", str(tmp_path / "y"), "--exclude-methods", "telea,nope"]) == 2
+    assert "unknown method(s) nope" in capsys.readouterr().err

@@ -60,13 +60,13 @@ def test_export_cli_prints_the_parity(tmp_path, capsys):
     assert (model / "model.onnx").is_file()
 
 
-@pytest.mark.parametrize("mode, tta", [("resize", "flip"), ("crop", "d4")])
+@pytest.mark.parametrize("mode, tta", [("resize", "flip"), ("crop", "d4"), ("resize", "flip+scales")])
 def test_onnx_and_torch_engines_give_the_same_probabilities(exported, images, mode, tta):
     # The engine only maps a normalised batch to logits: resizing, tiles and TTA are shared code.
     from inpaintseg import load_model
 
     arrays = [io.read_image(p) for p in sorted(images.iterdir())]
-    torch_model = load_model(exported[mode], device="cpu", engine="torch")
+    torch_model = load_model(exported[mode], device="cpu", engine="torch", precision="32")
     onnx_model = load_model(exported[mode], device="cpu", engine="onnx")
     assert (torch_model.engine.name, onnx_model.engine.name) == ("torch", "onnx")
     a = torch_model.predictor(tta).predict_proba_batch(arrays)
@@ -80,7 +80,7 @@ def test_predict_engine_onnx_records_the_choice_and_matches_torch(exported, imag
     model = exported["resize"]
     for engine in ("torch", "onnx"):
         code = cli.main(["predict", "--model", str(model), "--images", str(images), "--engine", engine,
-                         "--out", str(tmp_path / f"{engine}.csv"), "--threads", "1"])
+                         "--precision", "32", "--submission", str(tmp_path / f"{engine}.csv"), "--threads", "1"])
         err = capsys.readouterr().err
         assert code == 0, err
         assert f"predict: engine {engine}" in err
@@ -129,7 +129,7 @@ def test_stale_or_altered_onnx_is_refused_and_auto_falls_back(tmp_path, images, 
     save_model_dir(tmp_path / "other", build_model(config["architecture"]), config)
     shutil.copy(tmp_path / "other" / "weights.safetensors", model / "weights.safetensors")
     code = cli.main(["predict", "--quiet", "--model", str(model), "--images", str(images), "--engine", "onnx",
-                     "--out", str(tmp_path / "s.csv")])
+                     "--submission", str(tmp_path / "s.csv")])
     assert code == 2 and "stale" in capsys.readouterr().err
     choice = load_model(model, device="cpu").engine_choice
     assert choice.engine == "torch" and "stale" in choice.reason
@@ -143,18 +143,46 @@ def test_stale_or_altered_onnx_is_refused_and_auto_falls_back(tmp_path, images, 
 def test_onnx_engine_refuses_reduced_precision():
     from inpaintseg.inference.engines import check_engine_precision, choose_engine
 
-    with pytest.raises(ConfigError, match="onnx engine runs the exported graph"):
+    with pytest.raises(ConfigError, match="--engine onnx .* --precision bf16-mixed; use --engine torch"):
         check_engine_precision("onnx", "bf16-mixed")
     check_engine_precision("onnx", "32")
+    check_engine_precision("onnx", "auto")
     check_engine_precision("torch", "bf16-mixed")
     choice = choose_engine("auto", None, {}, "cpu", precision="bf16-mixed")
     assert choice.engine == "torch"
 
 
+def test_engine_and_precision_together(exported, images, tmp_path, capsys, monkeypatch):
+    from inpaintseg import load_model, precision
+
+    monkeypatch.setattr(precision, "probe_rates", lambda *a, **k: pytest.fail("the onnx engine needs no probe"))
+    # onnx + a mixed precision: refused before any work, naming both options and the way out.
+    code = cli.main(["predict", "--quiet", "--model", str(exported["resize"]), "--images", str(images),
+                     "--engine", "onnx", "--precision", "bf16-mixed", "--submission", str(tmp_path / "s.csv")])
+    err = capsys.readouterr().err
+    assert code == 2 and "--engine onnx" in err and "--precision bf16-mixed" in err and "--engine torch" in err
+    assert not (tmp_path / "s.csv").exists()
+    # auto + bf16: PyTorch runs it (under autocast), even though a matching model.onnx is there.
+    model = load_model(exported["resize"], device="cpu", precision="bf16-mixed")
+    assert model.engine_choice.engine == "torch" and "bf16-mixed" in model.engine_choice.reason
+    assert model.predictor("none").precision == "bf16-mixed"
+    # precision auto with the onnx engine (chosen or asked for) means fp32, without a probe.
+    for engine in ("auto", "onnx"):
+        model = load_model(exported["resize"], device="cpu", engine=engine)
+        assert (model.engine_choice.engine, model.precision) == ("onnx", "32")
+        assert "engine onnx runs fp32" in model.describe_precision()
+    # A Predictor refuses an ONNX engine with a mixed precision too (the API below the CLI).
+    from inpaintseg.inference.predictor import Predictor
+
+    onnx_model = load_model(exported["resize"], device="cpu", engine="onnx")
+    with pytest.raises(ConfigError, match="--engine onnx"):
+        Predictor(None, onnx_model.config, precision="bf16-mixed", engine=onnx_model.engine)
+
+
 def test_missing_onnxruntime_says_how_to_install(exported, images, tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     code = cli.main(["predict", "--quiet", "--model", str(exported["resize"]), "--images", str(images),
-                     "--engine", "onnx", "--out", str(tmp_path / "s.csv")])
+                     "--engine", "onnx", "--submission", str(tmp_path / "s.csv")])
     assert code == 2 and "pip install 'inpaintseg[onnx]'" in capsys.readouterr().err
     assert not (tmp_path / "s.csv").exists()
 
@@ -187,7 +215,7 @@ def test_int8_export_is_checked_against_fp32_and_runs(tmp_path, images, capsys):
     record = json.loads((model / "config.json").read_text())["onnx_int8"]
     assert (record["calibration_images"], record["agreement_images"]) == (2, 2)
     code = cli.main(["predict", "--model", str(model), "--images", str(images), "--engine", "onnx-int8",
-                     "--out", str(tmp_path / "s.csv"), "--threads", "1"])
+                     "--submission", str(tmp_path / "s.csv"), "--threads", "1"])
     assert code == 0 and "engine onnx-int8" in capsys.readouterr().err
     assert sorted(rle.read_submission(tmp_path / "s.csv")) == ["a", "b", "c", "d"]
     from inpaintseg import load_model
@@ -202,5 +230,5 @@ def test_int8_that_changes_the_masks_is_refused(tmp_path, images, capsys):
     assert "changes the masks too much" in capsys.readouterr().err
     assert not (model / "model.int8.onnx").exists() and (model / "model.onnx").exists()
     assert cli.main(["predict", "--quiet", "--model", str(model), "--images", str(images), "--engine", "onnx-int8",
-                     "--out", str(tmp_path / "s.csv")]) == 2
+                     "--submission", str(tmp_path / "s.csv")]) == 2
     assert "no recorded int8 export" in capsys.readouterr().err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import cv2
 import numpy as np
@@ -94,6 +95,24 @@ def test_per_method_breakdown(folders):
     assert r["by_method"] == {"lama": {"n": 1, "dice_mean": pytest.approx(0.8)},
                               "none": {"n": 2, "dice_mean": pytest.approx(0.5)}}
 
+    assert "by_family" not in r  # no family in this meta
+
+
+def test_per_family_breakdown(folders):
+    """demo-data's meta records a family per image: Dice is broken down by method and by family."""
+    meta = {"images": {"a": {"method": "gen_nearest", "family": "learned"},
+                       "b": {"method": "telea", "family": "classical"},
+                       "c": {"method": "none", "family": "none"}}}
+    (folders / "meta.json").write_text(json.dumps(meta))
+    r = evaluate(folders / "truth", pred_dir=folders / "pred", meta=folders / "meta.json")
+    # a = 0.8, b = 0 (empty truth, 1 predicted pixel), c = 1 (both empty).
+    assert r["by_family"] == {"classical": {"n": 1, "dice_mean": pytest.approx(0.0)},
+                              "learned": {"n": 1, "dice_mean": pytest.approx(0.8)},
+                              "none": {"n": 1, "dice_mean": pytest.approx(1.0)}}
+    assert set(r["by_method"]) == {"gen_nearest", "telea", "none"}
+    table = format_table(r)
+    assert "Dice, family learned" in table and "Dice, method gen_nearest" in table
+
 
 def test_missing_and_extra_ids_are_named(folders):
     (folders / "pred" / "b.png").unlink()
@@ -137,3 +156,46 @@ def test_cli_missing_truth_folder_is_a_clear_error(folders, capsys):
     code = cli.main(["evaluate", "--truth", str(folders / "nope"), "--pred", str(folders / "pred"), "--quiet"])
     assert code == 2
     assert "nope" in capsys.readouterr().err
+
+
+def test_column_major_submission_is_read_with_rle_order_and_warned_about(tmp_path, capsys):
+    # Truth: a horizontal bar (row 0). Written column-major, its runs read row-major land in column 0:
+    # tp 1 (pixel (0, 0)), fp 3, fn 3 -> Dice 2/8 = 0.25; read column-major it is exact (Dice 1).
+    truth = {"bar": np.zeros((4, 4), np.uint8)}
+    truth["bar"][0, :] = 1
+    write_masks(tmp_path / "truth", truth)
+    rle.write_submission(tmp_path / "kaggle.csv", truth, order="F")
+    r = evaluate(tmp_path / "truth", submission=tmp_path / "kaggle.csv")
+    assert r["dice_mean"] == pytest.approx(0.25)
+    assert len(r["warnings"]) == 1 and "--rle-order column" in r["warnings"][0]
+    assert cli.main(["evaluate", "--truth", str(tmp_path / "truth"), "--submission", str(tmp_path / "kaggle.csv"),
+                     "--rle-order", "column", "--quiet"]) == 0
+    assert re.search(r"Dice \(competition: mean per image\) +1\.0000", capsys.readouterr().out)
+    assert evaluate(tmp_path / "truth", submission=tmp_path / "kaggle.csv", rle_order="column")["warnings"] == []
+    cli.main(["evaluate", "--truth", str(tmp_path / "truth"), "--submission", str(tmp_path / "kaggle.csv"), "--quiet"])
+    assert "warning: the submission fits the truth much better" in capsys.readouterr().err
+
+
+def test_stems_restrict_both_sides_and_dice_vs_threshold(folders):
+    # Only a and b: a's extra prediction files for c are ignored, not an error.
+    r = evaluate(folders / "truth", pred_dir=folders / "pred", probs_dir=folders / "probs", stems=["a", "b"])
+    assert r["n_images"] == 2 and r["dice_mean"] == pytest.approx(0.4)  # (0.8 + 0) / 2
+    # Dice of probs >= t: for t in (150/255, 200/255] image a is exact (1.0) and b (100/255) is empty (1.0).
+    curve = r["dice_vs_threshold"]
+    assert curve["best_dice_mean"] == 1.0 and 150 / 255 < curve["best_threshold"] <= 200 / 255
+    at = dict(zip(curve["thresholds"], curve["dice_mean"]))
+    # t = 0.5: a predicts 6 px (tp 4, fp 2) -> 0.8; b predicts nothing -> 1.0; mean 0.9.
+    assert at[0.5] == pytest.approx(0.9)
+    assert r["pixel_average_precision"] == pytest.approx(1.0) and r["pixel_prevalence"] == pytest.approx(4 / 32)
+    with pytest.raises(DataError, match="no truth mask for 1 image"):
+        evaluate(folders / "truth", pred_dir=folders / "pred", stems=["a", "zz"])
+
+
+def test_old_threshold_flag_is_the_score_threshold(folders, capsys):
+    out = folders / "e.json"
+    assert cli.main(["evaluate", "--truth", str(folders / "truth"), "--pred", str(folders / "pred"), "--probs",
+                     str(folders / "probs"), "--threshold", "0.3", "--json", str(out), "--quiet"]) == 0
+    assert "--threshold is now --score-threshold" in capsys.readouterr().err
+    # Scores a 200/255, b 100/255 = 0.39, c 0: at 0.3, b is labelled manipulated -> 2 of 3 right.
+    result = json.loads(out.read_text())
+    assert result["score_threshold"] == 0.3 and result["image_accuracy"] == pytest.approx(2 / 3)

@@ -81,3 +81,63 @@ def test_bad_weights_raise_value_error(kwargs):
 def test_shape_mismatch_is_reported():
     with pytest.raises(ValueError, match=r"\(1, 1, 2, 2\).*\(1, 1, 3, 3\)"):
         BCEDiceLoss()(torch.zeros(1, 1, 2, 2), torch.zeros(1, 1, 3, 3))
+
+
+# ------------------------------------------------------------------------------ focal + Dice, Lovasz
+def test_focal_hand_value_and_gamma_zero_is_bce():
+    from inpaintseg.losses import FocalDiceLoss, sigmoid_focal_loss
+
+    logits = t([[LN3, -LN3], [LN3, -LN3]])   # probs [[.75, .25], [.75, .25]]
+    target = t([[1, 0], [0, 0]])
+    # p_t = .75, .75, .25, .75 -> BCE -ln p_t times (1 - p_t)^2 = 1/16, 1/16, 9/16, 1/16
+    focal = (3 * -math.log(0.75) / 16 - math.log(0.25) * 9 / 16) / 4
+    parts = FocalDiceLoss().components(logits, target)
+    assert parts["focal"].item() == pytest.approx(focal, abs=1e-6)
+    assert parts["dice"].item() == pytest.approx(0.625, abs=1e-6)
+    assert FocalDiceLoss()(logits, target).item() == pytest.approx(focal + 0.375, abs=1e-6)
+    bce = BCEDiceLoss().components(logits, target)["bce"]
+    assert sigmoid_focal_loss(logits, target, gamma=0.0).mean().item() == pytest.approx(bce.item(), abs=1e-6)
+    # alpha weighs manipulated pixels by alpha and the others by 1 - alpha
+    weighted = sigmoid_focal_loss(logits, target, alpha=0.25).flatten()
+    plain = sigmoid_focal_loss(logits, target).flatten()
+    assert torch.allclose(weighted, plain * torch.tensor([0.25, 0.75, 0.75, 0.75]))
+
+
+def test_lovasz_hinge_hand_values_with_and_without_foreground():
+    from inpaintseg.losses import LovaszHingeLoss, lovasz_hinge
+
+    # Foreground pixel 0. Hinge errors 1 - logit * sign: [-1, 1, -1, 2] -> sorted [2, 1, -1, -1] with
+    # labels [0, 0, ...]; Jaccard steps 1 - 1/2 = .5 then 1 - 1/3 -> grad [.5, 1/6, ...]
+    # -> loss 2 * .5 + 1 * 1/6 = 7/6.
+    with_fg = lovasz_hinge(t([[2, 0], [-2, 1]]), t([[1, 0], [0, 0]]))
+    assert with_fg.item() == pytest.approx(7 / 6, abs=1e-6)
+    # Empty mask: only the most confident false positive counts: relu(1 + 0.5) = 1.5 ...
+    empty = lovasz_hinge(t([[-2, 0.5], [-1, -3]]), t([[0, 0], [0, 0]]))
+    assert empty.item() == pytest.approx(1.5, abs=1e-6)
+    # ... and an image predicted empty with margin costs nothing.
+    assert lovasz_hinge(t([[-2, -1], [-1.5, -3]]), t([[0, 0], [0, 0]])).item() == 0.0
+    # Per image, then averaged over the batch.
+    batch_logits = torch.cat([t([[2, 0], [-2, 1]]), t([[-2, 0.5], [-1, -3]])])
+    batch_target = torch.cat([t([[1, 0], [0, 0]]), t([[0, 0], [0, 0]])])
+    assert LovaszHingeLoss()(batch_logits, batch_target).item() == pytest.approx((7 / 6 + 1.5) / 2, abs=1e-6)
+
+
+def test_new_losses_have_finite_gradients_on_empty_masks():
+    from inpaintseg.losses import build_loss
+
+    for name in ("focal-dice", "lovasz"):
+        logits = torch.zeros(2, 1, 4, 4, requires_grad=True)
+        build_loss(name)(logits, torch.zeros(2, 1, 4, 4)).backward()
+        assert torch.isfinite(logits.grad).all() and logits.grad.abs().sum() > 0
+
+
+def test_every_loss_choice_builds():
+    from inpaintseg.config import LOSS_CHOICES
+    from inpaintseg.losses import FocalDiceLoss, LovaszHingeLoss, build_loss
+
+    losses = {name: build_loss(name, bce_weight=0.5, dice_weight=2.0) for name in LOSS_CHOICES}
+    assert isinstance(losses["bce-dice"], BCEDiceLoss) and losses["bce-dice"].bce_weight == 0.5
+    assert isinstance(losses["focal-dice"], FocalDiceLoss) and losses["focal-dice"].focal_weight == 0.5
+    assert isinstance(losses["lovasz"], LovaszHingeLoss)
+    with pytest.raises(ValueError, match="unknown loss"):
+        build_loss("dice")

@@ -110,3 +110,31 @@ def test_shape_mismatch_errors():
         confusion_counts(torch.zeros(1, 2, 2), torch.zeros(1, 3, 3))
     with pytest.raises(ValueError, match="image 0"):
         dice_per_threshold([np.zeros(4)], [np.zeros(5)], [0.5])
+
+
+def test_average_precision_and_curves_by_hand():
+    # 4 bins. Positives: one in bin 3, one in bin 1; negative: one in bin 2.
+    # Thresholds high to low: edge 3 -> tp 1 fp 0 (R 1/2, P 1); edge 2 -> tp 1 fp 1 (R 1/2, P 1/2);
+    # edge 1 -> tp 2 fp 1 (R 1, P 2/3). AP = 1/2 x 1 + 0 x 1/2 + 1/2 x 2/3 = 5/6.
+    h = PixelHistogram(4)
+    h.update(np.array([0.8, 0.3, 0.6]), np.array([1, 1, 0]))
+    assert h.average_precision() == pytest.approx(5 / 6)
+    assert h.prevalence() == pytest.approx(2 / 3)
+    c = h.curves()
+    np.testing.assert_allclose(c["recall"], [1, 1, 0.5, 0.5, 0])
+    np.testing.assert_allclose(c["fpr"], [1, 1, 1, 0, 0])
+    np.testing.assert_allclose(c["precision"], [2 / 3, 2 / 3, 0.5, 1, 1])
+    assert math.isnan(PixelHistogram(4).average_precision())
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 9), st.booleans()), min_size=2, max_size=30))
+def test_roc_curve_area_equals_roc_auc(pairs):
+    from inpaintseg.metrics import roc_curve
+
+    scores = np.array([s / 10 for s, _ in pairs])
+    labels = np.array([y for _, y in pairs])
+    if labels.all() or not labels.any():
+        return
+    fpr, tpr, _ = roc_curve(scores, labels)
+    assert np.trapezoid(tpr, fpr) == pytest.approx(roc_auc(scores, labels))

@@ -94,7 +94,7 @@ def test_architecture_roundtrips_through_build_model():
     model = AttentionUNet(in_channels=3, out_channels=1, base_channels=8, depth=3, attention=False)
     arch = model.architecture()
     assert arch == {"name": "AttentionUNet", "in_channels": 3, "out_channels": 1, "base_channels": 8,
-                    "depth": 3, "attention": False}
+                    "depth": 3, "attention": False, "input_stem": "rgb", "encoder": "unet"}
     rebuilt = build_model(arch)
     assert rebuilt.architecture() == arch
     rebuilt.load_state_dict(model.state_dict())   # same parameter names and shapes
@@ -108,6 +108,8 @@ def test_architecture_roundtrips_through_build_model():
     # A crafted config.json must not make the loader allocate hundreds of GB (regression: no upper bound).
     ({"name": "AttentionUNet", "base_channels": 100000}, '"base_channels" must be an integer from 1 to 512'),
     ({"name": "AttentionUNet", "attention": "yes"}, '"attention" must be true or false'),
+    ({"name": "AttentionUNet", "input_stem": "srm"}, '"input_stem" must be one of rgb, rgb+srm'),
+    ({"name": "AttentionUNet", "input_stem": "rgb+npr", "in_channels": 4}, "needs \"in_channels\": 3"),
     (["AttentionUNet"], "expected a mapping"),
 ])
 def test_build_model_rejects_bad_architecture(arch, fragment):
@@ -154,7 +156,7 @@ def test_model_info_command_prints_params_and_gflops(capsys):
 
     parser = argparse.ArgumentParser()
     model_info.register(parser.add_subparsers())
-    args = parser.parse_args(["model-info", "--base-channels", "8", "--size", "64"])
+    args = parser.parse_args(["model-info", "--base-channels", "8", "--img-size", "64"])
     assert args.func(args) == 0
     out = capsys.readouterr().out
     assert "parameters: 492,117" in out

@@ -43,6 +43,15 @@ def test_measure_train_rate_uses_real_batches_and_leaves_the_model_alone(loader,
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
+def test_a_time_cap_keeps_one_warm_up_and_one_timed_step(loader):
+    # max_seconds=0 is always exceeded: the first warm-up step ends warm-up, the first timed step ends timing.
+    model = AttentionUNet(base_channels=4, depth=2)
+    assert measure_train_rate(model, loader, "32", warmup=3, steps=5, max_seconds=0.0) > 0
+    assert loader.batches == 2
+    assert measure_eval_rate(model, loader, "32", warmup=0, steps=4, max_seconds=0.0) > 0
+    assert loader.batches == 3
+
+
 def test_measure_eval_rate(loader):
     rate = measure_eval_rate(AttentionUNet(base_channels=4, depth=2), loader, "bf16-mixed", warmup=0,
                              steps=2, channels_last=True)

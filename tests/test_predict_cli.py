@@ -36,7 +36,7 @@ def stems(folder: Path) -> list[str]:
 def test_predict_writes_every_output_at_original_size(setup, capsys):
     images, model, tmp = setup
     out = tmp / "sub.csv"
-    code = predict("--model", str(model), "--images", str(images), "--out", str(out),
+    code = predict("--model", str(model), "--images", str(images), "--submission", str(out),
                    "--masks-out", str(tmp / "masks"), "--probs-out", str(tmp / "probs"),
                    "--scores-out", str(tmp / "scores.csv"), "--threshold", "0.5")
     assert code == 0, capsys.readouterr().err
@@ -59,18 +59,50 @@ def test_predict_writes_every_output_at_original_size(setup, capsys):
     assert all(0 <= float(r["score"]) <= 1 and r["predicted_label"] in ("0", "1") for r in scores)
 
 
-def test_predict_reports_the_stored_choices(setup, capsys):
+def test_predict_reports_the_stored_choices_even_when_quiet(setup, capsys):
+    # --quiet turns bars into plain lines; the lines saying what is used still print. --out is the old
+    # spelling of --submission, accepted (with a note) for one release.
     images, model, tmp = setup
-    cli.main(["predict", "--model", str(model), "--images", str(images), "--out", str(tmp / "s.csv")])
+    assert predict("--model", str(model), "--images", str(images), "--out", str(tmp / "s.csv")) == 0
     err = capsys.readouterr().err
     assert "tta=flip [stored by validation calibration]" in err and "crf=off" in err
     assert "threshold=0.5 [stored by validation calibration]" in err
+    assert "--out is now --submission" in err and (tmp / "s.csv").is_file()
+    assert "\r" not in err
+
+
+def test_old_spellings_are_hidden_from_help(capsys):
+    for command, old, new in (("predict", "--out ", "--submission"), ("evaluate", "--threshold ", "--score-threshold"),
+                              ("model-info", "--size", "--img-size"), ("demo-data", "--size", "--img-size"),
+                              ("report", "--masks", "--truth"), ("train", "--accelerator", "--device")):
+        with pytest.raises(SystemExit):
+            cli.main([command, "--help"])
+        shown = capsys.readouterr().out
+        assert new in shown and old not in shown, command
+
+
+def test_column_order_score_threshold_and_overlays(setup, capsys):
+    images, model, tmp = setup
+    code = predict("--model", str(model), "--images", str(images), "--submission", str(tmp / "col.csv"),
+                   "--rle-order", "column", "--masks-out", str(tmp / "m"), "--overlays-out", str(tmp / "ov"),
+                   "--scores-out", str(tmp / "scores.csv"), "--score-threshold", "0.99", "--threshold", "0.3")
+    assert code == 0, capsys.readouterr().err
+    rows = rle.read_submission(tmp / "col.csv")
+    for stem in stems(images):
+        mask = io.read_mask(tmp / "m" / f"{stem}.png")
+        np.testing.assert_array_equal(rle.rle_decode(rows[stem], mask.shape, order="F"), mask)
+        overlay = io.read_image(tmp / "ov" / f"{stem}.png")
+        assert overlay.shape == io.read_image(images / f"{stem}.png").shape  # native size
+    with open(tmp / "scores.csv", newline="") as fh:
+        scores = list(csv.DictReader(fh))
+    # An image score is a mean of probabilities of an untrained net (about 0.5): none reaches 0.99.
+    assert all(float(r["score"]) < 0.99 and r["predicted_label"] == "0" for r in scores)
 
 
 def test_crop_model_with_crf_in_a_process_pool(setup, tmp_path, capsys):
     images, _, tmp = setup
     model = export_model(tmp_path / "crop_model", mode="crop", size=16)
-    code = predict("--model", str(model), "--images", str(images), "--out", str(tmp / "c.csv"),
+    code = predict("--model", str(model), "--images", str(images), "--submission", str(tmp / "c.csv"),
                    "--masks-out", str(tmp / "cm"), "--tta", "d4", "--crf", "gaussian", "--crf-workers", "1")
     assert code == 0, capsys.readouterr().err
     for stem in stems(images):
@@ -80,7 +112,7 @@ def test_crop_model_with_crf_in_a_process_pool(setup, tmp_path, capsys):
 def test_corrupt_image_is_named_and_others_are_written(setup, capsys):
     images, model, tmp = setup
     (images / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
-    code = predict("--model", str(model), "--images", str(images), "--out", str(tmp / "s.csv"),
+    code = predict("--model", str(model), "--images", str(images), "--submission", str(tmp / "s.csv"),
                    "--masks-out", str(tmp / "m"))
     err = capsys.readouterr().err
     assert code == 1
@@ -91,7 +123,7 @@ def test_corrupt_image_is_named_and_others_are_written(setup, capsys):
 
 def test_missing_model_folder(setup, capsys):
     images, _, tmp = setup
-    assert predict("--model", str(tmp / "nope"), "--images", str(images), "--out", str(tmp / "s.csv")) == 2
+    assert predict("--model", str(tmp / "nope"), "--images", str(images), "--submission", str(tmp / "s.csv")) == 2
     assert "model folder not found" in capsys.readouterr().err
     assert not (tmp / "s.csv").exists()
 
@@ -99,7 +131,7 @@ def test_missing_model_folder(setup, capsys):
 def test_empty_image_folder(setup, capsys):
     _, model, tmp = setup
     (tmp / "empty").mkdir()
-    assert predict("--model", str(model), "--images", str(tmp / "empty"), "--out", str(tmp / "s.csv")) == 2
+    assert predict("--model", str(model), "--images", str(tmp / "empty"), "--submission", str(tmp / "s.csv")) == 2
     assert "empty images folder" in capsys.readouterr().err
 
 
@@ -108,7 +140,7 @@ def test_config_that_does_not_match_weights(setup, capsys):
     config = json.loads((model / "config.json").read_text())
     config["architecture"]["base_channels"] = 8
     (model / "config.json").write_text(json.dumps(config))
-    assert predict("--model", str(model), "--images", str(images), "--out", str(tmp / "s.csv")) == 2
+    assert predict("--model", str(model), "--images", str(images), "--submission", str(tmp / "s.csv")) == 2
     assert "does not match" in capsys.readouterr().err
     assert not (tmp / "s.csv").exists()
 
@@ -119,14 +151,14 @@ def test_crf_without_pydensecrf_fails_before_work(setup, capsys, monkeypatch):
     images, model, tmp = setup
     monkeypatch.setitem(sys.modules, "pydensecrf", None)
     monkeypatch.setitem(sys.modules, "pydensecrf.densecrf", None)
-    assert predict("--model", str(model), "--images", str(images), "--out", str(tmp / "s.csv"), "--crf") == 2
+    assert predict("--model", str(model), "--images", str(images), "--submission", str(tmp / "s.csv"), "--crf") == 2
     assert "pip install pydensecrf2" in capsys.readouterr().err
     assert not (tmp / "s.csv").exists()
 
 
 def test_out_that_is_a_folder(setup, capsys):
     images, model, tmp = setup
-    assert predict("--model", str(model), "--images", str(images), "--out", str(tmp)) == 2
+    assert predict("--model", str(model), "--images", str(images), "--submission", str(tmp)) == 2
     assert "is a folder" in capsys.readouterr().err
 
 
@@ -145,7 +177,7 @@ def test_main_py_uses_newest_run_and_writes_submission(setup, tmp_path, monkeypa
     work = tmp_path / "work"
     shutil.copytree(images, work / "test" / "images")
     old = export_model(work / "runs" / "old" / "model")
-    new = export_model(work / "runs" / "new" / "model", postprocess={"threshold": 0.3})
+    export_model(work / "runs" / "new" / "model", postprocess={"threshold": 0.3})
     os.utime(old / "config.json", (1, 1))  # make "old" clearly older
     monkeypatch.chdir(work)
     main = load_main()
@@ -167,7 +199,7 @@ def test_realworld_predict_then_evaluate(tmp_path, capsys, realworld):
     # (which rejects any missing id or size mismatch) accepts the submission.
     model = export_model(tmp_path / "model", mode="resize", size=32)
     sub = tmp_path / "sub.csv"
-    assert predict("--model", str(model), "--images", str(REALWORLD / "images"), "--out", str(sub),
+    assert predict("--model", str(model), "--images", str(REALWORLD / "images"), "--submission", str(sub),
                    "--masks-out", str(tmp_path / "masks"), "--probs-out", str(tmp_path / "probs"),
                    "--tta", "none", "--batch-size", "16") == 0
     # (--pred, not --submission: an untrained model's noisy masks give RLE rows longer than the csv

@@ -70,7 +70,7 @@ def test_recursive_ids_are_relative_paths_and_outputs_mirror_them(tmp_path, caps
     assert resolve_images(root).ids == ["top"]  # without --recursive: the folder's own images
     model = export_tiny_model(tmp_path / "model", size=16)
     out = tmp_path / "sub.csv"
-    assert predict("--model", str(model), "--images", str(root), "--recursive", "--out", str(out),
+    assert predict("--model", str(model), "--images", str(root), "--recursive", "--submission", str(out),
                    "--masks-out", str(tmp_path / "masks")) == 0, capsys.readouterr().err
     assert sorted(rle.read_submission(out)) == found.ids
     assert (tmp_path / "masks" / "cats" / "old" / "a.png").is_file()
@@ -88,7 +88,7 @@ def test_duplicate_ids_name_both_files(tmp_path):
 def test_outputs_inside_a_recursive_input_are_refused(tmp_path, capsys):
     root = write_images(tmp_path / "shots" / "sub", ["a.png"]).parent
     model = export_tiny_model(tmp_path / "model", size=16)
-    assert predict("--model", str(model), "--images", str(root), "--recursive", "--out", str(tmp_path / "s.csv"),
+    assert predict("--model", str(model), "--images", str(root), "--recursive", "--submission", str(tmp_path / "s.csv"),
                    "--masks-out", str(root / "masks")) == 2
     assert "input folder" in capsys.readouterr().err
 
@@ -129,11 +129,11 @@ def test_resume_with_other_settings_is_refused(tmp_path, capsys):
     model = export_tiny_model(tmp_path / "model", size=16)
     out = tmp_path / "sub.csv"
     journal.PartWriter(journal.part_path(out), {"threshold": 0.9}).close()
-    assert predict("--model", str(model), "--images", str(images), "--out", str(out), "--resume") == 2
+    assert predict("--model", str(model), "--images", str(images), "--submission", str(out), "--resume") == 2
     err = capsys.readouterr().err
     assert "other settings" in err and "threshold: 0.9 then, 0.5 now" in err
     # Without --resume the old part file is discarded (and said so) and the run completes.
-    assert cli.main(["predict", "--model", str(model), "--images", str(images), "--out", str(out)]) == 0
+    assert cli.main(["predict", "--model", str(model), "--images", str(images), "--submission", str(out)]) == 0
     assert "discarded" in capsys.readouterr().err
     assert not journal.part_files(out) and sorted(rle.read_submission(out)) == ["i0", "i1", "i2"]
 
@@ -150,20 +150,46 @@ def test_resume_keeps_finished_rows_and_retries_failed_ones(tmp_path, capsys):
     part.append(journal.Row("c", error="c.png: could not be decoded"))
     part.close()
     assert cli.main(["predict", "--threads", "1", "--model", str(model), "--images", str(images),
-                     "--out", str(out), "--resume"]) == 0
+                     "--submission", str(out), "--resume"]) == 0
     assert "2 of 3 images done, 1 failed before and tried again" in capsys.readouterr().err
     rows = rle.read_submission(out)
     assert rows["a"] == rows["b"] == "1 1" and sorted(rows) == ["a", "b", "c"]
     assert not journal.part_files(out)
 
 
-def _settings(model_dir):
+def test_resume_honours_rle_order_overlays_and_score_threshold(tmp_path, capsys):
+    # Main's predict options (issue 12) go into the part file header, so a resume keeps them or is refused.
+    images = write_images(tmp_path / "imgs", ["a.png", "b.png", "c.png"], size=(20, 28))
+    model = export_tiny_model(tmp_path / "model", size=16)
+    overlays, out, ref = tmp_path / "overlays", tmp_path / "sub.csv", tmp_path / "ref.csv"
+    options = ["--rle-order", "column", "--score-threshold", "0.3", "--precision", "32"]
+    assert predict("--model", str(model), "--images", str(images), "--submission", str(ref), "--scores-out",
+                   str(tmp_path / "ref_scores.csv"), *options) == 0
+    part = journal.PartWriter(journal.part_path(out), _settings(model, overlays_out=overlays, rle_order="column",
+                                                                score_threshold=0.3, precision="32"))
+    part.append(journal.result_row("a", "1 1", 0.5, 0.1, 1))
+    part.close()
+    # Another RLE order than the interrupted run's: refused, naming the setting.
+    assert predict("--model", str(model), "--images", str(images), "--submission", str(out), "--overlays-out",
+                   str(overlays), "--rle-order", "row", "--score-threshold", "0.3", "--precision", "32",
+                   "--resume") == 2
+    assert "rle_order: 'F' then, 'C' now" in capsys.readouterr().err
+    assert predict("--model", str(model), "--images", str(images), "--submission", str(out), "--overlays-out",
+                   str(overlays), *options, "--resume") == 0
+    rows, expected = rle.read_submission(out), rle.read_submission(ref)
+    assert rows["a"] == "1 1" and rows["b"] == expected["b"] and rows["c"] == expected["c"]  # column-major
+    assert sorted(p.name for p in overlays.iterdir()) == ["b.png", "c.png"]  # a was done before
+    assert io.read_image(overlays / "b.png").shape == (20, 28, 3)
+
+
+def _settings(model_dir, overlays_out=None, rle_order="row", score_threshold=None, precision="auto"):
     """The settings a CLI run with default post-processing writes into its part file header."""
     from inpaintseg import load_model
     from inpaintseg.inference.pipeline import run_settings
 
-    model = load_model(model_dir, device="cpu")
-    return run_settings(model, model.postprocess())
+    model = load_model(model_dir, device="cpu", precision=precision)
+    return run_settings(model, model.postprocess(score_threshold=score_threshold), overlays_out=overlays_out,
+                        rle_order=rle_order)
 
 
 # ---- kill -9, then --resume ------------------------------------------------------------------------
@@ -175,12 +201,12 @@ def test_kill_9_then_resume_gives_the_uninterrupted_csvs(tmp_path):
     model = export_tiny_model(tmp_path / "model", size=32)
     common = ["--model", str(model), "--images", str(images), "--tta", "d4", "--batch-size", "2",
               "--threads", "1", "--quiet"]
-    assert cli.main(["predict", *common, "--out", str(tmp_path / "ref.csv"),
+    assert cli.main(["predict", *common, "--submission", str(tmp_path / "ref.csv"),
                      "--scores-out", str(tmp_path / "ref_scores.csv")]) == 0
 
     out, scores = tmp_path / "sub.csv", tmp_path / "scores.csv"
     part = journal.part_path(out)
-    args = [sys.executable, "-m", "inpaintseg.cli", "predict", *common, "--out", str(out), "--scores-out",
+    args = [sys.executable, "-m", "inpaintseg.cli", "predict", *common, "--submission", str(out), "--scores-out",
             str(scores), "--masks-out", str(tmp_path / "masks")]
     proc = subprocess.Popen(args, env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -202,7 +228,7 @@ def test_kill_9_then_resume_gives_the_uninterrupted_csvs(tmp_path):
     # A kill during a PNG write leaves atomic_path's temporary file; resume removes such files (only those).
     (tmp_path / "masks" / ".img_000.png.k9x_2abc.tmp").write_bytes(b"half a png")
     (tmp_path / "masks" / ".keep").write_text("the user's")
-    assert cli.main(["predict", *common, "--out", str(out), "--scores-out", str(scores),
+    assert cli.main(["predict", *common, "--submission", str(out), "--scores-out", str(scores),
                      "--masks-out", str(tmp_path / "masks"), "--resume"]) == 0
     assert out.read_bytes() == (tmp_path / "ref.csv").read_bytes()
     assert scores.read_bytes() == (tmp_path / "ref_scores.csv").read_bytes()
@@ -218,16 +244,20 @@ def test_two_processes_write_the_csvs_of_one(tmp_path, capsys):
     images = write_images(tmp_path / "imgs", [f"s{k:02d}.png" for k in range(13)], size=(20, 28))
     (images / "broken.png").write_bytes(b"\x89PNG broken")
     model = export_tiny_model(tmp_path / "model", size=16)
-    common = ["--model", str(model), "--images", str(images), "--batch-size", "3", "--threads", "1"]
-    assert predict(*common, "--out", str(tmp_path / "one.csv"), "--scores-out", str(tmp_path / "one_s.csv")) == 1
+    # Main's options (issue 12: --rle-order, --score-threshold, --overlays-out) reach every rank.
+    common = ["--model", str(model), "--images", str(images), "--batch-size", "3", "--threads", "1",
+              "--rle-order", "column", "--score-threshold", "0.3"]
+    assert predict(*common, "--submission", str(tmp_path / "one.csv"), "--scores-out", str(tmp_path / "one_s.csv")) == 1
     capsys.readouterr()
-    code = cli.main(["predict", *common, "--devices", "2", "--out", str(tmp_path / "two.csv"),
-                     "--scores-out", str(tmp_path / "two_s.csv"), "--masks-out", str(tmp_path / "m")])
+    code = cli.main(["predict", *common, "--num-devices", "2", "--submission", str(tmp_path / "two.csv"),
+                     "--scores-out", str(tmp_path / "two_s.csv"), "--masks-out", str(tmp_path / "m"),
+                     "--overlays-out", str(tmp_path / "o")])
     err = capsys.readouterr().err
     assert code == 1 and "2 processes" in err and "broken.png" in err  # a rank's failure is named by the merge
     assert (tmp_path / "two.csv").read_bytes() == (tmp_path / "one.csv").read_bytes()
     assert (tmp_path / "two_s.csv").read_bytes() == (tmp_path / "one_s.csv").read_bytes()
     assert len(list((tmp_path / "m").iterdir())) == 13 and not journal.part_files(tmp_path / "two.csv")
+    assert len(list((tmp_path / "o").glob("s*.png"))) == 13
 
 
 @pytest.mark.slow
@@ -237,11 +267,14 @@ def test_two_nodes_on_one_machine(tmp_path):
 
     images = write_images(tmp_path / "imgs", [f"n{k:02d}.png" for k in range(7)])
     model = export_tiny_model(tmp_path / "model", size=16)
-    common = ["--model", str(model), "--images", str(images), "--batch-size", "2", "--threads", "1", "--quiet"]
-    assert cli.main(["predict", *common, "--out", str(tmp_path / "one.csv")]) == 0
+    # --precision 32: each node resolves its own precision, and `auto` could differ between machines
+    # (the merge would then refuse the other node's part file, naming the precision).
+    common = ["--model", str(model), "--images", str(images), "--batch-size", "2", "--threads", "1", "--quiet",
+              "--precision", "32"]
+    assert cli.main(["predict", *common, "--submission", str(tmp_path / "one.csv")]) == 0
     env = dict(subprocess_env(), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()))
     nodes = [subprocess.Popen([sys.executable, "-m", "inpaintseg.cli", "predict", *common, "--num-nodes", "2",
-                               "--node-rank", str(r), "--out", str(tmp_path / "two.csv")], env=env,
+                               "--node-rank", str(r), "--submission", str(tmp_path / "two.csv")], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in (1, 0)]
     outputs = [p.communicate(timeout=240) for p in nodes]
     assert [p.returncode for p in nodes] == [0, 0], outputs

@@ -1,14 +1,19 @@
-"""The HTML report: figures from a tiny exported model and a hand-written metrics.csv."""
+"""The HTML report: its numbers are `inpaintseg evaluate --json` on the same predictions; galleries, figures,
+predictions-only mode, and bad inputs. A tiny exported model and a hand-written metrics.csv."""
 
 from __future__ import annotations
 
+import json
 import re
 
 import numpy as np
 import pytest
 
-from inpaintseg.evaluation import report
+from inpaintseg import cli
 from inpaintseg.errors import InpaintsegError
+from inpaintseg.evaluation.report import write_report
+from inpaintseg.evaluation.report.explain import numpy_view
+from inpaintseg.evaluation.report.figures import FN_RGB, FP_RGB, TP_RGB, confusion_overlay
 from inpaintseg.inference import tta_views
 
 
@@ -19,16 +24,23 @@ def run_dir(tmp_path, make_dataset):
     from inpaintseg.model import AttentionUNet
     from inpaintseg.model.io import save_model_dir
 
-    data = make_dataset(n_train=4, n_test=4, size=32, n_empty=1)
+    data = make_dataset(n_train=4, n_test=6, size=32, n_empty=1)
+    (data / "test" / "meta.json").write_text(json.dumps(
+        {"images": {f"te_{i:03d}": {"method": "none" if i == 0 else ("telea" if i % 2 else "patch")}
+                    for i in range(6)}}))
     torch.manual_seed(0)
     model = AttentionUNet(base_channels=4, depth=2)
     run = tmp_path / "run"
+    calibration = {"table": [{"tta": "none", "crf": "off", "dice": 0.2}, {"tta": "flip", "crf": "off", "dice": 0.3}]}
     config = {
         "architecture": {"name": "AttentionUNet", "in_channels": 3, "out_channels": 1, "base_channels": 4,
                          "depth": 2, "attention": True},
         "input": {"mode": "resize", "size": 32, "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
-        "postprocess": {"threshold": 0.5, "tta": "flip", "crf": "off"},
-        "metrics": {}, "data": {"data_dir": str(data)}, "training": {},
+        # A low threshold makes the untrained model mark pixels, so every gallery has entries.
+        "postprocess": {"threshold": 0.3, "tta": "flip", "crf": "off", "calibration": calibration},
+        "metrics": {}, "data": {"data_dir": str(data), "n_train": 3, "n_val": 1},
+        "training": {"epochs_completed": 2, "best_epoch": 2, "seconds": 1.5, "accelerator": "cpu",
+                     "inpaintseg": "0.1.0", "torch": "2.13.0", "lightning": "2.6.6"},
     }
     save_model_dir(run / "model", model, config)
     (run / "metrics.csv").write_text(
@@ -36,30 +48,95 @@ def run_dir(tmp_path, make_dataset):
     return run
 
 
-def test_report_writes_every_figure_it_references(run_dir):
-    path = report.write_report(run_dir, device="cpu")
+def test_report_numbers_equal_evaluate_json(run_dir, capsys):
+    # The report predicts into report/predictions/ and renders evaluate's result: every number in its
+    # evaluation table must be the text `inpaintseg evaluate --json` gives on those files.
+    path = write_report(run_dir, device="cpu", n_examples=2, progress=False)
     assert path == run_dir / "report" / "report.html"
     page = path.read_text()
-    images = re.findall(r"<img src='([^']+)'>", page)
-    # curves (2), examples, CRF effect (pydensecrf is installed by the set-up), TTA views, PR curve
-    assert set(images) == {"loss_curves.png", "metric_curves.png", "examples.png", "crf_effect.png",
-                           "tta_views.png", "precision_recall.png"}
-    for name in images:
-        data = (path.parent / name).read_bytes()
-        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 1000
-    assert "test split" in page  # the dataset's test/ folder has masks, so it is the one shown
-    assert "http" not in page.replace("http-equiv", "")  # opens offline: no remote resources
-
-
-def test_report_on_explicit_folder_and_bad_inputs(run_dir, tmp_path):
     data = run_dir.parent / "data"
-    out = report.write_report(run_dir, images_dir=data / "test" / "images", masks_dir=data / "test" / "masks",
-                              out_dir=tmp_path / "elsewhere", max_images=2, device="cpu")
-    assert out.is_file() and "2 images" in out.read_text()
-    with pytest.raises(InpaintsegError, match="needs --masks"):
-        report.write_report(run_dir, images_dir=data / "test" / "images", device="cpu")
+    pred = run_dir / "report" / "predictions"
+    out = run_dir / "evaluate.json"
+    assert cli.main(["evaluate", "--truth", str(data / "test" / "masks"), "--submission", str(pred / "submission.csv"),
+                     "--probs", str(pred / "probs"), "--meta", str(data / "test" / "meta.json"),
+                     "--score-threshold", "0.3", "--json", str(out), "--quiet"]) == 0
+    expected = json.loads(out.read_text())
+    assert json.loads((run_dir / "report" / "evaluation.json").read_text()) == expected
+    cells = dict(re.findall(r"data-key='([^']+)'>([^<]*)<", page))
+    assert cells["dice_mean"] == f"{expected['dice_mean']:.4f}"
+    assert cells["dice_pooled"] == f"{expected['dice_pooled']:.4f}"
+    assert cells["pixel_auc"] == f"{expected['pixel_auc']:.4f}"
+    assert cells["best_f1"] == f"{expected['best_f1']:.4f} ({expected['best_f1_threshold']:.3f})"
+    assert cells["image_auc"] == ("n/a" if expected["image_auc"] is None else f"{expected['image_auc']:.4f}")
+    assert cells["pixel_average_precision"] == f"{expected['pixel_average_precision']:.4f}"
+    assert cells["false_positive.images_with_any_predicted_pixel"] == (
+        f"{expected['false_positive']['images_with_any_predicted_pixel']} of 1")
+    for method, info in expected["by_method"].items():
+        assert cells[f"by_method.{method}"] == f"{info['dice_mean']:.4f}"
+    # Baselines: all-empty scores 1.0 on the one untouched image and 0 on the five manipulated ones.
+    baselines = json.loads((run_dir / "report" / "baselines.json").read_text())
+    assert baselines["all-empty"]["dice_mean"] == pytest.approx(1 / 6)
+    assert baselines["all-full"]["false_positive"]["mean_area_fraction"] == 1.0
+    check_page_sections_and_figures(run_dir, page)
+
+
+def check_page_sections_and_figures(run_dir, page: str) -> None:
+    """(Part of the test above, which renders the report once.)"""
+    for heading in ("Run", "Evaluation", "Examples", "Validation calibration", "Training curves", "DenseCRF effect",
+                    "TTA aggregation"):
+        assert f"<h2>{heading}</h2>" in page
+    assert "Dice by method" in page and "versions at training" in page and "2 epochs (best epoch 2)" in page
+    # The calibration row the model uses (tta flip, crf off) is marked.
+    assert re.search(r"<tr class='chosen'><td>flip</td><td>off</td>", page)
+    # Galleries: 2 worst, 2 best manipulated; false alarms on the untouched image if it has predicted pixels.
+    assert len(set(re.findall(r"gallery/worst_te_\d+\.png'", page))) == 2
+    assert len(set(re.findall(r"gallery/best_te_\d+\.png'", page))) == 2
+    folder = run_dir / "report"
+    for name in set(re.findall(r"(?:src|href)='([^']+\.png)'", page)):
+        data = (folder / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 200, name
+    # Full-size overlays are at the image's native size (32x32).
+    import cv2
+
+    overlay = cv2.imread(str(next((folder / "gallery").glob("worst_*_overlay.png"))))
+    assert overlay.shape == (32, 32, 3)
+    assert "http" not in page  # opens offline: no remote resources
+
+
+def test_report_without_truth_shows_predictions_only(run_dir, tmp_path):
+    images = run_dir.parent / "data" / "test" / "images"
+    out = write_report(run_dir, images_dir=images, out_dir=tmp_path / "only", n_examples=3, device="cpu",
+                       progress=False)
+    page = out.read_text()
+    assert "no truth masks given" in page and "The 3 highest-scoring images" in page
+    assert "<h2>Evaluation</h2>" not in page and not (tmp_path / "only" / "evaluation.json").exists()
+    assert len(re.findall(r"<tr><td>te_\d+</td>", page)) == 6  # one row per image
+
+
+def test_report_cli_and_bad_inputs(run_dir, tmp_path, capsys):
+    data = run_dir.parent / "data"
+    assert cli.main(["report", str(run_dir), "--images", str(data / "test" / "images"), "--masks",
+                     str(data / "test" / "masks"), "--out", str(tmp_path / "r"), "--max-images", "2", "--quiet",
+                     "--device", "cpu"]) == 0  # --masks: the old spelling of --truth
+    captured = capsys.readouterr()
+    assert "--masks is now --truth" in captured.err and "report written" in captured.out
+    assert "2 from" in (tmp_path / "r" / "report.html").read_text()
+    with pytest.raises(InpaintsegError, match="--truth needs --images"):
+        write_report(run_dir, truth_dir=data / "test" / "masks", device="cpu")
     with pytest.raises(InpaintsegError, match="run folder not found"):
-        report.write_report(tmp_path / "nope", device="cpu")
+        write_report(tmp_path / "nope", device="cpu")
+
+
+def test_confusion_overlay_colours_by_hand():
+    # 1x4 black image: TP, FP, FN, TN pixels; alpha 0.5 -> half the colour, rounded.
+    image = np.zeros((1, 4, 3), np.uint8)
+    pred = np.array([[1, 1, 0, 0]])
+    truth = np.array([[1, 0, 1, 0]])
+    out = confusion_overlay(image, pred, truth, alpha=0.5)
+    assert out[0, 0].tolist() == [round(c / 2) for c in TP_RGB]
+    assert out[0, 1].tolist() == [round(c / 2) for c in FP_RGB]
+    assert out[0, 2].tolist() == [round(c / 2) for c in FN_RGB]
+    assert out[0, 3].tolist() == [0, 0, 0]
 
 
 @pytest.mark.parametrize("mode", ["flip", "d4"])
@@ -67,8 +144,8 @@ def test_numpy_views_invert_exactly(mode):
     # A non-square array with distinct values: applying a view then its inverse must give it back.
     image = np.arange(3 * 5 * 2).reshape(3, 5, 2)
     for view in tta_views(mode):
-        moved = report._numpy_view(view, image)
-        assert np.array_equal(report._numpy_view(view, moved, inverse=True), image)
+        moved = numpy_view(view, image)
+        assert np.array_equal(numpy_view(view, moved, inverse=True), image)
 
 
 def test_numpy_views_match_torch_views():
@@ -78,13 +155,17 @@ def test_numpy_views_match_torch_views():
     image = np.arange(4 * 6, dtype=np.float32).reshape(4, 6)
     for view in tta_views("d4"):
         expected = view.apply(torch.from_numpy(image)[None, None])[0, 0].numpy()
-        assert np.array_equal(report._numpy_view(view, image), expected)
+        assert np.array_equal(numpy_view(view, image), expected)
 
 
-def test_overlay_tints_only_mask_pixels():
-    image = np.zeros((8, 8, 3), np.uint8)
-    mask = np.zeros((8, 8), np.uint8)
-    mask[2:6, 2:6] = 1
-    out = report._overlay(image, mask, colour=(255, 0, 0), alpha=0.5)
-    assert out[0, 0].tolist() == [0, 0, 0]          # outside: unchanged
-    assert out[4, 4].tolist() == [127, 0, 0]        # inside: 0 * 0.5 + 255 * 0.5 = 127.5 -> 127
+def test_report_falls_back_to_the_validation_split(run_dir, tmp_path):
+    # No test/ folder: the report uses the run's validation images (split.json), scored against train/masks.
+    import shutil
+
+    data = run_dir.parent / "data"
+    shutil.rmtree(data / "test")
+    (run_dir / "split.json").write_text(json.dumps({"train": ["tr_000", "tr_003"], "val": ["tr_001", "tr_002"]}))
+    page = write_report(run_dir, out_dir=tmp_path / "val", n_examples=1, device="cpu", progress=False).read_text()
+    assert "validation split of" in page
+    evaluation = json.loads((tmp_path / "val" / "evaluation.json").read_text())
+    assert sorted(evaluation["per_image"]) == ["tr_001", "tr_002"]

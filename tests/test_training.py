@@ -72,8 +72,17 @@ def test_a_few_steps_lower_the_loss(make_dataset):
 def test_cli_train_end_to_end(make_dataset, tmp_path, capsys):
     data = make_dataset(n_train=10)
     run = tmp_path / "run"
-    assert cli.main(["train", "--data", str(data), "--out", str(run), *TINY, "--lr", "0.005"]) == 0
-    assert "run folder:" in capsys.readouterr().out
+    # --data may name the dataset root or its train/ folder (as check-data accepts).
+    assert cli.main(["train", "--data", str(data / "train"), "--out", str(run), *TINY, "--lr", "0.005"]) == 0
+    captured = capsys.readouterr()
+    assert "run folder:" in captured.out
+    # Without a terminal: what is used, then one plain line per epoch; no bars, no Lightning noise.
+    err = captured.err
+    assert "train: 8 train / 2 validation images" in err and "AttentionUNet" in err
+    assert "epoch 1/2: train_loss " in err and "epoch 2/2: train_loss " in err and "val_dice" in err
+    assert "img/s" in err and "ETA" in err
+    assert "\r" not in err and "GPU available" not in err and "Total Flops" not in err
+    assert "train: `Trainer.fit` stopped: `max_epochs=2` reached." in err
     for name in ("config.yaml", "split.json", "metrics.csv", "checkpoints/best.ckpt", "checkpoints/last.ckpt",
                  "model/weights.safetensors", "model/config.json"):
         assert (run / name).is_file(), name
@@ -98,9 +107,22 @@ def test_cli_train_end_to_end(make_dataset, tmp_path, capsys):
     assert rows[best - 1]["val_loss"] == f"{config['metrics']['val_loss']:.6g}"
     assert config["data"]["n_train"] == len(split["train"]) and config["data"]["n_val"] == len(split["val"])
     assert config["training"]["epochs_completed"] == 2
+    assert config["data"]["data_dir"] == str(data.resolve())  # the root, so `report` finds test/
     # An existing run folder is never overwritten by a new run.
     assert cli.main(["train", "--data", str(data), "--out", str(run), *TINY]) == 2
     assert "already holds files" in capsys.readouterr().err
+
+
+def test_tensorboard_logger_needs_its_extra(make_dataset, tmp_path, capsys):
+    import importlib.util
+
+    if importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX"):
+        pytest.skip("TensorBoard is installed here")
+    run = tmp_path / "run"
+    assert cli.main(["train", "--data", str(make_dataset(n_train=4)), "--out", str(run), *TINY,
+                     "--logger", "tensorboard"]) == 2
+    assert "pip install 'inpaintseg[tensorboard]'" in capsys.readouterr().err
+    assert not run.exists()  # refused before anything is written
 
 
 def test_crop_mode_is_stored_in_the_model(make_dataset, tmp_path):
@@ -229,11 +251,11 @@ def _env() -> dict:
 
 @pytest.mark.slow
 def test_ddp_two_cpu_processes_end_with_the_same_weights(make_dataset, tmp_path):
-    # `--devices 2` on CPU: Lightning re-launches the command as a second process (gloo backend).
+    # `--num-devices 2` on CPU: Lightning re-launches the command as a second process (gloo backend).
     data = make_dataset(n_train=10)
     run = tmp_path / "run"
     proc = subprocess.run([str(INPAINTSEG), "train", "--data", str(data), "--out", str(run), *TINY,
-                           "--accelerator", "cpu", "--devices", "2", "--no-calibrate", "--epochs", "1"],
+                           "--device", "cpu", "--num-devices", "2", "--no-calibrate", "--epochs", "1"],
                           capture_output=True, text=True, timeout=180, env=_env(), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     training = json.loads((run / "model" / "config.json").read_text())["training"]

@@ -8,6 +8,15 @@
 
 The post-processing stored with the model (validation calibration: TTA, DenseCRF, threshold) is applied by
 default, exactly as the CLI does; ``threshold=``, ``tta=`` and ``crf=`` override it per call.
+
+``precision="auto"`` (the default) runs the network under bf16 autocast on a CPU where a short probe of this
+model measures it faster than fp32 (cached per machine; see `inpaintseg.precision`), else in fp32; the
+choice is made on first use and is `model.precision_choice`. ``"32"`` or ``"bf16-mixed"`` force one.
+
+``engine="auto"`` (the default) runs the folder's exported model.onnx through onnxruntime when it matches the
+weights, onnxruntime is installed, the device is the CPU and the precision is not a mixed one; else PyTorch
+(`inpaintseg.inference.engines`). With the ONNX engine, ``precision="auto"`` means fp32 (no probe); a mixed
+precision with ``engine="onnx"`` is a `ConfigError`.
 """
 
 from __future__ import annotations
@@ -22,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from inpaintseg import io
-from inpaintseg.errors import InpaintsegError
+from inpaintseg.errors import ConfigError, InpaintsegError
 
 
 @dataclass
@@ -67,20 +76,29 @@ class InpaintModel:
     """A loaded model folder: the network, its config and its stored post-processing.
 
     Create it with `inpaintseg.load_model`. Predictors are built once per TTA mode and reused.
+    ``precision``: ``auto`` (resolved on first use, see `precision_choice`), ``32``, ``bf16-mixed`` or
+    ``16-mixed`` (CUDA).
     """
 
     def __init__(self, network, config: dict, device: str = "cpu", batch_size: int = 8,
-                 source: Path | None = None, engine: str = "auto") -> None:
+                 source: Path | None = None, precision: str = "auto", engine: str = "auto") -> None:
         from inpaintseg.inference.engines import choose_engine
+        from inpaintseg.precision import check_precision
 
         self.network = network
         self.config = config
         self.device = device
         self.batch_size = batch_size
         self.source = source
+        self.requested_precision = check_precision(precision, "precision")
+        if self.requested_precision == "16-mixed" and not str(device).startswith("cuda"):
+            raise ConfigError(f"precision '16-mixed' needs a CUDA GPU, but the model runs on {device}. "
+                                  "Use precision 'bf16-mixed', '32' or 'auto'.")
+        self._precision_choice = None
         self._predictors: dict[str, Any] = {}
-        # Which engine maps batches to logits (inference/engines.py); resolved and checked now, built on first use.
-        self.engine_choice = choose_engine(engine, source, config, device)
+        # Which engine maps batches to logits (inference/engines.py); resolved and checked now (onnx with a
+        # mixed precision is refused here; auto with one is torch), built on first use.
+        self.engine_choice = choose_engine(engine, source, config, device, precision=self.requested_precision)
         self._engine = None
 
     def __repr__(self) -> str:
@@ -92,13 +110,61 @@ class InpaintModel:
     def input(self) -> dict:
         return self.config["input"]
 
-    def postprocess(self, threshold=None, tta=None, crf=None):
-        """The resolved `PostProcess`: None or "auto" = the stored choice (see `resolve_postprocess`)."""
+    @property
+    def precision_choice(self):
+        """The `PrecisionChoice` the network runs at (`auto` is resolved here, once: a probe of this model at
+        this batch and input size in predict mode, cached per machine)."""
+        if self._precision_choice is None:
+            from inpaintseg.inference.engines import ONNX_ENGINES
+            from inpaintseg.precision import PrecisionChoice, choose_precision
+
+            if self.engine_choice.engine in ONNX_ENGINES:  # the exported graph is fp32: auto means 32, no probe
+                self._precision_choice = PrecisionChoice("32", reason=f"engine {self.engine_choice.engine} runs fp32",
+                                                         requested=self.requested_precision)
+                return self._precision_choice
+            self._precision_choice = choose_precision(self.network, self.batch_size, self.input["size"],
+                                                      self.device, mode="predict",
+                                                      requested=self.requested_precision)
+        return self._precision_choice
+
+    @property
+    def precision(self) -> str:
+        """The resolved precision: "32", "bf16-mixed" or "16-mixed"."""
+        return self.precision_choice.precision
+
+    @property
+    def calibration_precision(self) -> str | None:
+        """The precision the stored threshold/TTA/CRF were calibrated at (None: a model from before issue 16)."""
+        calibration = (self.config.get("postprocess") or {}).get("calibration")
+        value = calibration.get("precision") if isinstance(calibration, dict) else None
+        return value if isinstance(value, str) else None
+
+    def describe_precision(self) -> str:
+        """'precision bf16-mixed (auto: 74.1 img/s vs 29.0 img/s fp32)', plus a note when the stored
+        post-processing was calibrated at another precision (resolves `auto` if not done yet)."""
+        line = self.precision_choice.describe()
+        calibrated = self.calibration_precision
+        if calibrated is not None and calibrated != self.precision:
+            line += (f"; note: the stored threshold/TTA/CRF were calibrated at precision {calibrated} "
+                     f"(precision {calibrated} reproduces them exactly)")
+        return line
+
+    def postprocess(self, threshold=None, tta=None, crf=None, score_threshold=None):
+        """The resolved `PostProcess`: None or "auto" = the stored choice (see `resolve_postprocess`);
+        ``score_threshold`` (image-level label) None or "auto" = the pixel threshold."""
+        import dataclasses
+
         from inpaintseg.inference.postprocess import resolve_postprocess
 
-        return resolve_postprocess(self.config, tta="auto" if tta is None else tta,
+        post = resolve_postprocess(self.config, tta="auto" if tta is None else tta,
                                    crf="auto" if crf is None else crf,
                                    threshold="auto" if threshold is None else threshold)
+        if score_threshold not in (None, "auto"):
+            value = float(score_threshold)
+            if not 0.0 < value < 1.0:
+                raise InpaintsegError(f"score threshold must lie in (0, 1), got {score_threshold!r}.")
+            post = dataclasses.replace(post, score_threshold=value)
+        return post
 
     @property
     def engine(self):
@@ -115,7 +181,8 @@ class InpaintModel:
 
         if tta not in self._predictors:
             self._predictors[tta] = Predictor(self.network, self.config, device=self.device, tta=tta,
-                                              batch_size=self.batch_size, engine=self.engine)
+                                              batch_size=self.batch_size, precision=self.precision,
+                                              engine=self.engine)
         return self._predictors[tta]
 
     def predict(self, image, *, threshold=None, tta=None, crf=None) -> Prediction:
@@ -148,14 +215,17 @@ class InpaintModel:
 
 
 def load_model(model_dir: str | os.PathLike, device: str = "auto", batch_size: int = 8,
-               engine: str = "auto") -> InpaintModel:
+               precision: str = "auto", engine: str = "auto") -> InpaintModel:
     """Load a model folder (``weights.safetensors`` + ``config.json``; nothing is unpickled).
 
-    ``engine``: "torch", "onnx" (the folder's model.onnx through onnxruntime, `inpaintseg export`) or "auto"
-    (onnx when a model.onnx matching the weights is there and the device is the CPU, else torch).
+    ``device``: "auto" (CUDA when available, else CPU), "cpu", "cuda" or "cuda:N". ``precision``: "auto"
+    (bf16 autocast where measured faster on this CPU, resolved on first use), "32", "bf16-mixed" or
+    "16-mixed" (CUDA). Raises `ModelLoadError` naming the file and the problem when the folder is not a
+    usable model, `ConfigError` for an unknown precision.
 
-    ``device``: "auto" (CUDA when available, else CPU), "cpu", "cuda" or "cuda:N". Raises `ModelLoadError`
-    naming the file and the problem when the folder is not a usable model.
+    ``engine``: "torch", "onnx" (the folder's model.onnx through onnxruntime, `inpaintseg export`), "onnx-int8"
+    (its int8 model, `export --int8`) or "auto" (onnx when a model.onnx matching the weights is there, the device
+    is the CPU and the precision is 32 or auto, else torch). "onnx" with bf16/16 precision: `ConfigError`.
     """
     from inpaintseg.errors import ConfigError, ModelLoadError
     from inpaintseg.inference.postprocess import check_postprocess_section
@@ -171,4 +241,4 @@ def load_model(model_dir: str | os.PathLike, device: str = "auto", batch_size: i
     except ConfigError as exc:
         raise ModelLoadError(f"{Path(model_dir) / CONFIG_FILE}: {exc} Fix the file or re-export the model.") from None
     return InpaintModel(network, config, device=device, batch_size=batch_size, source=Path(model_dir),
-                        engine=engine)
+                        precision=precision, engine=engine)

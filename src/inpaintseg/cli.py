@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "export",
     "evaluate",
     "report",
+    "serve",
 )
 
 
@@ -56,11 +57,14 @@ EXIT_OK, EXIT_PROBLEMS, EXIT_USER_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 def run_guarded(prog: str, func, args) -> int:
-    """Run a command function under its --max-pixels (when it has one). Exit status: what the command
-    returns (0 = done, 1 = done but some inputs had problems, each named); 2 = a user error or an
-    environment fault (the message, no traceback); 130 = interrupted (Ctrl-C; the message says how to go on)."""
+    """Run a command function under its --max-pixels (when it has one) and its progress switch (``--quiet`` /
+    ``--progress``, applied here once for every command). Exit status: what the command returns (0 = done, 1 = done
+    but some inputs had problems, each named); 2 = a user error or an environment fault (the message, no
+    traceback); 130 = interrupted (Ctrl-C; the message says how to go on)."""
     from inpaintseg.io import pixel_limit_scope
+    from inpaintseg.progress import set_progress_mode
 
+    set_progress_mode(getattr(args, "progress_mode", None) or "auto")
     try:
         with pixel_limit_scope(getattr(args, "max_pixels", None)):
             return int(func(args) or 0)

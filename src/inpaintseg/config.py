@@ -26,19 +26,31 @@ import yaml
 from inpaintseg.data.input_spec import INPUT_MODES
 from inpaintseg.errors import ConfigError
 from inpaintseg.io import atomic_write_text
-from inpaintseg.model.spec import MAX_BASE_CHANNELS, MAX_DEPTH
+from inpaintseg.model.spec import ARCH_NAME, INPUT_STEMS, MAX_BASE_CHANNELS, MAX_DEPTH, UNET_ENCODER, check_encoder
+from inpaintseg.precision import PRECISIONS
 
-PRECISIONS = ("32", "16-mixed", "bf16-mixed")
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
+LOGGERS = ("csv", "tensorboard")
+
+# The losses of `inpaintseg.losses.build_loss` (named here so this module stays torch-free).
+LOSS_CHOICES = ("bce-dice", "focal-dice", "lovasz")
+# Degradation-robust training as one switch (benchmarks/quality.py --degrade-train): probabilities per
+# training image, in the spirit of TruFor / IMDL-BenCo's training-time JPEG, rescaling, blur and noise.
+# Not the default: the multi-seed ablation decides.
+DEGRADE_PRESET = {"degrade_jpeg_p": 0.5, "degrade_rescale_p": 0.3, "degrade_blur_p": 0.2, "degrade_noise_p": 0.2}
 
 
 def _setting(default: Any, help: str, *, minimum: float | None = None, maximum: float | None = None,
              exclusive_min: bool = False, exclusive_max: bool = False,
-             choices: tuple[str, ...] | None = None, metavar: str | None = None) -> Any:
-    """A dataclass field carrying its CLI help text and its allowed range/choices."""
+             choices: tuple[str, ...] | None = None, metavar: str | None = None, flag: str | None = None,
+             aliases: tuple[str, ...] = (), hidden: bool = False) -> Any:
+    """A dataclass field carrying its CLI help text and its allowed range/choices. ``flag``: the CLI name
+    when it differs from the key (the vocabulary shared by every command, README "Commands"); ``aliases``:
+    older spellings, accepted but not shown; ``hidden``: a key whose flag is not shown."""
     return field(default=default, metadata={
         "help": help, "minimum": minimum, "maximum": maximum, "exclusive_min": exclusive_min,
-        "exclusive_max": exclusive_max, "choices": choices, "metavar": metavar,
+        "exclusive_max": exclusive_max, "choices": choices, "metavar": metavar, "flag": flag,
+        "aliases": aliases, "hidden": hidden,
     })
 
 
@@ -47,7 +59,8 @@ class TrainConfig:
     """Every training setting. Field order is the order of `config.yaml` and of `--help`."""
 
     # data
-    data: str = _setting(".", "dataset root holding train/images and train/masks", metavar="DIR")
+    data: str = _setting(".", "dataset root holding train/images and train/masks (or that train/ folder)",
+                         metavar="DIR")
     out: str | None = _setting(None, "run folder (default: runs/<YYYYmmdd-HHMMSS>)", metavar="RUN_DIR")
     img_size: int = _setting(256, "network input size in pixels (a multiple of 16)", minimum=16, maximum=8192)
     input_mode: str = _setting("resize", "resize: whole image resized to img_size (the seed); "
@@ -57,24 +70,65 @@ class TrainConfig:
     seed: int = _setting(0, "seed for the split, initialisation and augmentation", minimum=0)
     num_workers: int | None = _setting(None, "DataLoader workers per process (default: from the CPU count)",
                                        minimum=0, maximum=64)
+    paired_batches: bool = _setting(False, "put each training image and its untouched original "
+                                    "(DATA/train/originals/<same stem>, e.g. from `demo-data --with-originals`) "
+                                    "in the same batch, the original with an empty mask and the same augmentation")
+    # degradation-robust training: image-only, after the geometric augmentation, before normalisation
+    degrade_jpeg_p: float = _setting(0.0, "probability of a JPEG re-compression of a training image",
+                                     minimum=0.0, maximum=1.0)
+    degrade_jpeg_quality_min: int = _setting(30, "lowest JPEG quality of that re-compression", minimum=1, maximum=100)
+    degrade_jpeg_quality_max: int = _setting(100, "highest JPEG quality of that re-compression", minimum=1, maximum=100)
+    degrade_rescale_p: float = _setting(0.0, "probability of a down-then-up rescale of a training image",
+                                        minimum=0.0, maximum=1.0)
+    degrade_rescale_min: float = _setting(0.5, "smallest down-scale factor of that rescale (drawn up to 0.9)",
+                                          minimum=0.1, maximum=0.9)
+    degrade_blur_p: float = _setting(0.0, "probability of a Gaussian blur (sigma 0.3-1.5 px) of a training image",
+                                     minimum=0.0, maximum=1.0)
+    degrade_noise_p: float = _setting(0.0, "probability of Gaussian noise (sigma 2-8 grey levels) on a training "
+                                      "image", minimum=0.0, maximum=1.0)
     # model
     base_channels: int = _setting(16, "channels of the first U-Net level (doubles per level)",
                                   minimum=1, maximum=MAX_BASE_CHANNELS)
     depth: int = _setting(4, "number of down-sampling levels", minimum=1, maximum=MAX_DEPTH)
     attention: bool = _setting(True, "attention gates on the skip connections (off: plain U-Net)")
+    input_stem: str = _setting("rgb", "input stem: the image alone (rgb) or next to forensic residuals: SRM "
+                               "high-pass filters, a learnable Bayar constrained conv, NPR up-sampling residuals",
+                               choices=INPUT_STEMS)
+    encoder: str = _setting(UNET_ENCODER, "unet (the U-Net's own encoder, sized by base_channels and depth) or "
+                            "timm:<name> for a timm backbone, e.g. timm:resnet18, timm:convnext_tiny (needs the "
+                            "[encoders] extra; its feature pyramid sets the depth)", metavar="NAME")
+    encoder_weights: str | None = _setting(None, "initial weights of a timm encoder: imagenet (timm's "
+                                           "pretrained weights, downloaded: needs internet) or a local .safetensors "
+                                           "/ .pth state dict; default: random initialisation", metavar="WEIGHTS")
+    init_from: str | None = _setting(None, "fine-tune: start from the weights of this model folder (e.g. "
+                                     "runs/old/model), whose architecture replaces the model settings",
+                                     metavar="MODEL_DIR")
+    freeze_encoder_epochs: int = _setting(0, "train with the encoder frozen (weights and BatchNorm statistics) "
+                                          "for this many first epochs", minimum=0, maximum=100000)
+    encoder_lr_mult: float = _setting(1.0, "the encoder's learning rate is lr x this (e.g. 0.1 when "
+                                      "fine-tuning pretrained weights)", minimum=0.0, maximum=100.0,
+                                      exclusive_min=True)
     # optimisation (the seed: Adam lr 1e-3, cosine annealing over the epochs, BCE + Dice)
     epochs: int = _setting(50, "training epochs (the cosine schedule spans them)", minimum=1, maximum=100000)
     batch_size: int = _setting(16, "images per batch per device", minimum=1, maximum=4096)
     lr: float = _setting(0.001, "Adam learning rate", minimum=0.0, maximum=10.0, exclusive_min=True)
     weight_decay: float = _setting(0.0, "Adam weight decay", minimum=0.0, maximum=1.0)
-    bce_weight: float = _setting(1.0, "weight of the BCE term of the loss", minimum=0.0)
+    loss: str = _setting("bce-dice", "bce-dice (the seed), focal-dice, or lovasz (Lovasz hinge, a fine-tuning "
+                         "loss; ignores the two weights below)", choices=LOSS_CHOICES)
+    bce_weight: float = _setting(1.0, "weight of the pixel term of the loss: BCE (bce-dice) or focal "
+                                 "(focal-dice)", minimum=0.0)
     dice_weight: float = _setting(1.0, "weight of the soft Dice term of the loss", minimum=0.0)
     # hardware
-    accelerator: str = _setting("auto", "auto: CUDA when present, else CPU", choices=ACCELERATORS)
-    devices: int = _setting(1, "devices per node; more than 1 trains with DDP", minimum=1, maximum=1024)
+    accelerator: str = _setting("auto", "auto: CUDA when present, else CPU", choices=ACCELERATORS,
+                                flag="--device", aliases=("--accelerator",))
+    devices: int = _setting(1, "devices per node; more than 1 trains with DDP", minimum=1, maximum=1024,
+                            flag="--num-devices", aliases=("--devices",))
     num_nodes: int = _setting(1, "nodes for multi-node DDP (each node runs the same command)",
                               minimum=1, maximum=4096)
-    precision: str = _setting("32", "32, or mixed precision (16-mixed needs CUDA)", choices=PRECISIONS)
+    precision: str = _setting("auto", "auto: on CPU, bf16 autocast when a short probe of this model measures it "
+                              "faster than fp32 by a margin (cached per machine), else 32; on a GPU 32. 32, "
+                              "bf16-mixed or 16-mixed (CUDA) force one; the choice is recorded in the run folder",
+                              choices=PRECISIONS)
     channels_last: bool = _setting(False, "channels_last memory format (helps CUDA mixed precision; "
                                    "measured no gain on CPU)")
     compile: bool = _setting(False, "torch.compile the model (needs a C compiler; slow first epoch)")
@@ -86,7 +140,10 @@ class TrainConfig:
     limit_train_batches: int | None = _setting(None, "use at most this many training batches per epoch",
                                                minimum=1, metavar="N")
     calibrate: bool = _setting(True, "after training, choose threshold/TTA/CRF on the validation images")
-    progress_bar: bool = _setting(True, "show a progress bar with images/s and ETA")
+    progress_bar: bool = _setting(True, "progress as bars on a terminal (false: one plain line per epoch; "
+                                  "on the command line use --quiet)", hidden=True)
+    logger: str = _setting("csv", "csv: metrics.csv only; tensorboard: also TensorBoard event files in "
+                           "RUN_DIR/tensorboard (needs the [tensorboard] extra)", choices=LOGGERS)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -134,14 +191,35 @@ class TrainConfig:
         if self.input_mode == "crop" and self.img_size < 2 ** self.depth:
             found.append(f"img_size: expected at least 2**depth = {2 ** self.depth} for depth {self.depth}, "
                          f"got {self.img_size}")
-        if self.bce_weight == 0 and self.dice_weight == 0:
+        if self.bce_weight == 0 and self.dice_weight == 0 and self.loss != "lovasz":
             found.append("bce_weight, dice_weight: expected at least one > 0, got both 0")
+        try:
+            check_encoder(self.encoder, "encoder")
+        except ConfigError as exc:
+            found.append(str(exc).rstrip("."))
+        if self.encoder_weights is not None and self.encoder == UNET_ENCODER:
+            found.append("encoder_weights: only a timm encoder (--encoder timm:<name>) takes pretrained weights; "
+                         "use --init-from MODEL_DIR to start from a trained model")
+        if self.encoder_weights is not None and self.init_from is not None:
+            found.append("encoder_weights, init_from: both set the starting weights; give one of them")
+        if self.degrade_jpeg_quality_min > self.degrade_jpeg_quality_max:
+            found.append(f"degrade_jpeg_quality_min: expected at most degrade_jpeg_quality_max "
+                         f"({self.degrade_jpeg_quality_max}), got {self.degrade_jpeg_quality_min}")
         return found
+
+    def degradations(self) -> dict[str, Any]:
+        """The degradation settings (`degrade_*` keys without the prefix) for the training transform."""
+        return {f.name[len("degrade_"):]: getattr(self, f.name) for f in dataclasses.fields(self)
+                if f.name.startswith("degrade_")}
 
     def architecture(self) -> dict[str, Any]:
         """The `architecture` section of the model folder's config.json."""
-        return {"name": "AttentionUNet", "in_channels": 3, "out_channels": 1,
-                "base_channels": self.base_channels, "depth": self.depth, "attention": self.attention}
+        arch = {"name": ARCH_NAME, "in_channels": 3, "out_channels": 1, "base_channels": self.base_channels,
+                "depth": self.depth, "attention": self.attention, "input_stem": self.input_stem,
+                "encoder": self.encoder}
+        if self.encoder != UNET_ENCODER:
+            del arch["depth"]  # a timm encoder's depth is its feature pyramid's
+        return arch
 
 
 def _suggest(key: str, known: dict[str, Any]) -> str:
@@ -288,20 +366,25 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = TrainConfig()
     group = parser.add_argument_group("training settings (also keys of the --config YAML file)")
     for f in dataclasses.fields(TrainConfig):
-        flag = "--" + f.name.replace("_", "-")
+        meta = f.metadata
+        names = [meta["flag"] or "--" + f.name.replace("_", "-")]
         inner, optional = _optional_inner(hints[f.name])
         default = getattr(defaults, f.name)
-        help_text = f.metadata["help"]
+        help_text = meta["help"]
         if "default" not in help_text:
             help_text += f" (default: {default})"
-        if inner is bool:
-            group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
-                               default=argparse.SUPPRESS, help=help_text)
-        else:
-            group.add_argument(flag, dest=f.name, type=_cli_value_parser(f.name, inner, optional),
-                               default=argparse.SUPPRESS, choices=f.metadata["choices"],
-                               metavar=f.metadata["metavar"] or _default_metavar(inner, f.metadata["choices"]),
-                               help=help_text)
+        if meta["flag"]:
+            help_text += f" [config key: {f.name}]"
+        for spelling in names + list(meta["aliases"]):
+            shown = spelling == names[0] and not meta["hidden"]
+            if inner is bool:
+                group.add_argument(spelling, dest=f.name, action=argparse.BooleanOptionalAction,
+                                   default=argparse.SUPPRESS, help=help_text if shown else argparse.SUPPRESS)
+            else:
+                group.add_argument(spelling, dest=f.name, type=_cli_value_parser(f.name, inner, optional),
+                                   default=argparse.SUPPRESS, choices=meta["choices"],
+                                   metavar=meta["metavar"] or _default_metavar(inner, meta["choices"]),
+                                   help=help_text if shown else argparse.SUPPRESS)
 
 
 def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
@@ -315,7 +398,7 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
 # Settings that may change when a run is resumed: where the data are, hardware and run control.
 # Everything else (model, optimiser, schedule, split) is fixed by the checkpoint.
 RESUME_OVERRIDABLE = ("data", "num_workers", "accelerator", "devices", "num_nodes", "max_time_minutes",
-                      "limit_train_batches", "calibrate", "progress_bar")
+                      "limit_train_batches", "calibrate", "progress_bar", "logger")
 
 
 def resume_config(run_dir: str | os.PathLike, overrides: dict[str, Any] | None = None) -> TrainConfig:
@@ -329,7 +412,9 @@ def resume_config(run_dir: str | os.PathLike, overrides: dict[str, Any] | None =
         raise ConfigError(f"--resume {run_dir}: not a run folder (no config.yaml). Pass the RUN_DIR of an "
                           "earlier `inpaintseg train` run.")
     saved = load_config(path)
-    changed = {k: v for k, v in (overrides or {}).items() if k != "out" and getattr(saved, k) != v}
+    # precision `auto` on resume means "as the run chose" (config.yaml holds the resolved value).
+    changed = {k: v for k, v in (overrides or {}).items()
+               if k != "out" and getattr(saved, k) != v and not (k == "precision" and v == "auto")}
     fixed = [k for k in changed if k not in RESUME_OVERRIDABLE]
     if fixed:
         details = ", ".join(f"{k} (run: {getattr(saved, k)!r}, given: {changed[k]!r})" for k in fixed)

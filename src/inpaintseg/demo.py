@@ -3,6 +3,10 @@
 demo-data -> train (a CPU-sized network on a wall-clock budget) -> predict (TTA/CRF/threshold as
 validation chose) -> submission.csv -> evaluate (next to the all-empty and all-full baselines) ->
 report. Every step is the same code the individual commands run.
+
+The training budget covers the whole `train()` call (epochs, validation, start-up, calibration, export).
+`inpaintseg.training.budget.plan_training` sizes the epochs from this machine's measured speeds on the real
+data at the chosen precision; the demo prints the planned and the used seconds.
 """
 
 from __future__ import annotations
@@ -20,75 +24,32 @@ DEMO_BASE_CHANNELS = 8
 DEMO_IMG_SIZE = 256
 DEMO_BATCH_SIZE = 8
 DEMO_LR = 2e-3
-VAL_SECONDS_SHARE = 0.15  # share of an epoch's time spent on validation, for sizing the schedule
+FIT_TIME_LIMIT = 1.25  # training stops at this multiple of its planned time (the schedule is cut, not the demo)
+BUDGET_FILE = "budget.json"  # the plan, the seconds used, both precisions and the test Dice of a demo run
 
 
 def _log(message: str) -> None:
     print(f"demo: {message}", file=sys.stderr, flush=True)
 
 
-def measure_train_rate(network, img_size: int, batch_size: int, device: str, steps: int = 3,
-                       warmup: int = 2) -> float:
-    """Training images/s of `network` (forward + BCE-Dice backward + Adam step) on random data:
-    `warmup` untimed steps (the first ones pay allocation and kernel selection), then `steps` timed
-    steps. A copy is measured, so `network` itself is untouched."""
-    import copy
-
-    import torch
-
-    from inpaintseg.losses import BCEDiceLoss
-
-    model = copy.deepcopy(network).to(device).train()
-    optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
-    loss_fn = BCEDiceLoss()
-    x = torch.randn(batch_size, 3, img_size, img_size, device=device)
-    y = (torch.rand(batch_size, 1, img_size, img_size, device=device) > 0.8).float()
-    for i in range(warmup + steps):
-        if i == warmup:
-            if device.startswith("cuda"):
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-        optimiser.zero_grad(set_to_none=True)
-        loss_fn(model(x), y).backward()
-        optimiser.step()
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    return steps * batch_size / (time.perf_counter() - start)
-
-
-def plan_epochs(budget_minutes: float, n_train_images: int, images_per_second: float) -> int:
-    """Epochs that fit the budget, so the cosine schedule completes instead of being cut off."""
-    seconds_per_epoch = n_train_images / images_per_second * (1 + VAL_SECONDS_SHARE)
-    return max(1, int(budget_minutes * 60 / seconds_per_epoch))
-
-
-def _baseline_submissions(truth_dir: Path, out: Path) -> dict[str, Path]:
-    """Submissions of the two trivial baselines: every mask empty, every mask full."""
-    import numpy as np
-
-    from inpaintseg import io, rle
-    from inpaintseg.data import pair_files
-
-    shapes = {s.stem: io.read_mask(s.image_path).shape for s in pair_files(truth_dir)}
-    paths = {"all-empty": out / "baseline_all_empty.csv", "all-full": out / "baseline_all_full.csv"}
-    rle.write_submission(paths["all-empty"], {k: np.zeros(v, np.uint8) for k, v in shapes.items()})
-    rle.write_submission(paths["all-full"], {k: np.ones(v, np.uint8) for k, v in shapes.items()})
-    return paths
 
 
 def run_demo(out: Path, budget_minutes: float = 7.0, n_train: int = 400, n_test: int = 100, seed: int = 0,
-             device: str = "auto") -> int:
+             device: str = "auto", precision: str = "auto") -> int:
     from inpaintseg import io
     from inpaintseg.config import load_config
-    from inpaintseg.demo_data import generate_demo_data
+    from inpaintseg.synth import generate_demo_data
     from inpaintseg.api import load_model
-    from inpaintseg.evaluation.evaluate import evaluate, format_table
-    from inpaintseg.evaluation.report import write_report
+    from inpaintseg.evaluation.evaluate import baseline_submissions, evaluate, format_table
+    from inpaintseg.evaluation.report import PredictionFiles, write_report
     from inpaintseg.inference import predict_folder, resolve_device
+    from inpaintseg.precision import check_precision
     from inpaintseg.training import train
+    from inpaintseg.training.budget import plan_training
 
     if not budget_minutes > 0:
         raise InpaintsegError(f"--budget-minutes must be positive, got {budget_minutes}.")
+    precision = check_precision(precision, "--precision")
     started = time.perf_counter()
     out = Path(out)
     data, run_dir = out / "data", out / "run"
@@ -99,26 +60,35 @@ def run_demo(out: Path, budget_minutes: float = 7.0, n_train: int = 400, n_test:
     _log(f"1/6 generating demo data in {data} ({n_train} train, {n_test} test images, 256x256)")
     generate_demo_data(data, n_train=n_train, n_test=n_test, size=DEMO_IMG_SIZE, seed=seed)
 
-    from inpaintseg.model import AttentionUNet
-
-    rate = measure_train_rate(AttentionUNet(base_channels=DEMO_BASE_CHANNELS), DEMO_IMG_SIZE, DEMO_BATCH_SIZE, device)
-    n_fit = round(n_train * 0.9)
-    epochs = plan_epochs(budget_minutes, n_fit, rate)
-    _log(f"2/6 training width {DEMO_BASE_CHANNELS} at {DEMO_IMG_SIZE}x{DEMO_IMG_SIZE} on {device}: "
-         f"{rate:.1f} train images/s measured, so {epochs} epochs fit the {budget_minutes:g}-minute budget")
     config = load_config(overrides={
         "data": str(data), "out": str(run_dir), "base_channels": DEMO_BASE_CHANNELS, "img_size": DEMO_IMG_SIZE,
-        "batch_size": DEMO_BATCH_SIZE, "lr": DEMO_LR, "epochs": epochs, "seed": seed,
-        "max_time_minutes": budget_minutes * 1.25, "accelerator": "cuda" if device.startswith("cuda") else "cpu",
+        "batch_size": DEMO_BATCH_SIZE, "lr": DEMO_LR, "seed": seed, "precision": precision,
+        "accelerator": "cuda" if device.startswith("cuda") else "cpu",
     })
-    result = train(config)
+    budget = budget_minutes * 60
+    _log(f"2/6 measuring this machine's training speed on the demo data ({precision} precision requested)")
+    plan = plan_training(config, budget, predict_precision=precision)
+    _log(f"    training {plan.precision_choice.describe()}")
+    _log(f"    plan: {plan.describe()}")
+    _log(f"    training width {DEMO_BASE_CHANNELS} at {DEMO_IMG_SIZE}x{DEMO_IMG_SIZE} on {device}")
+    # A safety net if the machine slows down after planning: fit stops at 1.25 x its planned time.
+    config = plan.config.replace(max_time_minutes=FIT_TIME_LIMIT * plan.epochs.planned_seconds / 60)
+    result = train(config, precision_choice=plan.precision_choice, predict_precision=precision)
+    used = {"planned_seconds": round(plan.planned_seconds, 1), "used_seconds": round(result.seconds, 1),
+            "budget_seconds": budget, "used_fraction": round(result.seconds / budget, 4),
+            "epochs_planned": plan.config.epochs, "epochs_completed": result.epochs_completed,
+            "timings": result.timings, "plan": plan.as_dict()}
+    _log(f"    budget: planned {plan.planned_seconds:.0f} s, used {result.seconds:.0f} s of {budget:.0f} s "
+         f"({100 * result.seconds / budget:.0f}%; fit {result.timings.get('fit', 0):.0f} s, calibration "
+         f"{result.timings.get('calibration', 0):.0f} s, estimated {plan.calibration_seconds:.0f} s); "
+         f"{result.epochs_completed} of {plan.config.epochs} epochs")
     print(result.summary(), file=sys.stderr)
 
     submission = out / "submission.csv"
     pred_masks, pred_probs, scores = out / "pred_masks", out / "pred_probs", out / "scores.csv"
     _log("3/6 predicting the test images (TTA, CRF and threshold as validation chose)")
-    model = load_model(result.model_dir, device=device)
-    print(f"demo: predicting with {model.postprocess().describe()}", file=sys.stderr)
+    model = load_model(result.model_dir, device=device, precision=precision)
+    _log(f"predicting with {model.postprocess().describe()}; {model.describe_precision()}")
     predicted = predict_folder(model, data / "test" / "images", out=submission, masks_out=pred_masks,
                                probs_out=pred_probs, scores_out=scores)
     if predicted.failures:
@@ -128,13 +98,18 @@ def run_demo(out: Path, budget_minutes: float = 7.0, n_train: int = 400, n_test:
     _log("4/6 evaluating against the ground truth, next to the trivial baselines")
     truth = data / "test" / "masks"
     meta = data / "test" / "meta.json"
-    evaluation = evaluate(truth, submission=submission, probs_dir=pred_probs,
-                          meta=meta if meta.is_file() else None, threshold=result.postprocess.get("threshold", 0.5))
+    post = model.postprocess()
+    evaluation = evaluate(truth, submission=submission, probs_dir=pred_probs, meta=meta if meta.is_file() else None,
+                          score_threshold=post.threshold)
     io.atomic_write_text(out / "evaluation.json", json.dumps(evaluation, indent=2))
-    baselines = {name: evaluate(truth, submission=path) for name, path in _baseline_submissions(truth, out).items()}
+    io.atomic_write_text(out / BUDGET_FILE, json.dumps({**used, "predict_precision": model.precision_choice.as_dict(),
+                                                        "dice_mean": evaluation["dice_mean"],
+                                                        "dice_pooled": evaluation["dice_pooled"]}, indent=2))
+    baselines = {name: evaluate(truth, submission=path) for name, path in baseline_submissions(truth, out).items()}
 
-    _log("5/6 writing the report")
-    report = write_report(run_dir, images_dir=data / "test" / "images", masks_dir=truth, device=device)
+    _log("5/6 writing the report (from the predictions above)")
+    report = write_report(run_dir, images_dir=data / "test" / "images", truth_dir=truth, device=device,
+                          predictions=PredictionFiles(submission, pred_masks, pred_probs))
 
     minutes = (time.perf_counter() - started) / 60
     _log(f"6/6 done in {minutes:.1f} minutes")
@@ -146,6 +121,7 @@ def run_demo(out: Path, budget_minutes: float = 7.0, n_train: int = 400, n_test:
     print("\nOutputs:")
     for label, path in [("dataset", data), ("run folder", run_dir), ("model", result.model_dir),
                         ("submission", submission), ("predicted masks", pred_masks), ("probability maps", pred_probs),
-                        ("image scores", scores), ("evaluation", out / "evaluation.json"), ("report", report)]:
+                        ("image scores", scores), ("evaluation", out / "evaluation.json"),
+                        ("budget and timing", out / BUDGET_FILE), ("report", report)]:
         print(f"  {label:<17} {path}")
     return 0

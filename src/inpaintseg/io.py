@@ -136,14 +136,25 @@ def _decode(path: Path, max_pixels: int | None = None) -> np.ndarray:
         check_pixels(path, *size, max_pixels=max_pixels)
     try:
         data = path.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found. Check the path.") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a folder, expected an image file.") from None
     except OSError as exc:
         raise DataError(f"{path}: cannot be read ({exc.strerror}). Check its permissions.") from None
+    array = _decode_buffer(data, path, jpeg=path.suffix.lower() in (".jpg", ".jpeg"))
+    if size is None:
+        check_pixels(path, *array.shape[:2], max_pixels=max_pixels)
+    return array
+
+
+def _decode_buffer(data: bytes, name: object, jpeg: bool) -> np.ndarray:
+    """Decode encoded image bytes as stored (no EXIF rotation), or raise DataError naming `name`."""
     if not data:
-        raise DataError(f"{path}: the file is empty (0 bytes). Re-export or remove it.")
-    suffix = path.suffix.lower()
-    if suffix in (".jpg", ".jpeg") and b"\xff\xd9" not in data[-4096:]:
+        raise DataError(f"{name}: the file is empty (0 bytes). Re-export or remove it.")
+    if jpeg and b"\xff\xd9" not in data[-4096:]:
         raise DataError(
-            f"{path}: the JPEG file is truncated (no end-of-image marker). Re-export or remove it."
+            f"{name}: the JPEG file is truncated (no end-of-image marker). Re-export or remove it."
         )
     buf = np.frombuffer(data, dtype=np.uint8)
     try:
@@ -151,13 +162,11 @@ def _decode(path: Path, max_pixels: int | None = None) -> np.ndarray:
     except cv2.error:  # e.g. OpenCV's own size limit, for a header PIL could not read
         array = None
     except MemoryError:
-        raise DataError(f"{path}: not enough memory to decode this image. Downscale it or lower "
+        raise DataError(f"{name}: not enough memory to decode this image. Downscale it or lower "
                         "--max-pixels.") from None
-    if array is not None and size is None:
-        check_pixels(path, *array.shape[:2], max_pixels=max_pixels)
     if array is None or array.size == 0:
         raise DataError(
-            f"{path}: cannot be decoded as an image (corrupt, truncated, or not an image). "
+            f"{name}: cannot be decoded as an image (corrupt, truncated, or not an image). "
             f"Supported formats: {', '.join(IMAGE_EXTENSIONS)}. Re-export or remove it."
         )
     return array
@@ -180,7 +189,23 @@ def _to_uint8(array: np.ndarray) -> np.ndarray:
 
 def read_image(path: str | os.PathLike, max_pixels: int | None = None) -> np.ndarray:
     """Read an image as RGB uint8 of shape (H, W, 3); `max_pixels` overrides the process's pixel limit."""
-    array = _to_uint8(_decode(Path(path), max_pixels))
+    return _to_rgb(_to_uint8(_decode(Path(path), max_pixels)), path)
+
+
+def decode_image_bytes(data: bytes, name: str = "upload", max_pixels: int | None = None) -> np.ndarray:
+    """Decode an image held in memory (an upload) as RGB uint8 (H, W, 3) by the same rules as `read_image`.
+
+    The bytes, not `name`, decide the format (a JPEG is recognised by its magic bytes for the truncation
+    check); `name` only labels error messages. The decoded size is checked against the pixel limit (callers
+    that can, like the service, check the header before). Raises DataError.
+    """
+    data = bytes(data)
+    array = _decode_buffer(data, name, jpeg=data[:3] == b"\xff\xd8\xff")
+    check_pixels(name, *array.shape[:2], max_pixels=max_pixels)
+    return _to_rgb(_to_uint8(array), name)
+
+
+def _to_rgb(array: np.ndarray, name: object) -> np.ndarray:
     if array.ndim == 2:
         return cv2.cvtColor(array, cv2.COLOR_GRAY2RGB)
     if array.ndim == 3 and array.shape[2] == 1:
@@ -190,7 +215,7 @@ def read_image(path: str | os.PathLike, max_pixels: int | None = None) -> np.nda
     if array.ndim == 3 and array.shape[2] == 4:
         return cv2.cvtColor(array, cv2.COLOR_BGRA2RGB)
     raise DataError(
-        f"{path}: unsupported image layout {array.shape}; expected grey, RGB or RGBA."
+        f"{name}: unsupported image layout {array.shape}; expected grey, RGB or RGBA."
     )
 
 

@@ -126,6 +126,20 @@ def roc_auc(scores, labels) -> float:
     return float((rank_sum - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
+def roc_curve(scores, labels) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(fpr, tpr, thresholds) of "score >= threshold" at every distinct score, from (0, 0) to (1, 1);
+    the area under it equals `roc_auc`. Shape: scores, labels (N,) -> three (K + 2,) arrays."""
+    scores = _as_numpy(scores).astype(np.float64).ravel()
+    labels = _as_numpy(labels).astype(bool).ravel()
+    if scores.shape != labels.shape:
+        raise ValueError(f"roc_curve: {scores.size} scores but {labels.size} labels")
+    n_pos, n_neg = max(int(labels.sum()), 1), max(int((~labels).sum()), 1)
+    thresholds = np.unique(scores)[::-1]
+    tpr = np.array([0.0] + [float((labels & (scores >= t)).sum()) / n_pos for t in thresholds] + [1.0])
+    fpr = np.array([0.0] + [float((~labels & (scores >= t)).sum()) / n_neg for t in thresholds] + [1.0])
+    return fpr, tpr, np.concatenate([[np.inf], thresholds, [-np.inf]])
+
+
 class PixelHistogram:
     """Accumulates per-pixel probabilities of positive and negative pixels in `bins` bins on [0, 1].
 
@@ -170,6 +184,31 @@ class PixelHistogram:
         tp = int(self.positive[k:].sum())
         fp = int(self.negative[k:].sum())
         return tp, fp, int(self.positive.sum()) - tp, int(self.negative.sum()) - fp
+
+    def curves(self) -> dict[str, np.ndarray]:
+        """ROC and precision-recall points at the bin edges k/bins, k = 0..bins (descending thresholds
+        last to first): ``threshold``, ``tpr`` (= ``recall``), ``fpr``, ``precision`` (1.0 where nothing
+        is predicted positive)."""
+        tp = np.concatenate([np.cumsum(self.positive[::-1])[::-1], [0]])  # tp[k]: positives in bins >= k
+        fp = np.concatenate([np.cumsum(self.negative[::-1])[::-1], [0]])
+        n_pos, n_neg = max(int(self.positive.sum()), 1), max(int(self.negative.sum()), 1)
+        precision = np.divide(tp, tp + fp, out=np.ones(tp.shape), where=(tp + fp) > 0)
+        return {"threshold": np.arange(self.bins + 1) / self.bins, "tpr": tp / n_pos, "recall": tp / n_pos,
+                "fpr": fp / n_neg, "precision": precision}
+
+    def average_precision(self) -> float:
+        """Average precision of the binned scores: sum over thresholds (high to low) of the recall gained
+        times the precision there (scikit-learn's definition); nan when there is no positive pixel."""
+        if self.positive.sum() == 0:
+            return float("nan")
+        c = self.curves()
+        recall_gain = c["recall"][:-1] - c["recall"][1:]  # edge k vs edge k+1
+        return float((recall_gain * c["precision"][:-1]).sum())
+
+    def prevalence(self) -> float:
+        """Share of positive pixels (the precision of a random guess: the PR curve's baseline)."""
+        total = self.positive.sum() + self.negative.sum()
+        return float(self.positive.sum() / total) if total else float("nan")
 
     def best_f1(self) -> tuple[float, float]:
         """(threshold, F1) maximising the pooled pixel F1 over the bin edges 1/bins .. (bins-1)/bins."""

@@ -50,31 +50,43 @@ def _network_and_loss(model, loss_fn):
     return copy.deepcopy(unwrap_model(model)), loss_fn
 
 
-def _timed(steps: int, warmup: int, step, device) -> tuple[int, float]:
-    """Run `warmup` untimed then `steps` timed calls of step() -> images; (images, seconds) timed."""
+def _timed(steps: int, warmup: int, step, device, max_seconds: float | None = None) -> tuple[int, float]:
+    """Run `warmup` untimed then `steps` timed calls of step() -> images; (images, seconds) timed.
+
+    With `max_seconds`, warm-up stops once it has used half of it and timing once the whole is used,
+    keeping at least one warm-up step (when asked for) and one timed step (a slow or loaded machine
+    measures fewer steps instead of eating the budget it is measuring for)."""
     import torch  # noqa: PLC0415
 
     cuda = torch.device(device).type == "cuda"
+    began = time.perf_counter()
+    over = (lambda share: max_seconds is not None and time.perf_counter() - began > share * max_seconds)
     for _ in range(warmup):
         step()
+        if over(0.5):
+            break
     if cuda:
         torch.cuda.synchronize(device)
     images, start = 0, time.perf_counter()
     for _ in range(steps):
         images += step()
+        if over(1.0):
+            break
     if cuda:
         torch.cuda.synchronize(device)
     return images, time.perf_counter() - start
 
 
 def measure_train_rate(model, dataloader: Iterable, precision: str = "32", device="cpu", warmup: int = 2,
-                       steps: int = 5, channels_last: bool = False, loss_fn=None, lr: float = 1e-3) -> float:
+                       steps: int = 5, channels_last: bool = False, loss_fn=None, lr: float = 1e-3,
+                       max_seconds: float | None = None) -> float:
     """Training images/s: forward under `precision` autocast + loss backward + Adam step on the
     loader's real batches (loading time included, as in an epoch). `warmup` untimed steps first (the
     first steps pay worker start-up, allocation and kernel selection), then `steps` timed ones.
 
     `model` is a network or a LightningModule holding one as `.model` (its `.loss` is used unless
     `loss_fn` is given; default BCE-Dice). A copy is trained, so `model` itself is untouched.
+    `max_seconds` caps the measurement (fewer steps, see `_timed`).
     """
     import torch  # noqa: PLC0415
 
@@ -97,13 +109,14 @@ def measure_train_rate(model, dataloader: Iterable, precision: str = "32", devic
         optimizer.step()
         return int(images.shape[0])
 
-    images, seconds = _timed(steps, warmup, step, device)
+    images, seconds = _timed(steps, warmup, step, device, max_seconds)
     return images / seconds
 
 
 def measure_eval_rate(model, dataloader: Iterable, precision: str = "32", device="cpu", warmup: int = 1,
-                      steps: int = 3, channels_last: bool = False) -> float:
-    """Validation images/s: forward passes in eval mode under `precision` autocast on real batches."""
+                      steps: int = 3, channels_last: bool = False, max_seconds: float | None = None) -> float:
+    """Validation images/s: forward passes in eval mode under `precision` autocast on real batches
+    (`max_seconds`: see `measure_train_rate`)."""
     import torch  # noqa: PLC0415
 
     precision = check_precision(precision, allow_auto=False)
@@ -121,7 +134,7 @@ def measure_eval_rate(model, dataloader: Iterable, precision: str = "32", device
             network(images)
         return int(images.shape[0])
 
-    images, seconds = _timed(steps, warmup, step, device)
+    images, seconds = _timed(steps, warmup, step, device, max_seconds)
     return images / seconds
 
 
@@ -146,10 +159,12 @@ class EpochPlan:
 
 
 def plan_epochs(budget_seconds: float, n_train: int, train_rate: float, n_val: int = 0,
-                eval_rate: float | None = None, reserve_seconds: float = 0.0) -> EpochPlan:
-    """Epochs whose training (n_train / train_rate) plus validation (n_val / eval_rate) fit in
-    `budget_seconds` minus `reserve_seconds` (fixed costs such as start-up and calibration), so the
-    cosine schedule completes instead of being cut off. At least one epoch."""
+                eval_rate: float | None = None, reserve_seconds: float = 0.0,
+                epoch_overhead_seconds: float = 0.0) -> EpochPlan:
+    """Epochs whose training (n_train / train_rate) plus validation (n_val / eval_rate) plus a fixed
+    per-epoch overhead (checkpoints, logging) fit in `budget_seconds` minus `reserve_seconds` (fixed
+    costs such as start-up and calibration), so the cosine schedule completes instead of being cut off.
+    At least one epoch."""
     if not budget_seconds > 0 or not train_rate > 0 or n_train < 1:
         raise ValueError(f"need a positive budget, rate and image count, got budget={budget_seconds}, "
                          f"train_rate={train_rate}, n_train={n_train}")
@@ -158,5 +173,6 @@ def plan_epochs(budget_seconds: float, n_train: int, train_rate: float, n_val: i
         if eval_rate is None or not eval_rate > 0:
             raise ValueError(f"n_val={n_val} needs a positive eval_rate, got {eval_rate}")
         per_epoch += n_val / eval_rate
+    per_epoch += max(0.0, float(epoch_overhead_seconds))
     epochs = max(1, math.floor((budget_seconds - reserve_seconds) / per_epoch))
     return EpochPlan(epochs, per_epoch, float(budget_seconds))

@@ -338,6 +338,27 @@ class PrecisionChoice:
                 "rates": {k: round(float(v), 3) for k, v in self.rates.items()},
                 "reason": self.reason, "cached": self.cached}
 
+    @classmethod
+    def from_dict(cls, record: Mapping, source: str = "precision record") -> PrecisionChoice:
+        """The inverse of `as_dict` (a run folder's precision.json, config.json's training.precision_choice);
+        `ConfigError` naming `source` when the precision is missing or unknown. Rates other than the two
+        probed ones, and non-positive rates, are dropped."""
+        if not isinstance(record, Mapping):
+            raise ConfigError(f"{source}: expected an object with a 'precision' key, got {type(record).__name__}.")
+        precision = check_precision(record.get("precision"), f"{source}: precision", allow_auto=False)
+        requested = record.get("requested", precision)
+        requested = requested if requested in PRECISIONS else precision
+        rates = {}
+        raw = record.get("rates")
+        if isinstance(raw, Mapping) and all(p in raw for p in PROBED):
+            try:
+                rates = {p: float(raw[p]) for p in PROBED}
+            except (TypeError, ValueError):
+                rates = {}
+            if not all(r > 0 for r in rates.values()):
+                rates = {}
+        return cls(precision, rates, str(record.get("reason", "")), bool(record.get("cached", False)), requested)
+
 
 def choose_precision(model, batch_size: int, size: int, device="cpu", mode: str = "train", *,
                      requested: str = "auto", cache: bool = True, probe: Probe | None = None,

@@ -35,6 +35,19 @@ _ENCODE_CHUNK = 1 << 16  # numbers formatted per join in rle_encode (bounds its 
 _MAX_DIGITS = 18
 
 
+# The CLI's names for the two orders (`--rle-order row|column`) -> numpy's order codes.
+RLE_ORDER_NAMES = {"row": "C", "column": "F"}
+
+
+def rle_order_code(name: str) -> str:
+    """"row" -> "C", "column" -> "F" (the codes themselves pass through); ValueError otherwise."""
+    if name in ORDERS:
+        return name
+    if name not in RLE_ORDER_NAMES:
+        raise ValueError(f"RLE order must be one of {', '.join(RLE_ORDER_NAMES)}, got {name!r}")
+    return RLE_ORDER_NAMES[name]
+
+
 def _check_order(order: str) -> None:
     if order not in ORDERS:
         raise ValueError(f"order must be 'C' (row-major, the default) or 'F' (column-major), got {order!r}")

@@ -2,6 +2,7 @@
 
     RUN_DIR/config.yaml          the effective TrainConfig (inpaintseg.config)
     RUN_DIR/split.json           {"train": [...], "val": [...], "seed": .., "val_fraction": ..}
+    RUN_DIR/precision.json       how the training precision was chosen (PrecisionChoice.as_dict())
     RUN_DIR/metrics.csv          one row per finished epoch (METRIC_COLUMNS), flushed as it is written
     RUN_DIR/checkpoints/         best.ckpt (lowest val_loss), last.ckpt (end of the latest epoch)
     RUN_DIR/model/               weights.safetensors + config.json (inpaintseg.model.io)
@@ -28,6 +29,7 @@ from inpaintseg.io import atomic_write_text
 
 CONFIG_FILE = "config.yaml"
 SPLIT_FILE = "split.json"
+PRECISION_FILE = "precision.json"
 METRICS_FILE = "metrics.csv"
 CHECKPOINT_DIR = "checkpoints"
 BEST_NAME = "best"
@@ -109,6 +111,21 @@ def load_split(path: str | os.PathLike) -> dict | None:
     return {"train": record.get("train"), "val": record.get("val")}
 
 
+# ----------------------------------------------------------------------------------------- precision.json
+def save_precision_record(path: str | os.PathLike, record: dict) -> None:
+    """The training precision choice ({"precision", "requested", "rates", "reason", "cached"})."""
+    atomic_write_text(path, json.dumps(record, indent=1) + "\n")
+
+
+def load_precision_record(path: str | os.PathLike) -> dict | None:
+    """The saved precision choice; None when the file is missing or unreadable (runs before issue 16)."""
+    try:
+        record = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return record if isinstance(record, dict) and isinstance(record.get("precision"), str) else None
+
+
 # ----------------------------------------------------------------------------------------- folders
 def default_run_dir(now: datetime | None = None, root: Path = DEFAULT_RUNS_ROOT) -> Path:
     """runs/<YYYYmmdd-HHMMSS>, with -2, -3 ... when that folder already exists."""
@@ -122,7 +139,7 @@ def default_run_dir(now: datetime | None = None, root: Path = DEFAULT_RUNS_ROOT)
 
 # What a run leaves before its first epoch finished (config, split, an empty or partial metrics.csv, an empty
 # checkpoints folder, tensorboard's folder): nothing worth keeping, so --out may reuse such a folder.
-UNSTARTED_RUN_NAMES = frozenset({CONFIG_FILE, SPLIT_FILE, METRICS_FILE, CHECKPOINT_DIR, "tensorboard"})
+UNSTARTED_RUN_NAMES = frozenset({CONFIG_FILE, SPLIT_FILE, METRICS_FILE, PRECISION_FILE, CHECKPOINT_DIR, "tensorboard"})
 
 
 def has_checkpoint(run_dir: str | os.PathLike) -> bool:

@@ -1,6 +1,8 @@
-"""One module per CLI subcommand; see `inpaintseg.cli`."""
+"""One module per CLI subcommand; see `inpaintseg.cli`. The helpers here keep one vocabulary across commands
+(README "Commands"): the progress switch, renamed flags kept as hidden aliases, shared value types."""
 
 import argparse
+import sys
 
 
 def add_command(subparsers, name: str, help: str, description: str, examples: str) -> argparse.ArgumentParser:
@@ -53,3 +55,48 @@ def add_max_pixels_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-pixels", type=int_at_least(1), default=None, metavar="N",
                    help=f"refuse images and masks of more than N pixels, read from the file header before "
                    f"decoding (default {DEFAULT_MAX_PIXELS:_}); a larger file is named, the others go on")
+
+def add_progress_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--quiet`` / ``--progress``: the one progress switch of every long command (`inpaintseg.progress`)."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--quiet", dest="progress_mode", action="store_const", const="lines",
+                       help="no progress bars: one plain line per epoch or per 10%% of a run (what a log file "
+                       "gets by default); the lines saying what is used still print")
+    group.add_argument("--progress", dest="progress_mode", action="store_const", const="bar",
+                       help="progress bars even when stderr is not a terminal")
+    parser.set_defaults(progress_mode="auto")
+
+
+class _RenamedFlag(argparse.Action):
+    """An old spelling of a flag: stores into the new flag's dest and says once that it was renamed."""
+
+    def __init__(self, option_strings, dest, new_name: str = "", **kwargs):
+        self.new_name = new_name
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"{parser.prog}: note: {option_string} is now {self.new_name} (the old spelling still works in this "
+              "release)", file=sys.stderr)
+        setattr(namespace, self.dest, self.const if self.nargs == 0 else values)
+
+
+def add_renamed(parser: argparse.ArgumentParser, old: str, new: str, dest: str, **kwargs) -> None:
+    """Accept ``old`` as a hidden alias of ``new`` (same ``dest``; for one release)."""
+    parser.add_argument(old, dest=dest, action=_RenamedFlag, new_name=new, help=argparse.SUPPRESS, **kwargs)
+
+
+def rle_order_argument(parser: argparse.ArgumentParser, verb: str) -> None:
+    """``--rle-order row|column`` (predict writes, evaluate reads)."""
+    parser.add_argument("--rle-order", choices=("row", "column"), default="row",
+                        help=f"pixel order of the RLE {verb}: row = left to right, then top to bottom (this "
+                        "competition's convention, the default); column = top to bottom, then left to right "
+                        "(Kaggle's older convention)")
+
+def add_precision_argument(parser: argparse.ArgumentParser, what: str) -> None:
+    """`--precision auto|32|bf16-mixed|16-mixed` for commands that run the network (same names as train's)."""
+    from inpaintseg.precision import PRECISIONS
+
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help=f"numeric precision of {what}: auto (default) = bf16 autocast on a CPU where a "
+                        "short probe of this model measures it faster than fp32 (cached per machine), else 32; "
+                        "32 or bf16-mixed force one (16-mixed: CUDA only). The choice is printed")

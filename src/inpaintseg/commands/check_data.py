@@ -10,12 +10,11 @@ itself cannot be used.
 from __future__ import annotations
 
 import json
-import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from inpaintseg.commands import add_command, add_max_pixels_argument
+from inpaintseg.commands import add_command, add_max_pixels_argument, add_progress_arguments
 
 # Mask coverage histogram: (label, upper bound inclusive); the first bin is exactly 0.
 COVERAGE_BINS = (("0 (empty)", 0.0), ("(0, 1%]", 0.01), ("(1, 5%]", 0.05), ("(5, 10%]", 0.10),
@@ -41,6 +40,8 @@ def register(subparsers) -> None:
     parser.add_argument("--json", type=Path, default=None, metavar="PATH",
                         help="also write the summary and problems as JSON to PATH")
     add_max_pixels_argument(parser)
+
+    add_progress_arguments(parser)
     parser.set_defaults(func=run)
 
 
@@ -180,10 +181,13 @@ def _decode_or_note(reader, path: Path, found: dict[str, list[str]]):
 
 
 def _progress(items, desc: str):
-    from tqdm import tqdm
+    """Iterate over ``items`` with progress (a bar on a terminal, else a plain line per 10%)."""
+    from inpaintseg.progress import progress_bar
 
-    return tqdm(items, desc=desc, unit="file", file=sys.stderr, leave=False,
-                disable=not sys.stderr.isatty())
+    with progress_bar(len(items), desc, unit="file") as bar:
+        for item in items:
+            yield item
+            bar.update(1)
 
 
 def _size_summary(sizes: Counter) -> dict:

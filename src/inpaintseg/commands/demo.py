@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from inpaintseg.commands import add_command
+from inpaintseg.commands import add_command, add_precision_argument, add_progress_arguments
 
 
 def register(subparsers) -> None:
@@ -17,7 +17,9 @@ def register(subparsers) -> None:
         "images with the post-processing that validation chose, write submission.csv, evaluate against the "
         "ground truth (next to all-empty and all-full baselines) and write an HTML report.",
         examples="  inpaintseg demo\n"
-        "  inpaintseg demo --out demo_out --budget-minutes 3\n",
+        "  inpaintseg demo --out demo_out --budget-minutes 3\n"
+        "  inpaintseg demo --quiet > demo.log 2>&1        # plain log lines: one per epoch and per 10% of a run\n"
+        "  inpaintseg demo --out demo_fp32 --precision 32     # fp32 throughout, to compare with auto\n",
     )
     p.add_argument("--out", type=Path, default=Path("demo_out"), help="output folder (default demo_out)")
     p.add_argument("--budget-minutes", type=float, default=7.0,
@@ -25,7 +27,9 @@ def register(subparsers) -> None:
     p.add_argument("--n-train", type=int, default=400, help="demo training images (default 400)")
     p.add_argument("--n-test", type=int, default=100, help="demo test images (default 100)")
     p.add_argument("--seed", type=int, default=0, help="seed for data and training (default 0)")
-    p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
+    p.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda or cuda:N (default auto)")
+    add_progress_arguments(p)
+    add_precision_argument(p, "training, calibration and prediction")
     p.set_defaults(func=run)
 
 
@@ -33,4 +37,4 @@ def run(args) -> int:
     from inpaintseg.demo import run_demo
 
     return run_demo(out=args.out, budget_minutes=args.budget_minutes, n_train=args.n_train,
-                    n_test=args.n_test, seed=args.seed, device=args.device)
+                    n_test=args.n_test, seed=args.seed, device=args.device, precision=args.precision)

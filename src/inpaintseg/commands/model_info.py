@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from inpaintseg.commands import add_command, int_at_least
+from inpaintseg.commands import add_command, add_renamed, int_at_least
+from inpaintseg.model.spec import INPUT_STEMS
 
 
 def register(subparsers) -> None:
@@ -13,42 +14,55 @@ def register(subparsers) -> None:
         "model-info",
         help="print the parameters and GFLOPs per image of an Attention U-Net width",
         description="Build the Attention U-Net for the given width and depth (no weights are loaded) and "
-        "print its parameter count, the forward GFLOPs for one SIZE x SIZE image (FLOPs = 2 x the "
+        "print its parameter count, the forward GFLOPs for one IMG_SIZE x IMG_SIZE image (FLOPs = 2 x the "
         "multiply-adds of every convolution, counted with torch.utils.flop_counter) and a per-stage "
         "breakdown. A training step costs about 3x the forward FLOPs.",
         examples="  inpaintseg model-info\n"
-        "  inpaintseg model-info --base-channels 32 --size 512\n"
-        "  inpaintseg model-info --base-channels 16 --no-attention   # the plain U-Net ablation\n",
+        "  inpaintseg model-info --base-channels 32 --img-size 512\n"
+        "  inpaintseg model-info --base-channels 16 --no-attention   # the plain U-Net ablation\n"
+        "  inpaintseg model-info --input-stem rgb+srm+bayar+npr      # cost of the forensic stem\n"
+        "  inpaintseg model-info --encoder timm:resnet18             # a timm backbone (the [encoders] extra)\n",
     )
     p.add_argument("--base-channels", type=int_at_least(1), default=16,
                    help="channels of the first stage; stage i has base x 2^i (default 16)")
     p.add_argument("--depth", type=int_at_least(1), default=4,
                    help="number of down-sampling steps (default 4: channels base x 1, 2, 4, 8, 16)")
-    p.add_argument("--size", type=int_at_least(1), default=256,
+    p.add_argument("--img-size", type=int_at_least(1), default=256, dest="img_size",
                    help="square input size in pixels for the FLOP count (default 256)")
+    add_renamed(p, "--size", "--img-size", dest="img_size", type=int_at_least(1))
     p.add_argument("--in-channels", type=int_at_least(1), default=3, help="input channels (default 3)")
+    p.add_argument("--encoder", default="unet", metavar="NAME",
+                   help="unet (default) or timm:<name>, e.g. timm:resnet18 (no weights are loaded; depth and "
+                   "channels then come from the backbone, --base-channels sizes its full-resolution branch)")
     p.add_argument("--no-attention", action="store_true",
                    help="plain U-Net (no attention gates), the ablation baseline")
+    p.add_argument("--input-stem", choices=INPUT_STEMS, default="rgb",
+                   help="input stem: rgb, or rgb next to forensic residuals (default rgb)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from inpaintseg.model import ARCH_NAME, build_model, count_parameters, model_flops, stage_summary
 
-    model = build_model({"name": ARCH_NAME, "in_channels": args.in_channels, "base_channels": args.base_channels,
-                         "depth": args.depth, "attention": not args.no_attention}, source="model-info")
+    arch = {"name": ARCH_NAME, "in_channels": args.in_channels, "base_channels": args.base_channels,
+            "depth": args.depth, "attention": not args.no_attention, "input_stem": args.input_stem,
+            "encoder": args.encoder}
+    if args.encoder != "unet":
+        del arch["depth"]
+    model = build_model(arch, source="model-info")
     params = count_parameters(model)
-    flops = model_flops(model, args.size)
+    flops = model_flops(model, args.img_size)
     arch = model.architecture()
     kind = "Attention U-Net" if arch["attention"] else "plain U-Net (no attention gates)"
-    widths = ", ".join(str(args.base_channels * 2 ** i) for i in range(args.depth + 1))
-    print(f"{kind}: base_channels={args.base_channels} depth={args.depth} channels=({widths})")
+    widths = ", ".join(str(c) for c in model.encoders.channels)
+    print(f"{kind}: encoder={args.encoder} base_channels={args.base_channels} depth={model.depth} "
+          f"channels=({widths})")
     print(f"architecture: {arch}")
     print(f"parameters: {params:,} ({params * 4 / 2 ** 20:.2f} MiB as float32)")
-    print(f"forward GFLOPs per {args.size}x{args.size} image: {flops / 1e9:.3f}")
+    print(f"forward GFLOPs per {args.img_size}x{args.img_size} image: {flops / 1e9:.3f}")
     print(f"training step GFLOPs per image (~3x forward): {3 * flops / 1e9:.3f}")
     print()
     print(f"{'stage':<12} {'parameters':>12} {'GFLOPs':>9}")
-    for name, stage_params, stage_flops in stage_summary(model, args.size):
+    for name, stage_params, stage_flops in stage_summary(model, args.img_size):
         print(f"{name:<12} {stage_params:>12,} {stage_flops / 1e9:>9.3f}")
     return 0

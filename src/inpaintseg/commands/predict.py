@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from inpaintseg.commands import add_command, add_max_pixels_argument, int_at_least, threshold_or_auto
+from inpaintseg.commands import (add_command, add_max_pixels_argument, add_precision_argument,
+                                 add_progress_arguments, add_renamed, int_at_least, rle_order_argument,
+                                 threshold_or_auto)
 from inpaintseg.inference.postprocess import CRF_OPTIONS, TTA_OPTIONS
 
 
@@ -22,57 +24,71 @@ def add_predict_arguments(p: argparse.ArgumentParser, model_required: bool = Tru
     p.add_argument("--images", required=images_default is None, default=images_default, metavar="DIR|FILE|GLOB",
                    help="folder of images to predict, one image file, or a quoted glob pattern such as "
                    "'shots/*.jpg'" + (f" (default {images_default})" if images_default else ""))
-    p.add_argument("--out", default=out_default, metavar="CSV",
-                   help=f"submission CSV to write: ImageId,EncodedPixels, row-major RLE (default {out_default})")
+    p.add_argument("--submission", default=out_default, metavar="CSV",
+                   help=f"submission CSV to write: ImageId,EncodedPixels (default {out_default})")
+    add_renamed(p, "--out", "--submission", dest="submission", metavar="CSV")
+    rle_order_argument(p, "written")
     p.add_argument("--masks-out", metavar="DIR", help="also write each mask as a 0/255 PNG named <stem>.png")
     p.add_argument("--probs-out", metavar="DIR",
                    help="also write each probability map as an 8-bit grey PNG (value = round(p x 255))")
+    p.add_argument("--overlays-out", metavar="DIR",
+                   help="also write each probability map as a heat map over its image (viridis, opacity grows "
+                   "with p, white outline = the mask), a PNG at the image's native size")
     p.add_argument("--scores-out", metavar="CSV",
                    help="also write image-level scores: ImageId,score,manipulated_fraction,predicted_label "
-                   "(score = mean of the top 1%% pixel probabilities; label = score >= threshold)")
+                   "(score = mean of the top 1%% pixel probabilities; label = score >= --score-threshold)")
     p.add_argument("--tta", choices=TTA_OPTIONS, default="auto",
-                   help="test-time augmentation: none, flip (4 flips), d4 (8 flips/rotations), or auto = what "
-                   "validation calibration stored in config.json (default auto)")
+                   help="test-time augmentation: none, flip (4 flips), d4 (8 flips/rotations), flip+scales / "
+                   "d4+scales (those views at scales 0.75, 1 and 1.25), or auto = what validation calibration "
+                   "stored in config.json (default auto)")
     p.add_argument("--crf", nargs="?", const="on", choices=CRF_OPTIONS, default="auto",
                    help="DenseCRF refinement: off, gaussian (smoothness only), seed (gaussian + bilateral colour "
                    "term), auto = the calibrated choice in config.json (default); a bare --crf (= on) uses the "
                    "calibrated variant if calibration chose one, else gaussian")
     p.add_argument("--no-crf", dest="crf", action="store_const", const="off", help="same as --crf off")
     p.add_argument("--threshold", type=threshold_or_auto, default="auto", metavar="auto|FLOAT",
-                   help="probability threshold for the masks; auto = the one stored with the model (default)")
+                   help="pixel threshold: a pixel is manipulated when its probability is >= it; auto = the one "
+                   "stored with the model (default)")
+    p.add_argument("--score-threshold", type=threshold_or_auto, default="auto", metavar="auto|FLOAT",
+                   help="image-level threshold: predicted_label = image score >= it; auto = the pixel threshold "
+                   "(default)")
     p.add_argument("--batch-size", type=int_at_least(1), default=8,
                    help="images (or tiles, for crop models) per forward pass (default 8)")
     p.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda or cuda:N (default auto)")
+    add_precision_argument(p, "the forward pass")
     p.add_argument("--crf-workers", type=int_at_least(0), default=1,
                    help="processes running DenseCRF beside the model (pydensecrf holds the GIL, so threads "
                    "would not overlap); 0 = run it inline (default 1)")
     p.add_argument("--threads", type=int_at_least(1), default=None,
                    help="torch CPU threads (default: $OMP_NUM_THREADS or every CPU available)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_progress_arguments(p)
     add_max_pixels_argument(p)
     add_scale_arguments(p)
 
 
 def add_scale_arguments(p: argparse.ArgumentParser) -> None:
-    """Issue 13: the engine, other input forms, resuming and sharding."""
+    """The engine, other input forms, resuming and sharding (issue 13)."""
     import os
 
     from inpaintseg.inference.engines import ENGINES
 
     p.add_argument("--engine", choices=ENGINES, default="auto",
                    help="what runs the network: torch, onnx (MODEL_DIR/model.onnx through onnxruntime; make it with "
-                   "`inpaintseg export`), onnx-int8 (its int8 quantisation, `export --int8 IMAGES`), or auto = onnx "
-                   "when a model.onnx matching the weights is there and the device is the CPU, else torch "
-                   "(default auto)")
+                   "`inpaintseg export`; fp32 only), onnx-int8 (its int8 quantisation, `export --int8 IMAGES`), or "
+                   "auto = onnx when a model.onnx matching the weights is there, the device is the CPU and "
+                   "--precision is not bf16-mixed/16-mixed, else torch (default auto)")
     p.add_argument("--recursive", action="store_true",
                    help="--images DIR: also predict the images in its sub-folders (ImageId = relative path without "
                    "extension, e.g. cats/a); a glob pattern: ** crosses folders")
     p.add_argument("--resume", action="store_true",
-                   help="continue an interrupted run: images already in <out>.part (rows are appended as images "
-                   "finish) are not predicted again; the final CSVs equal an uninterrupted run's")
-    p.add_argument("--devices", type=int_at_least(1), default=1,
+                   help="continue an interrupted run: images already in <submission>.part (rows are appended as "
+                   "images finish) are not predicted again; the final CSVs equal an uninterrupted run's. Refused "
+                   "when the part file was written with other settings (model, engine, precision, thresholds, "
+                   "TTA, CRF, --rle-order, output folders)")
+    p.add_argument("--num-devices", type=int_at_least(1), default=1,
                    help="processes per node sharing the images (one per GPU on a CUDA machine; on a CPU each gets "
                    "its share of the cores); rank 0 merges their part files into one submission (default 1)")
+    p.add_argument("--devices", dest="num_devices", type=int_at_least(1), help=argparse.SUPPRESS)  # as train
     p.add_argument("--num-nodes", type=int_at_least(1), default=1,
                    help="machines running this same command (with --node-rank and $MASTER_ADDR/$MASTER_PORT; "
                    "outputs on a shared filesystem) (default 1)")
@@ -91,9 +107,12 @@ def register(subparsers) -> None:
         "the choice used is printed. An image that cannot be decoded is named at the end and the exit "
         "status is 1, but every other image is still predicted and written.",
         examples="  inpaintseg predict --model runs/20250101-120000/model --images data/test/images\n"
-        "  inpaintseg predict --model runs/x/model --images test/images --out sub.csv \\\n"
-        "      --masks-out pred_masks --probs-out pred_probs --scores-out scores.csv\n"
-        "  inpaintseg predict --model runs/x/model --images test/images --tta d4 --no-crf --threshold 0.4\n",
+        "  inpaintseg predict --model runs/x/model --images test/images --submission sub.csv \\\n"
+        "      --masks-out pred_masks --probs-out pred_probs --scores-out scores.csv --overlays-out overlays\n"
+        "  inpaintseg predict --model runs/x/model --images test/images --rle-order column   # Kaggle's order\n"
+        "  inpaintseg predict --model runs/x/model --images test/images --tta d4 --no-crf --threshold 0.4\n"
+        "  inpaintseg predict --model runs/x/model --images 'shots/**/*.jpg' --recursive --engine onnx --resume\n"
+        "  inpaintseg predict --model runs/x/model --images big/ --recursive --num-devices 2   # 2 processes\n",
     )
     add_predict_arguments(p)
     p.set_defaults(func=run)
@@ -107,51 +126,58 @@ def run(args: argparse.Namespace) -> int:
     from inpaintseg.runtime import tune_cpu_runtime
 
     # Every check that can fail happens before any work.
-    model = load_model(args.model, device=args.device, batch_size=args.batch_size, engine=args.engine)
+    model = load_model(args.model, device=args.device, batch_size=args.batch_size,
+                       precision=args.precision, engine=args.engine)
     inputs = resolve_images(args.images, recursive=args.recursive)
     paths, notes = inputs.paths, inputs.notes
-    post = model.postprocess(threshold=args.threshold, tta=args.tta, crf=args.crf)
-    check_output_paths(args.out, args.masks_out, args.probs_out, args.scores_out, inputs=paths,
-                       folders=inputs.folders)
-    sharded = args.devices * args.num_nodes > 1
-    runtime = tune_cpu_runtime(args.threads) if model.device == "cpu" and not sharded else {}
+    post = model.postprocess(threshold=args.threshold, tta=args.tta, crf=args.crf,
+                             score_threshold=args.score_threshold)
+    check_output_paths(args.submission, args.masks_out, args.probs_out, args.scores_out, args.overlays_out,
+                       inputs=paths, folders=inputs.folders)
+    processes = args.num_devices * args.num_nodes
+    runtime = tune_cpu_runtime(args.threads) if model.device == "cpu" and processes == 1 else {}
 
-    log = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr))
+    def log(*a) -> None:
+        print(*a, file=sys.stderr, flush=True)
+
+    # What is used always prints (also with --quiet); --quiet only turns progress bars into plain lines.
     log(f"predict: {len(paths)} images from {args.images}; model {args.model} "
         f"(input {model.input['mode']} {model.input['size']}); device {model.device}"
         + (f", {runtime['threads']} threads" if runtime else ""))
-    log(f"predict: using {post.describe()}")
+    log(f"predict: using {post.describe()}; RLE {args.rle_order}-major")
+    log(f"predict: {model.describe_precision()}")
     log(f"predict: {model.engine_choice.describe()}"
-        + (f"; {args.devices * args.num_nodes} processes ({args.devices} per node x {args.num_nodes} nodes)"
-           if sharded else ""))
+        + (f"; {processes} processes ({args.num_devices} per node x {args.num_nodes} nodes)"
+           if processes > 1 else ""))
     for note in notes:
         log(f"predict: skipped {note}")
 
-    options = dict(out=args.out, masks_out=args.masks_out, probs_out=args.probs_out, scores_out=args.scores_out,
-                   threshold=args.threshold, tta=args.tta, crf=args.crf, crf_workers=args.crf_workers,
-                   progress=not args.quiet, resume=args.resume)
-    if sharded:
+    options = dict(out=args.submission, masks_out=args.masks_out, probs_out=args.probs_out,
+                   scores_out=args.scores_out, threshold=args.threshold, tta=args.tta, crf=args.crf,
+                   crf_workers=args.crf_workers, overlays_out=args.overlays_out,
+                   score_threshold=args.score_threshold, rle_order=args.rle_order, resume=args.resume)
+    if processes > 1:
         from inpaintseg.inference.sharding import predict_sharded
 
-        result = predict_sharded(model, inputs, devices=args.devices, num_nodes=args.num_nodes,
+        result = predict_sharded(model, inputs, devices=args.num_devices, num_nodes=args.num_nodes,
                                  node_rank=args.node_rank, threads=args.threads, **options)
         if result is None:
-            log(f"predict: node {args.node_rank} finished its shards; node 0 merges {args.out}")
+            log(f"predict: node {args.node_rank} finished its shards; node 0 merges {args.submission}")
             return 0
     else:
         result = predict_folder(model, inputs, **options)
     for note in result.notes:
         log(f"predict: {note}")
     n = len(result.encoded)
-    log(f"predict: wrote {args.out} ({n} rows)")
-    for key, what in (("masks", "masks"), ("probs", "probability maps")):
+    log(f"predict: wrote {args.submission} ({n} rows)")
+    for key, what in (("masks", "masks"), ("probs", "probability maps"), ("overlays", "heat-map overlays")):
         if key in result.written:
             log(f"predict: wrote {n} {what} to {result.written[key]}")
     if "scores" in result.written:
         log(f"predict: wrote {result.written['scores']}")
     if result.failures:
         print(f"predict: {len(result.failures)} of {result.n_images} images could not be predicted and are not "
-              f"in {args.out}: {name_list(name for name, _ in result.failures)}", file=sys.stderr)
+              f"in {args.submission}: {name_list(name for name, _ in result.failures)}", file=sys.stderr)
         for _, msg in result.failures[:20]:
             print(f"  - {msg}", file=sys.stderr)
         return 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from inpaintseg.commands import add_command, add_max_pixels_argument
+from inpaintseg.commands import add_command, add_max_pixels_argument, add_progress_arguments
 
 DESCRIPTION = """\
 Train the Attention U-Net with PyTorch Lightning (the seed's settings by default: Adam lr 1e-3,
@@ -22,8 +22,14 @@ EXAMPLES = """\
   inpaintseg train --data data --config configs/default.yaml --batch-size 8 --input-mode crop
   inpaintseg train --data data --max-time-minutes 5      # time budget; the best model is exported
   inpaintseg train --resume runs/quick                   # continue a killed run
-  inpaintseg train --data data --devices 2 --precision 16-mixed   # DDP on 2 GPUs
+  inpaintseg train --data data/train --epochs 10          # the train/ folder itself also works
+  inpaintseg train --data data --num-devices 2 --precision 16-mixed   # DDP on 2 GPUs
+  inpaintseg train --data data --quiet > train.log 2>&1  # one plain line per epoch, no bars
   inpaintseg train --print-config --lr 3e-4 > my.yaml    # write a config file to edit
+  inpaintseg train --data data --encoder timm:resnet18 --encoder-weights imagenet   # needs [encoders] + internet
+  inpaintseg train --data data --encoder timm:resnet18 --encoder-weights resnet18.safetensors \
+      --freeze-encoder-epochs 2 --encoder-lr-mult 0.1
+  inpaintseg train --data new_data --init-from runs/quick/model --lr 1e-4 --epochs 5   # fine-tune
 """
 
 
@@ -39,6 +45,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
                         help="print the effective configuration as YAML and exit")
     add_config_arguments(parser)
     add_max_pixels_argument(parser)
+
+    add_progress_arguments(parser)
     parser.set_defaults(func=run)
     return parser
 
@@ -63,7 +71,9 @@ def run(args: argparse.Namespace) -> int:
                               "(or start a new run with --config and --out).")
         config = resume_config(args.resume, overrides)
     else:
-        config = load_config(args.config, overrides)
+        from inpaintseg.training.finetune import resolve_init_from
+
+        config = resolve_init_from(load_config(args.config, overrides), explicit=overrides)
     if args.print_config:
         sys.stdout.write(yaml.safe_dump(config.to_dict(), sort_keys=False))
         return 0

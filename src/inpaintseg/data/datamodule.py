@@ -15,17 +15,35 @@ from inpaintseg.data.split import mask_has_pixels, split_stems
 from inpaintseg.errors import ConfigError, name_list
 
 
+def training_folder(data_dir) -> Path:
+    """The folder holding the training ``images/`` and ``masks/``: ``DATA/train`` for a dataset root, or the
+    folder itself when it is that split folder (``train --data DATA/train``, as check-data accepts)."""
+    data_dir = Path(data_dir)
+    if not (data_dir / "train" / "images").is_dir() and (data_dir / "images").is_dir():
+        return data_dir
+    return data_dir / "train"
+
+
+def dataset_root(data_dir) -> Path:
+    """The dataset root (holding ``train/`` and maybe ``test/``) of a ``--data`` value."""
+    folder = training_folder(data_dir)
+    return folder.parent if folder == Path(data_dir) else Path(data_dir)
+
+
 class _DataModuleMethods:
     """Training data from ``data_dir/train/{images,masks}``, split into train and validation.
 
     `split` (``{"train": [...], "val": [...]}``) reuses a saved split; otherwise `setup` reads every mask
-    once to stratify a new seeded split. `summary` holds counts for the model's config.
+    once to stratify a new seeded split. `summary` holds counts for the model's config. `degradations`
+    (keyword arguments of `transforms.degradation_steps`) degrade training images; `paired_batches` puts
+    each training image and its original (``train/originals/``) in the same batch (`data.paired`), with
+    ``batch_size // 2`` items per batch so a batch still holds about `batch_size` images.
     The public class is `InpaintDataModule` (these methods on a `lightning.LightningDataModule`).
     """
 
     def __init__(self, data_dir, img_size: int = 256, input_mode: str = "resize", batch_size: int = 16,
                  val_fraction: float = 0.1, seed: int = 0, num_workers: int = 0,
-                 split: dict | None = None):
+                 split: dict | None = None, degradations: dict | None = None, paired_batches: bool = False):
         from inpaintseg.data.transforms import check_input_mode
 
         super().__init__()
@@ -41,6 +59,8 @@ class _DataModuleMethods:
         self.val_fraction = float(val_fraction)
         self.seed = int(seed)
         self.num_workers = int(num_workers)
+        self.degradations = dict(degradations or {})
+        self.paired_batches = bool(paired_batches)
         self._given_split = self._validated_split(split) if split is not None else None
         self._split: dict[str, list[str]] | None = None
         self.summary: dict = {}
@@ -68,11 +88,11 @@ class _DataModuleMethods:
 
     @property
     def images_dir(self) -> Path:
-        return self.data_dir / "train" / "images"
+        return training_folder(self.data_dir) / "images"
 
     @property
     def masks_dir(self) -> Path:
-        return self.data_dir / "train" / "masks"
+        return training_folder(self.data_dir) / "masks"
 
     @property
     def split(self) -> dict[str, list[str]]:
@@ -95,9 +115,20 @@ class _DataModuleMethods:
             flags = mask_has_pixels(samples)
             train, val = split_stems([s.stem for s in samples], flags, self.val_fraction, self.seed)
             self._split = {"train": train, "val": val}
-        self.train_set = InpaintDataset(self.images_dir, self.masks_dir,
-                                        train_transform(self.img_size, self.input_mode),
-                                        stems=self._split["train"])
+        if self.paired_batches:
+            from inpaintseg.data.paired import (ORIGINAL_TARGET, ORIGINALS_FOLDER, PairedInpaintDataset,
+                                                find_originals)
+
+            originals = find_originals(self.data_dir / "train" / ORIGINALS_FOLDER, [s.stem for s in samples])
+            transform = train_transform(self.img_size, self.input_mode, degradations=self.degradations,
+                                        additional_targets={ORIGINAL_TARGET: "image"})
+            self.train_set = PairedInpaintDataset(self.images_dir, self.masks_dir, originals, transform,
+                                                  stems=self._split["train"])
+        else:
+            self.train_set = InpaintDataset(self.images_dir, self.masks_dir,
+                                            train_transform(self.img_size, self.input_mode,
+                                                            degradations=self.degradations),
+                                            stems=self._split["train"])
         self.val_set = InpaintDataset(self.images_dir, self.masks_dir,
                                       eval_transform(self.img_size, self.input_mode),
                                       stems=self._split["val"])
@@ -106,22 +137,34 @@ class _DataModuleMethods:
                         "input_mode": self.input_mode, "img_size": self.img_size}
         if flags is not None:
             self.summary["n_empty_masks"] = int(len(flags) - sum(flags))
+        if self.paired_batches:
+            self.summary["n_train_pairs"] = self.train_set.n_pairs
 
-    def _loader(self, dataset, shuffle: bool, drop_last: bool):
+    @property
+    def train_items_per_batch(self) -> int:
+        """Dataset items per training batch: `batch_size`, or half of it with paired batches (2 images each)."""
+        return max(1, self.batch_size // 2) if self.paired_batches else self.batch_size
+
+    def _loader(self, dataset, shuffle: bool, drop_last: bool, batch_size: int | None = None,
+                collate_fn=None):
         import torch
         from torch.utils.data import DataLoader
 
         if dataset is None:
             raise RuntimeError("call InpaintDataModule.setup() before asking for a dataloader")
-        return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, drop_last=drop_last,
+        return DataLoader(dataset, batch_size=batch_size or self.batch_size, shuffle=shuffle, drop_last=drop_last,
                           num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
-                          pin_memory=torch.cuda.is_available(), worker_init_fn=seed_worker)
+                          pin_memory=torch.cuda.is_available(), worker_init_fn=seed_worker, collate_fn=collate_fn)
 
     def train_dataloader(self):
         # Drop a ragged last batch only when there is more than one batch (tiny sets keep every image).
         dataset = self.train_set
-        return self._loader(dataset, shuffle=True,
-                            drop_last=dataset is not None and len(dataset) > self.batch_size)
+        items = self.train_items_per_batch
+        collate = None
+        if self.paired_batches:
+            from inpaintseg.data.paired import collate_pairs as collate
+        return self._loader(dataset, shuffle=True, drop_last=dataset is not None and len(dataset) > items,
+                            batch_size=items, collate_fn=collate)
 
     def val_dataloader(self):
         return self._loader(self.val_set, shuffle=False, drop_last=False)

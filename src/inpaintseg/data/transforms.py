@@ -11,6 +11,11 @@ Two input modes:
 Masks are uint8 {0, 1}; every geometric step uses nearest interpolation and fills with 0, so a mask is
 still exactly binary and aligned with its image after any pipeline here.
 
+Degradation-robust training (`degradation_steps`, off by default): after the geometric augmentation and
+before normalisation, each training image may be blurred, rescaled down and back up, given Gaussian noise
+and re-compressed as JPEG, each with its own probability. These are image-only steps: the mask and the
+geometry never change. A paired original (`additional_targets`) gets exactly the same steps.
+
 Randomness: albumentations 2.x keeps its own random state inside each ``Compose`` and ignores the global
 numpy/random seeds. ``train_transform(seed=None)`` therefore draws the Compose seed from the global numpy
 generator, so ``lightning.seed_everything`` makes augmentations reproducible; DataLoader workers reseed
@@ -36,6 +41,10 @@ ROTATE_LIMIT_DEG = 15
 ELASTIC_ALPHA = 30.0
 ELASTIC_SIGMA = 6.0
 ELASTIC_P = 0.25
+# Degradation strengths (the probabilities and the JPEG / rescale ranges are TrainConfig keys).
+RESCALE_MAX = 0.9  # down-scale factors are drawn from [degrade_rescale_min, RESCALE_MAX]
+BLUR_SIGMA = (0.3, 1.5)  # pixels
+NOISE_STD = (2.0, 8.0)  # grey levels of 255
 
 
 def check_input_mode(input_mode: str, img_size: int) -> None:
@@ -93,9 +102,74 @@ def _seed_from_numpy(seed: int | None) -> int:
     return int(seed) if seed is not None else int(np.random.randint(0, 2**31 - 1))
 
 
+def jpeg_round_trip(image: np.ndarray, quality: int) -> np.ndarray:
+    """Encode an RGB uint8 image as JPEG at `quality` and decode it (in memory).
+
+    Shape: (H, W, 3) uint8 RGB -> (H, W, 3) uint8 RGB.
+    """
+    ok, buffer = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise RuntimeError("OpenCV could not encode a JPEG")
+    return cv2.cvtColor(cv2.imdecode(buffer, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
+class JpegRGB(A.ImageOnlyTransform):
+    """JPEG re-compression at a quality drawn from `quality_range` (inclusive).
+
+    Not albumentations' ImageCompression: that one encodes the array as if it were BGR, i.e. the JPEG of
+    the channel-swapped image (measured: up to 132 grey levels away from a real JPEG of the RGB image
+    at quality 40), whose luma/chroma split differs from what a camera or a website produces.
+    """
+
+    def __init__(self, quality_range: tuple[int, int] = (30, 100), p: float = 0.5) -> None:
+        super().__init__(p=p)
+        self.quality_range = (int(quality_range[0]), int(quality_range[1]))
+
+    def get_params(self) -> dict:
+        return {"quality": self.py_random.randint(*self.quality_range)}
+
+    def apply(self, img: np.ndarray, quality: int = 95, **params) -> np.ndarray:
+        return jpeg_round_trip(img, quality)
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ("quality_range",)
+
+
+def degradation_steps(jpeg_p: float = 0.0, jpeg_quality_min: int = 30, jpeg_quality_max: int = 100,
+                      rescale_p: float = 0.0, rescale_min: float = 0.5, blur_p: float = 0.0,
+                      noise_p: float = 0.0) -> list:
+    """Image-only degradations in the order a photo meets them (blur, resampling, noise, JPEG); steps
+    with probability 0 are left out. Keyword names are TrainConfig's `degrade_*` keys without the prefix.
+
+    Shape: image (H, W, 3) uint8 -> (H, W, 3) uint8; masks pass through unchanged.
+    """
+    for name, value in (("jpeg_p", jpeg_p), ("rescale_p", rescale_p), ("blur_p", blur_p), ("noise_p", noise_p)):
+        if not 0.0 <= value <= 1.0:
+            raise ConfigError(f"degrade_{name}: expected a probability in [0, 1], got {value!r}.")
+    if not 1 <= jpeg_quality_min <= jpeg_quality_max <= 100:
+        raise ConfigError(f"degrade_jpeg_quality_min/max: expected 1 <= min <= max <= 100, got "
+                          f"{jpeg_quality_min}, {jpeg_quality_max}.")
+    if not 0.0 < rescale_min <= RESCALE_MAX:
+        raise ConfigError(f"degrade_rescale_min: expected a factor in (0, {RESCALE_MAX}], got {rescale_min!r}.")
+    steps = []
+    if blur_p:
+        steps.append(A.GaussianBlur(sigma_limit=BLUR_SIGMA, p=blur_p))
+    if rescale_p:
+        steps.append(A.Downscale(scale_range=(rescale_min, RESCALE_MAX), p=rescale_p,
+                                 interpolation_pair={"downscale": cv2.INTER_AREA, "upscale": cv2.INTER_LINEAR}))
+    if noise_p:
+        steps.append(A.GaussNoise(std_range=(NOISE_STD[0] / 255.0, NOISE_STD[1] / 255.0), p=noise_p))
+    if jpeg_p:
+        steps.append(JpegRGB(quality_range=(jpeg_quality_min, jpeg_quality_max), p=jpeg_p))
+    return steps
+
+
 def train_transform(img_size: int = 256, input_mode: str = "resize", mean=IMAGENET_MEAN,
-                    std=IMAGENET_STD, seed: int | None = None) -> A.Compose:
-    """The training pipeline: geometric augmentation, then normalisation.
+                    std=IMAGENET_STD, seed: int | None = None, degradations: dict | None = None,
+                    additional_targets: dict | None = None) -> A.Compose:
+    """The training pipeline: geometric augmentation, optional degradations (`degradations`: keyword
+    arguments of `degradation_steps`), then normalisation. `additional_targets` (e.g. {"original":
+    "image"}) are transformed with exactly the same draws as the image.
 
     Shape: image (H, W, 3) uint8 + mask (H, W) uint8 {0,1} -> image (S, S, 3) float32 + mask (S, S)
     uint8 {0,1}, S = img_size.
@@ -121,7 +195,9 @@ def train_transform(img_size: int = 256, input_mode: str = "resize", mean=IMAGEN
             A.VerticalFlip(p=0.5),
             A.RandomRotate90(p=0.5),
         ]
-    return A.Compose(steps + [_normalize_step(mean, std)], seed=_seed_from_numpy(seed))
+    steps += degradation_steps(**(degradations or {}))
+    return A.Compose(steps + [_normalize_step(mean, std)], seed=_seed_from_numpy(seed),
+                     additional_targets=additional_targets)
 
 
 def eval_transform(img_size: int = 256, input_mode: str = "resize", mean=IMAGENET_MEAN,

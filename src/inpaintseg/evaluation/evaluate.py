@@ -12,9 +12,14 @@ Metrics (a pixel is positive in a probability map when p >= threshold):
   otherwise whether the predicted mask is non-empty;
 - ``false_positive``: on images whose truth is empty, the mean predicted area fraction and the number
   of such images with any predicted pixel;
-- ``by_method``: mean Dice per inpainting method, from a demo-data ``meta.json``.
+- ``by_method`` / ``by_family``: mean Dice per manipulation method and family, from a demo-data ``meta.json``;
+- with probability maps also ``pixel_average_precision``, ``pixel_prevalence`` and ``dice_vs_threshold``
+  (mean per-image Dice of ``probs >= t`` on the 8-bit maps for t = 0.01 .. 0.99, with its best point);
+- ``warnings``: e.g. a submission that fits the truth much better when read in the other RLE order.
 
 Only per-image counts are kept (four integers and a score per image), never the masks.
+`evaluate_detailed` returns them with the summary (`Evaluation`): the HTML report renders that object,
+so its numbers are the ones `inpaintseg evaluate --json` writes.
 """
 
 from __future__ import annotations
@@ -28,6 +33,9 @@ import numpy as np
 
 from inpaintseg.errors import DataError, InpaintsegError, name_list
 
+# The other RLE reading must beat the given one by this much pooled Dice (and be twice as good) to warn.
+ORDER_WARNING_MARGIN = 0.1
+BASELINES = ("all-empty", "all-full")
 DICE_RULE = ("Dice = mean over images of per-image Dice 2TP/(2TP+FP+FN); an image with empty truth and "
              "empty prediction counts 1.0, one empty and the other not counts 0.0")
 PROB_BINS = 256  # 8-bit probability PNGs: value v -> bin v, so binned metrics are exact
@@ -41,11 +49,41 @@ class _Tally:
     counts: list[tuple[int, int, int, int]] = field(default_factory=list)  # tp, fp, fn, tn
     scores: list[float] = field(default_factory=list)
     mismatches: list[str] = field(default_factory=list)
+    dice_curve_sum: np.ndarray | None = None  # sum over images of dice_curve(probs, truth)
+    other_order_counts: list[tuple[int, int, int, int]] = field(default_factory=list)
 
 
-def _load_meta(path: Path) -> dict[str, str]:
-    """{stem: method} from a demo-data meta.json ({"images": {stem: {"method": ...}}}) or a plain
-    {stem: {"method": ...}} / {stem: method} mapping."""
+@dataclass
+class ImageResult:
+    """One evaluated image: pixel counts, Dice, image score and whether its truth is non-empty."""
+
+    stem: str
+    tp: int
+    fp: int
+    fn: int
+    tn: int
+    dice: float
+    score: float
+    manipulated: bool
+
+    @property
+    def false_positive_fraction(self) -> float:
+        return self.fp / max(self.tp + self.fp + self.fn + self.tn, 1)
+
+
+@dataclass
+class Evaluation:
+    """`evaluate_detailed`'s answer: ``summary`` (what `evaluate` returns and --json writes), the per-image
+    results in stem order, and the pixel histogram of the probability maps (None without them)."""
+
+    summary: dict
+    images: list[ImageResult]
+    histogram: object | None = None
+
+
+def _load_meta(path: Path) -> dict[str, dict[str, str]]:
+    """{stem: {"method": ..., "family": ...}} from a demo-data meta.json ({"images": {stem: {"method": ...,
+    "family": ...}}}) or a plain {stem: {"method": ...}} / {stem: method} mapping ("family" is optional)."""
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -56,15 +94,17 @@ def _load_meta(path: Path) -> dict[str, str]:
     if not isinstance(images, dict):
         raise DataError(f"{path}: expected a JSON object mapping image ids to records with a \"method\" key "
                         "(as in demo-data's meta.json).")
-    methods = {}
+    records = {}
     for stem, info in images.items():
         if isinstance(info, dict) and "method" in info:
-            methods[str(stem)] = str(info["method"])
+            records[str(stem)] = {"method": str(info["method"])}
+            if "family" in info:
+                records[str(stem)]["family"] = str(info["family"])
         elif isinstance(info, str):
-            methods[str(stem)] = info
-    if not methods:
+            records[str(stem)] = {"method": info}
+    if not records:
         raise DataError(f"{path}: no image has a \"method\" key; cannot break Dice down per method.")
-    return methods
+    return records
 
 
 def _folder_files(folder: Path) -> dict[str, Path]:
@@ -74,7 +114,9 @@ def _folder_files(folder: Path) -> dict[str, Path]:
     return {s.stem: s.image_path for s in pair_files(folder)}
 
 
-def _check_ids(truth: set[str], other: set[str], where: str, role: str) -> list[str]:
+def _check_ids(truth: set[str], other: set[str], where: str, role: str, ignore: frozenset = frozenset()) -> list[str]:
+    """Problems with the ids of predictions; ids in ``ignore`` (truth images left out by ``stems``) are no extras."""
+    other = other - ignore
     problems = []
     missing = sorted(truth - other)
     extra = sorted(other - truth)
@@ -96,8 +138,10 @@ def _shape_text(shape) -> str:
     return f"{shape[1]}x{shape[0]}"
 
 
-def _predictions(pred_dir: Path | None, submission: Path | None, truth_ids: set[str]):
-    """A function stem, truth_shape -> predicted mask (or a mismatch message), after the id checks."""
+def _predictions(pred_dir: Path | None, submission: Path | None, truth_ids: set[str], order: str = "C",
+                 ignore: frozenset = frozenset()):
+    """A function stem, truth_shape -> predicted mask (or a mismatch message), after the id checks;
+    for a submission also a function giving the mask read in the other RLE order (else None)."""
     from inpaintseg.io import read_mask
     from inpaintseg.rle import read_submission, rle_decode
 
@@ -105,75 +149,118 @@ def _predictions(pred_dir: Path | None, submission: Path | None, truth_ids: set[
         raise InpaintsegError("give exactly one of --pred MASKS_DIR or --submission CSV.")
     if pred_dir is not None:
         files = _folder_files(pred_dir)
-        problems = _check_ids(truth_ids, set(files), str(pred_dir), "predicted mask")
+        problems = _check_ids(truth_ids, set(files), str(pred_dir), "predicted mask", ignore)
 
         def get(stem: str, shape) -> np.ndarray:
             return read_mask(files[stem])
+
+        other = None
     else:
         rows = read_submission(submission)
-        problems = _check_ids(truth_ids, set(rows), str(submission), "submission row")
+        problems = _check_ids(truth_ids, set(rows), str(submission), "submission row", ignore)
 
-        def get(stem: str, shape) -> np.ndarray:
+        def get(stem: str, shape, reading: str = order) -> np.ndarray:
             try:
-                return rle_decode(rows[stem], shape)
+                return rle_decode(rows[stem], shape, order=reading)
             except DataError as exc:
                 return f"{stem}: submission RLE does not fit the truth size {_shape_text(shape)} ({exc})"
-    return get, problems
+
+        def other(stem: str, shape):
+            return get(stem, shape, "F" if order == "C" else "C")
+    return get, problems, other
 
 
 def _accumulate(truth_files: dict[str, Path], get_pred, probs_files: dict[str, Path] | None,
-                histogram, tally: _Tally, progress: bool) -> None:
+                histogram, tally: _Tally, progress: bool, get_other=None) -> None:
     """One image at a time: decode truth, prediction (and probabilities), keep only the counts."""
+    from inpaintseg.progress import progress_bar
+
+    with progress_bar(len(truth_files), "evaluating", progress) as bar:
+        for stem in sorted(truth_files):
+            _accumulate_one(stem, truth_files[stem], get_pred, probs_files, histogram, tally, get_other)
+            bar.update(1)
+
+
+def _accumulate_one(stem: str, truth_file: Path, get_pred, probs_files, histogram, tally: _Tally,
+                    get_other) -> None:
     from inpaintseg.io import read_mask
-    from inpaintseg.metrics import image_score, mask_counts
+    from inpaintseg.metrics import dice_curve, image_score, mask_counts
 
-    from tqdm import tqdm
-
-    for stem in tqdm(sorted(truth_files), desc="evaluating", unit="img", disable=not progress):
-        truth = read_mask(truth_files[stem]).astype(bool)
-        pred = get_pred(stem, truth.shape)
-        if isinstance(pred, str):
-            tally.mismatches.append(pred)
-            continue
-        if pred.shape != truth.shape:
-            tally.mismatches.append(f"{stem} (prediction {_shape_text(pred.shape)}, truth {_shape_text(truth.shape)})")
-            continue
-        score = None
-        if probs_files is not None:
-            probs = _read_probs(probs_files[stem])
-            if probs.shape != truth.shape:
-                tally.mismatches.append(f"{stem} (probabilities {_shape_text(probs.shape)}, "
-                                        f"truth {_shape_text(truth.shape)})")
-                continue
-            histogram.update(probs, truth)
-            score = image_score(probs)
-        pred = pred.astype(bool)
-        tally.stems.append(stem)
-        tally.counts.append(mask_counts(pred, truth))
-        tally.scores.append(float(pred.any()) if score is None else score)
+    truth = read_mask(truth_file).astype(bool)
+    pred = get_pred(stem, truth.shape)
+    if isinstance(pred, str):
+        tally.mismatches.append(pred)
+        return
+    if pred.shape != truth.shape:
+        tally.mismatches.append(f"{stem} (prediction {_shape_text(pred.shape)}, truth {_shape_text(truth.shape)})")
+        return
+    score = None
+    if probs_files is not None:
+        probs = _read_probs(probs_files[stem])
+        if probs.shape != truth.shape:
+            tally.mismatches.append(f"{stem} (probabilities {_shape_text(probs.shape)}, "
+                                    f"truth {_shape_text(truth.shape)})")
+            return
+        histogram.update(probs, truth)
+        score = image_score(probs)
+        curve = dice_curve(probs, truth)
+        tally.dice_curve_sum = curve if tally.dice_curve_sum is None else tally.dice_curve_sum + curve
+    pred = pred.astype(bool)
+    tally.stems.append(stem)
+    tally.counts.append(mask_counts(pred, truth))
+    tally.scores.append(float(pred.any()) if score is None else score)
+    if get_other is not None:
+        other = get_other(stem, truth.shape)
+        tally.other_order_counts.append((0, 0, int(truth.sum()), 0) if isinstance(other, str)
+                                        else mask_counts(other, truth))
 
 
 def evaluate(truth_dir: str | os.PathLike, pred_dir: str | os.PathLike | None = None,
              submission: str | os.PathLike | None = None, probs_dir: str | os.PathLike | None = None,
-             meta: str | os.PathLike | None = None, threshold: float = 0.5, progress: bool = False) -> dict:
-    """Metrics of predictions against the truth masks in ``truth_dir`` (see the module docstring).
+             meta: str | os.PathLike | None = None, score_threshold: float = 0.5, progress: bool = False,
+             *, rle_order: str = "row", stems=None, threshold: float | None = None) -> dict:
+    """Metrics of predictions against the truth masks in ``truth_dir`` (see the module docstring): the
+    ``summary`` of `evaluate_detailed`. ``threshold`` is the old name of ``score_threshold``."""
+    return evaluate_detailed(truth_dir, pred_dir, submission, probs_dir, meta,
+                             score_threshold if threshold is None else threshold, progress,
+                             rle_order=rle_order, stems=stems).summary
 
-    Missing or extra ids, and size mismatches, raise a DataError naming them.
+
+def evaluate_detailed(truth_dir: str | os.PathLike, pred_dir: str | os.PathLike | None = None,
+                      submission: str | os.PathLike | None = None, probs_dir: str | os.PathLike | None = None,
+                      meta: str | os.PathLike | None = None, score_threshold: float = 0.5,
+                      progress: bool = False, *, rle_order: str = "row", stems=None) -> Evaluation:
+    """Score predictions against the truth masks in ``truth_dir``; the one scoring loop behind
+    `inpaintseg evaluate` and the HTML report.
+
+    ``score_threshold``: the image-level decision "image score >= it" (with probability maps).
+    ``rle_order``: how the submission's RLE is read, "row" (the default) or "column" (Kaggle's).
+    ``stems``: evaluate only these truth ids (default: every truth mask). Missing or extra ids, and size
+    mismatches, raise a DataError naming them.
     """
     from inpaintseg.metrics import (PixelHistogram, dice_from_counts, iou_from_counts,
                                     precision_recall_f1, roc_auc)
+    from inpaintseg.rle import rle_order_code
 
+    threshold = score_threshold
     if not 0.0 < float(threshold) < 1.0:
-        raise InpaintsegError(f"--threshold must lie in (0, 1), got {threshold}.")
+        raise InpaintsegError(f"--score-threshold must lie in (0, 1), got {threshold}.")
+    order = rle_order_code(rle_order)
     truth_dir = Path(truth_dir)
     truth_files = _folder_files(truth_dir)
+    if stems is not None:
+        unknown = sorted(set(stems) - set(truth_files))
+        if unknown:
+            raise DataError(f"{truth_dir}: no truth mask for {len(unknown)} image(s): {name_list(unknown)}.")
+    left_out = frozenset(set(truth_files) - set(stems)) if stems is not None else frozenset()
+    truth_files = {s: truth_files[s] for s in (stems if stems is not None else truth_files)}
     truth_ids = set(truth_files)
-    get_pred, problems = _predictions(Path(pred_dir) if pred_dir else None,
-                                      Path(submission) if submission else None, truth_ids)
+    get_pred, problems, get_other = _predictions(Path(pred_dir) if pred_dir else None,
+                                                 Path(submission) if submission else None, truth_ids, order, left_out)
     probs_files = None
     if probs_dir is not None:
         probs_files = _folder_files(Path(probs_dir))
-        problems += _check_ids(truth_ids, set(probs_files), str(probs_dir), "probability map")
+        problems += _check_ids(truth_ids, set(probs_files), str(probs_dir), "probability map", left_out)
     methods = _load_meta(Path(meta)) if meta is not None else None
     if problems:
         raise DataError("the predictions do not match the truth masks:\n" + "\n".join(f"  - {p}" for p in problems)
@@ -181,7 +268,7 @@ def evaluate(truth_dir: str | os.PathLike, pred_dir: str | os.PathLike | None = 
 
     histogram = PixelHistogram(PROB_BINS) if probs_files is not None else None
     tally = _Tally()
-    _accumulate(truth_files, get_pred, probs_files, histogram, tally, progress)
+    _accumulate(truth_files, get_pred, probs_files, histogram, tally, progress, get_other)
     if tally.mismatches:
         raise DataError(f"{len(tally.mismatches)} image(s) differ in size from their truth mask: "
                         f"{name_list(tally.mismatches)}. Predictions must have the truth's exact size.")
@@ -219,27 +306,65 @@ def evaluate(truth_dir: str | os.PathLike, pred_dir: str | os.PathLike | None = 
             "mean_area_fraction": float((fp[empty_truth] / np.maximum(pixels[empty_truth], 1)).mean())
             if empty_truth.any() else None,
         },
-        "threshold": float(threshold),
+        "score_threshold": float(threshold),
+        "rle_order": rle_order,
         "per_image": {stem: round(float(d), 6) for stem, d in zip(tally.stems, dice)},
+        "warnings": _order_warnings(tally, rle_order, dice_from_counts) if submission is not None else [],
     }
     if histogram is not None:
         best_t, best_f1 = histogram.best_f1()
         result["best_f1"] = float(best_f1)
         result["best_f1_threshold"] = float(best_t)
         result["pixel_auc"] = _nan_to_none(histogram.auc())
+        result["pixel_average_precision"] = _nan_to_none(histogram.average_precision())
+        result["pixel_prevalence"] = _nan_to_none(histogram.prevalence())
+        result["dice_vs_threshold"] = _dice_vs_threshold(tally)
     if methods is not None:
-        result["by_method"] = _by_method(tally.stems, dice, methods)
-    return result
+        result["by_method"] = _by_group(tally.stems, dice, methods, "method")
+        if any("family" in record for record in methods.values()):
+            result["by_family"] = _by_group(tally.stems, dice, methods, "family")
+    images = [ImageResult(stem, int(a), int(b), int(c), int(d), float(e), float(s), bool(m))
+              for stem, (a, b, c, d), e, s, m in zip(tally.stems, counts, dice, scores, truth_positive)]
+    return Evaluation(summary=result, images=images, histogram=histogram)
+
+
+def _dice_vs_threshold(tally: _Tally) -> dict:
+    from inpaintseg.metrics import THRESHOLD_GRID, best_of_curve
+
+    mean = tally.dice_curve_sum / max(len(tally.stems), 1)
+    best_t, best_dice = best_of_curve(mean, THRESHOLD_GRID)
+    return {"thresholds": [float(t) for t in THRESHOLD_GRID], "dice_mean": [round(float(d), 6) for d in mean],
+            "best_threshold": best_t, "best_dice_mean": round(best_dice, 6),
+            "note": "from the 8-bit probability maps (p = value / 255), so it can differ slightly from the "
+                    "binary masks' Dice at the same threshold"}
+
+
+def _order_warnings(tally: _Tally, rle_order: str, dice_from_counts) -> list[str]:
+    """A warning when reading the submission in the other RLE order fits the truth much better."""
+    if not tally.other_order_counts or not tally.counts:
+        return []
+    given = np.array(tally.counts).sum(axis=0)
+    other = np.array(tally.other_order_counts).sum(axis=0)
+    d_given = float(dice_from_counts(*given[:3]))
+    d_other = float(dice_from_counts(*other[:3]))
+    if d_other > d_given + ORDER_WARNING_MARGIN and d_other > 2 * d_given:
+        other_name = "column" if rle_order == "row" else "row"
+        return [f"the submission fits the truth much better when its RLE is read {other_name}-major (pooled "
+                f"Dice {d_other:.4f}) than {rle_order}-major (pooled Dice {d_given:.4f}): it was probably "
+                f"written in {other_name}-major order. Evaluate it with --rle-order {other_name}, or re-write "
+                f"it with `inpaintseg predict --rle-order {rle_order}`."]
+    return []
 
 
 def _nan_to_none(value: float) -> float | None:
     return None if value is None or not np.isfinite(value) else float(value)
 
 
-def _by_method(stems: list[str], dice: np.ndarray, methods: dict[str, str]) -> dict[str, dict]:
+def _by_group(stems: list[str], dice: np.ndarray, records: dict[str, dict[str, str]], key: str) -> dict[str, dict]:
+    """Mean Dice per value of `key` ("method" or "family"); images without a record count as "unknown"."""
     groups: dict[str, list[float]] = {}
     for stem, d in zip(stems, dice):
-        groups.setdefault(methods.get(stem, "unknown"), []).append(float(d))
+        groups.setdefault(records.get(stem, {}).get(key, "unknown"), []).append(float(d))
     return {m: {"n": len(v), "dice_mean": float(np.mean(v))} for m, v in sorted(groups.items())}
 
 
@@ -247,33 +372,62 @@ def _fmt(value) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
 
-def format_table(result: dict) -> str:
-    """The metrics as an aligned text table (what `inpaintseg evaluate` prints)."""
+def summary_rows(result: dict) -> list[tuple[str, str, str]]:
+    """(key, label, text) of every line of the metrics table: `format_table` prints them and the HTML
+    report renders them, so both show the same numbers."""
     rows = [
-        ("images", f"{result['n_images']} ({result['n_manipulated']} manipulated, {result['n_untouched']} untouched)"),
-        ("Dice (competition: mean per image)", _fmt(result["dice_mean"])),
-        ("Dice (pooled pixels)", _fmt(result["dice_pooled"])),
-        ("IoU (mean per image)", _fmt(result["iou_mean"])),
-        ("IoU (pooled pixels)", _fmt(result["iou_pooled"])),
-        ("pixel precision", _fmt(result["precision"])),
-        ("pixel recall", _fmt(result["recall"])),
-        ("pixel F1", _fmt(result["f1"])),
+        ("n_images", "images",
+         f"{result['n_images']} ({result['n_manipulated']} manipulated, {result['n_untouched']} untouched)"),
+        ("dice_mean", "Dice (competition: mean per image)", _fmt(result["dice_mean"])),
+        ("dice_pooled", "Dice (pooled pixels)", _fmt(result["dice_pooled"])),
+        ("iou_mean", "IoU (mean per image)", _fmt(result["iou_mean"])),
+        ("iou_pooled", "IoU (pooled pixels)", _fmt(result["iou_pooled"])),
+        ("precision", "pixel precision", _fmt(result["precision"])),
+        ("recall", "pixel recall", _fmt(result["recall"])),
+        ("f1", "pixel F1", _fmt(result["f1"])),
     ]
     if "best_f1" in result:
-        rows += [("best pixel F1 (threshold)", f"{_fmt(result['best_f1'])} ({result['best_f1_threshold']:.3f})"),
-                 ("pixel ROC AUC", _fmt(result["pixel_auc"]))]
+        rows += [("best_f1", "best pixel F1 (threshold)",
+                  f"{_fmt(result['best_f1'])} ({result['best_f1_threshold']:.3f})"),
+                 ("pixel_auc", "pixel ROC AUC", _fmt(result["pixel_auc"])),
+                 ("pixel_average_precision", "pixel average precision", _fmt(result.get("pixel_average_precision")))]
+    if "dice_vs_threshold" in result:
+        curve = result["dice_vs_threshold"]
+        rows.append(("dice_vs_threshold", "best mean Dice over thresholds (threshold)",
+                     f"{_fmt(curve['best_dice_mean'])} ({curve['best_threshold']:.2f})"))
     fp = result["false_positive"]
     rows += [
-        ("image ROC AUC", _fmt(result["image_auc"])),
-        ("image accuracy", _fmt(result["image_accuracy"])),
-        ("untouched images with predicted pixels",
+        ("image_auc", "image ROC AUC", _fmt(result["image_auc"])),
+        ("image_accuracy", "image accuracy", _fmt(result["image_accuracy"])),
+        ("false_positive.images_with_any_predicted_pixel", "untouched images with predicted pixels",
          f"{fp['images_with_any_predicted_pixel']} of {fp['n_empty_truth_images']}"),
-        ("mean false-positive area on untouched", _fmt(fp["mean_area_fraction"])),
+        ("false_positive.mean_area_fraction", "mean false-positive area on untouched", _fmt(fp["mean_area_fraction"])),
     ]
-    for method, info in result.get("by_method", {}).items():
-        rows.append((f"Dice, method {method}", f"{_fmt(info['dice_mean'])} (n={info['n']})"))
+    for key in ("family", "method"):
+        for name, info in result.get(f"by_{key}", {}).items():
+            rows.append((f"by_{key}.{name}", f"Dice, {key} {name}", f"{_fmt(info['dice_mean'])} (n={info['n']})"))
+    return rows
+
+
+def format_table(result: dict) -> str:
+    """The metrics as an aligned text table (what `inpaintseg evaluate` prints)."""
+    rows = [(label, text) for _, label, text in summary_rows(result)]
     width = max(len(name) for name, _ in rows)
     lines = [f"{name:<{width}}  {value}" for name, value in rows]
     lines.append(f"rule: {result['dice_rule']}.")
     lines.append(f"image-level score: {result['image_score']}.")
     return "\n".join(lines)
+
+
+def baseline_submissions(truth_dir: str | os.PathLike, out_dir: str | os.PathLike, stems=None) -> dict[str, Path]:
+    """Write the submissions of the two trivial baselines (every mask empty, every mask full) for the
+    truth masks of ``truth_dir`` (only ``stems`` when given) into ``out_dir``; {name: CSV path}."""
+    from inpaintseg import io, rle
+
+    files = _folder_files(Path(truth_dir))
+    shapes = {stem: io.read_mask(files[stem]).shape for stem in (stems if stems is not None else files)}
+    out_dir = Path(out_dir)
+    paths = {"all-empty": out_dir / "baseline_all_empty.csv", "all-full": out_dir / "baseline_all_full.csv"}
+    rle.write_submission(paths["all-empty"], {k: np.zeros(v, np.uint8) for k, v in shapes.items()})
+    rle.write_submission(paths["all-full"], {k: np.ones(v, np.uint8) for k, v in shapes.items()})
+    return paths

@@ -7,10 +7,10 @@ from inpaintseg.inference.calibration import calibrate_postprocessing
 from inpaintseg.inference.pipeline import FolderPrediction, ImageResult, list_images, predict_folder, predict_paths
 from inpaintseg.inference.postprocess import CRF_OPTIONS, TTA_OPTIONS, PostProcess, resolve_postprocess
 from inpaintseg.inference.predictor import Predictor, resolve_device
-from inpaintseg.inference.tta import TTA_CHOICES, View, tta_views
+from inpaintseg.inference.tta import TTA_CHOICES, TTA_SCALES, View, tta_scales, tta_views
 
 __all__ = [
-    "CRF_OPTIONS", "TTA_CHOICES", "TTA_OPTIONS", "FolderPrediction", "ImageResult", "PostProcess", "Predictor",
+    "CRF_OPTIONS", "TTA_CHOICES", "TTA_OPTIONS", "TTA_SCALES", "FolderPrediction", "ImageResult", "PostProcess", "Predictor",
     "View", "calibrate_postprocessing", "list_images", "predict_folder", "predict_paths", "resolve_device",
-    "resolve_postprocess", "tta_views",
+    "resolve_postprocess", "tta_scales", "tta_views",
 ]

@@ -10,6 +10,10 @@ record that `predict --tta auto --crf auto --threshold auto` and `load_model(...
   CRF rows the gain over no-CRF on the same images;
 - **choose**: TTA cheapest first, a costlier mode only if it gains more than ``margin``; then a CRF variant only
   if it gains more than ``margin``; the threshold is the best one of the chosen combination.
+
+The model runs at ``precision``, the one `predict` will use on this machine (training resolves predict's
+``auto``), recorded as ``calibration.precision`` so the stored threshold is known to match it.
+`estimate_seconds` predicts the cost of a calibration before training (the demo's budget planner).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from inpaintseg.data.split import even_subset
 from inpaintseg.errors import ConfigError, DataError
 from inpaintseg.inference import crf as crf_mod
 from inpaintseg.inference.predictor import Predictor
-from inpaintseg.inference.tta import TTA_CHOICES, tta_views
+from inpaintseg.inference.tta import TTA_CHOICES, tta_cost, tta_plan, tta_views
 from inpaintseg.metrics import THRESHOLD_GRID, best_of_curve, dice_curve
 from inpaintseg.progress import progress_bar
 
@@ -52,24 +56,30 @@ class Measurements:
 
 def measure(model, model_config: dict, samples: Sequence, device: str, batch_size: int,
             tta_modes: Sequence[str], crf_variants: Sequence[str], crf_params: dict,
-            max_images: int, crf_max_images: int, progress: bool = False) -> Measurements:
+            max_images: int, crf_max_images: int, progress: bool = False, precision: str = "32") -> Measurements:
     """Predict the chosen validation images under every TTA mode and CRF variant; keep Dice curves."""
     chosen = even_subset(len(samples), max_images)
     crf_idx = {chosen[i] for i in even_subset(len(chosen), crf_max_images)}
     variants: dict[tuple[str, str], Measurement] = {}
     off_subset: dict[str, Measurement] = {}
-    bar = progress_bar(len(tta_modes) * len(chosen), "calibrating", progress)
-    for mode in tta_modes:
-        predictor = Predictor(model, model_config, device=device, tta=mode, batch_size=batch_size)
-        off = variants.setdefault((mode, "off"), Measurement())
-        off_sub = off_subset.setdefault(mode, Measurement())
-        for start in range(0, len(chosen), batch_size):
-            indices = chosen[start:start + batch_size]
-            batch = [samples[i] for i in indices]
-            t0 = time.perf_counter()
-            probs = predictor.predict_proba_batch([img for img, _ in batch])
-            off.seconds += time.perf_counter() - t0
-            for i, (img, mask), p in zip(indices, batch, probs):
+    bar = progress_bar(len(chosen), "calibrating", progress)
+    # One pass computes every mode (shared views run once); each mode is charged the time it would
+    # take alone: the measured time x its share of the forward cost (views x scale^2).
+    predictor = Predictor(model, model_config, device=device, tta=tta_modes[0], batch_size=batch_size,
+                          precision=precision)
+    jobs, _ = tta_plan(tta_modes)
+    union_cost = sum(scale * scale for scale, _ in jobs)
+    for start in range(0, len(chosen), batch_size):
+        indices = chosen[start:start + batch_size]
+        batch = [samples[i] for i in indices]
+        t0 = time.perf_counter()
+        maps = predictor.predict_proba_modes([img for img, _ in batch], tta_modes)
+        elapsed = time.perf_counter() - t0
+        for mode in tta_modes:
+            off = variants.setdefault((mode, "off"), Measurement())
+            off_sub = off_subset.setdefault(mode, Measurement())
+            off.seconds += elapsed * tta_cost(mode) / union_cost
+            for i, (img, mask), p in zip(indices, batch, maps[mode]):
                 curve = dice_curve(p, mask)
                 off.curves.append(curve)
                 if i not in crf_idx:
@@ -81,7 +91,7 @@ def measure(model, model_config: dict, samples: Sequence, device: str, batch_siz
                     variant = variants.setdefault((mode, name), Measurement())
                     variant.seconds += time.perf_counter() - t1
                     variant.curves.append(dice_curve(refined, mask))
-            bar.update(len(batch))
+        bar.update(len(batch))
     bar.close()
     return Measurements(variants, off_subset, len(chosen), len(crf_idx) if crf_variants else 0)
 
@@ -128,13 +138,14 @@ def calibrate_postprocessing(
     samples: Sequence[tuple[np.ndarray, np.ndarray]],
     device: str = "cpu",
     batch_size: int = 8,
-    tta_modes: Sequence[str] = TTA_CHOICES,
+    tta_modes: Sequence[str] = TTA_CHOICES,  # cheapest first
     crf_variants: Sequence[str] = crf_mod.CRF_VARIANTS,
     crf_params: dict | None = None,
     max_images: int = 300,
     crf_max_images: int = 64,
     margin: float = DEFAULT_MARGIN,
     progress: bool = False,
+    precision: str = "32",
 ) -> dict:
     """Decide threshold, TTA and CRF on validation data; return ``config["postprocess"]``.
 
@@ -157,7 +168,7 @@ def calibrate_postprocessing(
         crf_mod.validate_params(params[name], f"crf_params.{name}")
 
     measured = measure(model, model_config, samples, device, batch_size, tta_modes, crf_variants, params,
-                       max_images, crf_max_images, progress)
+                       max_images, crf_max_images, progress, precision)
     table = tabulate(measured)
     chosen_tta, chosen_crf, threshold = choose(table, tta_modes, crf_variants, margin)
     calibration = {
@@ -168,12 +179,47 @@ def calibrate_postprocessing(
         "margin": margin,
         "thresholds": "0.01..0.99 step 0.01",
         "dice_rule": "mean over images of per-image Dice; empty truth and empty prediction count 1.0",
-        "rule": (f"TTA cheapest first (none < flip < d4): a costlier mode only if its best Dice beats the "
+        "rule": (f"TTA cheapest first ({' < '.join(tta_modes)}): a costlier mode only if its best Dice beats the "
                  f"current choice by > {margin}; then CRF only if it beats no-CRF on the same "
                  f"{measured.n_crf_images} images by > {margin}; threshold = best of the chosen combination."),
         "device": str(device),
+        "seconds_rule": "TTA modes are measured in one pass in which shared views run once; a mode's seconds per "
+                        "image = that pass's time x the mode's share of the forward cost (views x scale^2)",
+
+        "precision": precision,
     }
     if crf_note:
         calibration["note"] = crf_note
     return {"threshold": threshold, "tta": chosen_tta, "crf": chosen_crf, "crf_params": params,
             "calibration": calibration}
+
+
+def estimate_seconds(samples: Sequence[tuple[np.ndarray, np.ndarray]], forward_rate: float,
+                     tta_modes: Sequence[str] = TTA_CHOICES, crf_variants: Sequence[str] = crf_mod.CRF_VARIANTS,
+                     crf_params: dict | None = None, max_images: int = 300, crf_max_images: int = 64) -> float:
+    """Seconds `calibrate_postprocessing` with these options will take: forward passes (one per TTA view per
+    image at `forward_rate` images/s), one Dice curve per image and variant, and the CRF refinements, the
+    last two timed once on ``samples[0]`` (with a fixed probability map: the untrained network's output
+    does not matter for their cost)."""
+    if not samples:
+        return 0.0
+    if not forward_rate > 0:
+        raise ValueError(f"forward_rate must be positive, got {forward_rate}")
+    image, mask = samples[0]
+    probs = np.linspace(0.0, 1.0, mask.size, dtype=np.float32).reshape(mask.shape)
+    t0 = time.perf_counter()
+    dice_curve(probs, mask)
+    curve_seconds = time.perf_counter() - t0
+    crf_seconds = 0.0
+    if crf_variants and crf_mod.crf_available():
+        params = crf_mod.default_crf_params() if crf_params is None else crf_params
+        for name in crf_variants:
+            t1 = time.perf_counter()
+            crf_mod.refine(image, probs, params[name])
+            crf_seconds += time.perf_counter() - t1 + curve_seconds
+    else:
+        crf_variants = ()
+    n = len(even_subset(len(samples), max_images))
+    n_crf = len(even_subset(n, crf_max_images)) if crf_variants else 0
+    views = sum(len(tta_views(mode)) for mode in tta_modes)
+    return n * views / forward_rate + len(tta_modes) * (n * curve_seconds + n_crf * crf_seconds)

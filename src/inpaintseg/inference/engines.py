@@ -10,7 +10,7 @@ so TTA, tiles and calibration work the same with either engine.
   int8 quantisation model.int8.onnx (`--int8 IMAGES`, engine "onnx-int8", never chosen by auto: lossy). A
   bf16/fp16 precision request is refused for both (`check_engine_precision`).
 
-`resolve_engine("auto" | "torch" | "onnx", ...)` picks one: auto is onnx when the folder has a model.onnx
+`choose_engine("auto" | "torch" | "onnx" | "onnx-int8", ...)` picks one: auto is onnx when the folder has a model.onnx
 that matches its weights, onnxruntime is installed, the device is the CPU and the precision is fp32
 (onnxruntime was measured faster than PyTorch on this project's CPU, benchmarks/README.md); else torch.
 """
@@ -36,8 +36,8 @@ def check_engine(value: str, source: str = "engine") -> str:
 def check_engine_precision(engine: str, precision: str | None) -> None:
     """The ONNX engine runs the exported fp32 graph: any reduced precision is a ConfigError, not ignored."""
     if engine in ONNX_ENGINES and precision not in (None, "32", "auto"):
-        raise ConfigError(f"the {engine} engine runs the exported graph and cannot run precision {precision!r}; "
-                          "use --engine torch for mixed precision, or --precision 32 with --engine {engine}.")
+        raise ConfigError(f"--engine {engine} runs the exported fp32 graph and cannot run --precision {precision}; "
+                          f"use --engine torch for mixed precision, or --precision 32 (or auto) with --engine {engine}.")
 
 
 class TorchEngine:

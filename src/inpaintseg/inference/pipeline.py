@@ -59,7 +59,7 @@ class FolderPrediction:
     scores: list[tuple[str, float, float, int]] = field(default_factory=list)
     failures: list[tuple[str, str]] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # notes on folder entries that are not images
-    written: dict[str, Path] = field(default_factory=dict)  # "submission" | "masks" | "probs" | "scores"
+    written: dict[str, Path] = field(default_factory=dict)  # "submission" | "masks" | "probs" | "overlays" | "scores"
     engine: str = "torch"  # the engine that ran the network ("torch" | "onnx")
     resumed: int = 0  # rows taken over from an interrupted run's part files (resume=True)
     notes: list[str] = field(default_factory=list)  # resume / discarded part files
@@ -162,7 +162,7 @@ def scores_csv(rows: Sequence[tuple[str, float, float, int]]) -> str:
     return buffer.getvalue()
 
 
-def check_output_paths(out=None, masks_out=None, probs_out=None, scores_out=None,
+def check_output_paths(out=None, masks_out=None, probs_out=None, scores_out=None, overlays_out=None,
                        inputs: Sequence[Path] = (), folders: Sequence[Path] = ()) -> None:
     """Fail before any work when an output cannot be written or lies in an input folder: a CSV path that is a
     folder, a PNG folder path that is a file, an unwritable location, or an output inside the folder of one
@@ -170,9 +170,9 @@ def check_output_paths(out=None, masks_out=None, probs_out=None, scores_out=None
     from inpaintseg.outputs import check_output_dir, check_output_file, input_folders
 
     folders = input_folders(*sorted({Path(p).parent for p in inputs} | {Path(f) for f in folders}))
-    for flag, value in (("--out", out), ("--scores-out", scores_out)):
+    for flag, value in (("--submission", out), ("--scores-out", scores_out)):
         check_output_file(value, flag, folders)
-    for flag, value in (("--masks-out", masks_out), ("--probs-out", probs_out)):
+    for flag, value in (("--masks-out", masks_out), ("--probs-out", probs_out), ("--overlays-out", overlays_out)):
         check_output_dir(value, flag, folders)
 
 
@@ -194,8 +194,10 @@ def as_inputs(images, recursive: bool = False) -> ImageInputs:
     return from_paths(images)
 
 
-def run_settings(model, post: PostProcess, masks_out=None, probs_out=None) -> dict:
-    """What a row of a part file depends on: `--resume` refuses part files written with other settings."""
+def run_settings(model, post: PostProcess, masks_out=None, probs_out=None, overlays_out=None,
+                 rle_order: str = "row") -> dict:
+    """What a row of a part file depends on: `--resume` refuses part files written with other settings
+    (weights, engine, precision, post-processing, score threshold, RLE order and which PNG folders get files)."""
     import hashlib
 
     digest = hashlib.sha256()
@@ -204,26 +206,33 @@ def run_settings(model, post: PostProcess, masks_out=None, probs_out=None) -> di
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     choice = getattr(model, "engine_choice", None)
     return {"weights_sha256": digest.hexdigest(), "input": model.config.get("input"),
-            "engine": choice.engine if choice else "torch", "batch_size": model.batch_size,
-            "threshold": post.threshold, "tta": post.tta, "crf": post.crf,
-            "crf_params": post.crf_params if post.crf != "off" else None,
+            "engine": choice.engine if choice else "torch", "precision": getattr(model, "precision", "32"),
+            "batch_size": model.batch_size, "threshold": post.threshold, "tta": post.tta, "crf": post.crf,
+            "crf_params": post.crf_params if post.crf != "off" else None, "score_threshold": post.score_threshold,
+            "rle_order": rle.rle_order_code(rle_order),
             "masks_out": os.path.abspath(masks_out) if masks_out else None,
-            "probs_out": os.path.abspath(probs_out) if probs_out else None}
+            "probs_out": os.path.abspath(probs_out) if probs_out else None,
+            "overlays_out": os.path.abspath(overlays_out) if overlays_out else None}
 
 
-def _finish_image(item: ImageResult, post: PostProcess, masks_dir, probs_dir, part, rows: list) -> None:
+def _finish_image(item: ImageResult, post: PostProcess, order: str, dirs: dict, part, rows: list) -> None:
     """The per-image work after the network (writer thread, overlapping the next batch's forward pass):
-    RLE, image score, PNGs, then the part file row (last: a row means the image's files are complete)."""
+    RLE, image score, PNGs (``dirs``: "masks" / "probs" / "overlays" -> folder), then the part file row
+    (last: a row means the image's files are complete)."""
     if item.error is not None:
         row = journal.Row(item.stem, error=item.error)
     else:
-        if masks_dir:
-            io.write_png(masks_dir / f"{item.stem}.png", item.mask * np.uint8(255))
-        if probs_dir:
-            io.write_png(probs_dir / f"{item.stem}.png", to_png8(item.probs))
+        if dirs.get("masks"):
+            io.write_png(dirs["masks"] / f"{item.stem}.png", item.mask * np.uint8(255))
+        if dirs.get("probs"):
+            io.write_png(dirs["probs"] / f"{item.stem}.png", to_png8(item.probs))
+        if dirs.get("overlays"):
+            from inpaintseg.inference.overlays import write_overlay
+
+            write_overlay(dirs["overlays"] / f"{item.stem}.png", item.path, item.probs, post.threshold)
         score = image_score(item.probs)
         fraction = float(item.mask.mean()) if item.mask.size else 0.0
-        row = journal.result_row(item.stem, rle.rle_encode(item.mask), score, fraction, post.label(score))
+        row = journal.result_row(item.stem, rle.rle_encode(item.mask, order), score, fraction, post.label(score))
     if part is not None:
         part.append(row)
     rows.append(row)
@@ -232,8 +241,9 @@ def _finish_image(item: ImageResult, post: PostProcess, masks_dir, probs_dir, pa
 def predict_folder(model, images: str | os.PathLike | Sequence[Path] | ImageInputs,
                    out: str | os.PathLike | None = "submission.csv", masks_out=None, probs_out=None,
                    scores_out=None, *, threshold=None, tta=None, crf=None, crf_workers: int = 1,
-                   progress: bool = True, recursive: bool = False, resume: bool = False,
-                   shard: tuple[int, int] = (0, 1), merge: bool = True) -> FolderPrediction:
+                   progress: bool = True, overlays_out=None, score_threshold=None, rle_order: str = "row",
+                   recursive: bool = False, resume: bool = False, shard: tuple[int, int] = (0, 1),
+                   merge: bool = True) -> FolderPrediction:
     """Predict every image of a folder (or one file, a glob pattern, a list of paths) and write the outputs.
 
     ``model`` is an `inpaintseg.InpaintModel` (`inpaintseg.load_model`). Post-processing defaults to what the
@@ -241,6 +251,8 @@ def predict_folder(model, images: str | os.PathLike | Sequence[Path] | ImageInpu
     Writes the RLE submission ``out`` (row-major, sorted by ImageId; None = do not write), optional 0/255 mask
     PNGs (``masks_out``), 8-bit probability PNGs (``probs_out``, value = round(p x 255)) and the image scores
     CSV (``scores_out``). Every write is atomic; output locations are checked before any work.
+    ``overlays_out``: heat-map-on-image PNGs at native size (`inference.overlays`); ``score_threshold``: the
+    image-level label's threshold (None = the pixel threshold); ``rle_order``: "row" (default) or "column".
 
     Rows are appended to a part file as images finish (`inference.journal`); ``resume=True`` skips the images
     a killed run finished. ``shard=(rank, world)`` predicts only every world-th batch (`inference.sharding`);
@@ -248,17 +260,18 @@ def predict_folder(model, images: str | os.PathLike | Sequence[Path] | ImageInpu
     """
     inputs = as_inputs(images, recursive)
     paths, ids = inputs.paths, inputs.ids
-    post = model.postprocess(threshold=threshold, tta=tta, crf=crf)
+    post = model.postprocess(threshold=threshold, tta=tta, crf=crf, score_threshold=score_threshold)
     if post.crf != "off":
         from inpaintseg.inference.crf import require_pydensecrf
 
         require_pydensecrf()
-    check_output_paths(out, masks_out, probs_out, scores_out, inputs=paths, folders=inputs.folders)
+    order = rle.rle_order_code(rle_order)
+    check_output_paths(out, masks_out, probs_out, scores_out, overlays_out, inputs=paths, folders=inputs.folders)
     target = journal.part_target(out, scores_out)
     if resume and target is None:
-        raise ConfigError("resume needs a submission or scores file to continue (--out or --scores-out).")
+        raise ConfigError("resume needs a submission or scores file to continue (--submission or --scores-out).")
     rank, world = shard
-    settings = run_settings(model, post, masks_out, probs_out)
+    settings = run_settings(model, post, masks_out, probs_out, overlays_out, rle_order)
     result = FolderPrediction(n_images=len(paths), skipped=list(inputs.notes))
     choice = getattr(model, "engine_choice", None)
     result.engine = choice.engine if choice else "torch"
@@ -270,17 +283,16 @@ def predict_folder(model, images: str | os.PathLike | Sequence[Path] | ImageInpu
         result.resumed = len(done)
         result.notes.append(journal.describe_resume(target, len(done), len(failed), len(paths)))
         # Sharded: rank 0 removes them before any rank writes (a rank's temp file would look stale to another).
-        stale = journal.remove_stale_temps(masks_out, probs_out) if world == 1 else 0
+        stale = journal.remove_stale_temps(masks_out, probs_out, overlays_out) if world == 1 else 0
         if stale:
             result.notes.append(f"removed {stale} temporary file(s) of a write the interrupted run did not finish")
     elif world == 1:
         result.notes += [f"discarded {p} (an earlier run's part file; --resume continues such a run)"
                          for p in journal.discard_parts(target)]
-    masks_dir = Path(masks_out) if masks_out else None
-    probs_dir = Path(probs_out) if probs_out else None
-    for folder in (masks_dir, probs_dir):
-        if folder:
-            folder.mkdir(parents=True, exist_ok=True)
+    dirs = {key: Path(folder) for key, folder in (("masks", masks_out), ("probs", probs_out),
+                                                  ("overlays", overlays_out)) if folder}
+    for folder in dirs.values():
+        folder.mkdir(parents=True, exist_ok=True)
 
     predictor = model.predictor(post.tta)
     batches = [b for k, b in enumerate(plan_batches(len(paths), predictor.batch_size))
@@ -294,16 +306,13 @@ def predict_folder(model, images: str | os.PathLike | Sequence[Path] | ImageInpu
                                       ids=ids, batches=batches):
                 if item.stem in done:  # finished by an earlier run: its batch ran again for identical numerics
                     continue
-                writes.append(writer.submit(_finish_image, item, post, masks_dir, probs_dir, part, rows))
+                writes.append(writer.submit(_finish_image, item, post, order, dirs, part, rows))
                 writes = _drain(writes, keep=PENDING_WRITES)
             _drain(writes, keep=0)
     finally:
         if part is not None:
             part.close()
-    if masks_dir:
-        result.written["masks"] = masks_dir
-    if probs_dir:
-        result.written["probs"] = probs_dir
+    result.written.update(dirs)
     if merge:
         if world > 1:
             done, failed = journal.load_parts(target, settings)

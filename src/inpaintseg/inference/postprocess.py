@@ -25,19 +25,21 @@ class PostProcess:
     crf_params: dict | None
     threshold: float
     sources: dict[str, str]
+    score_threshold: float | None = None  # the image-level decision; None = the pixel threshold
 
     def binarize(self, probs: np.ndarray) -> np.ndarray:
         """The mask: uint8 {0, 1}, 1 where the probability is >= the threshold."""
         return (probs >= self.threshold).astype(np.uint8)
 
     def label(self, score: float) -> int:
-        """The image-level label of an image score (1 = manipulated)."""
-        return int(score >= self.threshold)
+        """The image-level label of an image score (1 = manipulated): score >= the score threshold."""
+        return int(score >= (self.threshold if self.score_threshold is None else self.score_threshold))
 
     def describe(self) -> str:
         crf = self.crf if self.crf == "off" else f"{self.crf} ({_crf_summary(self.crf_params)})"
+        score = "" if self.score_threshold is None else f", score threshold={self.score_threshold:g} [--score-threshold]"
         return (f"tta={self.tta} [{self.sources['tta']}], crf={crf} [{self.sources['crf']}], "
-                f"threshold={self.threshold:g} [{self.sources['threshold']}]")
+                f"threshold={self.threshold:g} [{self.sources['threshold']}]{score}")
 
 
 def _crf_summary(params: dict | None) -> str:

@@ -1,4 +1,4 @@
-"""Many processes: `predict --devices N [--num-nodes M]` shards a folder over N x M ranks.
+"""Many processes: `predict --num-devices N [--num-nodes M]` shards a folder over N x M ranks.
 
 The launcher (one per node) starts N local ranks (``spawn``); each joins a gloo process group (gloo works on
 CPU and GPU machines alike; only barriers go through it), loads the model on its device (``cuda:<local
@@ -36,11 +36,12 @@ class ShardJob:
 
     model_dir: str
     device: str  # "cpu" or "cuda"
-    engine: str
+    engine: str  # resolved: "torch" | "onnx" | "onnx-int8"
+    precision: str  # resolved ("32", "bf16-mixed", "16-mixed"): ranks do not probe again
     batch_size: int
     images: ImageInputs
-    outputs: dict  # out, masks_out, probs_out, scores_out
-    post: dict  # threshold, tta, crf
+    outputs: dict  # out, masks_out, probs_out, scores_out, overlays_out
+    post: dict  # threshold, tta, crf, score_threshold, rle_order
     crf_workers: int
     resume: bool
     devices: int
@@ -50,6 +51,7 @@ class ShardJob:
     master_port: str
     threads: int | None
     progress: bool
+    progress_mode: str  # `inpaintseg.progress` mode of the launcher (spawned ranks start with the default)
 
 
 def free_port() -> int:
@@ -63,24 +65,28 @@ def _rank_main(local_rank: int, job: ShardJob) -> None:
 
     from inpaintseg.api import load_model
     from inpaintseg.inference.pipeline import predict_folder
+    from inpaintseg.progress import set_progress_mode
     from inpaintseg.runtime import available_cpus, tune_cpu_runtime
 
     rank = job.node_rank * job.devices + local_rank
     world = job.devices * job.num_nodes
     os.environ.update(MASTER_ADDR=job.master_addr, MASTER_PORT=str(job.master_port))
+    set_progress_mode(job.progress_mode)
     try:
         dist.init_process_group("gloo", rank=rank, world_size=world, timeout=BARRIER_TIMEOUT)
         target = journal.part_target(job.outputs["out"], job.outputs["scores_out"])
         if rank == 0:  # before any rank writes: the barrier below orders it
             if job.resume:
-                journal.remove_stale_temps(job.outputs["masks_out"], job.outputs["probs_out"])
+                journal.remove_stale_temps(job.outputs["masks_out"], job.outputs["probs_out"],
+                                           job.outputs["overlays_out"])
             else:
                 journal.discard_parts(target)
         dist.barrier()
         device = f"cuda:{local_rank}" if job.device.startswith("cuda") else "cpu"
         if device == "cpu":
             tune_cpu_runtime(job.threads or max(1, available_cpus() // job.devices))
-        model = load_model(job.model_dir, device=device, batch_size=job.batch_size, engine=job.engine)
+        model = load_model(job.model_dir, device=device, batch_size=job.batch_size, engine=job.engine,
+                           precision=job.precision)
         predict_folder(model, job.images, **job.outputs, **job.post, crf_workers=job.crf_workers,
                        progress=job.progress and rank == 0, resume=job.resume, shard=(rank, world), merge=False)
         dist.barrier()
@@ -93,15 +99,15 @@ def _rank_main(local_rank: int, job: ShardJob) -> None:
 def check_topology(devices: int, num_nodes: int, node_rank: int, device: str) -> tuple[str, str]:
     """(master address, port) for the process group, or ConfigError for an impossible layout."""
     if devices < 1 or num_nodes < 1:
-        raise ConfigError(f"--devices and --num-nodes must be >= 1, got {devices} and {num_nodes}.")
+        raise ConfigError(f"--num-devices and --num-nodes must be >= 1, got {devices} and {num_nodes}.")
     if not 0 <= node_rank < num_nodes:
         raise ConfigError(f"--node-rank must lie in 0..{num_nodes - 1} for --num-nodes {num_nodes}, got {node_rank}.")
     if device.startswith("cuda"):
         import torch
 
         if devices > torch.cuda.device_count():
-            raise ConfigError(f"--devices {devices}: this node has {torch.cuda.device_count()} CUDA GPU(s). "
-                              "Lower --devices.")
+            raise ConfigError(f"--num-devices {devices}: this node has {torch.cuda.device_count()} CUDA GPU(s). "
+                              "Lower --num-devices.")
     if num_nodes == 1:
         return "127.0.0.1", str(free_port())
     missing = [k for k in ("MASTER_ADDR", "MASTER_PORT") if not os.environ.get(k)]
@@ -114,33 +120,42 @@ def check_topology(devices: int, num_nodes: int, node_rank: int, device: str) ->
 def predict_sharded(model, images: ImageInputs, out=None, masks_out=None, probs_out=None, scores_out=None, *,
                     devices: int, num_nodes: int = 1, node_rank: int = 0, threshold=None, tta=None, crf=None,
                     crf_workers: int = 1, resume: bool = False, threads: int | None = None,
-                    progress: bool = True):
+                    progress: bool = True, overlays_out=None, score_threshold=None, rle_order: str = "row"):
     """Predict `images` with devices x num_nodes processes; on node 0 returns the merged `FolderPrediction`
     (the same files and rows as one process), on other nodes None. ``model`` is the launcher's loaded
     `InpaintModel` (its folder, device, engine and batch size are what every rank loads)."""
     import torch.multiprocessing as mp
 
+    from inpaintseg import rle
     from inpaintseg.inference.pipeline import FolderPrediction, check_output_paths, collect_rows, run_settings
+    from inpaintseg.progress import get_progress_mode
 
     if model.source is None:
         raise ConfigError("sharded prediction loads the model in every process: pass a model loaded from a folder.")
     target = journal.part_target(out, scores_out)
     if target is None:
-        raise ConfigError("--devices > 1 needs --out or --scores-out: the ranks merge through part files beside it.")
-    post = model.postprocess(threshold=threshold, tta=tta, crf=crf)
+        raise ConfigError("--num-devices > 1 needs --submission or --scores-out: the ranks merge through part files "
+                          "beside it.")
+    post = model.postprocess(threshold=threshold, tta=tta, crf=crf, score_threshold=score_threshold)
     if post.crf != "off":
         from inpaintseg.inference.crf import require_pydensecrf
 
         require_pydensecrf()
-    check_output_paths(out, masks_out, probs_out, scores_out, inputs=images.paths, folders=images.folders)
-    settings = run_settings(model, post, masks_out, probs_out)
+    rle.rle_order_code(rle_order)  # a bad order: an error now, in the launcher
+    check_output_paths(out, masks_out, probs_out, scores_out, overlays_out, inputs=images.paths,
+                       folders=images.folders)
+    settings = run_settings(model, post, masks_out, probs_out, overlays_out, rle_order)
     if resume:
         journal.load_parts(target, settings)  # settings mismatch: an error now, in the launcher
     addr, port = check_topology(devices, num_nodes, node_rank, str(model.device))
-    job = ShardJob(str(model.source), str(model.device), model.engine_choice.engine, model.batch_size, images,
-                   {"out": out, "masks_out": masks_out, "probs_out": probs_out, "scores_out": scores_out},
-                   {"threshold": threshold, "tta": tta, "crf": crf}, crf_workers, resume, devices, num_nodes,
-                   node_rank, addr, port, threads, progress)
+    job = ShardJob(str(model.source), str(model.device), model.engine_choice.engine, model.precision,
+                   model.batch_size, images,
+                   {"out": out, "masks_out": masks_out, "probs_out": probs_out, "scores_out": scores_out,
+                    "overlays_out": overlays_out},
+                   {"threshold": threshold, "tta": tta, "crf": crf, "score_threshold": score_threshold,
+                    "rle_order": rle_order},
+                   crf_workers, resume, devices, num_nodes, node_rank, addr, port, threads, progress,
+                   get_progress_mode())
     try:
         mp.start_processes(_rank_main, args=(job,), nprocs=devices, join=True, start_method="spawn")
     except mp.ProcessExitedException as exc:
@@ -154,7 +169,7 @@ def predict_sharded(model, images: ImageInputs, out=None, masks_out=None, probs_
     result = FolderPrediction(n_images=len(images.paths), skipped=list(images.notes), engine=job.engine)
     done, failed = journal.load_parts(target, settings)
     collect_rows(result, images, done, failed, out, scores_out)
-    for key, folder in (("masks", masks_out), ("probs", probs_out)):
+    for key, folder in (("masks", masks_out), ("probs", probs_out), ("overlays", overlays_out)):
         if folder:
             from pathlib import Path
 

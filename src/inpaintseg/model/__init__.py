@@ -1,5 +1,6 @@
-"""The network: Attention U-Net (`attention_unet`), the architecture section's names, bounds and validator
-(`spec`, torch-free), construction from a config dict (`build`), size and cost (`summary`) and the model
+"""The network: Attention U-Net (`attention_unet`) on a choice of encoders (`encoders`), its optional forensic
+input stems (`stems`), the architecture section's names, bounds and validator (`spec`, torch-free), construction
+from a config dict (`build`), size and cost (`summary`) and the model
 folder on disk (`io`). Attributes are imported lazily, so `inpaintseg.model.spec` does not import torch."""
 
 from __future__ import annotations
@@ -7,7 +8,9 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
-    "ARCH_DEFAULTS": "spec", "ARCH_NAME": "spec", "MAX_DEPTH": "spec", "check_architecture": "spec",
+    "ARCH_DEFAULTS": "spec", "ARCH_NAME": "spec", "INPUT_STEMS": "spec", "MAX_DEPTH": "spec",
+    "check_architecture": "spec", "InputStem": "stems", "build_stem": "stems",
+    "check_encoder": "spec", "UNetEncoder": "encoders", "TimmEncoder": "encoders", "build_encoder": "encoders",
     "AttentionGate": "attention_unet", "AttentionUNet": "attention_unet", "build_model": "build",
     "count_parameters": "summary", "model_flops": "summary", "stage_summary": "summary",
 }

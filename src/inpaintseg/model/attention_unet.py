@@ -14,6 +14,14 @@ sigmoid is applied at inference, the loss works on logits. Layout, for depth 4 a
                out   = ConvBlock(cat[x_hat, g])
     head     Conv2d 1x1 (b -> out)  -> logits
 
+An optional input stem (`inpaintseg.model.stems`, architecture key "input_stem") runs before the encoder
+and adds forensic residual channels to the image; the encoder's first layer then takes its channels. The
+default "rgb" builds no stem, so the state-dict names are those of a model saved before stems existed.
+
+The encoder is a choice (`inpaintseg.model.encoders`, architecture key "encoder"): the U-Net's own (above,
+the default) or a timm feature backbone ("timm:<name>"), behind the input stem in either case; the decoder is
+built from the encoder's channel counts per stride, so UpBlock(c_i -> c_{i-1}) works for any of them.
+
 Choices (measured on a 2-core AVX-512 CPU with torch 2.13, see benchmarks/README.md):
 - Up-sampling is `ConvTranspose2d(kernel 2, stride 2)`: every output pixel comes from exactly one input
   pixel, so it costs Cin*Cout multiply-adds per output pixel (a quarter of a 3x3 transposed conv, half
@@ -36,24 +44,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from inpaintseg.model.spec import ARCH_NAME, MAX_DEPTH
-
-
-class ConvBlock(nn.Sequential):
-    """Two (3x3 conv, BatchNorm, ReLU) layers.
-
-    Shape: (B, in_channels, H, W) -> (B, out_channels, H, W).
-    """
-
-    def __init__(self, in_channels: int, out_channels: int) -> None:
-        super().__init__(
-            nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
-            nn.BatchNorm2d(out_channels),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False),
-            nn.BatchNorm2d(out_channels),
-            nn.ReLU(inplace=True),
-        )
+from inpaintseg.data.input_spec import IMAGENET_MEAN, IMAGENET_STD
+from inpaintseg.model.encoders import ConvBlock, build_encoder  # noqa: F401 (ConvBlock's old home)
+from inpaintseg.model.spec import ARCH_NAME, INPUT_STEMS, MAX_DEPTH, UNET_ENCODER
+from inpaintseg.model.stems import build_stem
 
 
 class AttentionGate(nn.Module):
@@ -101,32 +95,47 @@ class UpBlock(nn.Module):
 class AttentionUNet(nn.Module):
     """Attention U-Net returning logits; `attention=False` gives the plain U-Net ablation.
 
-    Stage i of the encoder has base_channels * 2^i channels, i = 0..depth.
+    With the U-Net encoder, stage i has base_channels * 2^i channels, i = 0..depth; with a timm encoder
+    (`encoder="timm:<name>"`) the channels are the backbone's and `depth` its pyramid's (None: take it).
+    `encoder_weights` (timm only: "imagenet" or a state-dict file) initialises the backbone. `input_stem`
+    (one of `INPUT_STEMS`) adds forensic residuals before the encoder; `mean`/`std` are the normalisation of
+    the input (fractions of 255) that the stem undoes (not stored in the weights).
 
     Shape: (B, in_channels, H, W) -> (B, out_channels, H, W) for any H, W >= 1.
     """
 
     def __init__(self, in_channels: int = 3, out_channels: int = 1, base_channels: int = 16,
-                 depth: int = 4, attention: bool = True) -> None:
+                 depth: int | None = 4, attention: bool = True, input_stem: str = "rgb",
+                 mean=IMAGENET_MEAN, std=IMAGENET_STD, encoder: str = UNET_ENCODER,
+                 encoder_weights: str | None = None) -> None:
         super().__init__()
         for name, value, low in (("in_channels", in_channels, 1), ("out_channels", out_channels, 1),
                                  ("base_channels", base_channels, 1), ("depth", depth, 1)):
+            if name == "depth" and value is None and encoder != UNET_ENCODER:
+                continue
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"AttentionUNet: {name} must be an integer >= {low}, got {value!r}")
-        if depth > MAX_DEPTH:
+        if depth is not None and depth > MAX_DEPTH:
             raise ValueError(f"AttentionUNet: depth must be <= {MAX_DEPTH}, got {depth}")
+        if input_stem not in INPUT_STEMS:
+            raise ValueError(f"AttentionUNet: input_stem must be one of {', '.join(INPUT_STEMS)}, got {input_stem!r}")
+        if input_stem != "rgb" and in_channels != 3:
+            raise ValueError(f"AttentionUNet: input_stem {input_stem!r} needs in_channels 3, got {in_channels}")
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.base_channels = base_channels
-        self.depth = depth
         self.attention = bool(attention)
+        self.input_stem = input_stem
+        self.encoder = encoder
 
-        widths = [base_channels * 2 ** i for i in range(depth + 1)]
-        self.encoders = nn.ModuleList(
-            [ConvBlock(in_channels, widths[0])]
-            + [ConvBlock(widths[i - 1], widths[i]) for i in range(1, depth + 1)]
-        )
-        self.pool = nn.MaxPool2d(2)
+        # None for "rgb": no module, so no state-dict entry (old model folders keep loading).
+        self.stem = build_stem(input_stem, mean, std)
+        # The stem works in front of any encoder: the encoder takes the stem's channels.
+        encoder_in = in_channels if self.stem is None else self.stem.out_channels
+        self.encoders = build_encoder(encoder, encoder_in, base_channels, depth, encoder_weights)
+        self.depth = self.encoders.depth
+        widths = self.encoders.channels
+        depth = self.depth
         # decoders[0] is the deepest stage (widths[depth] -> widths[depth-1]).
         self.decoders = nn.ModuleList(
             [UpBlock(widths[i], widths[i - 1], self.attention) for i in range(depth, 0, -1)]
@@ -135,20 +144,35 @@ class AttentionUNet(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Kaiming-normal (fan_out, ReLU) convolutions with zero bias; BatchNorm weight 1, bias 0."""
+        """Kaiming-normal (fan_out, ReLU) convolutions with zero bias; BatchNorm weight 1, bias 0 (a timm
+        backbone keeps its own initialisation or pretrained weights)."""
+        skip = {id(m) for m in getattr(self.encoders, "backbone", nn.Identity()).modules()}
         for module in self.modules():
+            if id(module) in skip:
+                continue
             if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.BatchNorm2d):
+            elif isinstance(module, nn.BatchNorm2d) and module.affine:
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
 
     def architecture(self) -> dict:
         """The config.json "architecture" section that `build_model` turns back into this model."""
         return {"name": ARCH_NAME, "in_channels": self.in_channels, "out_channels": self.out_channels,
-                "base_channels": self.base_channels, "depth": self.depth, "attention": self.attention}
+                "base_channels": self.base_channels, "depth": self.depth, "attention": self.attention,
+                "input_stem": self.input_stem, "encoder": self.encoder}
+
+    def encoder_parameters(self) -> list[nn.Parameter]:
+        """The parameters that --freeze-encoder-epochs freezes and --encoder-lr-mult scales (the U-Net
+        encoder's levels, or a timm backbone without the full-resolution branch; never the input stem)."""
+        return [p for module in self.encoders.encoder_modules() for p in module.parameters()]
+
+    def constrain_(self) -> None:
+        """Re-apply the weight constraints (the Bayar stem's); called after every optimiser step."""
+        if self.stem is not None:
+            self.stem.constrain_()
 
     def _pad(self, x: torch.Tensor) -> torch.Tensor:
         """Replicate-pad bottom/right to a multiple of 2^depth.
@@ -170,10 +194,9 @@ class AttentionUNet(nn.Module):
         if self.head.weight.is_contiguous(memory_format=torch.channels_last):
             x = x.contiguous(memory_format=torch.channels_last)   # model.to(channels_last) is enough
         x = self._pad(x)
-        skips = []
-        for i, encoder in enumerate(self.encoders):
-            x = encoder(x if i == 0 else self.pool(x))   # (B, base*2^i, H/2^i, W/2^i)
-            skips.append(x)
+        if self.stem is not None:
+            x = self.stem(x)                             # (B, 3 + residual channels, H_pad, W_pad)
+        skips = self.encoders(x)                         # [(B, channels[i], H/2^i, W/2^i) for i = 0..depth]
         x = skips.pop()                                  # bottleneck (B, base*2^depth, H/2^depth, ...)
         alphas = []
         for decoder in self.decoders:

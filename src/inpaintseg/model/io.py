@@ -107,7 +107,7 @@ def save_model_dir(model_dir: str | os.PathLike, model: Any, config: Mapping) ->
     config = {"format_version": FORMAT_VERSION, **dict(config)}
     _check_config(config, model_dir / CONFIG_FILE)
     weights = export_state_dict(model)
-    _check_weights_match(config["architecture"], _shapes_of(weights), model_dir)
+    _check_weights_match(config["architecture"], _shapes_of(weights), model_dir, config.get("input"))
     text = _config_json(config)  # fail on non-JSON values before touching the folder
     model_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(model_dir / WEIGHTS_FILE) as tmp:
@@ -168,11 +168,11 @@ def _check_config(config: Any, path: Path) -> None:
         fail(f"postprocess.threshold must be a number in [0, 1], got {threshold!r}")
 
 
-def _build(architecture: dict, path: Path):
+def _build(architecture: dict, path: Path, input: dict | None = None):
     from inpaintseg.model import build_model
 
     try:
-        return build_model(architecture, source=f"{path} architecture")
+        return build_model(architecture, source=f"{path} architecture", input=input)
     except ConfigError as exc:
         raise ModelLoadError(f"{exc} (in a model folder: fix config.json or re-export)") from None
 
@@ -181,13 +181,14 @@ def _shapes_of(state: Mapping) -> dict[str, tuple[int, ...]]:
     return {name: tuple(tensor.shape) for name, tensor in state.items()}
 
 
-def _check_weights_match(architecture: dict, shapes: dict[str, tuple[int, ...]], model_dir: Path) -> None:
+def _check_weights_match(architecture: dict, shapes: dict[str, tuple[int, ...]], model_dir: Path,
+                         input: dict | None = None) -> None:
     """Compare the architecture's tensor names/shapes with `shapes`. The network is built on the meta device
     (no memory), so a config.json claiming a huge network beside small weights allocates nothing."""
     import torch
 
     with torch.device("meta"):
-        skeleton = _build(architecture, model_dir / CONFIG_FILE)
+        skeleton = _build(architecture, model_dir / CONFIG_FILE, input)
     expected = _shapes_of(skeleton.state_dict())
     missing = [n for n in expected if n not in shapes]
     unexpected = [n for n in shapes if n not in expected]
@@ -222,7 +223,7 @@ def load_model_dir(model_dir: str | os.PathLike, device: Any = "cpu") -> tuple[A
     try:
         with safe_open(str(weights_path), framework="pt") as handle:
             shapes = {name: tuple(handle.get_slice(name).get_shape()) for name in handle.keys()}
-        _check_weights_match(config["architecture"], shapes, model_dir)
+        _check_weights_match(config["architecture"], shapes, model_dir, config["input"])
         state = load_file(str(weights_path), device="cpu")
     except (SafetensorError, OSError) as exc:
         raise ModelLoadError(f"{weights_path}: cannot be read as safetensors ({exc}); the file is "
@@ -233,7 +234,7 @@ def load_model_dir(model_dir: str | os.PathLike, device: Any = "cpu") -> tuple[A
         raise ModelLoadError(f"{weights_path}: unsupported tensor dtypes {name_list(dtypes)}; expected "
                              "float32 weights. Re-export the model.")
     _check_finite(state, weights_path)
-    model = _build(config["architecture"], model_dir / CONFIG_FILE)  # as large as the weights file proves
+    model = _build(config["architecture"], model_dir / CONFIG_FILE, config["input"])  # as large as the weights prove
     model.load_state_dict(state, strict=True)
     model.eval()
     return model.to(device), config

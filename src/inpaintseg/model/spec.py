@@ -3,6 +3,7 @@ so the CLI and the training config can use the bounds without importing the netw
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,7 +17,21 @@ ARCH_DEFAULTS: dict[str, object] = {
     "base_channels": 16,
     "depth": 4,
     "attention": True,
+    "input_stem": "rgb",
+    "encoder": "unet",
 }
+# The input stems (`inpaintseg.model.stems`): the image alone, or the image next to forensic residuals.
+# "rgb" builds no stem at all, so an rgb model has exactly the state-dict names of a model saved before
+# stems existed (whose config.json has no "input_stem" key: it defaults to "rgb").
+INPUT_STEMS = ("rgb", "rgb+srm", "rgb+bayar", "rgb+npr", "rgb+srm+bayar+npr")
+# The encoders (`inpaintseg.model.encoders`): "unet" is the Attention U-Net's own (conv blocks + max pooling;
+# a config.json without the key means it, with the state-dict names of before encoders were a choice);
+# "timm:<model name>" is a timm feature backbone (the optional `[encoders]` extra), e.g. "timm:resnet18" or
+# "timm:convnext_tiny.fb_in1k" (a pretrained tag after the dot only chooses what --encoder-weights imagenet loads).
+# An input stem works in front of any encoder.
+UNET_ENCODER = "unet"
+TIMM_PREFIX = "timm:"
+TIMM_NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}"
 MAX_DEPTH = 8
 MAX_BASE_CHANNELS = 512  # 512 at depth 4 is already ~2 G parameters: beyond this a config is a mistake
 MAX_IO_CHANNELS = 64
@@ -44,17 +59,48 @@ def check_architecture(arch: Any, source: str = "architecture") -> dict[str, Any
         raise ConfigError(f"{source}: unknown architecture key(s) {', '.join(map(repr, unknown))}; "
                           f"allowed: name, {', '.join(ARCH_DEFAULTS)}. Remove or rename them.")
     values = {**ARCH_DEFAULTS, **{k: v for k, v in arch.items() if k != "name"}}
+    encoder = check_encoder(values["encoder"], source)
+    if encoder != UNET_ENCODER and "depth" not in arch:
+        values["depth"] = None  # a timm encoder's depth is its feature pyramid's (filled in when built)
     for key, value in values.items():
         if key == "attention":
             if not isinstance(value, bool):
                 raise ConfigError(f"{source}: \"attention\" must be true or false, got {value!r}.")
             continue
+        if key == "input_stem":
+            if value not in INPUT_STEMS:
+                raise ConfigError(f"{source}: \"input_stem\" must be one of {', '.join(INPUT_STEMS)}, "
+                                  f"got {value!r}.")
+            continue
+        if key == "encoder" or (key == "depth" and value is None):
+            continue
         low, high = ARCH_BOUNDS[key]
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
             raise ConfigError(f"{source}: \"{key}\" must be an integer from {low} to {high}, got {value!r}.")
-    widest = values["base_channels"] * 2 ** values["depth"]
-    if widest > MAX_WIDEST_CHANNELS:
+    widest = values["base_channels"] * 2 ** (values["depth"] or 0)
+    if encoder == UNET_ENCODER and widest > MAX_WIDEST_CHANNELS:
         raise ConfigError(f"{source}: the widest layer (base_channels x 2^depth = {values['base_channels']} x "
                           f"2^{values['depth']} = {widest}) exceeds {MAX_WIDEST_CHANNELS} channels, billions of "
                           "parameters; lower base_channels or depth.")
+
+    if values["input_stem"] != "rgb" and values["in_channels"] != 3:
+        raise ConfigError(f"{source}: input_stem {values['input_stem']!r} works on RGB images and needs "
+                          f"\"in_channels\": 3, got {values['in_channels']}. Use input_stem \"rgb\" or 3 channels.")
     return values
+
+
+def check_encoder(value: Any, source: str = "encoder") -> str:
+    """Validate an encoder name ("unet" or "timm:<model name>"); returns it or raises `ConfigError`."""
+    if value == UNET_ENCODER:
+        return value
+    if isinstance(value, str) and value.startswith(TIMM_PREFIX) \
+            and re.fullmatch(TIMM_NAME_PATTERN, value[len(TIMM_PREFIX):]):
+        return value
+    raise ConfigError(f"{source}: \"encoder\" must be \"{UNET_ENCODER}\" or \"{TIMM_PREFIX}<model name>\" "
+                      f"(a timm model with a feature pyramid, e.g. {TIMM_PREFIX}resnet18 or {TIMM_PREFIX}convnext_tiny), "
+                      f"got {value!r}.")
+
+
+def timm_model_name(encoder: str) -> str | None:
+    """"timm:resnet18" -> "resnet18"; None for the U-Net encoder."""
+    return encoder[len(TIMM_PREFIX):] if encoder.startswith(TIMM_PREFIX) else None

@@ -40,10 +40,12 @@ def model_flops(model: nn.Module, size: int | tuple[int, int] = 256) -> int:
 
 
 def stage_summary(model: AttentionUNet, size: int = 256) -> list[tuple[str, int, int]]:
-    """(stage name, parameters, forward FLOPs per image) for each encoder/decoder stage and the head."""
+    """(stage name, parameters, forward FLOPs per image) for the input stem (when there is one), each
+    encoder/decoder stage and the head."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    stages: list[tuple[str, nn.Module]] = [(f"encoder{i}", m) for i, m in enumerate(model.encoders)]
+    stages: list[tuple[str, nn.Module]] = [("stem", model.stem)] if model.stem is not None else []
+    stages += list(model.encoders.stages())
     stages += [(f"decoder{model.depth - 1 - i}", m) for i, m in enumerate(model.decoders)]
     stages.append(("head", model.head))
     flops = {name: 0 for name, _ in stages}

@@ -1,5 +1,5 @@
-"""Lightning callbacks and plugins of a training run: atomic checkpoints, metrics.csv, the progress bar,
-and the end-of-training rank consistency check."""
+"""Lightning callbacks and plugins of a training run: atomic checkpoints, metrics.csv, the progress bar
+(a terminal) or one plain log line per epoch (a log file), and the end-of-training rank consistency check."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from inpaintseg.errors import OutputError
 from inpaintseg.io import atomic_path
+from inpaintseg.progress import format_duration
 from inpaintseg.run_dir import append_metric_row, keep_metric_rows
 
 
@@ -38,33 +39,23 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         return torch.load(path, map_location=map_location or "cpu", weights_only=True)
 
 
-class EpochMetricsCSV(Callback):
-    """Appends one row per finished epoch to RUN_DIR/metrics.csv and flushes it (rank 0 only).
+class EpochTimer(Callback):
+    """Times each training epoch without its validation and counts the images it trained on (all ranks);
+    `train_seconds()` and `images` serve the callbacks that report an epoch."""
 
-    On resume, rows of epochs after the restored checkpoint are dropped first, so each epoch appears
-    once. Validation columns are empty for an epoch whose validation did not run (time budget).
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
+    def __init__(self) -> None:
         self._epoch_start = 0.0
-        self._val_seconds = 0.0
         self._val_start = 0.0
-        self._images = 0
-        self._lr = float("nan")
-
-    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.is_global_zero:
-            keep_metric_rows(self.path, trainer.current_epoch)
+        self._val_seconds = 0.0
+        self.images = 0
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._epoch_start = time.perf_counter()
         self._val_seconds = 0.0
-        self._images = 0
-        self._lr = float(trainer.optimizers[0].param_groups[0]["lr"]) if trainer.optimizers else float("nan")
+        self.images = 0
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self._images += int(batch["image"].shape[0]) * trainer.world_size
+        self.images += int(batch["image"].shape[0]) * trainer.world_size
 
     def on_validation_epoch_start(self, trainer, pl_module) -> None:
         self._val_start = time.perf_counter()
@@ -73,11 +64,37 @@ class EpochMetricsCSV(Callback):
         if not trainer.sanity_checking:
             self._val_seconds += time.perf_counter() - self._val_start
 
+    def epoch_seconds(self) -> float:
+        return time.perf_counter() - self._epoch_start
+
+    def train_seconds(self) -> float:
+        return max(self.epoch_seconds() - self._val_seconds, 1e-9)
+
+
+class EpochMetricsCSV(EpochTimer):
+    """Appends one row per finished epoch to RUN_DIR/metrics.csv and flushes it (rank 0 only).
+
+    On resume, rows of epochs after the restored checkpoint are dropped first, so each epoch appears
+    once. Validation columns are empty for an epoch whose validation did not run (time budget).
+    """
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path = Path(path)
+        self._lr = float("nan")
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.is_global_zero:
+            keep_metric_rows(self.path, trainer.current_epoch)
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_epoch_start(trainer, pl_module)
+        self._lr = float(trainer.optimizers[0].param_groups[0]["lr"]) if trainer.optimizers else float("nan")
+
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.is_global_zero:
             return
-        seconds = time.perf_counter() - self._epoch_start
-        train_seconds = max(seconds - self._val_seconds, 1e-9)
+        seconds, train_seconds = self.epoch_seconds(), self.train_seconds()
         metrics = trainer.callback_metrics
         has_val = getattr(pl_module, "last_val_epoch", -1) == trainer.current_epoch
 
@@ -89,7 +106,7 @@ class EpochMetricsCSV(Callback):
         row = {"epoch": trainer.current_epoch + 1, "step": trainer.global_step,
                "train_loss": value("train_loss"), "val_loss": value("val_loss"), "val_dice": value("val_dice"),
                "val_iou": value("val_iou"), "val_f1": value("val_f1"), "lr": f"{self._lr:.6g}",
-               "epoch_seconds": f"{seconds:.3f}", "train_images_per_second": f"{self._images / train_seconds:.2f}"}
+               "epoch_seconds": f"{seconds:.3f}", "train_images_per_second": f"{self.images / train_seconds:.2f}"}
         append_metric_row(self.path, row)
 
 
@@ -125,13 +142,42 @@ class ThroughputProgressBar(TQDMProgressBar):
         epochs_left = max(trainer.max_epochs - trainer.current_epoch - 1, 0) if trainer.max_epochs else 0
         if self._epoch_seconds and epochs_left:
             per_epoch = sum(self._epoch_seconds[-3:]) / len(self._epoch_seconds[-3:])
-            items["run_eta"] = _format_seconds(epochs_left * per_epoch + max(per_epoch - elapsed, 0))
+            items["run_eta"] = format_duration(epochs_left * per_epoch + max(per_epoch - elapsed, 0))
         return items
 
 
-def _format_seconds(seconds: float) -> str:
-    seconds = int(round(seconds))
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+class EpochLogLine(EpochTimer):
+    """One plain line per finished epoch on stderr (rank 0), for logs without a terminal:
+    ``epoch 3/20: train_loss 0.51, val_loss 0.49, val_dice 0.41, val_iou 0.28, val_f1 0.41, 85.3 img/s,
+    epoch 12 s, ETA 0:03:24``. No carriage return, no escape code."""
+
+    KEYS = ("train_loss", "val_loss", "val_dice", "val_iou", "val_f1")
+
+    def __init__(self, stream=None) -> None:
+        super().__init__()
+        self.stream = stream
+        self._epoch_seconds: list[float] = []
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        import sys
+
+        if not trainer.is_global_zero:
+            return
+        seconds = self.epoch_seconds()
+        self._epoch_seconds.append(seconds)
+        metrics = trainer.callback_metrics
+        has_val = getattr(pl_module, "last_val_epoch", -1) == trainer.current_epoch
+        parts = [f"{key} {float(metrics[key]):.4f}" for key in self.KEYS
+                 if key in metrics and (has_val or not key.startswith("val_"))]
+        rate = self.images / self.train_seconds()
+        parts.append(f"{rate:.1f} img/s")
+        parts.append(f"epoch {seconds:.0f} s")
+        epochs_left = max(trainer.max_epochs - trainer.current_epoch - 1, 0) if trainer.max_epochs else 0
+        recent = self._epoch_seconds[-3:]
+        parts.append(f"ETA {format_duration(epochs_left * sum(recent) / len(recent))}")
+        total = f"/{trainer.max_epochs}" if trainer.max_epochs and trainer.max_epochs > 0 else ""
+        print(f"epoch {trainer.current_epoch + 1}{total}: " + ", ".join(parts), file=self.stream or sys.stderr,
+              flush=True)
 
 
 class RankConsistency(Callback):

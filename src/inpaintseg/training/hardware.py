@@ -9,6 +9,7 @@ import torch
 
 from inpaintseg.config import TrainConfig
 from inpaintseg.errors import ConfigError
+from inpaintseg.precision import lightning_precision
 
 
 @dataclass
@@ -17,7 +18,7 @@ class Hardware:
     processes_per_node: int
     num_workers: int
     strategy: str
-    precision: str
+    precision: str  # Lightning's name ("32-true", "bf16-mixed", ...), or "auto" until train() resolves it
 
 
 def is_primary_process() -> bool:
@@ -37,15 +38,15 @@ def resolve_hardware(config: TrainConfig) -> Hardware:
     elif wanted in ("gpu", "cuda"):
         if not cuda:
             raise ConfigError(f"accelerator: expected a CUDA GPU for {wanted!r}, but none is available here. "
-                              "Use --accelerator cpu (or auto).")
+                              "Use --device cpu (or auto).")
         accelerator = "cuda"
     elif wanted == "mps" and not mps:
-        raise ConfigError("accelerator: 'mps' is not available here. Use --accelerator cpu (or auto).")
+        raise ConfigError("accelerator: 'mps' is not available here. Use --device cpu (or auto).")
     else:
         accelerator = wanted
     if accelerator == "cuda" and config.devices > torch.cuda.device_count():
         raise ConfigError(f"devices: expected at most the {torch.cuda.device_count()} CUDA GPU(s) of this node, "
-                          f"got {config.devices}. Lower --devices.")
+                          f"got {config.devices}. Lower --num-devices.")
     if config.precision == "16-mixed" and accelerator != "cuda":
         raise ConfigError(f"precision: '16-mixed' needs a CUDA GPU, but training runs on {accelerator}. "
                           "Use --precision bf16-mixed or 32.")
@@ -62,7 +63,7 @@ def resolve_hardware(config: TrainConfig) -> Hardware:
     if config.num_nodes > 1 and not config.out:
         raise ConfigError("out: multi-node training needs an explicit --out RUN_DIR on a filesystem shared "
                           "by all nodes (each node runs the same command).")
-    precision = "32-true" if config.precision == "32" else config.precision
+    precision = "auto" if config.precision == "auto" else lightning_precision(config.precision)
     return Hardware(accelerator, processes, workers, "ddp" if multi else "auto", precision)
 
 

@@ -36,7 +36,8 @@ class SegmentationModule(L.LightningModule):
 
     def __init__(self, model: torch.nn.Module, loss: torch.nn.Module, lr: float = 1e-3, epochs: int = 50,
                  weight_decay: float = 0.0, architecture: dict | None = None,
-                 channels_last: bool = False, val_threshold: float = DEFAULT_THRESHOLD) -> None:
+                 channels_last: bool = False, val_threshold: float = DEFAULT_THRESHOLD,
+                 encoder_lr_mult: float = 1.0) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["model", "loss"])
         self.model = model
@@ -104,8 +105,31 @@ class SegmentationModule(L.LightningModule):
         if not self.trainer.sanity_checking:
             self.last_val_epoch = self.current_epoch
 
+    def optimizer_step(self, *args, **kwargs) -> None:
+        """The optimiser step, then the network's weight constraints (the Bayar stem's `constrain_`), so the
+        constraint holds after every step, in every epoch and in the exported weights."""
+        from inpaintseg.model.io import unwrap_model
+
+        super().optimizer_step(*args, **kwargs)
+        constrain = getattr(unwrap_model(self.model), "constrain_", None)
+        if callable(constrain):
+            constrain()
+
     def configure_optimizers(self):
-        optimizer = torch.optim.Adam(self.model.parameters(), lr=self.hparams.lr,
+        optimizer = torch.optim.Adam(self.parameter_groups(), lr=self.hparams.lr,
                                      weight_decay=self.hparams.weight_decay)
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=self.hparams.epochs)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+
+    def parameter_groups(self) -> list[dict]:
+        """One group at lr; with encoder_lr_mult != 1, the encoder's parameters (`encoder_parameters` of
+        an AttentionUNet) in a second group at lr x encoder_lr_mult (the cosine schedule scales both)."""
+        from inpaintseg.training.finetune import encoder_parameters
+
+        mult = self.hparams.get("encoder_lr_mult", 1.0)
+        encoder = encoder_parameters(self.model) if mult != 1.0 else []
+        if not encoder:
+            return [{"params": list(self.model.parameters())}]
+        ids = {id(p) for p in encoder}
+        rest = [p for p in self.model.parameters() if id(p) not in ids]
+        return [{"params": rest}, {"params": encoder, "lr": self.hparams.lr * mult}]

@@ -11,9 +11,9 @@ resume. The exported model is safetensors only.
 from __future__ import annotations
 
 import importlib.util
-import logging
 import os
 import signal
+import sys
 import threading
 import time
 import warnings
@@ -30,12 +30,19 @@ from inpaintseg import __version__
 from inpaintseg.config import TrainConfig, save_config
 from inpaintseg.errors import ConfigError, InpaintsegError, OutputError
 from inpaintseg.metrics import DEFAULT_THRESHOLD
-from inpaintseg.run_dir import (BEST_NAME, CHECKPOINT_DIR, CONFIG_FILE, LAST_NAME, METRICS_FILE, MODEL_DIR, SPLIT_FILE,
-                                best_epoch_metrics, check_new_run_dir, checkpoint_path, default_run_dir,
-                                has_checkpoint, load_split, resume_point, save_split)
-from inpaintseg.training.callbacks import AtomicCheckpointIO, EpochMetricsCSV, RankConsistency, ThroughputProgressBar
+from inpaintseg.precision import PrecisionChoice, lightning_precision
+from inpaintseg.progress import use_bars
+from inpaintseg.run_dir import (BEST_NAME, CHECKPOINT_DIR, CONFIG_FILE, LAST_NAME, METRICS_FILE, MODEL_DIR,
+                                PRECISION_FILE, SPLIT_FILE, best_epoch_metrics, check_new_run_dir, checkpoint_path,
+                                default_run_dir, has_checkpoint, load_split, resume_point, save_precision_record,
+                                save_split)
+from inpaintseg.training.callbacks import (AtomicCheckpointIO, EpochLogLine, EpochMetricsCSV, RankConsistency,
+                                           ThroughputProgressBar)
 from inpaintseg.training.hardware import Hardware, is_primary_process, resolve_hardware, tune_cpu
+from inpaintseg.training.console import describe_run, quiet_lightning_log, quiet_lightning_warnings
+from inpaintseg.training.export import build_model_config, calibrate, chosen_dice, export_network, load_best_weights
 from inpaintseg.training.module import NonFiniteLossError, SegmentationModule
+from inpaintseg.training.precision_choice import PRECISION_ENV, resolve_training_precision
 
 # Lets DDP worker processes (re-launched by Lightning with the same command line) find the run
 # folder that the main process chose when --out was not given.
@@ -75,12 +82,12 @@ def resolve_run_dir(config: TrainConfig) -> Path:
 
 def build_datamodule(config: TrainConfig, hardware: Hardware, split: dict | None = None):
     from inpaintseg.data import InpaintDataModule
-
     from inpaintseg.data.preflight import check_training_files
 
     datamodule = InpaintDataModule(config.data, img_size=config.img_size, input_mode=config.input_mode,
                                    batch_size=config.batch_size, val_fraction=config.val_fraction,
-                                   seed=config.seed, num_workers=hardware.num_workers, split=split)
+                                   seed=config.seed, num_workers=hardware.num_workers, split=split,
+                                   degradations=config.degradations(), paired_batches=config.paired_batches)
     check_training_files(datamodule.images_dir, datamodule.masks_dir)  # headers: pixel limit, mask sizes
     datamodule.setup("fit")
     n_train = len(datamodule.train_set)
@@ -91,15 +98,17 @@ def build_datamodule(config: TrainConfig, hardware: Hardware, split: dict | None
     return datamodule
 
 
-def build_module(config: TrainConfig, model: torch.nn.Module | None = None) -> SegmentationModule:
+def build_module(config: TrainConfig, model: torch.nn.Module | None = None,
+                 load_weights: bool = True) -> SegmentationModule:
     """The LightningModule for `config`; `model` (any (B,3,H,W) -> (B,1,H,W) logits network, e.g. a
-    peer model in the quality benchmark) replaces the AttentionUNet the config describes."""
-    from inpaintseg.losses import BCEDiceLoss
-    from inpaintseg.model import build_model
+    peer model in the quality benchmark) replaces the AttentionUNet the config describes. The config's
+    network starts from `init_from` / `encoder_weights` unless `load_weights=False` (resume)."""
+    from inpaintseg.losses import build_loss
+    from inpaintseg.training.finetune import build_network
 
-    architecture = config.architecture()
     if model is None:
-        model = build_model(architecture, source="config")
+        model = build_network(config, load_weights)
+        architecture = model.architecture()
     else:
         own = getattr(model, "architecture", None)
         architecture = own() if callable(own) else None  # None: a foreign network, not exportable
@@ -107,10 +116,18 @@ def build_module(config: TrainConfig, model: torch.nn.Module | None = None) -> S
         model = model.to(memory_format=torch.channels_last)
     if config.compile:
         model = torch.compile(model)
-    loss = BCEDiceLoss(bce_weight=config.bce_weight, dice_weight=config.dice_weight)
+    loss = build_loss(config.loss, bce_weight=config.bce_weight, dice_weight=config.dice_weight)
     return SegmentationModule(model, loss, lr=config.lr, epochs=config.epochs,
                               weight_decay=config.weight_decay, architecture=architecture,
-                              channels_last=config.channels_last)
+                              channels_last=config.channels_last, encoder_lr_mult=config.encoder_lr_mult)
+
+
+def check_logger(config: TrainConfig) -> None:
+    """ConfigError when ``logger: tensorboard`` is asked for but TensorBoard is not installed."""
+    if config.logger == "tensorboard" and not (importlib.util.find_spec("tensorboard")
+                                               or importlib.util.find_spec("tensorboardX")):
+        raise ConfigError("logger: tensorboard needs the TensorBoard package, which is not installed. "
+                          "Install it with `pip install 'inpaintseg[tensorboard]'` or use --logger csv.")
 
 
 def build_trainer(config: TrainConfig, hardware: Hardware, run_dir: Path, n_train_batches: int,
@@ -121,11 +138,21 @@ def build_trainer(config: TrainConfig, hardware: Hardware, run_dir: Path, n_trai
     last = ModelCheckpoint(dirpath=run_dir / CHECKPOINT_DIR, filename=LAST_NAME, monitor=None, save_top_k=1,
                            auto_insert_metric_name=False, enable_version_counter=False)
     all_callbacks: list[Callback] = [best, last, EpochMetricsCSV(run_dir / METRICS_FILE), RankConsistency()]
-    if config.progress_bar:
-        all_callbacks.append(ThroughputProgressBar())
+    strategy: Any = hardware.strategy
+    if config.freeze_encoder_epochs:
+        from inpaintseg.training.finetune import FreezeEncoder
+
+        all_callbacks.append(FreezeEncoder(config.freeze_encoder_epochs))
+        if strategy == "ddp":   # frozen parameters get no gradient: DDP must not wait for them
+            from lightning.pytorch.strategies import DDPStrategy
+
+            strategy = DDPStrategy(find_unused_parameters=True)
+    bars = config.progress_bar and use_bars()
+    all_callbacks.append(ThroughputProgressBar() if bars else EpochLogLine())
     all_callbacks.extend(callbacks)
-    logger: Any = False
-    if importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX"):
+    logger: Any = False  # metrics.csv is written by EpochMetricsCSV in every case
+    if config.logger == "tensorboard":
+        check_logger(config)
         from lightning.pytorch.loggers import TensorBoardLogger
 
         logger = TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version="")
@@ -136,14 +163,14 @@ def build_trainer(config: TrainConfig, hardware: Hardware, run_dir: Path, n_trai
                                                                              config.limit_train_batches)
     return L.Trainer(
         accelerator="gpu" if hardware.accelerator == "cuda" else hardware.accelerator,
-        devices=config.devices, num_nodes=config.num_nodes, strategy=hardware.strategy,
+        devices=config.devices, num_nodes=config.num_nodes, strategy=strategy,
         precision=hardware.precision, max_epochs=config.epochs,
         max_time={"minutes": config.max_time_minutes} if config.max_time_minutes else None,
         limit_train_batches=config.limit_train_batches,
         deterministic=deterministic, benchmark=hardware.accelerator == "cuda" and not config.deterministic,
         sync_batchnorm=hardware.accelerator == "cuda" and hardware.strategy == "ddp",
         callbacks=all_callbacks, logger=logger, default_root_dir=str(run_dir),
-        enable_progress_bar=config.progress_bar, enable_model_summary=config.progress_bar,
+        enable_progress_bar=bars, enable_model_summary=False,  # `train` prints its own one-line summary
         log_every_n_steps=max(1, min(50, batches)), num_sanity_val_steps=1,
         plugins=[AtomicCheckpointIO()],
     )
@@ -151,35 +178,6 @@ def build_trainer(config: TrainConfig, hardware: Hardware, run_dir: Path, n_trai
 
 # ----------------------------------------------------------------------------------------------
 # After training: best weights, calibration, export
-
-
-def load_best_weights(module: SegmentationModule, checkpoint_path: Path) -> int:
-    """Load the network weights of a Lightning checkpoint (weights_only) into `module.model`'s plain
-    network; returns the checkpoint's epoch counted from 1."""
-    from inpaintseg.model.io import unwrap_model
-
-    checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
-    state = {}
-    for name, tensor in checkpoint["state_dict"].items():
-        if name.startswith("model."):
-            name = name[len("model."):]
-            state[name[len("_orig_mod."):] if name.startswith("_orig_mod.") else name] = tensor
-    unwrap_model(module.model).load_state_dict(state, strict=True)
-    return int(checkpoint["epoch"]) + 1
-
-
-def calibrate(network: torch.nn.Module, model_config: dict, datamodule, config: TrainConfig,
-              device: str) -> dict:
-    """The `postprocess` section: threshold (always; maximises mean per-image validation Dice at the
-    original image size), and with `config.calibrate` also TTA and CRF (inference.calibrate_postprocessing)."""
-    from inpaintseg.data import LazySamples
-    from inpaintseg.inference import calibrate_postprocessing
-
-    samples = LazySamples(datamodule.val_set.samples)
-    options: dict[str, Any] = {} if config.calibrate else {"tta_modes": ("none",), "crf_variants": ()}
-    batch_size = max(1, min(config.batch_size, 16))
-    return calibrate_postprocessing(network, model_config, samples, device=device, batch_size=batch_size,
-                                    progress=config.progress_bar, **options)
 
 
 @dataclass
@@ -194,9 +192,13 @@ class TrainResult:
     seconds: float = 0.0
     network: torch.nn.Module | None = None  # the exported (best) network, on the CPU, eval mode
     model_config: dict = field(default_factory=dict)  # what model/config.json holds
+    precision_choice: dict = field(default_factory=dict)  # PrecisionChoice.as_dict() of the training precision
+    timings: dict = field(default_factory=dict)  # seconds: "setup" (to fit), "fit", "calibration", "export"
 
     def summary(self) -> str:
         lines = [f"run folder: {self.run_dir}  ({self.epochs_completed} epochs, {self.seconds:.0f} s)"]
+        if self.precision_choice:
+            lines.append(f"training {PrecisionChoice.from_dict(self.precision_choice).describe()}")
         if self.model_dir is not None:
             m = self.metrics
             scores = ", ".join(f"{k} {m[k]:.4f}" for k in ("val_loss", "val_dice", "val_iou", "val_f1") if k in m)
@@ -206,50 +208,9 @@ class TrainResult:
         return "\n".join(lines)
 
 
-def _model_config(config: TrainConfig, datamodule, postprocess: dict, metrics: dict,
-                  training: dict) -> dict:
-    from inpaintseg.data.input_spec import input_section
-
-    data = {**datamodule.summary, "data_dir": str(Path(config.data).resolve()), "split_file": SPLIT_FILE}
-    return {
-        "architecture": config.architecture(),
-        "input": input_section(config.input_mode, config.img_size),
-        "postprocess": postprocess,
-        "metrics": metrics,
-        "data": data,
-        "training": training,
-    }
-
-
-def _quiet_lightning_warnings() -> None:
-    """Within a `warnings.catch_warnings()` block: drop Lightning hints that do not apply here."""
-    # We choose num_workers deliberately (0 is fastest on small CPUs); Lightning's hint is noise.
-    warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
-    warnings.filterwarnings("ignore", message=r".*is smaller than the logging interval.*")
-    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")
-    # Resuming writes into the run's own checkpoints folder on purpose.
-    warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty.*")
-
-
-class _DropAdverts(logging.Filter):
-    """Drops Lightning's "Tip: try installing ..." advert lines from its info log."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("\N{ELECTRIC LIGHT BULB} Tip")
-
-
-def _quiet_lightning_log() -> None:
-    logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")
-    if not any(isinstance(f, _DropAdverts) for f in logger.filters):
-        logger.addFilter(_DropAdverts())
-
-
-# ----------------------------------------------------------------------------------------------
-# The entry point
-
-
 def train(config: TrainConfig, resume: bool = False, callbacks: Sequence[Callback] = (),
-          model: torch.nn.Module | None = None) -> TrainResult:
+          model: torch.nn.Module | None = None, precision_choice: PrecisionChoice | None = None,
+          predict_precision: str = "auto") -> TrainResult:
     """Train with `config` and fill the run folder; returns what was written (see module docstring).
 
     `resume=True` continues the run in `config.out` from checkpoints/last.ckpt. Extra Lightning
@@ -257,9 +218,19 @@ def train(config: TrainConfig, resume: bool = False, callbacks: Sequence[Callbac
     quality benchmark trains peer networks this way); a network that is not an AttentionUNet is
     calibrated and returned in `TrainResult.network` but not exported to `model/`. In DDP, every
     process runs this; only rank 0 exports (`TrainResult.is_primary`).
+
+    `config.precision` "auto" is resolved before the Trainer exists (`resolve_training_precision`; a
+    planner's `precision_choice` is used as is); config.yaml gets the resolved value, precision.json and
+    config.json's `training.precision_choice` the choice. Calibration runs at the precision that
+    `predict --precision PREDICT_PRECISION` will use on this machine (`postprocess.calibration.precision`).
     """
     started = time.perf_counter()
+    if not resume:
+        from inpaintseg.training.finetune import resolve_init_from
+
+        config = resolve_init_from(config)
     hardware = resolve_hardware(config)
+    check_logger(config)
     run_dir = resolve_run_dir(config)
     config = config.replace(out=str(run_dir))
     primary = is_primary_process()
@@ -271,7 +242,8 @@ def train(config: TrainConfig, resume: bool = False, callbacks: Sequence[Callbac
 
         check_output_dir(run_dir, "--resume" if resume else "--out", training_folders(config))
     try:
-        return _train(config, run_dir, hardware, ckpt_path, resume, callbacks, model, started)
+        return _train(config, run_dir, hardware, ckpt_path, resume, callbacks, model, started, precision_choice,
+                      predict_precision)
     except TrainingInterrupted:
         raise
     except KeyboardInterrupt:
@@ -279,7 +251,8 @@ def train(config: TrainConfig, resume: bool = False, callbacks: Sequence[Callbac
 
 
 def _train(config: TrainConfig, run_dir: Path, hardware: Hardware, ckpt_path: Path | None, resume: bool,
-           callbacks: Sequence[Callback], model: torch.nn.Module | None, started: float) -> TrainResult:
+           callbacks: Sequence[Callback], model: torch.nn.Module | None, started: float,
+           precision_choice: PrecisionChoice | None = None, predict_precision: str = "auto") -> TrainResult:
     primary = is_primary_process()
     if hardware.strategy == "ddp":
         os.environ[RUN_DIR_ENV] = str(run_dir)  # DDP workers re-run this command without --out
@@ -290,18 +263,33 @@ def _train(config: TrainConfig, run_dir: Path, hardware: Hardware, ckpt_path: Pa
         torch.set_float32_matmul_precision("high")
     split = load_split(run_dir / SPLIT_FILE) if resume else None
     datamodule = build_datamodule(config, hardware, split)  # data and batch-size errors before any write
-    module = build_module(config, model)
+    module = build_module(config, model, load_weights=not resume)
+    from inpaintseg.model.io import unwrap_model
+
+    choice = resolve_training_precision(config, hardware, unwrap_model(module.model), run_dir, resume,
+                                        precision_choice)
+    config = config.replace(precision=choice.precision)
+    hardware.precision = lightning_precision(choice.precision)
+    if hardware.strategy == "ddp":
+        os.environ[PRECISION_ENV] = choice.precision  # DDP workers train at rank 0's precision
 
     if primary:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(config, run_dir / CONFIG_FILE)
         save_split(run_dir / SPLIT_FILE, datamodule.split, config.seed, config.val_fraction)
-    n_batches = max(1, len(datamodule.train_set) // config.batch_size)
-    _quiet_lightning_log()
+        if not (resume and (run_dir / PRECISION_FILE).is_file()):
+            save_precision_record(run_dir / PRECISION_FILE, choice.as_dict())
+    n_batches = max(1, len(datamodule.train_set) // datamodule.train_items_per_batch)
+    noise = quiet_lightning_log()
     trainer = build_trainer(config, hardware, run_dir, n_batches, callbacks)
     sigint = signal.getsignal(signal.SIGINT)
+
+    if primary:
+        print(describe_run(config, hardware, module, datamodule, run_dir), file=sys.stderr, flush=True)
+        print(f"train: {choice.describe()}", file=sys.stderr, flush=True)
+    fit_started = time.perf_counter()
     with warnings.catch_warnings():
-        _quiet_lightning_warnings()
+        quiet_lightning_warnings()
         try:
             trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         except NonFiniteLossError as exc:
@@ -317,50 +305,44 @@ def _train(config: TrainConfig, run_dir: Path, hardware: Hardware, ckpt_path: Pa
                 signal.signal(signal.SIGINT, sigint)
             raise TrainingInterrupted(resume_hint(run_dir)) from None
 
+    if trainer.is_global_zero:
+        for message in noise.held:
+            print(f"train: {message}", file=sys.stderr, flush=True)
+
     result = TrainResult(run_dir=run_dir, is_primary=trainer.is_global_zero,
-                         epochs_completed=trainer.current_epoch)
+                         epochs_completed=trainer.current_epoch, precision_choice=choice.as_dict(),
+                         timings={"setup": round(fit_started - started, 2),
+                                  "fit": round(time.perf_counter() - fit_started, 2)})
     if not trainer.is_global_zero:
         return result
     best = checkpoint_path(run_dir, BEST_NAME)
     if best.is_file():
         result.best_epoch = load_best_weights(module, best)
     result.metrics = best_epoch_metrics(run_dir / METRICS_FILE, result.best_epoch)
-    network = _export_network(module)
+    network = export_network(module)
     device = "cuda" if hardware.accelerator == "cuda" else "cpu"
     training = {**{k: v for k, v in config.to_dict().items() if k not in ("data", "out")},
                 "epochs_completed": result.epochs_completed, "best_epoch": result.best_epoch,
                 "world_size": trainer.world_size, "accelerator": hardware.accelerator,
                 "rank_weight_sha256": getattr(module, "rank_weight_sha256", []),
+                "precision_choice": choice.as_dict(),
                 "seconds": round(time.perf_counter() - started, 1), "inpaintseg": __version__,
                 "torch": torch.__version__, "lightning": L.__version__}
-    model_config = _model_config(config, datamodule, {"threshold": DEFAULT_THRESHOLD}, result.metrics, training)
+    model_config = build_model_config(config, datamodule, {"threshold": DEFAULT_THRESHOLD}, result.metrics, training)
     model_config["architecture"] = module.hparams.architecture or {"name": f"external:{type(network).__name__}"}
-    result.postprocess = calibrate(network, model_config, datamodule, config, device)
+    calibration_started = time.perf_counter()
+    result.postprocess = calibrate(network, model_config, datamodule, config, device, predict_precision)
+    result.timings["calibration"] = round(time.perf_counter() - calibration_started, 2)
     model_config["postprocess"] = result.postprocess
-    result.metrics["threshold_val_dice"] = _chosen_dice(result.postprocess)
+    result.metrics["threshold_val_dice"] = chosen_dice(result.postprocess)
     result.network, result.model_config = network, model_config
     if module.hparams.architecture is not None:
         from inpaintseg.model.io import save_model_dir
 
         result.model_dir = save_model_dir(run_dir / MODEL_DIR, network, model_config)
     result.seconds = time.perf_counter() - started
+    result.timings["export"] = round(result.seconds - sum(result.timings.values()), 2)
     return result
-
-
-def _export_network(module: SegmentationModule) -> torch.nn.Module:
-    from inpaintseg.model.io import unwrap_model
-
-    network = unwrap_model(module.model)
-    network = network.to("cpu").to(memory_format=torch.contiguous_format).float()
-    return network.eval()
-
-
-def _chosen_dice(postprocess: dict) -> float | None:
-    table = postprocess.get("calibration", {}).get("table", [])
-    for row in table:
-        if row.get("tta") == postprocess.get("tta") and row.get("crf") == postprocess.get("crf"):
-            return row.get("dice")
-    return None
 
 
 def _non_finite_message(exc: NonFiniteLossError, run_dir: Path, config: TrainConfig) -> InpaintsegError:

@@ -1,0 +1,77 @@
+"""HTML pieces of the report: tables, the metrics table (model next to the baselines, the same rows as
+`inpaintseg evaluate` prints), the header and the page. Everything is self-contained (no remote resource)."""
+
+from __future__ import annotations
+
+import html
+
+CSS = (
+    "body{font-family:system-ui,sans-serif;max-width:1400px;margin:auto;padding:1em;color:#222}"
+    "img{max-width:100%;height:auto}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.6em}"
+    "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
+    "td:first-child,th:first-child{text-align:left}tr.chosen{background:#fff3b0;font-weight:bold}"
+    ".header td{text-align:left}.gallery{display:grid;grid-template-columns:repeat(auto-fill,minmax(620px,1fr));"
+    "gap:1em}figure{margin:0;border:1px solid #ddd;padding:.4em}figcaption{font-size:.9em}"
+    ".note{color:#555;font-size:.92em}.warning{background:#fde2e1;padding:.5em;border-left:4px solid #c00}"
+)
+
+
+def esc(value) -> str:
+    return html.escape(str(value))
+
+
+def table(rows: list[dict], digits: int = 3, chosen=None) -> str:
+    """A plain table of dict rows (keys of the first row as the header); ``chosen(row)`` marks a row."""
+    if not rows:
+        return "<p>(none)</p>"
+    keys = list(rows[0])
+
+    def cell(v):
+        return f"{v:.{digits}f}" if isinstance(v, float) else esc(v)
+
+    head = "".join(f"<th>{esc(k)}</th>" for k in keys)
+    marked = " class='chosen'"
+    body = "".join(
+        f"<tr{marked if chosen is not None and chosen(r) else ''}>"
+        + "".join(f"<td>{cell(r.get(k, ''))}</td>" for k in keys) + "</tr>" for r in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def metrics_table(model_rows: list[tuple[str, str, str]], baselines: dict[str, list[tuple[str, str, str]]]) -> str:
+    """Rows (key, label, text) of `evaluation.evaluate.summary_rows` for the model, with the baselines' text
+    for the same key beside it. Model cells carry ``data-key`` (tests compare them with `evaluate --json`)."""
+    by_key = {name: {key: text for key, _, text in rows} for name, rows in baselines.items()}
+    head = "<tr><th>metric</th><th>model</th>" + "".join(f"<th>{esc(n)} (baseline)</th>" for n in baselines) + "</tr>"
+    body = []
+    for key, label, text in model_rows:
+        cells = "".join(f"<td>{esc(by_key[n].get(key, ''))}</td>" for n in baselines)
+        body.append(f"<tr><td>{esc(label)}</td><td data-key='{esc(key)}'>{esc(text)}</td>{cells}</tr>")
+    return f"<table>{head}{''.join(body)}</table>"
+
+
+def breakdown_table(name: str, groups: dict) -> str:
+    """A ``by_*`` breakdown of the summary ({group: {"n": .., "dice_mean": ..}}) as a table."""
+    rows = "".join(f"<tr><td>{esc(g)}</td><td>{info.get('n', '')}</td>"
+                   f"<td data-key='{esc(name)}.{esc(g)}'>{info['dice_mean']:.4f}</td></tr>"
+                   for g, info in groups.items())
+    label = name.removeprefix("by_")
+    return f"<h3>Dice by {esc(label)}</h3><table><tr><th>{esc(label)}</th><th>images</th>" \
+           f"<th>mean Dice</th></tr>{rows}</table>"
+
+
+def key_values(pairs: list[tuple[str, str]]) -> str:
+    return "<table class='header'>" + "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in pairs) \
+        + "</table>"
+
+
+def figure(src: str, caption: str = "", full: str | None = None) -> str:
+    """An image (linking to ``full`` or to itself, to open at full size) with a caption."""
+    link = full or src
+    return (f"<figure><a href='{esc(link)}'><img src='{esc(src)}' loading='lazy'></a>"
+            + (f"<figcaption>{caption}</figcaption>" if caption else "") + "</figure>")
+
+
+def page(title: str, sections: list[str]) -> str:
+    return ("<!doctype html><html><head><meta charset='utf-8'>"
+            f"<title>{esc(title)}</title><style>{CSS}</style></head><body>"
+            f"<h1>{esc(title)}</h1>" + "".join(sections) + "</body></html>")

@@ -1,0 +1,297 @@
+"""The manipulation engine behind `inpaintseg demo-data`: sampling, determinism, layout, meta.json.
+
+Each sample:
+1. a multi-scale random crop of a pristine photo (`photos`), sometimes JPEG-compressed first
+   (`degrade.sample_pre_jpeg`);
+2. a share `untouched_fraction` of samples (spread evenly over the indices) is left untouched:
+   empty mask, method "none"; some of them are blurred / denoised / sharpened / resampled as a
+   whole (hard negatives, `blend.retouch_whole`);
+3. otherwise a random mask (`masks`) and a method: a family drawn uniformly among the selected
+   ones, then a method of it; the method's fill, sometimes with noise re-injected, sharpened or
+   blurred (`blend.break_shortcuts`), is copied into the photo inside the mask only;
+4. a chain of global degradations (`degrade`), the same kind of chain for untouched samples.
+
+Every sample has its own random generator seeded from (seed, split, index): the output does not
+depend on the order of generation, and the same arguments give the same bytes (the learned
+generators are trained deterministically and cached, see `generators`).
+
+Layout::
+
+    OUT/train/images/train_00000.png   OUT/train/masks/train_00000.png   OUT/train/meta.json
+    OUT/train/originals/train_00000.png   (--with-originals: the pristine crop, same degradations)
+    OUT/test/images/test_00000.png     OUT/test/masks/test_00000.png     OUT/test/meta.json
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from inpaintseg.errors import InpaintsegError
+from inpaintseg.io import atomic_write_text, write_png
+from inpaintseg.synth import blend, degrade
+from inpaintseg.synth.masks import random_mask
+from inpaintseg.synth.photos import Photo, PhotoCache, find_photos, random_crop, warn_stderr
+from inpaintseg.synth.registry import FAMILIES, MethodContext, all_methods, select_methods
+
+GENERATOR = "inpaintseg demo-data"
+FORMAT_VERSION = 2
+SPLITS = ("train", "test")
+_SPLIT_CODES = {"train": 1, "test": 2}
+DEFAULT_UNTOUCHED_FRACTION = 0.10
+MIN_SIZE, MAX_SIZE = 32, 2048
+MAX_IMAGES = 100_000
+ORIGINALS_SPLIT = "train"  # --with-originals writes train/originals/
+_UNTOUCHED_STREAM = 0x4E4F4E45  # separates the untouched-offset generator from sample_rng
+_STEM_RE = re.compile(r"^(train|test)_\d{5,}\.png$")
+
+
+def sample_rng(seed: int, split: str, index: int) -> np.random.Generator:
+    """The generator for one sample, independent of every other sample."""
+    return np.random.default_rng([seed, _SPLIT_CODES[split], index])
+
+
+def is_untouched(seed: int, split: str, index: int, fraction: float = DEFAULT_UNTOUCHED_FRACTION) -> bool:
+    """Whether sample `index` is left untouched: spread evenly, `fraction` of any run of indices.
+
+    Index i is untouched when floor((i + 1) * f + u) > floor(i * f + u), with a random offset u per
+    (seed, split): any n consecutive indices hold floor(n * f) or ceil(n * f) untouched samples.
+    """
+    offset = np.random.default_rng([seed, _SPLIT_CODES[split], _UNTOUCHED_STREAM]).random()
+    return np.floor((index + 1) * fraction + offset) > np.floor(index * fraction + offset)
+
+
+def choose_method(rng: np.random.Generator, names: list[str]) -> str:
+    """A family uniformly among those present in `names`, then a method of it uniformly."""
+    registry = all_methods()
+    families = [f for f in FAMILIES if any(registry[n].family == f for n in names)]
+    family = families[int(rng.integers(len(families)))]
+    members = [n for n in names if registry[n].family == family]
+    return members[int(rng.integers(len(members)))]
+
+
+def method_table() -> str:
+    """One line per method: name, family, description (what --list-methods prints)."""
+    registry = all_methods()
+    width = max(len(n) for n in registry)
+    fam_width = max(len(m.family) for m in registry.values())
+    return "\n".join(f"{m.name:<{width}}  {m.family:<{fam_width}}  {m.description}" for m in registry.values())
+
+
+def make_sample(rng: np.random.Generator, photos: PhotoCache, size: int, untouched: bool, methods: list[str],
+                level: str, generators=None) -> tuple[np.ndarray, np.ndarray, dict, np.ndarray]:
+    """One sample: (image, mask {0,1}, info for meta.json, pristine original with the same degradations).
+
+    Shape: -> (H, W, 3) uint8, (H, W) uint8, dict, (H, W, 3) uint8, with H = W = size unless a
+    kept resize changed it.
+    """
+    photo, pixels = photos.pick(rng)
+    source, crop_info = random_crop(rng, pixels, size)
+    info = {"source": photo.name, **crop_info}
+    pre_jpeg = degrade.sample_pre_jpeg(rng, level)
+    if pre_jpeg is not None:
+        source = degrade.jpeg(source, pre_jpeg)
+    info["pre_jpeg"] = pre_jpeg
+    if untouched:
+        image, retouch = blend.retouch_whole(rng, source)
+        mask = np.zeros((size, size), np.uint8)
+        info.update(method="none", family="none", mask_kind="none", hard_negative=retouch, fill={}, post_fill=[])
+    else:
+        mask, kind = random_mask(rng, size)
+        name = choose_method(rng, methods)
+        method = all_methods()[name]
+
+        def donor() -> tuple[str, np.ndarray]:
+            others = [p for p in photos.photos if p.name != photo.name] or photos.photos
+            other = others[int(rng.integers(len(others)))]
+            return other.name, random_crop(rng, photos.image(other), size)[0]
+
+        fill = method.fn(MethodContext(rng, donor, generators), source, mask)
+        mask = fill.mask
+        filled, post = blend.break_shortcuts(rng, source, fill.image, mask, method.family)
+        image = source.copy()
+        inside = mask.astype(bool)
+        image[inside] = filled[inside]
+        info.update(method=name, family=method.family, mask_kind=kind, hard_negative=None, fill=fill.info,
+                    post_fill=post)
+    ops = degrade.sample_degradations(rng, level)
+    image, mask, applied = degrade.apply_degradations(image, mask, ops)
+    original, _, _ = degrade.apply_degradations(source, None, applied)
+    info["degradations"] = applied
+    info["shape"] = list(mask.shape)
+    info["coverage"] = round(float(mask.mean()), 6)
+    return image, mask, info, original
+
+
+def check_args(n_train: int, n_test: int, size: int, seed: int, untouched_fraction: float) -> None:
+    for name, value in (("--n-train", n_train), ("--n-test", n_test)):
+        if not 1 <= value <= MAX_IMAGES:
+            raise InpaintsegError(f"{name} must be between 1 and {MAX_IMAGES}, got {value}.")
+    if not MIN_SIZE <= size <= MAX_SIZE:
+        raise InpaintsegError(f"--img-size must be between {MIN_SIZE} and {MAX_SIZE} pixels, got {size}.")
+    if seed < 0:
+        raise InpaintsegError(f"--seed must be a non-negative integer, got {seed}.")
+    if not 0.0 <= untouched_fraction <= 1.0:
+        raise InpaintsegError(f"--untouched-fraction must lie in [0, 1], got {untouched_fraction}.")
+
+
+def _is_demo_meta(path: Path) -> bool:
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get("generator") == GENERATOR
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _prepare_out(out: Path) -> None:
+    """Accept a missing or empty folder, or an earlier demo-data output; refuse anything else."""
+    if out.exists() and not out.is_dir():
+        raise InpaintsegError(f"{out}: exists and is not a folder. Choose a folder path for OUT.")
+    if not out.exists() or not any(out.iterdir()):
+        return
+    if not any(_is_demo_meta(out / split / "meta.json") for split in SPLITS):
+        raise InpaintsegError(
+            f"{out}: the folder is not empty and is not an earlier demo-data output (it has no "
+            f"train/meta.json or test/meta.json written by demo-data). Choose a new or empty "
+            f"folder, or delete this one first."
+        )
+
+
+def _remove_stale(split_dir: Path, keep: set[str]) -> None:
+    """Delete files from an earlier run that this run does not rewrite."""
+    for sub in ("images", "masks", "originals"):
+        folder = split_dir / sub
+        if not folder.is_dir():
+            continue
+        for path in folder.iterdir():
+            if _STEM_RE.match(path.name) and (path.stem not in keep or sub == "originals"):
+                path.unlink()
+
+
+@dataclass(frozen=True)
+class _Job:
+    """Everything a worker needs to write samples (picklable)."""
+
+    out: Path
+    split: str
+    size: int
+    seed: int
+    level: str
+    untouched_fraction: float
+    methods: tuple[str, ...]
+    photos: tuple[Photo, ...]
+    generator_set: str
+    originals: bool
+
+
+def _write_samples(job: _Job, indices: range, photos: PhotoCache | None = None, bank=None) -> dict[str, dict]:
+    """Make and write the samples `indices` of one split; return {stem: info}. In a worker process
+    the photos are decoded again and the generators loaded from the cache the parent filled."""
+    from inpaintseg.synth.generators import GeneratorBank
+
+    photos = photos or PhotoCache(list(job.photos))
+    if bank is None:
+        bank = GeneratorBank(job.generator_set, workers=1)
+        bank.prepare([g for name in job.methods for g in all_methods()[name].generators])
+    split_dir = job.out / job.split
+    infos = {}
+    for index in indices:
+        stem = f"{job.split}_{index:05d}"
+        untouched = is_untouched(job.seed, job.split, index, job.untouched_fraction)
+        image, mask, info, original = make_sample(sample_rng(job.seed, job.split, index), photos, job.size, untouched,
+                                                  list(job.methods), job.level, bank)
+        write_png(split_dir / "images" / f"{stem}.png", image)
+        write_png(split_dir / "masks" / f"{stem}.png", mask * np.uint8(255))
+        if job.originals:
+            write_png(split_dir / "originals" / f"{stem}.png", original)
+        infos[stem] = info
+    return infos
+
+
+def _run_jobs(job: _Job, n: int, workers: int, photos: PhotoCache, bank) -> dict[str, dict]:
+    """All samples of a split, in this process or spread over `workers` processes (same bytes)."""
+    if workers <= 1 or n < 2 * workers:
+        return _write_samples(job, range(n), photos, bank)
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    step = max(1, -(-n // (4 * workers)))  # ~4 chunks per worker balance uneven methods
+    chunks = [range(start, min(n, start + step)) for start in range(0, n, step)]
+    infos: dict[str, dict] = {}
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        for part in pool.map(_write_samples, [job] * len(chunks), chunks):
+            infos.update(part)
+    return infos
+
+
+def _write_meta(path: Path, meta: dict) -> None:
+    atomic_write_text(path, json.dumps(meta, indent=1, sort_keys=True) + "\n")
+
+
+def generate_demo_data(out: str | os.PathLike, n_train: int = 400, n_test: int = 100, size: int = 256,
+                       seed: int = 0, *, methods=None, exclude_methods=None, families=None, exclude_families=None,
+                       test_methods=None, test_families=None, degrade_level: str = "default",
+                       photos_dir: str | os.PathLike | None = None, packaged_photos: bool | None = None,
+                       untouched_fraction: float = DEFAULT_UNTOUCHED_FRACTION, with_originals: bool = False,
+                       generators: str | None = None, rebuild_generators: bool = False, workers: int = 1,
+                       warn: Callable[[str], None] = warn_stderr, log: Callable[[str], None] | None = warn_stderr,
+                       ) -> dict[str, dict]:
+    """Write the dataset to `out` (layout in the module docstring); return {split: meta}.
+
+    Methods: `methods` / `families` ("all", names, comma-separated or lists) minus the exclusions
+    select the train split's methods; `test_methods` / `test_families`, when given, select the test
+    split's (else the test split uses the train selection): the leave-one-family-out set-up is
+    `exclude_families="F", test_families="F"`. `generators` is the learned generator set
+    (tiny / demo / full; None: $INPAINTSEG_GENERATORS, else demo). `workers` > 1 spreads the samples
+    over that many processes (the bytes do not change). `out` must be missing, empty, or an earlier
+    demo-data output (then it is overwritten and files beyond the new counts are removed). Raises
+    InpaintsegError for bad arguments or `out`.
+    """
+    from inpaintseg.synth.generators import GeneratorBank
+
+    check_args(n_train, n_test, size, seed, untouched_fraction)
+    if not 1 <= workers <= 64:
+        raise InpaintsegError(f"--workers must be between 1 and 64, got {workers}.")
+    degrade.check_level(degrade_level)
+    selection = {"train": select_methods(methods, exclude_methods, families, exclude_families)}
+    if test_methods is None and test_families is None:
+        selection["test"] = selection["train"]
+    else:
+        selection["test"] = select_methods(test_methods, None, test_families, None, flag_prefix="test-")
+    out = Path(out)
+    _prepare_out(out)
+    photos = PhotoCache(find_photos(photos_dir, packaged_photos, warn))
+    registry = all_methods()
+    needed = [g for split in SPLITS for name in selection[split] for g in registry[name].generators]
+    bank = GeneratorBank(generators, rebuild=rebuild_generators, log=log)
+    bank.prepare(needed)
+    counts = {"train": n_train, "test": n_test}
+    result = {}
+    for split in SPLITS:
+        split_dir = out / split
+        stems = [f"{split}_{index:05d}" for index in range(counts[split])]
+        meta = {
+            "generator": GENERATOR, "format_version": FORMAT_VERSION, "split": split, "n": counts[split],
+            "size": size, "seed": seed, "complete": False, "methods": selection[split],
+            "families": sorted({registry[n].family for n in selection[split]}, key=FAMILIES.index),
+            "degrade": degrade_level, "untouched_fraction": untouched_fraction,
+            "generators": {"set": bank.generator_set, "keys": {g: bank.key(g)[:16] for g in sorted(set(needed))}},
+            "photos": {"n": len(photos.photos), "dir": None if photos_dir is None else str(photos_dir)},
+            "images": {},
+        }
+        # Mark the folder as ours before writing images, so an interrupted run can be re-run.
+        _write_meta(split_dir / "meta.json", meta)
+        _remove_stale(split_dir, set(stems))
+        job = _Job(out, split, size, seed, degrade_level, untouched_fraction, tuple(selection[split]),
+                   tuple(photos.photos), bank.generator_set, with_originals and split == ORIGINALS_SPLIT)
+        infos = _run_jobs(job, counts[split], workers, photos, bank)
+        meta["images"] = {stem: infos[stem] for stem in stems}
+        meta["complete"] = True
+        _write_meta(split_dir / "meta.json", meta)
+        result[split] = meta
+    return result

@@ -1,0 +1,55 @@
+"""The engine: untouched spread, sampling, the edit invariant, selection for leave-one-family-out."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from inpaintseg.synth.engine import choose_method, is_untouched, make_sample, sample_rng
+from inpaintseg.synth.photos import PhotoCache, find_photos
+from inpaintseg.synth.registry import all_methods
+
+
+@settings(max_examples=40, deadline=None)
+@given(fraction=st.floats(0.0, 1.0), seed=st.integers(0, 1000), start=st.integers(0, 500), n=st.integers(1, 60))
+def test_untouched_share_holds_in_every_window(fraction, seed, start, n):
+    count = sum(is_untouched(seed, "train", i, fraction) for i in range(start, start + n))
+    assert np.floor(n * fraction) <= count <= np.ceil(n * fraction)
+
+
+def test_untouched_extremes_and_default():
+    assert not any(is_untouched(0, "test", i, 0.0) for i in range(50))
+    assert all(is_untouched(0, "test", i, 1.0) for i in range(50))
+    assert sum(is_untouched(3, "train", i) for i in range(100)) == 10
+
+
+def test_families_are_drawn_uniformly():
+    names = list(all_methods())
+    families = Counter(all_methods()[choose_method(np.random.default_rng(s), names)].family for s in range(1000))
+    assert len(families) == 5 and min(families.values()) > 150  # 200 expected each
+
+
+def test_sample_changes_only_the_masked_pixels(tiny_bank):
+    photos = PhotoCache(find_photos())
+    for index in range(30):
+        image, mask, info, original = make_sample(sample_rng(0, "train", index), photos, 64, False,
+                                                  list(all_methods()), "none", tiny_bank)
+        assert info["degradations"] == [] and info["pre_jpeg"] is None
+        np.testing.assert_array_equal(image[mask == 0], original[mask == 0])
+        assert mask.any() and info["coverage"] == round(float(mask.mean()), 6)
+
+
+def test_degraded_samples_keep_image_and_mask_aligned(tiny_bank):
+    photos = PhotoCache(find_photos())
+    sizes, kept = set(), 0
+    for index in range(40):
+        image, mask, info, original = make_sample(sample_rng(1, "train", index), photos, 64, index % 5 == 0,
+                                                  ["telea", "splice"], "strong")
+        assert image.shape[:2] == mask.shape == original.shape[:2] == tuple(info["shape"])
+        assert set(np.unique(mask)) <= {0, 1}
+        sizes.add(mask.shape)
+        kept += any(op["op"] == "resize" and not op["back"] for op in info["degradations"])
+    assert kept > 0 and len(sizes) > 1  # a kept resize changes the output size
