@@ -177,7 +177,7 @@ def test_main_py_uses_newest_run_and_writes_submission(setup, tmp_path, monkeypa
     work = tmp_path / "work"
     shutil.copytree(images, work / "test" / "images")
     old = export_model(work / "runs" / "old" / "model")
-    new = export_model(work / "runs" / "new" / "model", postprocess={"threshold": 0.3})
+    export_model(work / "runs" / "new" / "model", postprocess={"threshold": 0.3})
     os.utime(old / "config.json", (1, 1))  # make "old" clearly older
     monkeypatch.chdir(work)
     main = load_main()
