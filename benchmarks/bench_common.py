@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
+
+import numpy as np
+
+# Test-time degradations of the robustness rows (quality.py, lofo.py): each image degraded, masks unchanged.
+ROBUSTNESS = ("jpeg90", "jpeg70", "jpeg50", "down0.5", "down0.75", "noise5")
 
 
 def matmul_peak_gflops(n: int = 2048, reps: int = 5) -> float:
@@ -18,3 +24,33 @@ def matmul_peak_gflops(n: int = 2048, reps: int = 5) -> float:
         torch.mm(a, b)
         best = min(best, time.perf_counter() - start)
     return 2 * n ** 3 / best / 1e9
+
+
+def perturb(image: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarray:
+    """A degraded copy of an RGB uint8 image, same size: JPEG at quality N (`jpegN`), down-scaled by f
+    and back up (`downF`, area down, bilinear up), or Gaussian noise of sigma N grey levels (`noiseN`)."""
+    import cv2
+
+    if kind.startswith("jpeg"):
+        ok, buf = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(kind[4:])])
+        return cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    if kind.startswith("down"):
+        h, w = image.shape[:2]
+        f = float(kind[4:])
+        small = cv2.resize(image, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
+        return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+    if kind.startswith("noise"):
+        return np.clip(image + rng.normal(0, float(kind[5:]), image.shape), 0, 255).astype(np.uint8)
+    raise ValueError(f"unknown degradation {kind!r}; expected one of {', '.join(ROBUSTNESS)}")
+
+
+def perturbed_folder(images: Path, kind: str, out: Path) -> Path:
+    """Every image of `images` degraded by `kind` (seeded), written as PNG under `out`."""
+    from inpaintseg import io
+
+    rng = np.random.default_rng(0)
+    out.mkdir(parents=True, exist_ok=True)
+    for p in sorted(images.iterdir()):
+        if io.is_image_file(p):
+            io.write_png(out / f"{p.stem}.png", perturb(io.read_image(p), kind, rng))
+    return out

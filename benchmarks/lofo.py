@@ -13,8 +13,17 @@ code: `synth.generate_demo_data` -> `train` -> `predict_folder` -> `evaluate`.
     .venv/bin/python benchmarks/lofo.py --out bench_lofo --seeds 0,1,2 --epochs 8
     .venv/bin/python benchmarks/lofo.py --out bench_lofo_stem --input-stem rgb+srm+bayar+npr
 
+The in-distribution row is also scored on its test images degraded at test time (JPEG 90/70/50, down-up
+rescale 0.5/0.75, noise; `bench_common.ROBUSTNESS`), masks unchanged: the robustness rows.
+
 Results: OUT/results.json (every number) and OUT/table.md (mean +- std over seeds). Re-running with the same
-OUT skips the rows already in results.json.
+OUT skips the rows already in results.json. Comparing configurations (model selection, issue 10):
+
+    .venv/bin/python benchmarks/lofo.py --compare bench_lofo_rgb bench_lofo_stem bench_lofo_degrade
+
+prints one line per OUT folder: in-distribution Dice, the leave-one-family-out mean (per seed the mean over
+held-out families, then mean +- std over seeds), robustness as a fraction of clean Dice, FP area, image AUC,
+realworld pixel AUC and training images/s.
 """
 
 from __future__ import annotations
@@ -29,6 +38,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+from bench_common import ROBUSTNESS, perturbed_folder  # noqa: E402
 REALWORLD = ROOT.parent / "shared" / "realworld"
 
 
@@ -50,6 +60,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--generators", default="demo", help="generator set of the learned families (tiny|demo|full)")
     p.add_argument("--degrade", default="default", help="the engine's global degradations (none|default|strong)")
     p.add_argument("--no-realworld", action="store_true", help="skip the ../shared/realworld rows")
+    p.add_argument("--no-robustness", action="store_true", help="skip the test-time degradation rows")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: $OMP_NUM_THREADS or all)")
+    p.add_argument("--compare", nargs="+", type=Path, metavar="OUT",
+                   help="print the model-selection table of these finished OUT folders and exit")
     return p.parse_args(argv)
 
 
@@ -85,17 +99,33 @@ def run_row(args, family: str | None, seed: int, work: Path) -> dict:
     result = train(config)
     t2 = time.perf_counter()
     model = load_model(result.model_dir, device="cpu")
-    row = {"family": family or "all (in distribution)", "seed": seed, "epochs": result.epochs_completed,
+    row = {"family": family or IN_DISTRIBUTION, "seed": seed, "epochs": result.epochs_completed,
            "generate_s": round(t1 - t0, 1), "train_s": round(t2 - t1, 1),
            "postprocess": {k: result.postprocess.get(k) for k in ("tta", "crf", "threshold")},
            "test": evaluate_model(model, data / "test" / "images", data / "test" / "masks", work / "pred",
                                   data / "test" / "meta.json")}
+    if family is None and not args.no_robustness:
+        row["robustness"] = {
+            kind: evaluate_model(model, perturbed_folder(data / "test" / "images", kind, work / "degraded" / kind),
+                                 data / "test" / "masks", work / f"pred_{kind}", data / "test" / "meta.json")
+            for kind in ROBUSTNESS}
+    row["train_images_per_s"] = round(result.epochs_completed * _count_images(data / "train" / "images")
+                                      / max(t2 - t1, 1e-9), 1)
     if not args.no_realworld and REALWORLD.is_dir():
         row["realworld"] = {
             sub.name: evaluate_model(model, sub / "images", sub / "masks", work / f"real_{sub.name}", None)
             for sub in sorted(REALWORLD.iterdir()) if (sub / "images").is_dir()}
     row["seconds"] = round(time.perf_counter() - t0, 1)
     return row
+
+
+IN_DISTRIBUTION = "all (in distribution)"
+
+
+def _count_images(folder: Path) -> int:
+    from inpaintseg import io
+
+    return sum(1 for p in folder.iterdir() if io.is_image_file(p))
 
 
 def _stat(values) -> str:
@@ -130,13 +160,55 @@ def table(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def compare(folders: list[Path]) -> str:
+    """One line per finished OUT folder: the model-selection table of issue 10."""
+    head = ("| configuration | seeds | in-dist Dice | LOFO mean Dice | held-out Dice per family | pixel AUC "
+            "in-dist / LOFO | FP area (in-dist) | image AUC (in-dist) | JPEG 70 / 50 (x clean) | rescale 0.5 / 0.75 "
+            "(x clean) | noise 5 (x clean) | realworld pixel AUC (casia2 / hifi) | train img/s |")
+    lines = [head, "|---|" + "--:|" * (head.count("|") - 2)]
+    for folder in folders:
+        results = json.loads((folder / "results.json").read_text())
+        setup = results.get("setup", {})
+        name = f"{folder.name} (stem {setup.get('input_stem')}, degrade-train {setup.get('degrade_train')})"
+        rows = list(results["rows"].values())
+        ind = [r for r in rows if r["family"] == IN_DISTRIBUTION]
+        held = [r for r in rows if r["family"] != IN_DISTRIBUTION]
+        seeds = sorted({r["seed"] for r in rows})
+        families = sorted({r["family"] for r in held})
+        # per seed: mean over the held-out families that seed has all of
+        lofo = [np.mean([r["test"]["dice_mean"] for r in held if r["seed"] == s]) for s in seeds
+                if len([r for r in held if r["seed"] == s]) == len(families) and families]
+        per_family = ", ".join(
+            f"{f} {np.mean([r['test']['dice_mean'] for r in held if r['family'] == f]):.2f}" for f in families)
+
+        def ratio(kind):
+            return _stat([r["robustness"][kind]["dice_mean"] / r["test"]["dice_mean"]
+                          for r in ind if "robustness" in r and r["test"]["dice_mean"] > 0])
+
+        def real(sub):
+            return _stat([r.get("realworld", {}).get(sub, {}).get("pixel_auc") for r in ind])
+
+        lines.append(
+            f"| {name} | {len(seeds)} | {_stat([r['test']['dice_mean'] for r in ind])} | {_stat(lofo)} | "
+            f"{per_family or '-'} | {_stat([r['test'].get('pixel_auc') for r in ind])} / "
+            f"{_stat([r['test'].get('pixel_auc') for r in held])} | "
+            f"{_stat([r['test']['false_positive']['mean_area_fraction'] for r in ind])} | "
+            f"{_stat([r['test'].get('image_auc') for r in ind])} | {ratio('jpeg70')} / {ratio('jpeg50')} | "
+            f"{ratio('down0.5')} / {ratio('down0.75')} | {ratio('noise5')} | {real('casia2_gt')} / "
+            f"{real('hifi_ifdl_mixed')} | {_stat([r.get('train_images_per_s') for r in rows])} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.compare:
+        print(compare(args.compare))
+        return 0
     from inpaintseg.io import atomic_write_text
     from inpaintseg.runtime import tune_cpu_runtime
     from inpaintseg.synth.registry import FAMILIES
 
-    tune_cpu_runtime()
+    tune_cpu_runtime(args.threads)
     families = list(FAMILIES) if args.families == "all" else [f.strip() for f in args.families.split(",")]
     unknown = sorted(set(families) - set(FAMILIES))
     if unknown:

@@ -27,7 +27,6 @@ import sys
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,6 +35,7 @@ sys.path.insert(0, str(ROOT / "src"))
 from inpaintseg import io  # noqa: E402
 from inpaintseg.errors import InpaintsegError  # noqa: E402
 from inpaintseg.precision import PRECISIONS  # noqa: E402
+from bench_common import ROBUSTNESS, perturbed_folder  # noqa: E402
 
 TIMM_ROWS = {"timm-resnet18": "resnet18", "timm-resnet34": "resnet34", "timm-convnext_tiny": "convnext_tiny"}
 ROWS = ("ours", "plain", "monai", "smp", "ours-crop", *TIMM_ROWS)
@@ -127,34 +127,6 @@ def summarise(result: dict) -> dict:
     out = {k: result.get(k) for k in keys}
     out["fp_area_untouched"] = result["false_positive"]["mean_area_fraction"]
     out["by_method"] = {m: v["dice_mean"] for m, v in result.get("by_method", {}).items()}
-    return out
-
-
-# -------------------------------------------------------------------------------------- robustness
-def perturb(image: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarray:
-    """A degraded copy of an RGB uint8 image (same size)."""
-    if kind.startswith("jpeg"):
-        quality = int(kind[4:])
-        ok, buf = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
-        return cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-    if kind == "down0.5":
-        h, w = image.shape[:2]
-        small = cv2.resize(image, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
-        return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
-    if kind == "noise5":
-        return np.clip(image + rng.normal(0, 5, image.shape), 0, 255).astype(np.uint8)
-    raise ValueError(kind)
-
-
-ROBUSTNESS = ("jpeg90", "jpeg70", "jpeg50", "down0.5", "noise5")
-
-
-def perturbed_folder(images: Path, kind: str, out: Path) -> Path:
-    rng = np.random.default_rng(0)
-    out.mkdir(parents=True, exist_ok=True)
-    for p in sorted(images.iterdir()):
-        if io.is_image_file(p):
-            io.write_png(out / f"{p.stem}.png", perturb(io.read_image(p), kind, rng))
     return out
 
 

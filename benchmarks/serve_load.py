@@ -174,10 +174,10 @@ def run_cell(url: str, data: bytes, concurrency: int, n_requests: int, seconds: 
 def main(argv=None) -> int:
     args = parse_args(argv)
     sys.path.insert(0, str(REPO / "src"))
-    import httpx
 
     import inpaintseg
     from inpaintseg.runtime import tune_cpu_runtime
+    from inpaintseg.service.server import wait_until_ready
 
     sizes = [tuple(int(v) for v in s.lower().split("x")) for s in args.sizes.split(",")]
     levels = [int(c) for c in args.concurrency.split(",")]
@@ -221,16 +221,8 @@ def main(argv=None) -> int:
     url = f"http://127.0.0.1:{port}"
     rows = []
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(url + "/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"serve_load: the server did not start:\n{server.stderr.read()}")
-            time.sleep(0.2)
+        if not wait_until_ready(url, server, timeout=120):
+            raise SystemExit(f"serve_load: the server did not start:\n{server.stderr.read()}")
         idle = proc_memory_mb(server.pid)
         print(f"serve_load: server pid {server.pid} up, RSS {idle.get('VmRSS', 0):.0f} MB", file=sys.stderr)
         cells = [(size, c, max(args.requests, 2 * c)) for size in sizes for c in levels]

@@ -25,6 +25,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 import inpaintseg  # noqa: E402
 from inpaintseg import cli, io, rle  # noqa: E402
 from inpaintseg.service import BackgroundServer, ServiceSettings, create_app  # noqa: E402
+from inpaintseg.service.server import wait_until_ready  # noqa: E402
 from test_service_uploads import png_bytes, png_claiming  # noqa: E402
 
 PREDICT = "/api/v1/predict"
@@ -290,15 +291,7 @@ def test_inpaintseg_serve_end_to_end(model_dir, tmp_path):
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if httpx.get(url + "/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, "serve did not start"
-            time.sleep(0.2)
+        assert wait_until_ready(url, proc, timeout=90), "serve did not start"
         assert httpx.post(url + PREDICT, files={"image": ("a.png", png_bytes(image()))}).status_code == 401
         response = httpx.post(url + PREDICT, files={"image": ("a.png", png_bytes(image()))},
                               headers={"Authorization": "Bearer tok"}, timeout=60)
@@ -317,3 +310,15 @@ def test_serve_refuses_a_port_in_use_with_a_clear_message(model_dir, capsys):
         port = s.getsockname()[1]
         assert cli.main(["serve", "--model", str(model_dir), "--port", str(port), "--device", "cpu"]) == 2
     assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
+
+
+def test_wait_until_ready_gives_up_when_the_server_process_exits():
+    """A server that dies before listening is reported (False) at once, not after the whole timeout."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # free, and nothing will listen on it
+    proc = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+    proc.wait(timeout=30)
+    start = time.monotonic()
+    assert wait_until_ready(f"http://127.0.0.1:{port}", proc, timeout=60) is False
+    assert time.monotonic() - start < 10

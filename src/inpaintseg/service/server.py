@@ -38,6 +38,24 @@ def warm_up(model) -> float:
     return time.perf_counter() - start
 
 
+def wait_until_ready(url: str, process=None, timeout: float = 120.0) -> bool:
+    """Poll ``url``/healthz until it answers 200: True; False when ``process`` (a ``subprocess.Popen`` of
+    `inpaintseg serve`) exits first or ``timeout`` seconds pass. For clients that start a server
+    themselves (the end-to-end test, benchmarks/serve_load.py)."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(url.rstrip("/") + "/healthz", timeout=2).status_code == 200:
+                return True
+        except httpx.TransportError:
+            pass
+        if (process is not None and process.poll() is not None) or time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+
+
 def _config(app, settings: ServiceSettings, log_level: str):
     import uvicorn
 
