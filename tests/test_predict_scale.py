@@ -174,6 +174,11 @@ def test_resume_honours_rle_order_overlays_and_score_threshold(tmp_path, capsys)
                    str(overlays), "--rle-order", "row", "--score-threshold", "0.3", "--precision", "32",
                    "--resume") == 2
     assert "rle_order: 'F' then, 'C' now" in capsys.readouterr().err
+    # --resume with nothing to resume says so and predicts everything.
+    assert predict("--model", str(model), "--images", str(images), "--submission", str(tmp_path / "new.csv"),
+                   *options, "--resume") == 0
+    assert "no part file of" in capsys.readouterr().err
+    assert rle.read_submission(tmp_path / "new.csv") == rle.read_submission(ref)
     assert predict("--model", str(model), "--images", str(images), "--submission", str(out), "--overlays-out",
                    str(overlays), *options, "--resume") == 0
     rows, expected = rle.read_submission(out), rle.read_submission(ref)

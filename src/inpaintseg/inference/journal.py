@@ -219,5 +219,7 @@ def write_final(out, scores_out, rows: Mapping[str, Row]) -> None:
 
 
 def describe_resume(target: Path, done: int, failed: int, total: int) -> str:
+    if not part_files(target):
+        return f"--resume: no part file of {target} (nothing was interrupted), predicting all {total} images"
     extra = f", {failed} failed before and tried again" if failed else ""
     return f"resuming from {name_list([str(p) for p in part_files(target)], 4)}: {done} of {total} images done{extra}"
