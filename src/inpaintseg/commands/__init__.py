@@ -31,15 +31,37 @@ def int_at_least(minimum: int):
     return parse
 
 
-def threshold(text: str) -> float:
-    """An argparse type: a probability threshold strictly between 0 and 1."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {text!r}") from None
-    if not 0.0 < value < 1.0:
-        raise argparse.ArgumentTypeError(f"expected a threshold in (0, 1), got {value}")
-    return value
+def number_in(low: float | None = None, high: float | None = None, *, open_low: bool = False,
+              open_high: bool = False, what: str = "a number"):
+    """An argparse type: a number within [low, high] (`open_low`/`open_high`: the bound itself excluded;
+    None: unbounded), with a message saying what range was expected and what came. Accepts 50e6."""
+    if low is not None and high is not None:
+        expected = f"{what} in {'(' if open_low else '['}{low:g}, {high:g}{')' if open_high else ']'}"
+    elif low is not None:
+        expected = f"{what} {'>' if open_low else '>='} {low:g}"
+    else:
+        expected = f"{what} {'<' if open_high else '<='} {high:g}"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        too_low = low is not None and (value <= low if open_low else value < low)
+        too_high = high is not None and (value >= high if open_high else value > high)
+        if too_low or too_high or value != value:  # NaN is in no range
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text}")
+        return value
+
+    return parse
+
+
+threshold = number_in(0.0, 1.0, open_low=True, open_high=True, what="a threshold")
+"""An argparse type: a probability threshold strictly between 0 and 1."""
+fraction = number_in(0.0, 1.0, what="a fraction")
+"""An argparse type: a fraction in [0, 1]."""
+positive_number = number_in(0.0, open_low=True)
+"""An argparse type: a number > 0."""
 
 
 def threshold_or_auto(text: str) -> str | float:

@@ -7,7 +7,7 @@ import sys
 import time
 from collections import Counter
 
-from inpaintseg.commands import add_command, add_renamed
+from inpaintseg.commands import add_command, add_renamed, fraction
 
 EXAMPLES = """\
   inpaintseg demo-data --list-methods
@@ -41,16 +41,6 @@ choose the train split's methods, and the test split's too unless --test-methods
 are given. Leave-one-family-out for family F: --exclude-families F --test-families F.
 The same arguments always give the same bytes. OUT must be missing, empty, or an earlier demo-data
 output (which is overwritten)."""
-
-
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {value}")
-    return value
 
 
 def register(subparsers) -> None:
@@ -90,7 +80,7 @@ def register(subparsers) -> None:
                         "bundled ones; files that are not decodable images are named and skipped")
     parser.add_argument("--packaged-photos", action="store_true",
                         help="with --photos: use the bundled photos too")
-    parser.add_argument("--untouched-fraction", type=_fraction, default=0.1, metavar="F",
+    parser.add_argument("--untouched-fraction", type=fraction, default=0.1, metavar="F",
                         help="share of images left untouched, empty mask (default 0.1)")
     parser.add_argument("--generators", choices=GENERATOR_SETS, default=None,
                         help="learned generator set: demo (default, or $INPAINTSEG_GENERATORS; trains in ~1 CPU-minute), "

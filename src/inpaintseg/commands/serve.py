@@ -6,22 +6,11 @@ import argparse
 import os
 import sys
 
-from inpaintseg.commands import add_command, int_at_least
+from inpaintseg.commands import add_command, int_at_least, positive_number
 from inpaintseg.service.settings import (DEFAULT_HOST, DEFAULT_MAX_PIXELS, DEFAULT_MAX_UPLOAD_MB, DEFAULT_PORT,
                                          DEFAULT_QUEUE)
 
 TOKEN_ENV = "INPAINTSEG_TOKEN"
-
-
-def positive_number(text: str) -> float:
-    """An argparse type: a number > 0 (accepts 50e6)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text}")
-    return value
 
 
 def pixel_count(text: str) -> int:
