@@ -61,6 +61,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--degrade", default="default", help="the engine's global degradations (none|default|strong)")
     p.add_argument("--no-realworld", action="store_true", help="skip the ../shared/realworld rows")
     p.add_argument("--no-robustness", action="store_true", help="skip the test-time degradation rows")
+    p.add_argument("--no-in-distribution", action="store_true",
+                   help="only the held-out rows (e.g. more seeds of one held-out family)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: $OMP_NUM_THREADS or all)")
     p.add_argument("--compare", nargs="+", type=Path, metavar="OUT",
                    help="print the model-selection table of these finished OUT folders and exit")
@@ -219,7 +221,7 @@ def main(argv=None) -> int:
     results = json.loads(results_path.read_text()) if results_path.is_file() else {"rows": {}}
     results["setup"] = {k: str(v) for k, v in vars(args).items()}
     for seed in seeds:
-        for family in [None, *families]:
+        for family in ([] if args.no_in_distribution else [None]) + families:
             key = f"{family or 'all'}-s{seed}"
             if key in results["rows"]:
                 continue
