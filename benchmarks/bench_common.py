@@ -31,9 +31,10 @@ def perturb(image: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarra
     and back up (`downF`, area down, bilinear up), or Gaussian noise of sigma N grey levels (`noiseN`)."""
     import cv2
 
+    from inpaintseg.data.transforms import jpeg_round_trip
+
     if kind.startswith("jpeg"):
-        ok, buf = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(kind[4:])])
-        return cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+        return jpeg_round_trip(image, int(kind[4:]))
     if kind.startswith("down"):
         h, w = image.shape[:2]
         f = float(kind[4:])

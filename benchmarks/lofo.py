@@ -177,9 +177,9 @@ def compare(folders: list[Path]) -> str:
         held = [r for r in rows if r["family"] != IN_DISTRIBUTION]
         seeds = sorted({r["seed"] for r in rows})
         families = sorted({r["family"] for r in held})
-        # per seed: mean over the held-out families that seed has all of
-        lofo = [np.mean([r["test"]["dice_mean"] for r in held if r["seed"] == s]) for s in seeds
-                if len([r for r in held if r["seed"] == s]) == len(families) and families]
+        held_by_seed = {s: [r["test"]["dice_mean"] for r in held if r["seed"] == s] for s in seeds}
+        # per seed: mean over the held-out families, for the seeds that have every one of them
+        lofo = [np.mean(d) for d in held_by_seed.values() if families and len(d) == len(families)]
         per_family = ", ".join(
             f"{f} {np.mean([r['test']['dice_mean'] for r in held if r['family'] == f]):.2f}" for f in families)
 
