@@ -111,8 +111,7 @@ def run_row(args, family: str | None, seed: int, work: Path) -> dict:
             kind: evaluate_model(model, perturbed_folder(data / "test" / "images", kind, work / "degraded" / kind),
                                  data / "test" / "masks", work / f"pred_{kind}", data / "test" / "meta.json")
             for kind in ROBUSTNESS}
-    row["train_images_per_s"] = round(result.epochs_completed * _count_images(data / "train" / "images")
-                                      / max(t2 - t1, 1e-9), 1)
+    row["train_images_per_s"] = fit_images_per_s(work / "run")
     if not args.no_realworld and REALWORLD.is_dir():
         row["realworld"] = {
             sub.name: evaluate_model(model, sub / "images", sub / "masks", work / f"real_{sub.name}", None)
@@ -124,10 +123,15 @@ def run_row(args, family: str | None, seed: int, work: Path) -> dict:
 IN_DISTRIBUTION = "all (in distribution)"
 
 
-def _count_images(folder: Path) -> int:
-    from inpaintseg import io
+def fit_images_per_s(run_dir: Path) -> float | None:
+    """Training throughput of a finished run: the median over epochs of metrics.csv's train_images_per_second
+    (training images of the epoch / its training seconds, as the run itself measured them: validation,
+    calibration and data generation excluded; the median drops the first epoch's warm-up)."""
+    from inpaintseg.run_dir import METRICS_FILE, read_metric_rows
 
-    return sum(1 for p in folder.iterdir() if io.is_image_file(p))
+    rates = [float(r["train_images_per_second"]) for r in read_metric_rows(run_dir / METRICS_FILE)
+             if r.get("train_images_per_second")]
+    return round(float(np.median(rates)), 1) if rates else None
 
 
 def _stat(values) -> str:
