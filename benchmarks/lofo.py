@@ -57,6 +57,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--input-stem", default="rgb")
     p.add_argument("--degrade-train", action="store_true", help="train-time degradation preset (config.py)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="any other training setting (configs/default.yaml key), e.g. --set attention=false "
+                        "--set loss=focal-dice --set paired_batches=true; repeatable")
     p.add_argument("--generators", default="demo", help="generator set of the learned families (tiny|demo|full)")
     p.add_argument("--degrade", default="default", help="the engine's global degradations (none|default|strong)")
     p.add_argument("--no-realworld", action="store_true", help="skip the ../shared/realworld rows")
@@ -89,14 +92,16 @@ def run_row(args, family: str | None, seed: int, work: Path) -> dict:
     data = work / "data"
     t0 = time.perf_counter()
     selection = {"exclude_families": family, "test_families": family} if family else {}
+    overrides = parse_overrides(args.overrides)
     generate_demo_data(data, n_train=args.n_train, n_test=args.n_test, size=args.size, seed=seed,
-                       degrade_level=args.degrade, generators=args.generators, log=None, **selection)
+                       degrade_level=args.degrade, generators=args.generators, log=None,
+                       with_originals=bool(overrides.get("paired_batches")), **selection)
     t1 = time.perf_counter()
     config = load_config(overrides={
         "data": str(data), "out": str(work / "run"), "base_channels": args.width, "img_size": args.size,
         "input_mode": args.input_mode, "batch_size": args.batch_size, "lr": args.lr, "epochs": args.epochs,
         "seed": seed, "input_stem": args.input_stem, "progress_bar": False,
-        **(DEGRADE_PRESET if args.degrade_train else {}),
+        **(DEGRADE_PRESET if args.degrade_train else {}), **overrides,
     })
     result = train(config)
     t2 = time.perf_counter()
@@ -121,6 +126,20 @@ def run_row(args, family: str | None, seed: int, work: Path) -> dict:
 
 
 IN_DISTRIBUTION = "all (in distribution)"
+
+
+def parse_overrides(pairs: list[str]) -> dict:
+    """["attention=false", "loss=focal-dice"] -> {"attention": False, "loss": "focal-dice"} (YAML scalars;
+    the training config validates keys and values)."""
+    import yaml
+
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise SystemExit(f"--set {pair!r}: expected KEY=VALUE, e.g. --set attention=false")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
 
 
 def fit_images_per_s(run_dir: Path) -> float | None:
@@ -175,7 +194,9 @@ def compare(folders: list[Path]) -> str:
     for folder in folders:
         results = json.loads((folder / "results.json").read_text())
         setup = results.get("setup", {})
-        name = f"{folder.name} (stem {setup.get('input_stem')}, degrade-train {setup.get('degrade_train')})"
+        extra = setup.get("overrides", "[]")
+        name = (f"{folder.name} (stem {setup.get('input_stem')}, degrade-train {setup.get('degrade_train')}"
+                f"{', ' + extra if extra != '[]' else ''})")
         rows = list(results["rows"].values())
         ind = [r for r in rows if r["family"] == IN_DISTRIBUTION]
         held = [r for r in rows if r["family"] != IN_DISTRIBUTION]
