@@ -14,7 +14,7 @@ import pytest
 from inpaintseg import cli
 from inpaintseg.errors import InpaintsegError
 from inpaintseg.synth import generate_demo_data
-from inpaintseg.synth.generators import TRAINED
+from inpaintseg.synth.generator_bank import TRAINED
 from inpaintseg.synth.masks import MASK_KINDS
 from inpaintseg.synth.registry import FAMILIES, all_methods
 

@@ -161,15 +161,6 @@ def test_unwritable_cache_does_not_fail(tmp_path, monkeypatch):
     assert choice.precision == "bf16-mixed"
 
 
-def test_cache_dir_precedence(tmp_path, monkeypatch):
-    monkeypatch.delenv("INPAINTSEG_CACHE_DIR")
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert cache_dir() == tmp_path / "xdg" / "inpaintseg"
-    monkeypatch.delenv("XDG_CACHE_HOME")
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    assert cache_dir() == tmp_path / "home" / ".cache" / "inpaintseg"
-
-
 def test_no_probe_when_not_needed():
     probe = FakeProbe(29.0, 74.1)
     forced = choose_precision(tiny_model(), 4, 32, "cpu", requested="bf16-mixed", probe=probe, cpu=AVX2_CPU)

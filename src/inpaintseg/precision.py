@@ -28,13 +28,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from inpaintseg.cache import CACHE_ENV, cache_dir  # noqa: F401  (CACHE_ENV: the documented override)
 from inpaintseg.errors import ConfigError
 
 PRECISIONS = ("auto", "32", "bf16-mixed", "16-mixed")
 PROBED = ("32", "bf16-mixed")  # the two candidates `auto` measures on CPU
 BF16_MARGIN = 0.10  # bf16 must be at least 10% faster than fp32 to be chosen
 MODES = ("train", "predict")
-CACHE_ENV = "INPAINTSEG_CACHE_DIR"
 CACHE_FILE = "precision_probe.json"
 CACHE_VERSION = 1
 CACHE_MAX_ENTRIES = 64
@@ -245,14 +245,6 @@ def decide(rates: Mapping[str, float], margin: float = BF16_MARGIN) -> tuple[str
 # --------------------------------------------------------------------------------------------
 # The cache (one JSON file per user)
 # --------------------------------------------------------------------------------------------
-def cache_dir() -> Path:
-    """$INPAINTSEG_CACHE_DIR, else $XDG_CACHE_HOME/inpaintseg, else ~/.cache/inpaintseg."""
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base).expanduser() / "inpaintseg"
-
-
 def _model_shape(model) -> dict:
     arch = getattr(model, "architecture", None)
     if callable(arch):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from inpaintseg.synth.generators import GeneratorBank
+from inpaintseg.synth.generator_bank import GeneratorBank
 from inpaintseg.synth.registry import MethodContext
 
 

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from inpaintseg.synth import generators as g
+from inpaintseg.synth.generator_bank import TRAINED, GeneratorBank
 from inpaintseg.synth.photos import load_photo, packaged_photos
 
 
@@ -66,45 +67,34 @@ def test_training_is_bitwise_deterministic_and_learns(photos):
     assert hole_l1(a) < 0.8 * hole_l1(None)
 
 
-def test_cache_dir_precedence(monkeypatch, tmp_path):
-    monkeypatch.setenv("INPAINTSEG_CACHE_DIR", str(tmp_path / "a"))
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "x"))
-    assert g.cache_dir() == tmp_path / "a"
-    monkeypatch.delenv("INPAINTSEG_CACHE_DIR")
-    assert g.cache_dir() == tmp_path / "x" / "inpaintseg"
-    monkeypatch.delenv("XDG_CACHE_HOME")
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    assert g.cache_dir() == tmp_path / "home" / ".cache" / "inpaintseg"
-
-
 def test_cache_trains_once_rebuild_retrains_same_bytes(monkeypatch, tmp_path):
     monkeypatch.setenv("INPAINTSEG_CACHE_DIR", str(tmp_path))
     messages = []
-    bank = g.GeneratorBank("tiny", workers=1, log=messages.append)
-    before = len(g.TRAINED)
+    bank = GeneratorBank("tiny", workers=1, log=messages.append)
+    before = len(TRAINED)
     bank.prepare(["shuffle"])
     path = bank.path("shuffle")
-    assert g.TRAINED[before:] == ["shuffle"] and path.is_file()
+    assert TRAINED[before:] == ["shuffle"] and path.is_file()
     assert path.parent == tmp_path / "generators" and path.name.startswith("shuffle-")
     data = path.read_bytes()
     header = int.from_bytes(data[:8], "little")
     assert data[8:9] == b"{" and bank.key("shuffle") in data[8:8 + header].decode()  # safetensors, key recorded
     os.utime(path, (1_000_000, 1_000_000))
-    again = g.GeneratorBank("tiny", workers=1)
+    again = GeneratorBank("tiny", workers=1)
     again.prepare(["shuffle"])
-    assert len(g.TRAINED) == before + 1 and path.stat().st_mtime == 1_000_000  # loaded, not retrained
-    rebuilt = g.GeneratorBank("tiny", rebuild=True, workers=1)
+    assert len(TRAINED) == before + 1 and path.stat().st_mtime == 1_000_000  # loaded, not retrained
+    rebuilt = GeneratorBank("tiny", rebuild=True, workers=1)
     rebuilt.prepare(["shuffle"])
-    assert len(g.TRAINED) == before + 2 and path.read_bytes() == data  # retrained: the same bytes
+    assert len(TRAINED) == before + 2 and path.read_bytes() == data  # retrained: the same bytes
     # The key depends on the settings: another set gets another file.
-    assert g.GeneratorBank("demo").path("shuffle") != path
+    assert GeneratorBank("demo").path("shuffle") != path
     # A damaged cache file is retrained, with a message.
     path.write_bytes(b"not safetensors")
-    damaged = g.GeneratorBank("tiny", workers=1, log=messages.append)
+    damaged = GeneratorBank("tiny", workers=1, log=messages.append)
     damaged.prepare(["shuffle"])
     assert path.read_bytes() == data and any("unusable" in m for m in messages)
 
 
 def test_unknown_generator_set_is_a_user_error():
     with pytest.raises(g.InpaintsegError, match="--generators must be one of tiny, demo, full"):
-        g.GeneratorBank("huge")
+        GeneratorBank("huge")

@@ -192,7 +192,7 @@ class _Job:
 def _write_samples(job: _Job, indices: range, photos: PhotoCache | None = None, bank=None) -> dict[str, dict]:
     """Make and write the samples `indices` of one split; return {stem: info}. In a worker process
     the photos are decoded again and the generators loaded from the cache the parent filled."""
-    from inpaintseg.synth.generators import GeneratorBank
+    from inpaintseg.synth.generator_bank import GeneratorBank
 
     photos = photos or PhotoCache(list(job.photos))
     if bank is None:
@@ -252,7 +252,7 @@ def generate_demo_data(out: str | os.PathLike, n_train: int = 400, n_test: int =
     demo-data output (then it is overwritten and files beyond the new counts are removed). Raises
     InpaintsegError for bad arguments or `out`.
     """
-    from inpaintseg.synth.generators import GeneratorBank
+    from inpaintseg.synth.generator_bank import GeneratorBank
 
     check_args(n_train, n_test, size, seed, untouched_fraction)
     if not 1 <= workers <= 64:

@@ -32,7 +32,7 @@ class MethodContext:
 
     rng: np.random.Generator
     donor: Callable[[], tuple[str, np.ndarray]]  # another photo's crop of the same size (for splices)
-    generators: Any  # synth.generators.GeneratorBank (lazy)
+    generators: Any  # synth.generator_bank.GeneratorBank (lazy)
 
 
 @dataclass(frozen=True)
