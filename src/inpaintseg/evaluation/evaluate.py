@@ -24,7 +24,6 @@ so its numbers are the ones `inpaintseg evaluate --json` writes.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from inpaintseg.errors import DataError, InpaintsegError, name_list
+from inpaintseg.evaluation.sources import check_ids, folder_files, load_meta, predictions, read_probs, shape_text
 
 # The other RLE reading must beat the given one by this much pooled Dice (and be twice as good) to warn.
 ORDER_WARNING_MARGIN = 0.1
@@ -81,95 +81,6 @@ class Evaluation:
     histogram: object | None = None
 
 
-def _load_meta(path: Path) -> dict[str, dict[str, str]]:
-    """{stem: {"method": ..., "family": ...}} from a demo-data meta.json ({"images": {stem: {"method": ...,
-    "family": ...}}}) or a plain {stem: {"method": ...}} / {stem: method} mapping ("family" is optional)."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(f"{path}: meta file not found. Pass the demo data's test/meta.json.") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(f"{path}: cannot be read as JSON ({exc}). Pass the demo data's test/meta.json.") from None
-    images = data.get("images", data) if isinstance(data, dict) else None
-    if not isinstance(images, dict):
-        raise DataError(f"{path}: expected a JSON object mapping image ids to records with a \"method\" key "
-                        "(as in demo-data's meta.json).")
-    records = {}
-    for stem, info in images.items():
-        if isinstance(info, dict) and "method" in info:
-            records[str(stem)] = {"method": str(info["method"])}
-            if "family" in info:
-                records[str(stem)]["family"] = str(info["family"])
-        elif isinstance(info, str):
-            records[str(stem)] = {"method": info}
-    if not records:
-        raise DataError(f"{path}: no image has a \"method\" key; cannot break Dice down per method.")
-    return records
-
-
-def _folder_files(folder: Path) -> dict[str, Path]:
-    """{stem: file} of an image folder; DataError for a missing/empty folder, stray files, duplicates."""
-    from inpaintseg.data import pair_files
-
-    return {s.stem: s.image_path for s in pair_files(folder)}
-
-
-def _check_ids(truth: set[str], other: set[str], where: str, role: str, ignore: frozenset = frozenset()) -> list[str]:
-    """Problems with the ids of predictions; ids in ``ignore`` (truth images left out by ``stems``) are no extras."""
-    other = other - ignore
-    problems = []
-    missing = sorted(truth - other)
-    extra = sorted(other - truth)
-    if missing:
-        problems.append(f"{len(missing)} truth image(s) have no {role} in {where}: {name_list(missing)}")
-    if extra:
-        problems.append(f"{len(extra)} {role}(s) in {where} match no truth mask: {name_list(extra)}")
-    return problems
-
-
-def _read_probs(path: Path) -> np.ndarray:
-    """An 8-bit grey probability PNG -> float32 (H, W) in [0, 1] (value / 255)."""
-    from inpaintseg.io import read_image
-
-    return read_image(path)[:, :, 0].astype(np.float32) / 255.0
-
-
-def _shape_text(shape) -> str:
-    return f"{shape[1]}x{shape[0]}"
-
-
-def _predictions(pred_dir: Path | None, submission: Path | None, truth_ids: set[str], order: str = "C",
-                 ignore: frozenset = frozenset()):
-    """A function stem, truth_shape -> predicted mask (or a mismatch message), after the id checks;
-    for a submission also a function giving the mask read in the other RLE order (else None)."""
-    from inpaintseg.io import read_mask
-    from inpaintseg.rle import read_submission, rle_decode
-
-    if (pred_dir is None) == (submission is None):
-        raise InpaintsegError("give exactly one of --pred MASKS_DIR or --submission CSV.")
-    if pred_dir is not None:
-        files = _folder_files(pred_dir)
-        problems = _check_ids(truth_ids, set(files), str(pred_dir), "predicted mask", ignore)
-
-        def get(stem: str, shape) -> np.ndarray:
-            return read_mask(files[stem])
-
-        other = None
-    else:
-        rows = read_submission(submission)
-        problems = _check_ids(truth_ids, set(rows), str(submission), "submission row", ignore)
-
-        def get(stem: str, shape, reading: str = order) -> np.ndarray:
-            try:
-                return rle_decode(rows[stem], shape, order=reading)
-            except DataError as exc:
-                return f"{stem}: submission RLE does not fit the truth size {_shape_text(shape)} ({exc})"
-
-        def other(stem: str, shape):
-            return get(stem, shape, "F" if order == "C" else "C")
-    return get, problems, other
-
-
 def _accumulate(truth_files: dict[str, Path], get_pred, probs_files: dict[str, Path] | None,
                 histogram, tally: _Tally, progress: bool, get_other=None) -> None:
     """One image at a time: decode truth, prediction (and probabilities), keep only the counts."""
@@ -192,14 +103,14 @@ def _accumulate_one(stem: str, truth_file: Path, get_pred, probs_files, histogra
         tally.mismatches.append(pred)
         return
     if pred.shape != truth.shape:
-        tally.mismatches.append(f"{stem} (prediction {_shape_text(pred.shape)}, truth {_shape_text(truth.shape)})")
+        tally.mismatches.append(f"{stem} (prediction {shape_text(pred.shape)}, truth {shape_text(truth.shape)})")
         return
     score = None
     if probs_files is not None:
-        probs = _read_probs(probs_files[stem])
+        probs = read_probs(probs_files[stem])
         if probs.shape != truth.shape:
-            tally.mismatches.append(f"{stem} (probabilities {_shape_text(probs.shape)}, "
-                                    f"truth {_shape_text(truth.shape)})")
+            tally.mismatches.append(f"{stem} (probabilities {shape_text(probs.shape)}, "
+                                    f"truth {shape_text(truth.shape)})")
             return
         histogram.update(probs, truth)
         score = image_score(probs)
@@ -247,7 +158,7 @@ def evaluate_detailed(truth_dir: str | os.PathLike, pred_dir: str | os.PathLike 
         raise InpaintsegError(f"--score-threshold must lie in (0, 1), got {threshold}.")
     order = rle_order_code(rle_order)
     truth_dir = Path(truth_dir)
-    truth_files = _folder_files(truth_dir)
+    truth_files = folder_files(truth_dir)
     if stems is not None:
         unknown = sorted(set(stems) - set(truth_files))
         if unknown:
@@ -255,13 +166,13 @@ def evaluate_detailed(truth_dir: str | os.PathLike, pred_dir: str | os.PathLike 
     left_out = frozenset(set(truth_files) - set(stems)) if stems is not None else frozenset()
     truth_files = {s: truth_files[s] for s in (stems if stems is not None else truth_files)}
     truth_ids = set(truth_files)
-    get_pred, problems, get_other = _predictions(Path(pred_dir) if pred_dir else None,
+    get_pred, problems, get_other = predictions(Path(pred_dir) if pred_dir else None,
                                                  Path(submission) if submission else None, truth_ids, order, left_out)
     probs_files = None
     if probs_dir is not None:
-        probs_files = _folder_files(Path(probs_dir))
-        problems += _check_ids(truth_ids, set(probs_files), str(probs_dir), "probability map", left_out)
-    methods = _load_meta(Path(meta)) if meta is not None else None
+        probs_files = folder_files(Path(probs_dir))
+        problems += check_ids(truth_ids, set(probs_files), str(probs_dir), "probability map", left_out)
+    methods = load_meta(Path(meta)) if meta is not None else None
     if problems:
         raise DataError("the predictions do not match the truth masks:\n" + "\n".join(f"  - {p}" for p in problems)
                         + "\nPredict every truth image (ids are file stems) or evaluate against the matching truth folder.")
@@ -424,7 +335,7 @@ def baseline_submissions(truth_dir: str | os.PathLike, out_dir: str | os.PathLik
     truth masks of ``truth_dir`` (only ``stems`` when given) into ``out_dir``; {name: CSV path}."""
     from inpaintseg import io, rle
 
-    files = _folder_files(Path(truth_dir))
+    files = folder_files(Path(truth_dir))
     shapes = {stem: io.read_mask(files[stem]).shape for stem in (stems if stems is not None else files)}
     out_dir = Path(out_dir)
     paths = {"all-empty": out_dir / "baseline_all_empty.csv", "all-full": out_dir / "baseline_all_full.csv"}
