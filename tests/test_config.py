@@ -12,16 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from inpaintseg import cli
-from inpaintseg.config import (
-    RESUME_OVERRIDABLE,
-    TrainConfig,
-    add_config_arguments,
-    load_config,
-    overrides_from_args,
-    resume_config,
-    save_config,
-)
+from inpaintseg.config import TrainConfig, add_config_arguments, load_config, overrides_from_args, save_config
 from inpaintseg.errors import ConfigError
+from inpaintseg.run_dir import RESUME_OVERRIDABLE, resume_config
 
 REPO = Path(__file__).resolve().parents[1]
 

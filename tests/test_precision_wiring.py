@@ -23,7 +23,7 @@ from inpaintseg.config import TrainConfig, load_config
 from inpaintseg.errors import ConfigError
 from inpaintseg.inference import predictor as predictor_mod
 from inpaintseg.precision import CpuInfo, PrecisionChoice
-from inpaintseg.run_dir import PRECISION_FILE, load_precision_record
+from inpaintseg.run_dir import PRECISION_FILE, load_precision_record, resume_config
 
 AMX_CPU = CpuInfo("GenuineIntel", "Fake Xeon with AMX", frozenset({"avx512f", "avx512_bf16", "amx_bf16"}))
 
@@ -102,9 +102,9 @@ def test_resume_with_precision_auto_keeps_the_runs_resolved_value(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     config_mod.save_config(TrainConfig(precision="bf16-mixed", out=str(run)), run / "config.yaml")
-    assert config_mod.resume_config(run, {"precision": "auto"}).precision == "bf16-mixed"
+    assert resume_config(run, {"precision": "auto"}).precision == "bf16-mixed"
     with pytest.raises(ConfigError, match="precision"):
-        config_mod.resume_config(run, {"precision": "32"})
+        resume_config(run, {"precision": "32"})
 
 
 def test_precision_choice_round_trips_and_rejects_bad_records():
@@ -147,7 +147,7 @@ def test_train_auto_probes_before_fit_records_the_choice_and_resume_keeps_it(mak
     assert model_config["postprocess"]["calibration"]["precision"] == "bf16-mixed"
     # This machine now measures fp32 faster (fresh cache): resuming keeps the run's bf16.
     fake_probe("32")
-    resumed = inpaintseg.train(config_mod.resume_config(run, {"epochs": 1}), resume=True)
+    resumed = inpaintseg.train(resume_config(run, {"epochs": 1}), resume=True)
     assert load_config(run / "config.yaml").precision == "bf16-mixed"
     assert load_precision_record(run / PRECISION_FILE) == record
     assert resumed.precision_choice["precision"] == "bf16-mixed"

@@ -223,3 +223,36 @@ def newest_model_dir(runs_dir: str | os.PathLike = DEFAULT_RUNS_ROOT) -> Path:
             f"no trained model found: {runs_dir}/*/{MODEL_DIR}/{MODEL_CONFIG_FILE} does not exist. Train one "
             f"first (`inpaintseg train --data DATA_DIR`, or `make demo`), or pass --model MODEL_DIR.")
     return max(configs, key=lambda p: (p.stat().st_mtime, str(p))).parent
+
+
+# ----------------------------------------------------------------------------------------- resuming a run
+# Settings that may change when a run is resumed: where the data are, hardware and run control.
+# Everything else (model, optimiser, schedule, split) is fixed by the checkpoint.
+RESUME_OVERRIDABLE = ("data", "num_workers", "accelerator", "devices", "num_nodes", "max_time_minutes",
+                      "limit_train_batches", "calibrate", "progress_bar", "logger")
+
+
+def resume_config(run_dir: str | os.PathLike, overrides: dict[str, Any] | None = None):
+    """The saved config (`config.TrainConfig`) of `run_dir` with allowed `overrides` applied and `out` set to
+    `run_dir`."""
+    from inpaintseg.config import load_config
+
+    run_dir = Path(run_dir)
+    path = run_dir / CONFIG_FILE
+    if not run_dir.is_dir():
+        raise ConfigError(f"--resume {run_dir}: folder not found. Pass the RUN_DIR of an earlier "
+                          "`inpaintseg train` run.")
+    if not path.is_file():
+        raise ConfigError(f"--resume {run_dir}: not a run folder (no config.yaml). Pass the RUN_DIR of an "
+                          "earlier `inpaintseg train` run.")
+    saved = load_config(path)
+    # precision `auto` on resume means "as the run chose" (config.yaml holds the resolved value).
+    changed = {k: v for k, v in (overrides or {}).items()
+               if k != "out" and getattr(saved, k) != v and not (k == "precision" and v == "auto")}
+    fixed = [k for k in changed if k not in RESUME_OVERRIDABLE]
+    if fixed:
+        details = ", ".join(f"{k} (run: {getattr(saved, k)!r}, given: {changed[k]!r})" for k in fixed)
+        raise ConfigError(f"--resume {run_dir}: these settings are fixed by the run and cannot change: "
+                          f"{details}. Only {', '.join(RESUME_OVERRIDABLE)} may change on resume; start a "
+                          "new run (--out) to change the others.")
+    return saved.replace(**changed, out=str(run_dir))

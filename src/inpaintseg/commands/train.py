@@ -60,7 +60,8 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     import yaml
 
-    from inpaintseg.config import load_config, overrides_from_args, resume_config
+    from inpaintseg.config import load_config, overrides_from_args
+    from inpaintseg.run_dir import resume_config
 
     overrides = overrides_from_args(args)
     if args.resume:
