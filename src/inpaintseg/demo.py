@@ -38,7 +38,9 @@ def run_demo(out: Path, budget_minutes: float = 7.0, n_train: int = 400, n_test:
              device: str = "auto", precision: str = "auto") -> int:
     from inpaintseg import io
     from inpaintseg.config import load_config
+    from inpaintseg.inference.pipeline import SUBMISSION_FILE
     from inpaintseg.synth import generate_demo_data
+    from inpaintseg.synth.engine import META_FILE
     from inpaintseg.api import load_model
     from inpaintseg.evaluation.evaluate import baseline_submissions, evaluate, format_table
     from inpaintseg.evaluation.report import PredictionFiles, write_report
@@ -84,7 +86,7 @@ def run_demo(out: Path, budget_minutes: float = 7.0, n_train: int = 400, n_test:
          f"{result.epochs_completed} of {plan.config.epochs} epochs")
     print(result.summary(), file=sys.stderr)
 
-    submission = out / "submission.csv"
+    submission = out / SUBMISSION_FILE
     pred_masks, pred_probs, scores = out / "pred_masks", out / "pred_probs", out / "scores.csv"
     _log("3/6 predicting the test images (TTA, CRF and threshold as validation chose)")
     model = load_model(result.model_dir, device=device, precision=precision)
@@ -97,7 +99,7 @@ def run_demo(out: Path, budget_minutes: float = 7.0, n_train: int = 400, n_test:
 
     _log("4/6 evaluating against the ground truth, next to the trivial baselines")
     truth = data / "test" / "masks"
-    meta = data / "test" / "meta.json"
+    meta = data / "test" / META_FILE
     post = model.postprocess()
     evaluation = evaluate(truth, submission=submission, probs_dir=pred_probs, meta=meta if meta.is_file() else None,
                           score_threshold=post.threshold)

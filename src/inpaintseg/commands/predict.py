@@ -12,11 +12,12 @@ import sys
 from inpaintseg.commands import (add_command, add_max_pixels_argument, add_precision_argument,
                                  add_progress_arguments, add_renamed, int_at_least, rle_order_argument,
                                  threshold_or_auto)
+from inpaintseg.inference.pipeline import SUBMISSION_FILE
 from inpaintseg.inference.postprocess import CRF_OPTIONS, TTA_OPTIONS
 
 
 def add_predict_arguments(p: argparse.ArgumentParser, model_required: bool = True,
-                          images_default: str | None = None, out_default: str = "submission.csv") -> None:
+                          images_default: str | None = None, out_default: str = SUBMISSION_FILE) -> None:
     """The predict options; `main.py` reuses them with a default model and images folder."""
     p.add_argument("--model", required=model_required, default=None, metavar="MODEL_DIR",
                    help="model folder holding weights.safetensors and config.json (e.g. runs/<run>/model)"

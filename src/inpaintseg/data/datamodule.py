@@ -116,7 +116,8 @@ class _DataModuleMethods:
             train, val = split_stems([s.stem for s in samples], flags, self.val_fraction, self.seed)
             self._split = {"train": train, "val": val}
         if self.paired_batches:
-            from inpaintseg.data.paired import (ORIGINAL_TARGET, ORIGINALS_FOLDER, PairedInpaintDataset,
+            from inpaintseg.data.pairing import ORIGINALS_FOLDER
+            from inpaintseg.data.paired import (ORIGINAL_TARGET, PairedInpaintDataset,
                                                 find_originals)
 
             originals = find_originals(self.data_dir / "train" / ORIGINALS_FOLDER, [s.stem for s in samples])

@@ -18,11 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from inpaintseg.data.dataset import InpaintDataset, load_sample
-from inpaintseg.data.pairing import problems_message, scan_pairs
+from inpaintseg.data.pairing import ORIGINALS_FOLDER, problems_message, scan_pairs
 from inpaintseg.errors import ConfigError, DataError, name_list
 from inpaintseg.io import read_image
 
-ORIGINALS_FOLDER = "originals"  # DATA/train/originals/
 ORIGINAL_TARGET = "original"    # the albumentations additional target
 ORIGINAL_SUFFIX = "#original"   # appended to an original's stem in a batch's "stem" list
 

@@ -18,6 +18,8 @@ from inpaintseg.errors import DataError, name_list
 from inpaintseg.io import IMAGE_EXTENSIONS, is_hidden, is_image_file
 
 
+# DATA/train/originals/: the untouched original of each training image, same stems (optional; paired batches)
+ORIGINALS_FOLDER = "originals"
 # Files that operating systems drop into folders; ignored like hidden files.
 SYSTEM_JUNK_NAMES = frozenset({"thumbs.db", "desktop.ini"})
 PROBLEM_KINDS = ("missing_folder", "not_a_folder", "empty_folder", "not_image", "empty_file", "duplicate_stem",

@@ -38,6 +38,8 @@ SCORES_HEADER = ("ImageId", "score", "manipulated_fraction", "predicted_label")
 PENDING_WRITES = 16
 WRITER_THREADS = 2  # RLE, score, PNG encode + fsync per image: two halve the tail after the last batch
 
+SUBMISSION_FILE = "submission.csv"  # the default --out of predict, and the name in demo and report folders
+
 
 @dataclass
 class ImageResult:
@@ -239,7 +241,7 @@ def _finish_image(item: ImageResult, post: PostProcess, order: str, dirs: dict, 
 
 
 def predict_folder(model, images: str | os.PathLike | Sequence[Path] | ImageInputs,
-                   out: str | os.PathLike | None = "submission.csv", masks_out=None, probs_out=None,
+                   out: str | os.PathLike | None = SUBMISSION_FILE, masks_out=None, probs_out=None,
                    scores_out=None, *, threshold=None, tta=None, crf=None, crf_workers: int = 1,
                    progress: bool = True, overlays_out=None, score_threshold=None, rle_order: str = "row",
                    recursive: bool = False, resume: bool = False, shard: tuple[int, int] = (0, 1),

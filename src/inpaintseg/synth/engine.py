@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from inpaintseg.data.pairing import ORIGINALS_FOLDER
 from inpaintseg.errors import InpaintsegError
 from inpaintseg.io import atomic_write_text, write_png
 from inpaintseg.synth import blend, degrade
@@ -48,6 +49,7 @@ DEFAULT_UNTOUCHED_FRACTION = 0.10
 MIN_SIZE, MAX_SIZE = 32, 2048
 MAX_IMAGES = 100_000
 ORIGINALS_SPLIT = "train"  # --with-originals writes train/originals/
+META_FILE = "meta.json"  # OUT/<split>/meta.json: method, family and settings of every image
 _UNTOUCHED_STREAM = 0x4E4F4E45  # separates the untouched-offset generator from sample_rng
 _STEM_RE = re.compile(r"^(train|test)_\d{5,}\.png$")
 
@@ -154,7 +156,7 @@ def _prepare_out(out: Path) -> None:
         raise InpaintsegError(f"{out}: exists and is not a folder. Choose a folder path for OUT.")
     if not out.exists() or not any(out.iterdir()):
         return
-    if not any(_is_demo_meta(out / split / "meta.json") for split in SPLITS):
+    if not any(_is_demo_meta(out / split / META_FILE) for split in SPLITS):
         raise InpaintsegError(
             f"{out}: the folder is not empty and is not an earlier demo-data output (it has no "
             f"train/meta.json or test/meta.json written by demo-data). Choose a new or empty "
@@ -164,12 +166,12 @@ def _prepare_out(out: Path) -> None:
 
 def _remove_stale(split_dir: Path, keep: set[str]) -> None:
     """Delete files from an earlier run that this run does not rewrite."""
-    for sub in ("images", "masks", "originals"):
+    for sub in ("images", "masks", ORIGINALS_FOLDER):
         folder = split_dir / sub
         if not folder.is_dir():
             continue
         for path in folder.iterdir():
-            if _STEM_RE.match(path.name) and (path.stem not in keep or sub == "originals"):
+            if _STEM_RE.match(path.name) and (path.stem not in keep or sub == ORIGINALS_FOLDER):
                 path.unlink()
 
 
@@ -208,7 +210,7 @@ def _write_samples(job: _Job, indices: range, photos: PhotoCache | None = None, 
         write_png(split_dir / "images" / f"{stem}.png", image)
         write_png(split_dir / "masks" / f"{stem}.png", mask * np.uint8(255))
         if job.originals:
-            write_png(split_dir / "originals" / f"{stem}.png", original)
+            write_png(split_dir / ORIGINALS_FOLDER / f"{stem}.png", original)
         infos[stem] = info
     return infos
 
@@ -285,13 +287,13 @@ def generate_demo_data(out: str | os.PathLike, n_train: int = 400, n_test: int =
             "images": {},
         }
         # Mark the folder as ours before writing images, so an interrupted run can be re-run.
-        _write_meta(split_dir / "meta.json", meta)
+        _write_meta(split_dir / META_FILE, meta)
         _remove_stale(split_dir, set(stems))
         job = _Job(out, split, size, seed, degrade_level, untouched_fraction, tuple(selection[split]),
                    tuple(photos.photos), bank.generator_set, with_originals and split == ORIGINALS_SPLIT)
         infos = _run_jobs(job, counts[split], workers, photos, bank)
         meta["images"] = {stem: infos[stem] for stem in stems}
         meta["complete"] = True
-        _write_meta(split_dir / "meta.json", meta)
+        _write_meta(split_dir / META_FILE, meta)
         result[split] = meta
     return result

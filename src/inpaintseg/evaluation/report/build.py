@@ -22,6 +22,7 @@ from inpaintseg.evaluation.report import explain, figures
 from inpaintseg.evaluation.report.page import (breakdown_table, esc, figure, key_values, metrics_table, page,
                                                table)
 from inpaintseg.run_dir import METRICS_FILE, MODEL_DIR, REPORT_DIR, SPLIT_FILE, read_metric_rows
+from inpaintseg.synth.engine import META_FILE
 
 REPORT_FILE = "report.html"
 EVALUATION_FILE = "evaluation.json"
@@ -60,17 +61,17 @@ def _pick_images(run_dir: Path, model_config: dict, images_dir, truth_dir):
     if images_dir is not None:
         images_dir = Path(images_dir)
         return found(images_dir, Path(truth_dir) if truth_dir else None, str(images_dir),
-                     images_dir.parent / "meta.json")
+                     images_dir.parent / META_FILE)
     if truth_dir is not None:
         raise InpaintsegError("--truth needs --images (the images whose masks these are).")
     root = dataset_root(model_config.get("data", {}).get("data_dir", ""))
     test_images, test_masks = root / "test" / "images", root / "test" / "masks"
     if test_images.is_dir() and test_masks.is_dir():
-        return found(test_images, test_masks, f"test split {test_images}", root / "test" / "meta.json")
+        return found(test_images, test_masks, f"test split {test_images}", root / "test" / META_FILE)
     split_file = run_dir / SPLIT_FILE
     train_images, train_masks = root / "train" / "images", root / "train" / "masks"
     if split_file.is_file() and train_images.is_dir() and train_masks.is_dir():
-        samples, masks, _, meta = found(train_images, train_masks, "", root / "train" / "meta.json")
+        samples, masks, _, meta = found(train_images, train_masks, "", root / "train" / META_FILE)
         stems = json.loads(split_file.read_text())["val"]
         select_stems([s for s in pair_files(train_images, train_masks)], stems, str(split_file))  # names unknown ones
         return [s for s in samples if s.stem in set(stems)], masks, f"validation split of {root}", meta
@@ -180,7 +181,7 @@ def write_report(run_dir: str | os.PathLike, images_dir=None, truth_dir=None, ou
     name of ``truth_dir``."""
     from inpaintseg.api import load_model
     from inpaintseg.evaluation.evaluate import baseline_submissions, evaluate_detailed
-    from inpaintseg.inference.pipeline import predict_folder
+    from inpaintseg.inference.pipeline import SUBMISSION_FILE, predict_folder
 
     truth_dir = truth_dir if truth_dir is not None else masks_dir
     run_dir = Path(run_dir)
@@ -200,7 +201,7 @@ def write_report(run_dir: str | os.PathLike, images_dir=None, truth_dir=None, ou
     out_dir.mkdir(parents=True, exist_ok=True)
 
     if predictions is None:
-        predictions = PredictionFiles(pred_dir / "submission.csv", pred_dir / "masks", pred_dir / "probs")
+        predictions = PredictionFiles(pred_dir / SUBMISSION_FILE, pred_dir / "masks", pred_dir / "probs")
         done = predict_folder(model, [s.image_path for s in samples], out=predictions.submission,
                               masks_out=predictions.masks_dir, probs_out=predictions.probs_dir,
                               scores_out=pred_dir / "scores.csv", progress=progress)
