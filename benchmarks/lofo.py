@@ -19,7 +19,7 @@ rescale 0.5/0.75, noise; `bench_common.ROBUSTNESS`), masks unchanged: the robust
 Results: OUT/results.json (every number) and OUT/table.md (mean +- std over seeds). Re-running with the same
 OUT skips the rows already in results.json. Comparing configurations (model selection, issue 10):
 
-    .venv/bin/python benchmarks/lofo.py --compare bench_lofo_rgb bench_lofo_stem bench_lofo_degrade
+    .venv/bin/python benchmarks/lofo.py --compare bench_lofo_rgb bench_lofo_stem bench_lofo_degrade [--families learned]
 
 prints one line per OUT folder: in-distribution Dice, the leave-one-family-out mean (per seed the mean over
 held-out families, then mean +- std over seeds), robustness as a fraction of clean Dice, FP area, image AUC,
@@ -185,8 +185,9 @@ def table(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def compare(folders: list[Path]) -> str:
-    """One line per finished OUT folder: the model-selection table of issue 10."""
+def compare(folders: list[Path], families: list[str] | None = None) -> str:
+    """One line per finished OUT folder: the model-selection table of issue 10. `families`: only these
+    held-out families count (so that folders holding different families out compare like with like)."""
     head = ("| configuration | seeds | in-dist Dice | LOFO mean Dice | held-out Dice per family | pixel AUC "
             "in-dist / LOFO | FP area (in-dist) | image AUC (in-dist) | JPEG 70 / 50 (x clean) | rescale 0.5 / 0.75 "
             "(x clean) | noise 5 (x clean) | realworld pixel AUC (casia2 / hifi) | train img/s |")
@@ -199,7 +200,7 @@ def compare(folders: list[Path]) -> str:
                 f"{', ' + extra if extra != '[]' else ''})")
         rows = list(results["rows"].values())
         ind = [r for r in rows if r["family"] == IN_DISTRIBUTION]
-        held = [r for r in rows if r["family"] != IN_DISTRIBUTION]
+        held = [r for r in rows if r["family"] != IN_DISTRIBUTION and (families is None or r["family"] in families)]
         seeds = sorted({r["seed"] for r in rows})
         families = sorted({r["family"] for r in held})
         held_by_seed = {s: [r["test"]["dice_mean"] for r in held if r["seed"] == s] for s in seeds}
@@ -229,7 +230,7 @@ def compare(folders: list[Path]) -> str:
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.compare:
-        print(compare(args.compare))
+        print(compare(args.compare, None if args.families == "all" else args.families.split(",")))
         return 0
     from inpaintseg.io import atomic_write_text
     from inpaintseg.runtime import tune_cpu_runtime
