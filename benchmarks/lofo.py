@@ -45,8 +45,9 @@ REALWORLD = ROOT.parent / "shared" / "realworld"
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=Path("bench_lofo"))
-    p.add_argument("--families", default="all", help="families to hold out, comma-separated (default all); with --compare: "
-                        "only these held-out families count")
+    p.add_argument("--families", default="all",
+                   help="families to hold out, comma-separated (default all); with --compare: only these "
+                        "held-out families count")
     p.add_argument("--seeds", default="0", help="comma-separated seeds (data, split and initialisation)")
     p.add_argument("--n-train", type=int, default=400)
     p.add_argument("--n-test", type=int, default=100)
