@@ -157,6 +157,25 @@ def test_resume_keeps_finished_rows_and_retries_failed_ones(tmp_path, capsys):
     assert not journal.part_files(out)
 
 
+@pytest.mark.parametrize("recorded", ["32", "bf16-mixed"])
+def test_resume_with_precision_auto_takes_the_interrupted_runs_precision(recorded, tmp_path, capsys):
+    # Regression: `--precision auto` re-probed on resume, and under other load the probe could pick the other
+    # precision, so the part file's header no longer matched and the resume was refused. With one of the two
+    # recorded values the re-probe always disagrees, so this fails without the fix on any machine.
+    images = write_images(tmp_path / "imgs", ["a.png", "b.png"])
+    model = export_tiny_model(tmp_path / "model", size=16)
+    out = tmp_path / "sub.csv"
+    part = journal.PartWriter(journal.part_path(out), _settings(model, precision=recorded))
+    part.append(journal.result_row("a", "1 1", 0.5, 0.1, 1))
+    part.close()
+    assert journal.resumed_precision(out, "auto") == recorded
+    assert journal.resumed_precision(out, "32") == "32" and journal.resumed_precision(None, "auto") == "auto"
+    assert cli.main(["predict", "--threads", "1", "--model", str(model), "--images", str(images),
+                     "--submission", str(out), "--resume"]) == 0
+    assert "1 of 2 images done" in capsys.readouterr().err
+    assert rle.read_submission(out)["a"] == "1 1"
+
+
 def test_resume_honours_rle_order_overlays_and_score_threshold(tmp_path, capsys):
     # Main's predict options (issue 12) go into the part file header, so a resume keeps them or is refused.
     images = write_images(tmp_path / "imgs", ["a.png", "b.png", "c.png"], size=(20, 28))

@@ -122,13 +122,17 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from inpaintseg.api import load_model
     from inpaintseg.errors import name_list
+    from inpaintseg.inference import journal
     from inpaintseg.inference.inputs import resolve_images
     from inpaintseg.inference.pipeline import check_output_paths, predict_folder
     from inpaintseg.runtime import tune_cpu_runtime
 
     # Every check that can fail happens before any work.
+    precision = args.precision
+    if args.resume:  # `auto` resumes at the interrupted run's precision
+        precision = journal.resumed_precision(journal.part_target(args.submission, args.scores_out), precision)
     model = load_model(args.model, device=args.device, batch_size=args.batch_size,
-                       precision=args.precision, engine=args.engine)
+                       precision=precision, engine=args.engine)
     inputs = resolve_images(args.images, recursive=args.recursive)
     paths, notes = inputs.paths, inputs.notes
     post = model.postprocess(threshold=args.threshold, tta=args.tta, crf=args.crf,

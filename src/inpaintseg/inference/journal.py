@@ -76,6 +76,22 @@ def part_files(target: Path) -> list[Path]:
     return sorted(p for p in target.parent.iterdir() if pattern.match(p.name) and p.is_file())
 
 
+def resumed_precision(target: Path | None, precision: str) -> str:
+    """The precision a `--resume` runs at: `auto` means "as the interrupted run chose" (the resolved value in
+    its part file header), so a re-probe that decides otherwise under other load does not refuse the resume
+    (as `train --resume`); an explicit precision, or nothing to resume, is returned unchanged."""
+    if precision != "auto" or target is None:
+        return precision
+    for path in part_files(target):
+        try:
+            recorded = read_part(path)[0].get("precision")
+        except DataError:
+            continue  # load_parts names the damaged file
+        if isinstance(recorded, str) and recorded != "auto":
+            return recorded
+    return precision
+
+
 def read_part(path: Path) -> tuple[dict, list[Row], int]:
     """(header settings, rows, byte length of the valid prefix); a last row cut short is left out."""
     try:
