@@ -187,8 +187,8 @@ def table(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def compare(folders: list[Path], families: list[str] | None = None) -> str:
-    """One line per finished OUT folder: the model-selection table of issue 10. `families`: only these
+def compare(folders: list[Path], only: list[str] | None = None) -> str:
+    """One line per finished OUT folder: the model-selection table of issue 10. `only`: only these
     held-out families count (so that folders holding different families out compare like with like)."""
     head = ("| configuration | seeds | in-dist Dice | LOFO mean Dice | held-out Dice per family | pixel AUC "
             "in-dist / LOFO | FP area (in-dist) | image AUC (in-dist) | JPEG 70 / 50 (x clean) | rescale 0.5 / 0.75 "
@@ -202,7 +202,7 @@ def compare(folders: list[Path], families: list[str] | None = None) -> str:
                 f"{', ' + extra if extra != '[]' else ''})")
         rows = list(results["rows"].values())
         ind = [r for r in rows if r["family"] == IN_DISTRIBUTION]
-        held = [r for r in rows if r["family"] != IN_DISTRIBUTION and (families is None or r["family"] in families)]
+        held = [r for r in rows if r["family"] != IN_DISTRIBUTION and (only is None or r["family"] in only)]
         seeds = sorted({r["seed"] for r in rows})
         families = sorted({r["family"] for r in held})
         held_by_seed = {s: [r["test"]["dice_mean"] for r in held if r["seed"] == s] for s in seeds}
@@ -231,15 +231,16 @@ def compare(folders: list[Path], families: list[str] | None = None) -> str:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    chosen = None if args.families == "all" else [f.strip() for f in args.families.split(",")]
     if args.compare:
-        print(compare(args.compare, None if args.families == "all" else args.families.split(",")))
+        print(compare(args.compare, chosen))
         return 0
     from inpaintseg.io import atomic_write_text
     from inpaintseg.runtime import tune_cpu_runtime
     from inpaintseg.synth.registry import FAMILIES
 
     tune_cpu_runtime(args.threads)
-    families = list(FAMILIES) if args.families == "all" else [f.strip() for f in args.families.split(",")]
+    families = chosen or list(FAMILIES)
     unknown = sorted(set(families) - set(FAMILIES))
     if unknown:
         raise SystemExit(f"unknown families {unknown}; expected some of {', '.join(FAMILIES)}")
