@@ -23,6 +23,7 @@ from inpaintseg.config import TrainConfig, load_config
 from inpaintseg.errors import ConfigError
 from inpaintseg.inference import predictor as predictor_mod
 from inpaintseg.precision import CpuInfo, PrecisionChoice
+from inpaintseg.cache import CACHE_ENV
 from inpaintseg.run_dir import PRECISION_FILE, load_precision_record, resume_config
 
 AMX_CPU = CpuInfo("GenuineIntel", "Fake Xeon with AMX", frozenset({"avx512f", "avx512_bf16", "amx_bf16"}))
@@ -48,7 +49,7 @@ def fake_probe(monkeypatch, tmp_path):
         monkeypatch.setattr(precision, "probe_rates", probe)
         monkeypatch.setattr(precision, "cpu_info", lambda *a, **k: AMX_CPU)
         cache = tmp_path / f"cache-{prefer}-{len(list(tmp_path.glob('cache-*')))}"
-        monkeypatch.setenv(precision.CACHE_ENV, str(cache))
+        monkeypatch.setenv(CACHE_ENV, str(cache))
         return probe
 
     return install

@@ -169,6 +169,7 @@ def test_resume_with_precision_auto_takes_the_interrupted_runs_precision(recorde
     part.append(journal.result_row("a", "1 1", 0.5, 0.1, 1))
     part.close()
     assert journal.resumed_precision(out, "auto") == recorded
+    assert journal.read_header(journal.part_path(out)) == journal.read_part(journal.part_path(out))[0]
     assert journal.resumed_precision(out, "32") == "32" and journal.resumed_precision(None, "auto") == "auto"
     assert cli.main(["predict", "--threads", "1", "--model", str(model), "--images", str(images),
                      "--submission", str(out), "--resume"]) == 0

@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from inpaintseg.cache import CACHE_ENV, cache_dir  # noqa: F401  (CACHE_ENV: the documented override)
+from inpaintseg.cache import cache_dir
 from inpaintseg.errors import ConfigError
 
 PRECISIONS = ("auto", "32", "bf16-mixed", "16-mixed")

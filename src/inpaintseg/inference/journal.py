@@ -84,12 +84,34 @@ def resumed_precision(target: Path | None, precision: str) -> str:
         return precision
     for path in part_files(target):
         try:
-            recorded = read_part(path)[0].get("precision")
+            recorded = read_header(path).get("precision")
         except DataError:
             continue  # load_parts names the damaged file
         if isinstance(recorded, str) and recorded != "auto":
             return recorded
     return precision
+
+
+def _parse_header(path: Path, first_line: bytes) -> dict:
+    """The settings of a part file's first line (without its line break); DataError names the file."""
+    header = first_line.decode("utf-8", "replace")
+    if not header.startswith(MAGIC):
+        raise DataError(f"{path}: not an inpaintseg part file (first line {header[:60]!r}). Remove it, or "
+                        "run without --resume to start over.")
+    try:
+        return json.loads(header[len(MAGIC):])
+    except json.JSONDecodeError:
+        raise DataError(f"{path}: its header is damaged. Run without --resume to start over.") from None
+
+
+def read_header(path: Path) -> dict:
+    """The header settings of a part file, reading its first line only."""
+    try:
+        with open(path, "rb") as handle:
+            first_line = handle.readline()
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read this part file ({exc.strerror}).") from None
+    return _parse_header(path, first_line.rstrip(b"\n") if first_line.endswith(b"\n") else b"")
 
 
 def read_part(path: Path) -> tuple[dict, list[Row], int]:
@@ -99,14 +121,7 @@ def read_part(path: Path) -> tuple[dict, list[Row], int]:
     except OSError as exc:
         raise DataError(f"{path}: cannot read this part file ({exc.strerror}).") from None
     first_end = data.find(b"\n")
-    header = data[:first_end].decode("utf-8", "replace") if first_end >= 0 else ""
-    if not header.startswith(MAGIC):
-        raise DataError(f"{path}: not an inpaintseg part file (first line {header[:60]!r}). Remove it, or "
-                        "run without --resume to start over.")
-    try:
-        settings = json.loads(header[len(MAGIC):])
-    except json.JSONDecodeError:
-        raise DataError(f"{path}: its header is damaged. Run without --resume to start over.") from None
+    settings = _parse_header(path, data[:first_end] if first_end >= 0 else b"")
     valid_end = data.rfind(b"\n") + 1  # anything after the last line break is a row cut short
     text = data[first_end + 1:valid_end].decode("utf-8", "replace")
     csv.field_size_limit(max(csv.field_size_limit(), len(text) + 1))  # a noisy large mask's RLE is long

@@ -22,7 +22,6 @@ from inpaintseg.evaluation.report import explain, figures
 from inpaintseg.evaluation.report.page import (breakdown_table, esc, figure, key_values, metrics_table, page,
                                                table)
 from inpaintseg.run_dir import METRICS_FILE, MODEL_DIR, REPORT_DIR, SPLIT_FILE, read_metric_rows
-from inpaintseg.synth.engine import META_FILE
 
 REPORT_FILE = "report.html"
 EVALUATION_FILE = "evaluation.json"
@@ -53,6 +52,7 @@ def _pick_images(run_dir: Path, model_config: dict, images_dir, truth_dir):
     """(samples, truth folder or None, description, meta.json or None) of the images to report on."""
     from inpaintseg.data import pair_files, select_stems
     from inpaintseg.data.datamodule import dataset_root
+    from inpaintseg.synth.engine import META_FILE
 
     def found(images: Path, masks: Path | None, description: str, meta: Path):
         samples = [Sample(s.stem, s.image_path, s.mask_path) for s in pair_files(images, masks)]
