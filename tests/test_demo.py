@@ -37,14 +37,22 @@ def test_demo_runs_the_whole_pipeline_with_a_clean_log(tmp_path):
     assert re.search(r"^epoch 1/\d+: train_loss \S+, val_loss", text, re.M)
     assert "predicting with tta=" in text and "Total Flops" not in text
     assert "all-empty" in text and "all-full" in text and str(out / "submission.csv") in text
+    # Two rows: the shipped detector zero-shot, then fine-tuned from it (its architecture, the demo's data).
+    assert re.search(r"^  base zero-shot +\d\.\d{4} / \d\.\d{4}$", text, re.M)
+    assert re.search(r"^  fine-tuned from base +\d\.\d{4} / \d\.\d{4}$", text, re.M)
+    assert (out / "base_zero_shot" / "submission.csv").is_file()
     # The forced precision reaches training, calibration and prediction, and is recorded.
     model_config = json.loads((out / "run" / "model" / "config.json").read_text())
     assert model_config["training"]["precision"] == "bf16-mixed"
     assert model_config["training"]["precision_choice"]["requested"] == "bf16-mixed"
     assert model_config["postprocess"]["calibration"]["precision"] == "bf16-mixed"
+    base = json.loads((Path(inpaintseg.__file__).parent / "weights" / "base" / "config.json").read_text())
+    assert model_config["architecture"] == base["architecture"] and model_config["training"]["init_from"]
+    assert {"all_full_dice", "all_empty_dice", "useful"} <= set(model_config["validation"])
     budget = json.loads((out / "budget.json").read_text())
     assert budget["predict_precision"]["precision"] == "bf16-mixed" and budget["budget_seconds"] == 3.0
     assert budget["epochs_planned"] == 1 and budget["used_seconds"] > 0  # 3 s: one epoch, planned vs used recorded
+    assert set(budget["rows"]) == {"base zero-shot", "fine-tuned from base"} and budget["from_scratch"] is False
     assert "budget: planned" in text and "precision bf16-mixed (as requested)" in text
     rows = read_submission(out / "submission.csv")
     assert sorted(rows) == [f"test_{i:05d}" for i in range(4)]
@@ -57,3 +65,12 @@ def test_demo_runs_the_whole_pipeline_with_a_clean_log(tmp_path):
     assert len(list((out / "pred_masks").glob("*.png"))) == 4
     # A second demo into the same folder is refused instead of mixing two runs.
     assert main(["demo", "--out", str(out), "--n-train", "20", "--n-test", "4"]) == 2
+
+
+def test_demo_from_scratch_config_keeps_the_seed_path(tmp_path):
+    from inpaintseg.demo import DEMO_BASE_CHANNELS, DEMO_LR, _train_config
+
+    scratch = _train_config(tmp_path / "d", tmp_path / "r", 0, "32", "cpu", from_scratch=True)
+    assert scratch.init_from is None and scratch.base_channels == DEMO_BASE_CHANNELS and scratch.lr == DEMO_LR
+    tuned = _train_config(tmp_path / "d", tmp_path / "r", 0, "32", "cpu", from_scratch=False)
+    assert tuned.init_from is not None and tuned.lr < DEMO_LR

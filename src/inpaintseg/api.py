@@ -214,9 +214,10 @@ class InpaintModel:
         return out
 
 
-def load_model(model_dir: str | os.PathLike, device: str = "auto", batch_size: int = 8,
+def load_model(model_dir: str | os.PathLike = "base", device: str = "auto", batch_size: int = 8,
                precision: str = "auto", engine: str = "auto") -> InpaintModel:
-    """Load a model folder (``weights.safetensors`` + ``config.json``; nothing is unpickled).
+    """Load a model folder (``weights.safetensors`` + ``config.json``; nothing is unpickled); the default,
+    ``"base"``, is the detector shipped with the package (README "The base model").
 
     ``device``: "auto" (CUDA when available, else CPU), "cpu", "cuda" or "cuda:N". ``precision``: "auto"
     (bf16 autocast where measured faster on this CPU, resolved on first use), "32", "bf16-mixed" or
@@ -234,6 +235,9 @@ def load_model(model_dir: str | os.PathLike, device: str = "auto", batch_size: i
 
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise InpaintsegError(f"batch_size must be a positive integer, got {batch_size!r}.")
+    from inpaintseg.model.shipped import resolve_model_dir
+
+    model_dir = resolve_model_dir(model_dir)
     device = resolve_device(device)
     network, config = load_model_dir(model_dir, device="cpu")
     try:

@@ -1,8 +1,9 @@
 """The whole pipeline on built-in demo data: the README's main command (`inpaintseg demo`).
 
-demo-data -> train (a CPU-sized network on a wall-clock budget) -> predict (TTA/CRF/threshold as
-validation chose) -> submission.csv -> evaluate (next to the all-empty and all-full baselines) ->
-report. Every step is the same code the individual commands run.
+demo-data -> the shipped `base` detector scored zero-shot -> fine-tune from it (`--init-from base`) on a
+wall-clock budget (or, with `from_scratch`, train a CPU-sized network from random init, the seed's path) ->
+predict (TTA/CRF/threshold as validation chose) -> submission.csv -> evaluate (next to the all-empty and
+all-full baselines) -> report. Every step is the same code the individual commands run.
 
 The training budget covers the whole `train()` call (epochs, validation, start-up, calibration, export).
 `inpaintseg.training.budget.plan_training` sizes the epochs from this machine's measured speeds on the real
@@ -24,6 +25,7 @@ DEMO_BASE_CHANNELS = 8
 DEMO_IMG_SIZE = 256
 DEMO_BATCH_SIZE = 8
 DEMO_LR = 2e-3
+DEMO_FINETUNE_LR = 5e-4  # fine-tuning from base: a quarter of the from-scratch rate keeps the pretrained features
 FIT_TIME_LIMIT = 1.25  # training stops at this multiple of its planned time (the schedule is cut, not the demo)
 BUDGET_FILE = "budget.json"  # the plan, the seconds used, both precisions and the test Dice of a demo run
 
@@ -32,22 +34,62 @@ def _log(message: str) -> None:
     print(f"demo: {message}", file=sys.stderr, flush=True)
 
 
+def _predict_and_score(model_dir, data: Path, out: Path, device: str, precision: str,
+                       label: str) -> tuple[dict, dict]:
+    """Predict the demo test images with `model_dir` into `out`, evaluate them: (evaluation, precision used)."""
+    from inpaintseg.api import load_model
+    from inpaintseg.evaluation.evaluate import evaluate
+    from inpaintseg.inference import predict_folder
+    from inpaintseg.inference.pipeline import SUBMISSION_FILE
+    from inpaintseg.synth.engine import META_FILE
+
+    model = load_model(model_dir, device=device, precision=precision)
+    _log(f"    {label}: predicting with {model.postprocess().describe()}")
+    _log(f"    {label}: {model.describe_precision()}")
+    files = {"submission": out / SUBMISSION_FILE, "masks": out / "pred_masks", "probs": out / "pred_probs",
+             "scores": out / "scores.csv"}
+    predicted = predict_folder(model, data / "test" / "images", out=files["submission"], masks_out=files["masks"],
+                               probs_out=files["probs"], scores_out=files["scores"])
+    if predicted.failures:
+        raise InpaintsegError(f"{len(predicted.failures)} demo test images could not be predicted: "
+                              + "; ".join(message for _, message in predicted.failures[:5]))
+    meta = data / "test" / META_FILE
+    evaluation = evaluate(data / "test" / "masks", submission=files["submission"], probs_dir=files["probs"],
+                          meta=meta if meta.is_file() else None, score_threshold=model.postprocess().threshold)
+    return evaluation, model.precision_choice.as_dict()
+
+
+def _train_config(data: Path, run_dir: Path, seed: int, precision: str, device: str, from_scratch: bool):
+    from inpaintseg.config import load_config
+    from inpaintseg.model.io import read_model_config
+    from inpaintseg.model.shipped import DEFAULT_MODEL, resolve_model_dir
+    from inpaintseg.training.finetune import resolve_init_from
+
+    overrides = {"data": str(data), "out": str(run_dir), "img_size": DEMO_IMG_SIZE, "batch_size": DEMO_BATCH_SIZE,
+                 "seed": seed, "precision": precision, "accelerator": "cuda" if device.startswith("cuda") else "cpu"}
+    if from_scratch:
+        overrides.update(base_channels=DEMO_BASE_CHANNELS, lr=DEMO_LR)
+    else:
+        base = resolve_model_dir(DEFAULT_MODEL)
+        overrides.update(init_from=str(base), lr=DEMO_FINETUNE_LR,
+                         input_mode=read_model_config(base)["input"]["mode"])
+    # The base's architecture replaces the model settings before the planner builds the network to time it.
+    return resolve_init_from(load_config(overrides=overrides))
 
 
 def run_demo(out: Path, budget_minutes: float = 7.0, n_train: int = 400, n_test: int = 100, seed: int = 0,
-             device: str = "auto", precision: str = "auto") -> int:
+             device: str = "auto", precision: str = "auto", from_scratch: bool = False) -> int:
     from inpaintseg import io
-    from inpaintseg.config import load_config
-    from inpaintseg.inference.pipeline import SUBMISSION_FILE
-    from inpaintseg.synth import generate_demo_data
-    from inpaintseg.synth.engine import META_FILE
-    from inpaintseg.api import load_model
-    from inpaintseg.evaluation.evaluate import baseline_submissions, evaluate, format_table
+    from inpaintseg.evaluation.evaluate import baseline_submissions, evaluate
     from inpaintseg.evaluation.report import PredictionFiles, write_report
-    from inpaintseg.inference import predict_folder, resolve_device
+    from inpaintseg.inference import resolve_device
+    from inpaintseg.inference.pipeline import SUBMISSION_FILE
+    from inpaintseg.model.shipped import DEFAULT_MODEL
     from inpaintseg.precision import check_precision
+    from inpaintseg.synth import generate_demo_data
     from inpaintseg.training import train
     from inpaintseg.training.budget import plan_training
+    from inpaintseg.training.usefulness import verdict_message
 
     if not budget_minutes > 0:
         raise InpaintsegError(f"--budget-minutes must be positive, got {budget_minutes}.")
@@ -59,71 +101,79 @@ def run_demo(out: Path, budget_minutes: float = 7.0, n_train: int = 400, n_test:
         raise InpaintsegError(f"{out} already holds a demo run ({run_dir}). Remove it or pass another --out.")
     device = resolve_device(device)
 
-    _log(f"1/6 generating demo data in {data} ({n_train} train, {n_test} test images, 256x256)")
+    _log(f"1/7 generating demo data in {data} ({n_train} train, {n_test} test images, 256x256)")
     generate_demo_data(data, n_train=n_train, n_test=n_test, size=DEMO_IMG_SIZE, seed=seed)
 
-    config = load_config(overrides={
-        "data": str(data), "out": str(run_dir), "base_channels": DEMO_BASE_CHANNELS, "img_size": DEMO_IMG_SIZE,
-        "batch_size": DEMO_BATCH_SIZE, "lr": DEMO_LR, "seed": seed, "precision": precision,
-        "accelerator": "cuda" if device.startswith("cuda") else "cpu",
-    })
+    rows = {}
+    if not from_scratch:
+        _log(f"2/7 scoring the shipped detector '{DEFAULT_MODEL}' zero-shot (no training) on the test images")
+        rows[f"{DEFAULT_MODEL} zero-shot"], _ = _predict_and_score(
+            DEFAULT_MODEL, data, out / "base_zero_shot", device, precision, f"{DEFAULT_MODEL} zero-shot")
+    else:
+        _log("2/7 --from-scratch: no shipped detector (training a new network from random init)")
+
+    config = _train_config(data, run_dir, seed, precision, device, from_scratch)
     budget = budget_minutes * 60
-    _log(f"2/6 measuring this machine's training speed on the demo data ({precision} precision requested)")
+    _log(f"3/7 measuring this machine's training speed on the demo data ({precision} precision requested)")
     plan = plan_training(config, budget, predict_precision=precision)
     _log(f"    training {plan.precision_choice.describe()}")
     _log(f"    plan: {plan.describe()}")
-    _log(f"    training width {DEMO_BASE_CHANNELS} at {DEMO_IMG_SIZE}x{DEMO_IMG_SIZE} on {device}")
+    how = "trained from scratch" if from_scratch else f"fine-tuned from {DEFAULT_MODEL}"
+    _log(f"    {how}: width {plan.config.base_channels}, {plan.config.input_mode} {DEMO_IMG_SIZE}x{DEMO_IMG_SIZE}, "
+         f"lr {plan.config.lr:g} on {device}")
     # A safety net if the machine slows down after planning: fit stops at 1.25 x its planned time.
     config = plan.config.replace(max_time_minutes=FIT_TIME_LIMIT * plan.epochs.planned_seconds / 60)
     result = train(config, precision_choice=plan.precision_choice, predict_precision=precision)
     used = {"planned_seconds": round(plan.planned_seconds, 1), "used_seconds": round(result.seconds, 1),
             "budget_seconds": budget, "used_fraction": round(result.seconds / budget, 4),
             "epochs_planned": plan.config.epochs, "epochs_completed": result.epochs_completed,
-            "timings": result.timings, "plan": plan.as_dict()}
+            "timings": result.timings, "plan": plan.as_dict(), "from_scratch": from_scratch}
     _log(f"    budget: planned {plan.planned_seconds:.0f} s, used {result.seconds:.0f} s of {budget:.0f} s "
          f"({100 * result.seconds / budget:.0f}%; fit {result.timings.get('fit', 0):.0f} s, calibration "
          f"{result.timings.get('calibration', 0):.0f} s, estimated {plan.calibration_seconds:.0f} s); "
          f"{result.epochs_completed} of {plan.config.epochs} epochs")
     print(result.summary(), file=sys.stderr)
 
-    submission = out / SUBMISSION_FILE
-    pred_masks, pred_probs, scores = out / "pred_masks", out / "pred_probs", out / "scores.csv"
-    _log("3/6 predicting the test images (TTA, CRF and threshold as validation chose)")
-    model = load_model(result.model_dir, device=device, precision=precision)
-    _log(f"predicting with {model.postprocess().describe()}; {model.describe_precision()}")
-    predicted = predict_folder(model, data / "test" / "images", out=submission, masks_out=pred_masks,
-                               probs_out=pred_probs, scores_out=scores)
-    if predicted.failures:
-        raise InpaintsegError(f"{len(predicted.failures)} demo test images could not be predicted: "
-                              + "; ".join(message for _, message in predicted.failures[:5]))
-
-    _log("4/6 evaluating against the ground truth, next to the trivial baselines")
+    _log("4/7 predicting the test images (TTA, CRF and threshold as validation chose)")
+    evaluation, predict_precision = _predict_and_score(result.model_dir, data, out, device, precision, how)
+    rows[how] = evaluation
+    _log("5/7 evaluating against the ground truth, next to the trivial baselines")
     truth = data / "test" / "masks"
-    meta = data / "test" / META_FILE
-    post = model.postprocess()
-    evaluation = evaluate(truth, submission=submission, probs_dir=pred_probs, meta=meta if meta.is_file() else None,
-                          score_threshold=post.threshold)
     io.atomic_write_text(out / "evaluation.json", json.dumps(evaluation, indent=2))
-    io.atomic_write_text(out / BUDGET_FILE, json.dumps({**used, "predict_precision": model.precision_choice.as_dict(),
-                                                        "dice_mean": evaluation["dice_mean"],
-                                                        "dice_pooled": evaluation["dice_pooled"]}, indent=2))
+    io.atomic_write_text(out / BUDGET_FILE, json.dumps(
+        {**used, "predict_precision": predict_precision, "dice_mean": evaluation["dice_mean"], "dice_pooled": evaluation["dice_pooled"],
+         "rows": {name: {"dice_mean": r["dice_mean"], "dice_pooled": r["dice_pooled"]} for name, r in rows.items()}},
+        indent=2))
     baselines = {name: evaluate(truth, submission=path) for name, path in baseline_submissions(truth, out).items()}
 
-    _log("5/6 writing the report (from the predictions above)")
+    _log("6/7 writing the report (from the predictions above)")
     report = write_report(run_dir, images_dir=data / "test" / "images", truth_dir=truth, device=device,
-                          predictions=PredictionFiles(submission, pred_masks, pred_probs))
+                          predictions=PredictionFiles(out / SUBMISSION_FILE, out / "pred_masks", out / "pred_probs"))
 
-    minutes = (time.perf_counter() - started) / 60
-    _log(f"6/6 done in {minutes:.1f} minutes")
+    _log(f"7/7 done in {(time.perf_counter() - started) / 60:.1f} minutes")
+    _print_results(evaluation, rows, baselines, verdict_message(result.model_config.get("validation", {})))
+    _print_outputs(data, run_dir, result.model_dir, out, report)
+    return 0
+
+
+def _print_results(evaluation: dict, rows: dict, baselines: dict, verdict: str | None) -> None:
+    from inpaintseg.evaluation.evaluate import format_table
+
     print(format_table(evaluation))
     print("\nTest Dice (mean per image / pooled over pixels):")
-    print(f"  model      {evaluation['dice_mean']:.4f} / {evaluation['dice_pooled']:.4f}")
-    for name, res in baselines.items():
-        print(f"  {name:<10} {res['dice_mean']:.4f} / {res['dice_pooled']:.4f}")
+    for name, res in {**rows, **baselines}.items():
+        print(f"  {name:<24} {res['dice_mean']:.4f} / {res['dice_pooled']:.4f}")
+    if verdict:
+        print(f"\n{verdict}")
+
+
+def _print_outputs(data: Path, run_dir: Path, model_dir: Path, out: Path, report: Path) -> None:
+    from inpaintseg.inference.pipeline import SUBMISSION_FILE
+
     print("\nOutputs:")
-    for label, path in [("dataset", data), ("run folder", run_dir), ("model", result.model_dir),
-                        ("submission", submission), ("predicted masks", pred_masks), ("probability maps", pred_probs),
-                        ("image scores", scores), ("evaluation", out / "evaluation.json"),
-                        ("budget and timing", out / BUDGET_FILE), ("report", report)]:
+    for label, path in [("dataset", data), ("run folder", run_dir), ("model", model_dir),
+                        ("submission", out / SUBMISSION_FILE), ("predicted masks", out / "pred_masks"),
+                        ("probability maps", out / "pred_probs"), ("image scores", out / "scores.csv"),
+                        ("evaluation", out / "evaluation.json"), ("budget and timing", out / BUDGET_FILE),
+                        ("report", report)]:
         print(f"  {label:<17} {path}")
-    return 0

@@ -5,6 +5,10 @@ import argparse
 import sys
 
 
+MODEL_HELP = ("model folder holding weights.safetensors and config.json (e.g. runs/<run>/model), or base: the "
+              "detector shipped with inpaintseg")
+
+
 def add_command(subparsers, name: str, help: str, description: str, examples: str) -> argparse.ArgumentParser:
     """Add a subcommand parser whose --help ends with usage examples."""
     return subparsers.add_parser(

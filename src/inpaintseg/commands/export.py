@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from inpaintseg.commands import add_command, int_at_least
+from inpaintseg.commands import MODEL_HELP, add_command, int_at_least
 
 FORMATS = ("onnx",)
 
@@ -25,8 +25,7 @@ def register(subparsers) -> None:
         examples="  inpaintseg export --model runs/x/model --format onnx\n"
         "  inpaintseg predict --model runs/x/model --images test/images --engine onnx\n",
     )
-    p.add_argument("--model", required=True, metavar="MODEL_DIR",
-                   help="model folder holding weights.safetensors and config.json (e.g. runs/<run>/model)")
+    p.add_argument("--model", required=True, metavar="MODEL_DIR", help=MODEL_HELP)
     p.add_argument("--format", choices=FORMATS, default="onnx", help="export format (default onnx)")
     p.add_argument("--opset", type=int_at_least(13), default=ONNX_OPSET,
                    help=f"ONNX opset version (default {ONNX_OPSET})")

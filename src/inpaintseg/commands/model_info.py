@@ -1,4 +1,5 @@
-"""`inpaintseg model-info`: parameter count and forward GFLOPs of a network width."""
+"""`inpaintseg model-info`: parameter count and forward GFLOPs of a network width, or of a model folder with its
+card (`inpaintseg model-info base`)."""
 
 from __future__ import annotations
 
@@ -18,11 +19,16 @@ def register(subparsers) -> None:
         "multiply-adds of every convolution, counted with torch.utils.flop_counter) and a per-stage "
         "breakdown. A training step costs about 3x the forward FLOPs.",
         examples="  inpaintseg model-info\n"
+        "  inpaintseg model-info base                               # the shipped detector and its card\n"
+        "  inpaintseg model-info runs/x/model\n"
         "  inpaintseg model-info --base-channels 32 --img-size 512\n"
         "  inpaintseg model-info --base-channels 16 --no-attention   # the plain U-Net ablation\n"
         "  inpaintseg model-info --input-stem rgb+srm+bayar+npr      # cost of the forensic stem\n"
         "  inpaintseg model-info --encoder timm:resnet18             # a timm backbone (the [encoders] extra)\n",
     )
+    p.add_argument("model", nargs="?", default=None, metavar="MODEL_DIR",
+                   help="a model folder, or base (the shipped detector): print its architecture, training record "
+                   "and card; the width flags below are then ignored")
     p.add_argument("--base-channels", type=int_at_least(1), default=16,
                    help="channels of the first stage; stage i has base x 2^i (default 16)")
     p.add_argument("--depth", type=int_at_least(1), default=4,
@@ -44,6 +50,8 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from inpaintseg.model import ARCH_NAME, build_model, count_parameters, model_flops, stage_summary
 
+    if args.model is not None:
+        return _run_folder(args)
     arch = {"name": ARCH_NAME, "in_channels": args.in_channels, "base_channels": args.base_channels,
             "depth": args.depth, "attention": not args.no_attention, "input_stem": args.input_stem,
             "encoder": args.encoder}
@@ -65,4 +73,25 @@ def run(args: argparse.Namespace) -> int:
     print(f"{'stage':<12} {'parameters':>12} {'GFLOPs':>9}")
     for name, stage_params, stage_flops in stage_summary(model, args.img_size):
         print(f"{name:<12} {stage_params:>12,} {stage_flops / 1e9:>9.3f}")
+    return 0
+
+
+def _run_folder(args: argparse.Namespace) -> int:
+    from inpaintseg.model import count_parameters, model_flops
+    from inpaintseg.model.card import card_lines
+    from inpaintseg.model.io import load_model_dir
+    from inpaintseg.model.shipped import resolve_model_dir
+
+    folder = resolve_model_dir(args.model)
+    network, config = load_model_dir(folder)
+    size = config["input"]["size"]
+    post = config["postprocess"]
+    print(f"model: {folder}")
+    print(f"architecture: {network.architecture()}")
+    print(f"input: {config['input']['mode']} {size}x{size}; threshold {post['threshold']}, tta {post.get('tta')}, "
+          f"crf {post.get('crf')}")
+    print(f"parameters: {count_parameters(network):,}; forward GFLOPs per {size}x{size} tile: "
+          f"{model_flops(network, size) / 1e9:.3f}")
+    for line in card_lines(config):
+        print(line)
     return 0

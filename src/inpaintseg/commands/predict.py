@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from inpaintseg.commands import (add_command, add_max_pixels_argument, add_precision_argument,
+from inpaintseg.commands import (MODEL_HELP, add_command, add_max_pixels_argument, add_precision_argument,
                                  add_progress_arguments, add_renamed, int_at_least, rle_order_argument,
                                  threshold_or_auto)
 from inpaintseg.inference.pipeline import SUBMISSION_FILE
@@ -20,7 +20,7 @@ def add_predict_arguments(p: argparse.ArgumentParser, model_required: bool = Tru
                           images_default: str | None = None, out_default: str = SUBMISSION_FILE) -> None:
     """The predict options; `main.py` reuses them with a default model and images folder."""
     p.add_argument("--model", required=model_required, default=None, metavar="MODEL_DIR",
-                   help="model folder holding weights.safetensors and config.json (e.g. runs/<run>/model)"
+                   help=MODEL_HELP
                    + ("" if model_required else "; default: the newest runs/*/model"))
     p.add_argument("--images", required=images_default is None, default=images_default, metavar="DIR|FILE|GLOB",
                    help="folder of images to predict, one image file, or a quoted glob pattern such as "

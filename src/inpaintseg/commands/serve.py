@@ -6,7 +6,8 @@ import argparse
 import os
 import sys
 
-from inpaintseg.commands import add_command, int_at_least, positive_number
+from inpaintseg.commands import MODEL_HELP, add_command, int_at_least, positive_number
+from inpaintseg.model.shipped import DEFAULT_MODEL
 from inpaintseg.service.settings import (DEFAULT_HOST, DEFAULT_MAX_PIXELS, DEFAULT_MAX_UPLOAD_MB, DEFAULT_PORT,
                                          DEFAULT_QUEUE)
 
@@ -31,12 +32,13 @@ def register(subparsers) -> None:
         "POST /api/v1/predict, GET /api/v1/model, GET /healthz (OpenAPI at /openapi.json and /docs). "
         "Listens on 127.0.0.1 unless --host says otherwise. Needs the optional extra: "
         "pip install 'inpaintseg[serve]' (make installs it).",
-        examples="  inpaintseg serve --model demo_out/run/model\n"
+        examples="  inpaintseg serve                      # the shipped base detector\n"
+        "  inpaintseg serve --model demo_out/run/model\n"
         "  inpaintseg serve --model runs/x/model --port 8080 --token \"$(openssl rand -hex 16)\"\n"
         "  curl -F image=@photo.jpg -F threshold=0.4 http://127.0.0.1:8000/api/v1/predict\n",
     )
-    p.add_argument("--model", required=True, metavar="MODEL_DIR",
-                   help="model folder holding weights.safetensors and config.json (e.g. runs/<run>/model)")
+    p.add_argument("--model", default=DEFAULT_MODEL, metavar="MODEL_DIR",
+                   help=MODEL_HELP + f" (default {DEFAULT_MODEL})")
     p.add_argument("--host", default=DEFAULT_HOST,
                    help=f"address to listen on (default {DEFAULT_HOST}: this machine only; 0.0.0.0 = every "
                    "interface, use it with --token)")

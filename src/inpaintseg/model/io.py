@@ -23,6 +23,7 @@ from typing import Any
 from inpaintseg.errors import ConfigError, ModelLoadError, name_list
 from inpaintseg.io import atomic_path, atomic_write_text
 from inpaintseg.data.input_spec import check_input_section
+from inpaintseg.model.shipped import resolve_model_dir
 
 FORMAT_VERSION = 1
 SUPPORTED_FORMAT_VERSIONS = (1,)
@@ -117,8 +118,8 @@ def save_model_dir(model_dir: str | os.PathLike, model: Any, config: Mapping) ->
 
 
 def read_model_config(model_dir: str | os.PathLike) -> dict:
-    """Read and validate `model_dir/config.json` (without touching the weights)."""
-    model_dir = Path(model_dir)
+    """Read and validate `model_dir/config.json` (without touching the weights); `base` is the shipped model."""
+    model_dir = resolve_model_dir(model_dir)
     if not model_dir.exists():
         raise ModelLoadError(f"{model_dir}: model folder not found. Pass the folder that holds "
                              f"{WEIGHTS_FILE} and {CONFIG_FILE} (e.g. runs/<run>/model).")
@@ -217,7 +218,7 @@ def load_model_dir(model_dir: str | os.PathLike, device: Any = "cpu") -> tuple[A
     from safetensors import SafetensorError, safe_open
     from safetensors.torch import load_file
 
-    model_dir = Path(model_dir)
+    model_dir = resolve_model_dir(model_dir)
     config = read_model_config(model_dir)
     weights_path = model_dir / WEIGHTS_FILE
     try:
@@ -259,7 +260,7 @@ def update_model_config(model_dir: str | os.PathLike, updates: Mapping) -> dict:
     (so `{"postprocess": {"threshold": 0.4}}` keeps the other postprocess keys); any other value
     replaces the old one. The result is validated before it is written.
     """
-    model_dir = Path(model_dir)
+    model_dir = resolve_model_dir(model_dir)
     config = read_model_config(model_dir)
     for key, value in updates.items():
         if isinstance(value, Mapping) and isinstance(config.get(key), dict):

@@ -40,6 +40,7 @@ from inpaintseg.training.callbacks import (AtomicCheckpointIO, EpochLogLine, Epo
                                            ThroughputProgressBar)
 from inpaintseg.training.hardware import Hardware, is_primary_process, resolve_hardware, tune_cpu
 from inpaintseg.training.console import describe_run, quiet_lightning_log, quiet_lightning_warnings
+from inpaintseg.training.usefulness import verdict_message
 from inpaintseg.training.export import build_model_config, calibrate, chosen_dice, export_network, load_best_weights
 from inpaintseg.training.module import NonFiniteLossError, SegmentationModule
 from inpaintseg.training.precision_choice import PRECISION_ENV, resolve_training_precision
@@ -205,6 +206,9 @@ class TrainResult:
             lines.append(f"model: {self.model_dir}  (best epoch {self.best_epoch}: {scores})")
             lines.append(f"threshold {self.postprocess.get('threshold')}, tta {self.postprocess.get('tta')}, "
                          f"crf {self.postprocess.get('crf')}")
+            verdict = verdict_message(self.model_config.get("validation", {}))
+            if verdict:
+                lines.append(verdict)
         return "\n".join(lines)
 
 
@@ -335,6 +339,7 @@ def _train(config: TrainConfig, run_dir: Path, hardware: Hardware, ckpt_path: Pa
     result.timings["calibration"] = round(time.perf_counter() - calibration_started, 2)
     model_config["postprocess"] = result.postprocess
     result.metrics["threshold_val_dice"] = chosen_dice(result.postprocess)
+    model_config["validation"] = _validation_section(datamodule, result.metrics["threshold_val_dice"])
     result.network, result.model_config = network, model_config
     if module.hparams.architecture is not None:
         from inpaintseg.model.io import save_model_dir
@@ -343,6 +348,13 @@ def _train(config: TrainConfig, run_dir: Path, hardware: Hardware, ckpt_path: Pa
     result.seconds = time.perf_counter() - started
     result.timings["export"] = round(result.seconds - sum(result.timings.values()), 2)
     return result
+
+
+def _validation_section(datamodule, dice: float | None) -> dict:
+    from inpaintseg.io import read_mask
+    from inpaintseg.training.usefulness import validation_section
+
+    return validation_section(dice, (read_mask(s.mask_path) for s in datamodule.val_set.samples if s.mask_path is not None))
 
 
 def _non_finite_message(exc: NonFiniteLossError, run_dir: Path, config: TrainConfig) -> InpaintsegError:

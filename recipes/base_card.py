@@ -1,0 +1,156 @@
+"""The numbers of a model's card (docs/model-card.md): measured, never typed.
+
+    python recipes/base_card.py --model base --fresh WORK/fresh/test --out WORK/card --write
+
+Scores, through the product's own predict and evaluate:
+- the fresh engine test set (another seed than the training data: recipes/base.py writes it): Dice next to the
+  all-empty / all-full baselines, pixel and image AUC, Dice per family and per method;
+- its untouched photos: the share flagged manipulated at the stored image threshold (false-alarm rate) and the
+  mean false-positive area;
+- robustness: the same test images after JPEG 90/70/50 and a down-then-up rescale 0.5/0.75;
+- the real rows: ../shared/realinpaint (real deep-generative inpaintings, per folder, image AUC against the
+  originals; benchmarks/realinpaint.py) and ../shared/realworld (real splices / copy-moves), when present.
+`--write` stores them as the `card` section of the model's config.json (what `model-info` and the service show).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import importlib.util
+import json
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+ROBUSTNESS = ("jpeg90", "jpeg70", "jpeg50", "down0.5", "down0.75")
+
+
+def _module(path: Path, name: str):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _predict(model, images: Path, out: Path) -> Path:
+    from inpaintseg.inference import predict_folder
+
+    out.mkdir(parents=True, exist_ok=True)
+    predict_folder(model, images, out=out / "submission.csv", probs_out=out / "probs", scores_out=out / "scores.csv",
+                   progress=False)
+    return out
+
+
+def _evaluate(truth: Path, pred: Path, threshold: float, meta: Path | None = None) -> dict:
+    from inpaintseg.evaluation.evaluate import evaluate
+
+    return evaluate(truth, submission=pred / "submission.csv", probs_dir=pred / "probs", meta=meta,
+                    score_threshold=threshold)
+
+
+def untouched_rates(scores_csv: Path, meta: dict) -> dict:
+    """False-alarm rate (flagged at the stored image threshold) and mean FP area over the untouched images."""
+    untouched = {stem for stem, info in meta["images"].items() if info.get("method") == "none"}
+    with open(scores_csv, newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["ImageId"] in untouched]
+    n = len(rows)
+    return {"n": n, "false_alarm_rate": sum(int(r["predicted_label"]) for r in rows) / max(n, 1),
+            "fp_area_mean": sum(float(r["manipulated_fraction"]) for r in rows) / max(n, 1)}
+
+
+def fresh_rows(model, fresh: Path, out: Path) -> tuple[dict, dict]:
+    from inpaintseg.evaluation.evaluate import baseline_submissions, evaluate
+
+    threshold = model.postprocess().threshold
+    pred = _predict(model, fresh / "images", out / "fresh")
+    result = _evaluate(fresh / "masks", pred, threshold, fresh / "meta.json")
+    baselines = {name: round(evaluate(fresh / "masks", submission=path)["dice_mean"], 4)
+                 for name, path in baseline_submissions(fresh / "masks", out).items()}
+    row = {"n": result["n_images"], "dice_mean": round(result["dice_mean"], 4),
+           "dice_pooled": round(result["dice_pooled"], 4), "pixel_auc": result.get("pixel_auc"),
+           "image_auc": result.get("image_auc"), "baselines": baselines,
+           "by_family": {k: round(v["dice_mean"] if isinstance(v, dict) else v, 4)
+                         for k, v in result.get("by_family", {}).items()},
+           "by_method": {k: round(v["dice_mean"] if isinstance(v, dict) else v, 4)
+                         for k, v in result.get("by_method", {}).items()}}
+    meta = json.loads((fresh / "meta.json").read_text())
+    return row, untouched_rates(pred / "scores.csv", meta)
+
+
+def robustness_rows(model, fresh: Path, out: Path) -> dict:
+    bench = _module(REPO / "benchmarks" / "bench_common.py", "bench_common")
+    rows = {}
+    for kind in ROBUSTNESS:
+        images = bench.perturbed_folder(fresh / "images", kind, out / "perturbed" / kind)
+        pred = _predict(model, images, out / "robust" / kind)
+        rows[kind] = round(_evaluate(fresh / "masks", pred, model.postprocess().threshold)["dice_mean"], 4)
+    return rows
+
+
+def realworld_rows(model, out: Path) -> list[dict]:
+    rows = []
+    for folder in sorted((SHARED / "realworld").glob("*/images")):
+        name = folder.parent.name
+        pred = _predict(model, folder, out / "realworld" / name)
+        result = _evaluate(folder.parent / "masks", pred, model.postprocess().threshold)
+        rows.append({"name": f"realworld/{name}", "n": result["n_images"], "dice_mean": round(result["dice_mean"], 4),
+                     "pixel_auc": result.get("pixel_auc"), "image_auc": None})
+    return rows
+
+
+def realinpaint_rows(model) -> list[dict]:
+    script = REPO / "benchmarks" / "realinpaint.py"
+    data = SHARED / "realinpaint"
+    if not script.is_file() or not data.is_dir():
+        return []
+    bench = _module(script, "realinpaint_bench")
+    predict, _ = bench.model_predictor(model)
+    post = model.postprocess()
+    result = bench.score_data(data, predict, post.threshold, post.threshold)
+    rows = []
+    for name, row in [*result["folders"].items(), *result["summary"].items()]:
+        rows.append({"name": f"realinpaint/{name}", **{k: _finite(v) for k, v in row.items()}})
+    return rows
+
+
+def _finite(value):
+    return None if isinstance(value, float) and value != value else value
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", default="base", help="model folder or base (default base)")
+    p.add_argument("--fresh", type=Path, required=True, help="the fresh engine test split (images/, masks/, meta.json)")
+    p.add_argument("--out", type=Path, required=True, help="work folder for predictions")
+    p.add_argument("--write", action="store_true", help="store the card in the model's config.json")
+    args = p.parse_args(argv)
+    from inpaintseg.api import load_model
+    from inpaintseg.model.io import update_model_config
+    from inpaintseg.model.shipped import resolve_model_dir
+
+    started = time.perf_counter()
+    model = load_model(args.model, device="cpu")
+    fresh, untouched = fresh_rows(model, args.fresh, args.out)
+    print(f"fresh: {json.dumps(fresh)}\nuntouched: {json.dumps(untouched)}", flush=True)
+    robustness = robustness_rows(model, args.fresh, args.out)
+    print(f"robustness: {json.dumps(robustness)}", flush=True)
+    real = realinpaint_rows(model) + realworld_rows(model, args.out)
+    for row in real:
+        print(f"real: {json.dumps(row)}", flush=True)
+    card = {"fresh_test": fresh, "untouched": untouched, "robustness": robustness, "real_rows": real,
+            "measured": time.strftime("%Y-%m-%d", time.gmtime()),
+            "command": "python recipes/base_card.py " + " ".join(sys.argv[1:] if argv is None else argv),
+            "seconds": round(time.perf_counter() - started)}
+    (args.out / "card.json").write_text(json.dumps(card, indent=2))
+    if args.write:
+        update_model_config(resolve_model_dir(args.model), {"card": card})
+    print(f"card: {args.out / 'card.json'} ({card['seconds']} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

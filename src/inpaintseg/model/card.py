@@ -1,0 +1,70 @@
+"""A model's card in plain lines: what it was trained on, how long, and what it scores.
+
+Reads two optional sections of config.json: `recipe` (written by recipes/base.py: engine arguments, photo
+sources, chunks with steps, images seen, machine and wall time) and `card` (the measured scores of
+recipes/base_card.py: fresh engine test set next to the baselines, untouched photos, the real rows, robustness).
+A model trained by `inpaintseg train` has neither; its card says what its validation gave.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f} %"
+
+
+def _num(value: float | None) -> str:
+    return "n/a" if value is None or value != value else f"{value:.3f}"
+
+
+def training_lines(recipe: Mapping) -> list[str]:
+    chunks = recipe.get("chunks", [])
+    engine = recipe.get("engine", {}).get("arguments", {})
+    photos = [p.get("package") or p.get("source") for p in recipe.get("photos", [])]
+    lines = [f"trained on: {engine.get('n_train', '?')} engine images ({engine.get('size', '?')} px, all families, "
+             f"data seed {recipe.get('data_seed', '?')}); photos: {'; '.join(str(p) for p in photos)}",
+             f"training: {len(chunks)} chunk(s), {recipe.get('optimizer_steps_total', '?'):,} optimiser steps, "
+             f"{recipe.get('images_seen_total', '?'):,} images seen"]
+    for c in chunks:
+        lines.append(f"  chunk {c.get('chunk')}: {c.get('epochs')} epochs, {c.get('optimizer_steps')} steps, "
+                     f"{c.get('train_seconds', 0) / 60:.0f} min on {c.get('machine')} ({c.get('precision')}), "
+                     f"{c.get('date')}")
+    return lines
+
+
+def score_lines(card: Mapping) -> list[str]:
+    lines = []
+    fresh = card.get("fresh_test")
+    if fresh:
+        base = fresh.get("baselines", {})
+        lines.append(f"fresh engine test set ({fresh.get('n')} images): Dice {_num(fresh.get('dice_mean'))} "
+                     f"(all-full {_num(base.get('all-full'))}, all-empty {_num(base.get('all-empty'))}), "
+                     f"pixel AUC {_num(fresh.get('pixel_auc'))}, image AUC {_num(fresh.get('image_auc'))}")
+    untouched = card.get("untouched")
+    if untouched:
+        lines.append(f"untouched photos ({untouched.get('n')}): false alarms {_pct(untouched.get('false_alarm_rate'))}, "
+                     f"mean false-positive area {_pct(untouched.get('fp_area_mean'))}")
+    if card.get("robustness"):
+        lines.append("robustness (Dice): " + ", ".join(f"{k} {_num(v)}" for k, v in card["robustness"].items()))
+    for row in card.get("real_rows", []):
+        lines.append(f"{row['name']} ({row.get('n')} images): Dice {_num(row.get('dice_mean'))}, pixel AUC "
+                     f"{_num(row.get('pixel_auc'))}, image AUC {_num(row.get('image_auc'))}")
+    for limit in card.get("limits", []):
+        lines.append(f"limit: {limit}")
+    return lines
+
+
+def card_lines(config: Mapping) -> list[str]:
+    """The card of a model from its config.json (empty sections give a short note)."""
+    lines = []
+    if config.get("recipe"):
+        lines += training_lines(config["recipe"])
+    if config.get("card"):
+        lines += score_lines(config["card"])
+    if not lines:
+        val = config.get("validation") or {}
+        note = (f"validation Dice {val['dice']:.3f}" if "dice" in val else "no recorded scores")
+        lines.append(f"trained by `inpaintseg train` ({note}); no model card")
+    return lines

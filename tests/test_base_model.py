@@ -1,0 +1,117 @@
+"""The shipped `base` detector (issue 22): name resolution, packaging, cards, the usefulness verdict, the recipe."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import REPO, export_tiny_model
+from inpaintseg.cli import main
+from inpaintseg.errors import ModelLoadError
+from inpaintseg.model import shipped
+from inpaintseg.training.usefulness import baseline_dice, validation_section, verdict_message
+
+
+def test_base_resolves_to_the_package_folder():
+    folder = shipped.resolve_model_dir("base")
+    assert folder == shipped.SHIPPED_ROOT / "base"
+    assert (folder / "weights.safetensors").is_file() and (folder / "config.json").is_file()
+
+
+def test_other_values_are_paths_and_a_local_base_folder_is_reached_with_dot_slash(tmp_path):
+    assert shipped.resolve_model_dir(tmp_path / "m") == tmp_path / "m"
+    assert shipped.resolve_model_dir("./base") == Path("base")  # not the shipped name
+    assert shipped.resolve_model_dir(Path("base")) == Path("base")  # a Path is always a path
+
+
+def test_a_missing_shipped_model_names_the_fix(tmp_path, monkeypatch):
+    monkeypatch.setattr(shipped, "SHIPPED_ROOT", tmp_path)
+    with pytest.raises(ModelLoadError, match="not in this installation.*Reinstall"):
+        shipped.resolve_model_dir("base")
+
+
+def test_load_model_defaults_to_base_and_predicts():
+    import inpaintseg
+
+    model = inpaintseg.load_model(device="cpu")
+    assert model.source == shipped.SHIPPED_ROOT / "base"
+    rng = np.random.default_rng(0)
+    pred = model.predict(rng.integers(0, 256, (64, 80, 3), dtype=np.uint8))
+    assert pred.mask.shape == (64, 80) and 0.0 <= pred.score <= 1.0
+
+
+def test_base_config_records_how_it_was_made():
+    config = json.loads((shipped.SHIPPED_ROOT / "base" / "config.json").read_text())
+    recipe = config["recipe"]
+    assert recipe["engine"]["arguments"]["n_train"] > 0 and recipe["chunks"]
+    for chunk in recipe["chunks"]:
+        assert {"optimizer_steps", "images_seen", "machine", "train_seconds", "command"} <= set(chunk)
+    assert recipe["optimizer_steps_total"] == sum(c["optimizer_steps"] for c in recipe["chunks"])
+
+
+def test_model_info_base_prints_the_card(capsys):
+    assert main(["model-info", "base"]) == 0
+    out = capsys.readouterr().out
+    assert "weights" in out and "optimiser steps" in out and "trained on:" in out
+
+
+def test_an_old_model_folder_without_card_sections_still_loads(tmp_path, capsys):
+    import inpaintseg
+
+    folder = export_tiny_model(tmp_path / "old")
+    assert "recipe" not in json.loads((folder / "config.json").read_text())
+    inpaintseg.load_model(folder, device="cpu")
+    assert main(["model-info", str(folder)]) == 0
+    assert "no model card" in capsys.readouterr().out
+
+
+def test_baseline_dice_by_hand():
+    empty = np.zeros((4, 4), np.uint8)
+    quarter = np.zeros((4, 4), np.uint8)
+    quarter[:2, :2] = 1
+    # all-full: empty truth -> 0; 4 of 16 -> 2*4 / (4 + 16) = 0.4; all-empty: 1 and 0.
+    assert baseline_dice([empty, quarter]) == pytest.approx((0.2, 0.5))
+
+
+def test_verdict_only_when_the_model_does_not_beat_both_baselines():
+    masks = [np.ones((2, 2), np.uint8)] * 3  # all-full Dice 1.0: nothing beats it
+    weak = validation_section(0.9, masks)
+    assert weak["useful"] is False and "not useful yet" in verdict_message(weak)
+    assert "--init-from base" in verdict_message(weak)
+    good = validation_section(0.5, [np.zeros((2, 2), np.uint8), np.eye(2, dtype=np.uint8)])  # baselines 0.33, 0.5
+    assert good["all_full_dice"] == pytest.approx(1 / 3, abs=1e-4)
+    assert good["useful"] is False  # 0.5 does not beat all-empty 0.5 by the margin
+    assert validation_section(0.6, [np.zeros((2, 2), np.uint8), np.eye(2, dtype=np.uint8)])["useful"] is True
+    assert verdict_message({}) is None
+
+
+@pytest.mark.slow
+def test_the_wheel_carries_the_base_weights(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                          "-w", str(tmp_path), str(REPO)], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    wheel = next(tmp_path.glob("inpaintseg-*.whl"))
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert {"inpaintseg/weights/base/weights.safetensors", "inpaintseg/weights/base/config.json"} <= names
+
+
+@pytest.mark.slow
+def test_the_recipe_runs_end_to_end_at_tiny_settings(tmp_path):
+    # The same code path as the shipped weights' recipe, tiny data and network; it never installs.
+    work = tmp_path / "work"
+    out = subprocess.run([sys.executable, str(REPO / "recipes" / "base.py"), "--work", str(work), "--tiny",
+                          "--workers", "1"], capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    config = json.loads((work / "run" / "model" / "config.json").read_text())
+    recipe = config["recipe"]
+    assert recipe["engine"]["arguments"]["generators"] == "tiny" and recipe["data_seed"] == 22
+    assert recipe["chunks"][0]["optimizer_steps"] > 0 and recipe["chunks"][0]["chunk"] == 1
+    assert 0.0 <= recipe["fresh_test"]["dice_mean"] <= 1.0 and "all-full" in recipe["fresh_test"]["baselines"]
+    assert config["validation"]["all_full_dice"] >= 0.0
+    assert "fresh test Dice" in out.stderr
