@@ -115,3 +115,18 @@ def test_the_recipe_runs_end_to_end_at_tiny_settings(tmp_path):
     assert 0.0 <= recipe["fresh_test"]["dice_mean"] <= 1.0 and "all-full" in recipe["fresh_test"]["baselines"]
     assert config["validation"]["all_full_dice"] >= 0.0
     assert "fresh test Dice" in out.stderr
+
+
+def test_a_stored_crf_is_skipped_with_a_note_when_pydensecrf_is_missing(monkeypatch):
+    from inpaintseg.inference import crf as crf_mod
+    from inpaintseg.inference.postprocess import resolve_postprocess
+
+    config = {"postprocess": {"threshold": 0.1, "tta": "d4", "crf": "gaussian", "calibration": {"table": [
+        {"tta": "d4", "crf": "off", "threshold": 0.21}, {"tta": "d4", "crf": "gaussian", "threshold": 0.1}]}}}
+    monkeypatch.setattr(crf_mod, "crf_available", lambda: False)
+    post = resolve_postprocess(config)
+    assert (post.crf, post.tta, post.threshold) == ("off", "d4", 0.21)
+    assert "pydensecrf2 not installed" in post.sources["crf"]
+    assert resolve_postprocess(config, threshold=0.4).threshold == 0.4  # an explicit threshold wins
+    monkeypatch.setattr(crf_mod, "crf_available", lambda: True)
+    assert resolve_postprocess(config).crf == "gaussian" and resolve_postprocess(config).threshold == 0.1

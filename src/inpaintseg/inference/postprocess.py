@@ -73,6 +73,14 @@ def check_postprocess_section(post: dict) -> None:
         crf_mod.validate_params(values, f"postprocess.crf_params.{variant}")
 
 
+def _table_threshold(post: dict, tta: str, crf: str) -> float | None:
+    """The threshold validation calibration chose for (tta, crf), from its table; None when not measured."""
+    for row in (post.get("calibration") or {}).get("table") or []:
+        if isinstance(row, dict) and row.get("tta") == tta and row.get("crf") == crf:
+            return row.get("threshold")
+    return None
+
+
 def resolve_postprocess(model_config: dict, tta: str = "auto", crf: str = "auto",
                         threshold: str | float = "auto") -> PostProcess:
     """Turn the CLI choices into concrete ones, following ``config["postprocess"]`` for ``auto``.
@@ -95,7 +103,13 @@ def resolve_postprocess(model_config: dict, tta: str = "auto", crf: str = "auto"
         raise ConfigError(f"model config postprocess.tta is {tta!r}; expected one of {', '.join(TTA_CHOICES)}. "
                           "Pass --tta explicitly or fix config.json.")
     stored_crf = post.get("crf", "off")
-    if crf == "auto":
+    crf_skipped = False
+    if crf == "auto" and stored_crf in crf_mod.CRF_VARIANTS and not crf_mod.crf_available():
+        # A stored CRF is a refinement, not part of the model: without pydensecrf2 (a plain `pip install`)
+        # predict without it, at the threshold calibration chose for the same TTA without CRF.
+        crf, crf_skipped = "off", True
+        sources["crf"] = f"stored {stored_crf} skipped: pydensecrf2 not installed, pip install 'inpaintseg[crf]'"
+    elif crf == "auto":
         crf = stored_crf
         sources["crf"] = stored if "crf" in post else "default: no calibration record"
     elif crf == "on":
@@ -111,7 +125,10 @@ def resolve_postprocess(model_config: dict, tta: str = "auto", crf: str = "auto"
         stored_params = post.get("crf_params") or {}
         params = stored_params.get(crf, crf_mod.CRF_PRESETS[crf])
         params = crf_mod.validate_params(params, f"postprocess.crf_params.{crf}")
-    if threshold == "auto":
+    if threshold == "auto" and crf_skipped and _table_threshold(post, tta, "off") is not None:
+        value = _table_threshold(post, tta, "off")
+        sources["threshold"] = f"{stored} (tta {tta} without CRF)"
+    elif threshold == "auto":
         value = post.get("threshold", DEFAULT_THRESHOLD)
         sources["threshold"] = stored if "threshold" in post else "default: no calibration record"
     else:
