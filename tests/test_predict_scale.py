@@ -288,7 +288,7 @@ def test_two_processes_write_the_csvs_of_one(tmp_path, capsys):
 @pytest.mark.slow
 def test_two_nodes_on_one_machine(tmp_path):
     # --num-nodes 2: the same command on each "node" with its --node-rank and MASTER_ADDR/PORT.
-    from inpaintseg.inference.sharding import free_port
+    from inpaintseg.sharding import free_port
 
     images = write_images(tmp_path / "imgs", [f"n{k:02d}.png" for k in range(7)])
     model = export_tiny_model(tmp_path / "model", size=16)

@@ -162,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
                    crf_workers=args.crf_workers, overlays_out=args.overlays_out,
                    score_threshold=args.score_threshold, rle_order=args.rle_order, resume=args.resume)
     if processes > 1:
-        from inpaintseg.inference.sharding import predict_sharded
+        from inpaintseg.sharding import predict_sharded
 
         result = predict_sharded(model, inputs, devices=args.num_devices, num_nodes=args.num_nodes,
                                  node_rank=args.node_rank, threads=args.threads, **options)

@@ -138,7 +138,7 @@ def _onnx_ready(model_dir, config: dict, int8: bool = False) -> Path:
 
     require_onnxruntime()
     if int8:
-        from inpaintseg.model.onnx_quantize import check_int8_file
+        from inpaintseg.inference.quantize import check_int8_file
 
         return check_int8_file(model_dir, config)
     return check_onnx_file(model_dir, config)

@@ -257,7 +257,7 @@ def predict_folder(model, images: str | os.PathLike | Sequence[Path] | ImageInpu
     image-level label's threshold (None = the pixel threshold); ``rle_order``: "row" (default) or "column".
 
     Rows are appended to a part file as images finish (`inference.journal`); ``resume=True`` skips the images
-    a killed run finished. ``shard=(rank, world)`` predicts only every world-th batch (`inference.sharding`);
+    a killed run finished. ``shard=(rank, world)`` predicts only every world-th batch (`inpaintseg.sharding`);
     ``merge=False`` leaves the part file for the caller to merge.
     """
     inputs = as_inputs(images, recursive)

@@ -29,7 +29,7 @@ SUPPORTED_FORMAT_VERSIONS = (1,)
 WEIGHTS_FILE = "weights.safetensors"
 CONFIG_FILE = "config.json"
 ONNX_FILE = "model.onnx"  # optional: `inpaintseg export --format onnx` (see model/onnx_export.py)
-INT8_FILE = "model.int8.onnx"  # optional: `inpaintseg export --format onnx --int8 IMAGES` (model/onnx_quantize.py)
+INT8_FILE = "model.int8.onnx"  # optional: `inpaintseg export --format onnx --int8 IMAGES` (inference/quantize.py)
 REQUIRED_SECTIONS = ("format_version", "architecture", "input", "postprocess")
 MISMATCH_LIMIT = 10
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from inpaintseg.config import TrainConfig
-from inpaintseg.planning import EpochPlan, measure_eval_rate, measure_train_rate, plan_epochs
+from inpaintseg.training.planning import EpochPlan, measure_eval_rate, measure_train_rate, plan_epochs
 from inpaintseg.precision import PrecisionChoice
 
 MEASURE_SHARE = 0.05  # each speed measurement may take this share of the budget (at least MEASURE_MIN_SECONDS)
