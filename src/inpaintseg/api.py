@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from inpaintseg import io
+from inpaintseg import fileio
 from inpaintseg.errors import ConfigError, InpaintsegError
 
 
@@ -57,7 +57,7 @@ def as_rgb_image(image: Any) -> np.ndarray:
     """A path, a PIL image or a numpy array -> uint8 (H, W, 3) RGB, by the same rules as file reading
     (grey expanded to RGB, alpha dropped). Raises InpaintsegError (a path's problems) or TypeError/ValueError."""
     if isinstance(image, (str, os.PathLike)):
-        return io.read_image(Path(image))
+        return fileio.read_image(Path(image))
     if not isinstance(image, np.ndarray) and hasattr(image, "convert") and hasattr(image, "mode"):
         return np.asarray(image.convert("RGB"), dtype=np.uint8)  # a PIL image
     if not isinstance(image, np.ndarray):

@@ -25,7 +25,7 @@ import yaml
 
 from inpaintseg.data.input_spec import INPUT_MODES
 from inpaintseg.errors import ConfigError
-from inpaintseg.io import atomic_write_text
+from inpaintseg.fileio import atomic_write_text
 from inpaintseg.model.spec import ARCH_NAME, INPUT_STEMS, MAX_BASE_CHANNELS, MAX_DEPTH, UNET_ENCODER, check_encoder
 from inpaintseg.precision import PRECISIONS
 

@@ -36,7 +36,7 @@ def _log(message: str) -> None:
 
 def run_demo(out: Path, budget_minutes: float = 7.0, n_train: int = 400, n_test: int = 100, seed: int = 0,
              device: str = "auto", precision: str = "auto") -> int:
-    from inpaintseg import io
+    from inpaintseg import fileio
     from inpaintseg.config import load_config
     from inpaintseg.inference.pipeline import SUBMISSION_FILE
     from inpaintseg.synth import generate_demo_data
@@ -103,8 +103,8 @@ def run_demo(out: Path, budget_minutes: float = 7.0, n_train: int = 400, n_test:
     post = model.postprocess()
     evaluation = evaluate(truth, submission=submission, probs_dir=pred_probs, meta=meta if meta.is_file() else None,
                           score_threshold=post.threshold)
-    io.atomic_write_text(out / "evaluation.json", json.dumps(evaluation, indent=2))
-    io.atomic_write_text(out / BUDGET_FILE, json.dumps({**used, "predict_precision": model.precision_choice.as_dict(),
+    fileio.atomic_write_text(out / "evaluation.json", json.dumps(evaluation, indent=2))
+    fileio.atomic_write_text(out / BUDGET_FILE, json.dumps({**used, "predict_precision": model.precision_choice.as_dict(),
                                                         "dice_mean": evaluation["dice_mean"],
                                                         "dice_pooled": evaluation["dice_pooled"]}, indent=2))
     baselines = {name: evaluate(truth, submission=path) for name, path in baseline_submissions(truth, out).items()}

@@ -289,7 +289,7 @@ def _valid_entry(entry) -> bool:
 def _write_cache(path: Path, key: str, entry: dict) -> bool:
     """Add `entry` (keeping the newest CACHE_MAX_ENTRIES); False when the folder is not writable."""
     from inpaintseg.errors import OutputError  # noqa: PLC0415
-    from inpaintseg.io import atomic_write_text  # noqa: PLC0415
+    from inpaintseg.fileio import atomic_write_text  # noqa: PLC0415
 
     entries = {k: v for k, v in _read_cache(path).items() if _valid_entry(v)}
     entries.pop(key, None)

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from inpaintseg.errors import DataError, name_list
-from inpaintseg.io import atomic_path
+from inpaintseg.fileio import atomic_path
 
 HEADER = ("ImageId", "EncodedPixels")
 ORDERS = ("C", "F")

@@ -72,7 +72,7 @@ def threshold_or_auto(text: str) -> str | float:
 def add_max_pixels_argument(p: argparse.ArgumentParser) -> None:
     """--max-pixels: the pixel limit of every image and mask read (checked from the header, before decoding).
     `inpaintseg.cli.run_guarded` applies it for the command's duration."""
-    from inpaintseg.io import DEFAULT_MAX_PIXELS
+    from inpaintseg.fileio import DEFAULT_MAX_PIXELS
 
     p.add_argument("--max-pixels", type=int_at_least(1), default=None, metavar="N",
                    help=f"refuse images and masks of more than N pixels, read from the file header before "

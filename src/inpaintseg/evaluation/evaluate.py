@@ -94,7 +94,7 @@ def _accumulate(truth_files: dict[str, Path], get_pred, probs_files: dict[str, P
 
 def _accumulate_one(stem: str, truth_file: Path, get_pred, probs_files, histogram, tally: _Tally,
                     get_other) -> None:
-    from inpaintseg.io import read_mask
+    from inpaintseg.fileio import read_mask
     from inpaintseg.metrics import dice_curve, image_score, mask_counts
 
     truth = read_mask(truth_file).astype(bool)
@@ -333,10 +333,10 @@ def format_table(result: dict) -> str:
 def baseline_submissions(truth_dir: str | os.PathLike, out_dir: str | os.PathLike, stems=None) -> dict[str, Path]:
     """Write the submissions of the two trivial baselines (every mask empty, every mask full) for the
     truth masks of ``truth_dir`` (only ``stems`` when given) into ``out_dir``; {name: CSV path}."""
-    from inpaintseg import io, rle
+    from inpaintseg import fileio, rle
 
     files = folder_files(Path(truth_dir))
-    shapes = {stem: io.read_mask(files[stem]).shape for stem in (stems if stems is not None else files)}
+    shapes = {stem: fileio.read_mask(files[stem]).shape for stem in (stems if stems is not None else files)}
     out_dir = Path(out_dir)
     paths = {"all-empty": out_dir / "baseline_all_empty.csv", "all-full": out_dir / "baseline_all_full.csv"}
     rle.write_submission(paths["all-empty"], {k: np.zeros(v, np.uint8) for k, v in shapes.items()})

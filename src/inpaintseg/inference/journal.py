@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from inpaintseg import io, rle
+from inpaintseg import fileio, rle
 from inpaintseg.errors import DataError, InpaintsegError, name_list
 
 PART_SUFFIX = ".part"
@@ -169,7 +169,7 @@ def load_parts(target: Path, settings: dict) -> tuple[dict[str, Row], dict[str, 
     return done, {k: v for k, v in failed.items() if k not in done}
 
 
-# `io.atomic_path`'s temporary files (".<name>.<8 random characters>.tmp"): a kill -9 during a write leaves one.
+# `fileio.atomic_path`'s temporary files (".<name>.<8 random characters>.tmp"): a kill -9 during a write leaves one.
 STALE_TEMP = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
 
 
@@ -208,11 +208,11 @@ class PartWriter:
                 raise InpaintsegError(f"{path}: written with other settings; remove it first.")
             os.truncate(path, valid_end)
         else:
-            io.atomic_write_text(path, MAGIC + json.dumps(settings, sort_keys=True) + "\n" + _rows_text([COLUMNS]))
+            fileio.atomic_write_text(path, MAGIC + json.dumps(settings, sort_keys=True) + "\n" + _rows_text([COLUMNS]))
         try:
             self._fh = open(path, "a", encoding="utf-8", newline="")
         except OSError as exc:
-            raise InpaintsegError(io.write_error_message(path, exc)) from None
+            raise InpaintsegError(fileio.write_error_message(path, exc)) from None
         self._writer = csv.writer(self._fh, lineterminator="\n")
         self._synced = time.monotonic()
         self._lock = threading.Lock()  # several writer threads append
@@ -246,7 +246,7 @@ def write_final(out, scores_out, rows: Mapping[str, Row]) -> None:
         for image_id in sorted(rows):
             row = rows[image_id]
             writer.writerow((image_id, row.score, row.fraction, row.label))
-        io.atomic_write_text(scores_out, buffer.getvalue())
+        fileio.atomic_write_text(scores_out, buffer.getvalue())
 
 
 def describe_resume(target: Path, done: int, failed: int, total: int) -> str:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from inpaintseg import io, rle
+from inpaintseg import fileio, rle
 from inpaintseg.data.pairing import problems_message, scan_pairs
 from inpaintseg.errors import ConfigError, DataError, InpaintsegError
 from inpaintseg.inference import journal
@@ -75,16 +75,16 @@ def list_images(images_dir: str | os.PathLike) -> tuple[list[Path], list[str]]:
     if fatal:
         raise DataError(problems_message(fatal))
     if not scan.samples:
-        raise DataError(f"{images_dir}: no image files to predict (supported: {', '.join(io.IMAGE_EXTENSIONS)}). "
+        raise DataError(f"{images_dir}: no image files to predict (supported: {', '.join(fileio.IMAGE_EXTENSIONS)}). "
                         "Point --images at the folder that holds the test images.")
     notes = [p.message() for p in scan.problems if p.kind == "not_image"]
-    broken = [p for p in scan.broken if io.is_image_file(p)]  # named as failures when read
+    broken = [p for p in scan.broken if fileio.is_image_file(p)]  # named as failures when read
     return sorted([s.image_path for s in scan.samples] + broken, key=lambda p: (p.stem, p.name)), notes
 
 
 def _read(path: Path) -> tuple[np.ndarray | None, str | None]:
     try:
-        return io.read_image(path), None
+        return fileio.read_image(path), None
     except InpaintsegError as exc:
         return None, str(exc)
     except MemoryError:
@@ -225,9 +225,9 @@ def _finish_image(item: ImageResult, post: PostProcess, order: str, dirs: dict, 
         row = journal.Row(item.stem, error=item.error)
     else:
         if dirs.get("masks"):
-            io.write_png(dirs["masks"] / f"{item.stem}.png", item.mask * np.uint8(255))
+            fileio.write_png(dirs["masks"] / f"{item.stem}.png", item.mask * np.uint8(255))
         if dirs.get("probs"):
-            io.write_png(dirs["probs"] / f"{item.stem}.png", to_png8(item.probs))
+            fileio.write_png(dirs["probs"] / f"{item.stem}.png", to_png8(item.probs))
         if dirs.get("overlays"):
             from inpaintseg.inference.overlays import write_overlay
 

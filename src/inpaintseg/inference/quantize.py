@@ -72,7 +72,7 @@ def quantize_int8(model_dir: str | os.PathLike, images, threads: int | None = No
     as `predict --images`), or raise InpaintsegError when the int8 masks disagree with fp32 (nothing written)."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
-    from inpaintseg import io
+    from inpaintseg import fileio
     from inpaintseg.inference.inputs import resolve_images
     from inpaintseg.metrics import mask_dice
 
@@ -86,7 +86,7 @@ def quantize_int8(model_dir: str | os.PathLike, images, threads: int | None = No
     if len(paths) < 4:
         raise InpaintsegError(f"{images}: int8 calibration needs at least 4 images, found {len(paths)}. Pass a "
                               "folder of typical images (validation or test images).")
-    inputs = network_inputs([io.read_image(p) for p in paths], config["input"])
+    inputs = network_inputs([fileio.read_image(p) for p in paths], config["input"])
     calibration, held_out = inputs[0::2], inputs[1::2]
 
     class Reader(CalibrationDataReader):
@@ -97,7 +97,7 @@ def quantize_int8(model_dir: str | os.PathLike, images, threads: int | None = No
             x = next(self._items, None)
             return None if x is None else {INPUT_NAME: x}
 
-    from inpaintseg.io import atomic_path
+    from inpaintseg.fileio import atomic_path
 
     threshold = float(config["postprocess"]["threshold"])
     with atomic_path(model_dir / INT8_FILE) as tmp:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from inpaintseg.errors import ConfigError, ModelLoadError, name_list
-from inpaintseg.io import atomic_path, atomic_write_text
+from inpaintseg.fileio import atomic_path, atomic_write_text
 from inpaintseg.data.input_spec import check_input_section
 
 FORMAT_VERSION = 1

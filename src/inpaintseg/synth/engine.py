@@ -35,7 +35,7 @@ import numpy as np
 
 from inpaintseg.data.pairing import ORIGINALS_FOLDER
 from inpaintseg.errors import InpaintsegError
-from inpaintseg.io import atomic_write_text, write_png
+from inpaintseg.fileio import atomic_write_text, write_png
 from inpaintseg.synth import blend, degrade
 from inpaintseg.synth.masks import random_mask
 from inpaintseg.synth.photos import Photo, PhotoCache, find_photos, random_crop, warn_stderr

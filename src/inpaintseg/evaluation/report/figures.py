@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from inpaintseg import io
+from inpaintseg import fileio
 
 TP_RGB = (240, 228, 66)    # Okabe-Ito yellow
 FP_RGB = (204, 121, 167)   # Okabe-Ito reddish purple
@@ -38,7 +38,7 @@ def save_figure(fig, path: Path) -> Path:
     buffer = _stdio.BytesIO()
     fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
     plt.close(fig)
-    io.atomic_write_bytes(path, buffer.getvalue())
+    fileio.atomic_write_bytes(path, buffer.getvalue())
     return path
 
 
