@@ -40,7 +40,7 @@ from inpaintseg.training.callbacks import (AtomicCheckpointIO, EpochLogLine, Epo
                                            ThroughputProgressBar)
 from inpaintseg.training.hardware import Hardware, is_primary_process, resolve_hardware, tune_cpu
 from inpaintseg.training.console import describe_run, quiet_lightning_log, quiet_lightning_warnings
-from inpaintseg.training.export import build_model_config, calibrate, chosen_dice, export_network, load_best_weights
+from inpaintseg.training.finalize import build_model_config, calibrate, chosen_dice, export_network, load_best_weights
 from inpaintseg.training.module import NonFiniteLossError, SegmentationModule
 from inpaintseg.training.precision_choice import PRECISION_ENV, resolve_training_precision
 
