@@ -20,7 +20,7 @@ them (6 decimals), so the merged files are byte-identical to an uninterrupted ru
 from __future__ import annotations
 
 import csv
-import io as _stdio
+import io
 import json
 import os
 import re
@@ -125,7 +125,7 @@ def read_part(path: Path) -> tuple[dict, list[Row], int]:
     valid_end = data.rfind(b"\n") + 1  # anything after the last line break is a row cut short
     text = data[first_end + 1:valid_end].decode("utf-8", "replace")
     csv.field_size_limit(max(csv.field_size_limit(), len(text) + 1))  # a noisy large mask's RLE is long
-    records = list(csv.reader(_stdio.StringIO(text, newline="")))
+    records = list(csv.reader(io.StringIO(text, newline="")))
     rows = []
     for index, record in enumerate(records[1:], start=1):  # records[0] is the column header
         if len(record) != len(COLUMNS):
@@ -139,7 +139,7 @@ def read_part(path: Path) -> tuple[dict, list[Row], int]:
 
 
 def _rows_text(records) -> str:
-    buffer = _stdio.StringIO()
+    buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerows(records)
     return buffer.getvalue()
@@ -240,7 +240,7 @@ def write_final(out, scores_out, rows: Mapping[str, Row]) -> None:
         # The RLEs are rle_encode's own (from this run or a part file it wrote): a syntax check is enough.
         rle.write_submission(out, {image_id: row.rle for image_id, row in rows.items()}, validate=False)
     if scores_out is not None:
-        buffer = _stdio.StringIO()
+        buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(SCORES_HEADER)
         for image_id in sorted(rows):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import csv
-import io as _stdio
+import io
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -156,7 +156,7 @@ def predict_paths(predictor: Predictor, paths: Sequence[Path], post: PostProcess
 
 def scores_csv(rows: Sequence[tuple[str, float, float, int]]) -> str:
     """The scores file: ImageId,score,manipulated_fraction,predicted_label, sorted by ImageId."""
-    buffer = _stdio.StringIO()
+    buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(SCORES_HEADER)
     for stem, score, fraction, label in sorted(rows):

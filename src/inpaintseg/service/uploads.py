@@ -12,7 +12,7 @@ Order of the checks, cheapest first, each a `ServiceError` with a JSON-able mess
 
 from __future__ import annotations
 
-import io as _stdio
+import io
 import re
 import warnings
 from collections.abc import AsyncIterator
@@ -181,7 +181,7 @@ def header_size(data: bytes, name: str, max_pixels: int) -> tuple[int, int]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(_stdio.BytesIO(data), formats=PIL_FORMATS) as im:
+            with Image.open(io.BytesIO(data), formats=PIL_FORMATS) as im:
                 width, height = im.size
     except Image.DecompressionBombError:
         raise too_many_pixels(name, None, max_pixels) from None

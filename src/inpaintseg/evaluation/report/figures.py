@@ -8,7 +8,7 @@ deficiency: true positives yellow, false positives reddish purple ("magenta"), f
 
 from __future__ import annotations
 
-import io as _stdio
+import io
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +35,7 @@ def pyplot():
 def save_figure(fig, path: Path) -> Path:
     """Write a figure as PNG atomically and close it."""
     plt = pyplot()
-    buffer = _stdio.BytesIO()
+    buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
     plt.close(fig)
     fileio.atomic_write_bytes(path, buffer.getvalue())
