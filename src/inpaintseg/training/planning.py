@@ -60,7 +60,10 @@ def _timed(steps: int, warmup: int, step, device, max_seconds: float | None = No
 
     cuda = torch.device(device).type == "cuda"
     began = time.perf_counter()
-    over = (lambda share: max_seconds is not None and time.perf_counter() - began > share * max_seconds)
+
+    def over(share: float) -> bool:
+        return max_seconds is not None and time.perf_counter() - began > share * max_seconds
+
     for _ in range(warmup):
         step()
         if over(0.5):
