@@ -32,6 +32,7 @@ import numpy as np
 
 from inpaintseg import fileio
 from inpaintseg.errors import ConfigError, InpaintsegError
+from inpaintseg.inference.predictor import DEFAULT_BATCH_SIZE
 
 
 @dataclass
@@ -80,7 +81,7 @@ class InpaintModel:
     ``16-mixed`` (CUDA).
     """
 
-    def __init__(self, network, config: dict, device: str = "cpu", batch_size: int = 8,
+    def __init__(self, network, config: dict, device: str = "cpu", batch_size: int = DEFAULT_BATCH_SIZE,
                  source: Path | None = None, precision: str = "auto", engine: str = "auto") -> None:
         from inpaintseg.inference.engines import choose_engine
         from inpaintseg.precision import check_precision
@@ -155,15 +156,13 @@ class InpaintModel:
         import dataclasses
 
         from inpaintseg.inference.postprocess import resolve_postprocess
+        from inpaintseg.metrics import check_threshold
 
         post = resolve_postprocess(self.config, tta="auto" if tta is None else tta,
                                    crf="auto" if crf is None else crf,
                                    threshold="auto" if threshold is None else threshold)
         if score_threshold not in (None, "auto"):
-            value = float(score_threshold)
-            if not 0.0 < value < 1.0:
-                raise InpaintsegError(f"score threshold must lie in (0, 1), got {score_threshold!r}.")
-            post = dataclasses.replace(post, score_threshold=value)
+            post = dataclasses.replace(post, score_threshold=check_threshold(score_threshold, "score_threshold"))
         return post
 
     @property
@@ -214,7 +213,7 @@ class InpaintModel:
         return out
 
 
-def load_model(model_dir: str | os.PathLike, device: str = "auto", batch_size: int = 8,
+def load_model(model_dir: str | os.PathLike, device: str = "auto", batch_size: int = DEFAULT_BATCH_SIZE,
                precision: str = "auto", engine: str = "auto") -> InpaintModel:
     """Load a model folder (``weights.safetensors`` + ``config.json``; nothing is unpickled).
 

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from inpaintseg.errors import DataError, InpaintsegError, name_list
+from inpaintseg.errors import DataError, name_list
 from inpaintseg.evaluation.sources import check_ids, folder_files, load_meta, predictions, read_probs, shape_text
 
 # The other RLE reading must beat the given one by this much pooled Dice (and be twice as good) to warn.
@@ -149,13 +149,11 @@ def evaluate_detailed(truth_dir: str | os.PathLike, pred_dir: str | os.PathLike 
     ``stems``: evaluate only these truth ids (default: every truth mask). Missing or extra ids, and size
     mismatches, raise a DataError naming them.
     """
-    from inpaintseg.metrics import (PixelHistogram, dice_from_counts, iou_from_counts,
+    from inpaintseg.metrics import (PixelHistogram, check_threshold, dice_from_counts, iou_from_counts,
                                     precision_recall_f1, roc_auc)
     from inpaintseg.rle import rle_order_code
 
-    threshold = score_threshold
-    if not 0.0 < float(threshold) < 1.0:
-        raise InpaintsegError(f"--score-threshold must lie in (0, 1), got {threshold}.")
+    threshold = check_threshold(score_threshold, "score_threshold")
     order = rle_order_code(rle_order)
     truth_dir = Path(truth_dir)
     truth_files = folder_files(truth_dir)
