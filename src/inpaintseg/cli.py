@@ -69,7 +69,9 @@ def run_guarded(prog: str, func, args) -> int:
         with pixel_limit_scope(getattr(args, "max_pixels", None)):
             return int(func(args) or 0)
     except InpaintsegError as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
+        from inpaintseg.commands import flag_message
+
+        print(f"{prog}: error: {flag_message(exc)}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt as exc:
         hint = str(exc)

@@ -50,7 +50,7 @@ def run_demo(out: Path, budget_minutes: float = 7.0, n_train: int = 400, n_test:
     from inpaintseg.training.budget import plan_training
 
     if not budget_minutes > 0:
-        raise InpaintsegError(f"--budget-minutes must be positive, got {budget_minutes}.")
+        raise InpaintsegError(f"budget_minutes must be positive, got {budget_minutes}.", params=["budget_minutes"])
     precision = check_precision(precision, "--precision")
     started = time.perf_counter()
     out = Path(out)

@@ -2,7 +2,22 @@
 (README "Commands"): the progress switch, renamed flags kept as hidden aliases, shared value types."""
 
 import argparse
+import re
 import sys
+
+
+# A library parameter whose flag is not `--` + the name with dashes (`n_train` -> `--n-train`).
+PARAMETER_FLAGS = {"size": "--img-size", "degrade_level": "--degrade", "photos_dir": "--photos"}
+
+
+def flag_message(exc: BaseException) -> str:
+    """The error's message with each parameter it lists in `params` (`errors.InpaintsegError`) written as the
+    CLI flag that sets it: the library names its parameters, the CLI's user its flags."""
+    text = str(exc)
+    for name in getattr(exc, "params", ()):
+        flag = PARAMETER_FLAGS.get(name, "--" + name.replace("_", "-"))
+        text = re.sub(rf"(?<![\w-]){re.escape(name)}(?![\w-])", flag, text)
+    return text
 
 
 def add_command(subparsers, name: str, help: str, description: str, examples: str) -> argparse.ArgumentParser:
