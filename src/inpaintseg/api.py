@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from inpaintseg import fileio
-from inpaintseg.errors import ConfigError, InpaintsegError
+from inpaintseg.errors import InpaintsegError
 from inpaintseg.inference.predictor import DEFAULT_BATCH_SIZE
 
 
@@ -84,7 +84,7 @@ class InpaintModel:
     def __init__(self, network, config: dict, device: str = "cpu", batch_size: int = DEFAULT_BATCH_SIZE,
                  source: Path | None = None, precision: str = "auto", engine: str = "auto") -> None:
         from inpaintseg.inference.engines import choose_engine
-        from inpaintseg.precision import check_precision
+        from inpaintseg.precision import check_fp16_device, check_precision
 
         self.network = network
         self.config = config
@@ -92,9 +92,7 @@ class InpaintModel:
         self.batch_size = batch_size
         self.source = source
         self.requested_precision = check_precision(precision, "precision")
-        if self.requested_precision == "16-mixed" and not str(device).startswith("cuda"):
-            raise ConfigError(f"precision '16-mixed' needs a CUDA GPU, but the model runs on {device}. "
-                                  "Use precision 'bf16-mixed', '32' or 'auto'.")
+        check_fp16_device(self.requested_precision, device)
         self._precision_choice = None
         self._predictors: dict[str, Any] = {}
         # Which engine maps batches to logits (inference/engines.py); resolved and checked now (onnx with a

@@ -116,6 +116,15 @@ def _device_type(device) -> str:
     return torch.device(device).type
 
 
+def check_fp16_device(precision: str, device, runs: str = "the model runs") -> None:
+    """``16-mixed`` (fp16 autocast) exists on CUDA only: `ConfigError` on any other `device` (str or
+    torch.device), the one wording for predict, train and the API (`runs`: what runs there)."""
+    kind = _device_type(device)
+    if precision == "16-mixed" and kind != "cuda":
+        raise ConfigError(f"precision '16-mixed' needs a CUDA GPU, but {runs} on {kind}. Use precision "
+                          "bf16-mixed, 32 or auto.", params=["precision"])
+
+
 def autocast_context(device, precision: str):
     """A context manager running the forward pass at `precision` on `device` (str or torch.device).
 
@@ -131,9 +140,7 @@ def autocast_context(device, precision: str):
                           "before the model runs.")
     if precision == "32":
         return contextlib.nullcontext()
-    if precision == "16-mixed" and kind != "cuda":
-        raise ConfigError(f"precision '16-mixed' needs a CUDA GPU, but the model runs on {kind}. "
-                          "Use --precision bf16-mixed or 32.")
+    check_fp16_device(precision, kind)
     dtype = torch.float16 if precision == "16-mixed" else torch.bfloat16
     return torch.autocast(device_type=kind, dtype=dtype)
 
@@ -371,9 +378,7 @@ def choose_precision(model, batch_size: int, size: int, device="cpu", mode: str 
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     kind = _device_type(device)
     if requested != "auto":
-        if requested == "16-mixed" and kind != "cuda":
-            raise ConfigError(f"precision '16-mixed' needs a CUDA GPU, but this runs on {kind}. "
-                              "Use --precision bf16-mixed, 32 or auto.")
+        check_fp16_device(requested, kind, "this runs")
         return PrecisionChoice(requested, reason="requested", requested=requested)
     if kind != "cpu":
         return PrecisionChoice(default, reason=f"{kind} keeps the default, not probed")
