@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from inpaintseg.errors import InpaintsegError
+from inpaintseg.inference.predictor import network_inputs
 from inpaintseg.model.io import INT8_FILE, ONNX_FILE, read_model_config, update_model_config
 from inpaintseg.model.onnx_export import (INPUT_NAME, ONNX_SECTION, OUTPUT_NAME, check_onnx_file, file_sha256,
                                           open_session)
@@ -40,26 +41,6 @@ class Int8Export:
         return (f"{self.path} ({self.path.stat().st_size / 1e6:.1f} MB, {self.seconds:.1f} s); ranges from "
                 f"{self.calibration_images} images; int8 vs fp32 masks on {self.agreement_images} other images: "
                 f"mean Dice {self.agreement_dice:.4f} (at least {AGREEMENT_MIN} required)")
-
-
-def network_inputs(images: list[np.ndarray], section: dict) -> list[np.ndarray]:
-    """One normalised (1, 3, S, S) float32 input per image, as the predictor feeds the network: the image
-    resized to S (resize models) or its centre S x S tile, reflect-padded when smaller (crop models)."""
-    from inpaintseg.inference.tiling import reflect_pad_to, resize_to
-
-    size = section["size"]
-    mean = np.asarray(section["mean"], np.float32) * 255.0
-    std = np.asarray(section["std"], np.float32) * 255.0
-    out = []
-    for img in images:
-        if section["mode"] == "resize":
-            tile = resize_to(img, size, size)
-        else:
-            padded = reflect_pad_to(img, size, size)
-            y, x = (padded.shape[0] - size) // 2, (padded.shape[1] - size) // 2
-            tile = padded[y:y + size, x:x + size]
-        out.append(((tile.astype(np.float32) - mean) / std).transpose(2, 0, 1)[None].copy())
-    return out
 
 
 def _masks(session, inputs, threshold: float) -> list[np.ndarray]:
