@@ -111,8 +111,8 @@ class Predictor:
         self.model = getattr(self.engine, "model", None)
         self.memory_format = self.engine.memory_format
         self.channels_last = self.memory_format == torch.channels_last
-        self.tile = self.input["size"]
-        self.overlap = int(round(self.tile * tile_overlap))
+        self.size = self.input["size"]  # the network input: the resize target, or the tile side (crop)
+        self.overlap = int(round(self.size * tile_overlap))
         mean, std = input_scale(self.input)
         self._mean = torch.from_numpy(mean).to(self.device).view(1, 3, 1, 1)
         self._inv_std = 1.0 / torch.from_numpy(std).to(self.device).view(1, 3, 1, 1)
@@ -185,7 +185,7 @@ class Predictor:
 
     # -- resize mode ------------------------------------------------------------------------
     def _predict_resize(self, images: Sequence[np.ndarray], modes: Sequence[str]) -> list[list[np.ndarray]]:
-        size = self.tile
+        size = self.size
         resized = [resize_to(img, size, size) for img in images]
         probs = self._forward_numpy(resized, modes)
         return [[np.clip(resize_to(p, img.shape[0], img.shape[1]), 0.0, 1.0) for p, img in zip(mode_probs, images)]
@@ -194,7 +194,7 @@ class Predictor:
     # -- crop mode --------------------------------------------------------------------------
     def _predict_tiled(self, images: Sequence[np.ndarray], modes: Sequence[str]) -> list[list[np.ndarray]]:
         """Tiles from all images of the batch go through the model together, batch_size at a time."""
-        tile, n_modes = self.tile, len(modes)
+        tile, n_modes = self.size, len(modes)
         padded = [reflect_pad_to(img, tile, tile) for img in images]
         sums = [np.zeros((n_modes,) + p.shape[:2], np.float32) for p in padded]
         weights = [np.zeros(p.shape[:2], np.float32) for p in padded]
