@@ -229,6 +229,6 @@ def test_probe_keeps_to_its_time_budget(monkeypatch, max_seconds, calls):
         seen.append(self.precision)
         return 1.0 if self.precision == "32" else 0.5
 
-    monkeypatch.setattr("inpaintseg.precision._Stepper.step", fake_step)
+    monkeypatch.setattr("inpaintseg.precision_probe._Stepper.step", fake_step)
     rates = probe_rates(tiny_model(), 4, 32, "cpu", "train", warmup=2, steps=3, max_seconds=max_seconds)
     assert rates == {"32": 4.0, "bf16-mixed": 8.0} and len(seen) == calls
