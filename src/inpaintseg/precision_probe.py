@@ -15,6 +15,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from inpaintseg.timing import time_rounds
+
 PROBED = ("32", "bf16-mixed")  # the two candidates `auto` measures on CPU
 MODES = ("train", "predict")
 CACHE_FILE = "precision_probe.json"
@@ -74,7 +76,8 @@ def cpu_info(cpuinfo_path: str | os.PathLike = "/proc/cpuinfo") -> CpuInfo:
 # The probe: timed steps of the real model at fp32 and bf16
 # --------------------------------------------------------------------------------------------
 class _Stepper:
-    """One precision's copy of the model and a fixed random batch; `step()` returns seconds."""
+    """One precision's copy of the model and a fixed random batch; `step()` runs one step, `sync()` waits
+    for the device (`timing.time_rounds` times the steps)."""
 
     def __init__(self, model, precision: str, batch_size: int, size: int, device, mode: str,
                  channels_last: bool, seed: int = 0) -> None:
@@ -95,15 +98,17 @@ class _Stepper:
             self.loss_fn = BCEDiceLoss()
             self.optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-4)
 
-    def step(self) -> float:
+    def sync(self) -> None:
+        import torch  # noqa: PLC0415
+
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def step(self) -> None:
         import torch  # noqa: PLC0415
 
         from inpaintseg.precision import autocast_context  # noqa: PLC0415 (precision imports this module)
 
-        cuda = self.device.type == "cuda"
-        if cuda:
-            torch.cuda.synchronize(self.device)
-        start = time.perf_counter()
         if self.mode == "train":
             self.optimizer.zero_grad(set_to_none=True)
             with autocast_context(self.device, self.precision):
@@ -113,9 +118,6 @@ class _Stepper:
         else:
             with torch.inference_mode(), autocast_context(self.device, self.precision):
                 self.model(self.x)
-        if cuda:
-            torch.cuda.synchronize(self.device)
-        return time.perf_counter() - start
 
 
 def probe_rates(model, batch_size: int, size: int, device="cpu", mode: str = "train",
@@ -123,7 +125,7 @@ def probe_rates(model, batch_size: int, size: int, device="cpu", mode: str = "tr
                 max_seconds: float = 30.0) -> dict[str, float]:
     """Images/s of `model` at fp32 and bf16 autocast: `warmup` untimed steps each (oneDNN picks and
     builds its kernels in the first ones), then `steps` timed steps, interleaved (fp32, bf16, fp32, ...)
-    so that load from other processes hits both alike; each rate is from the fastest step.
+    so that load from other processes hits both alike; each rate is from the fastest step (`timing.time_rounds`).
 
     Train mode: forward + BCE-Dice backward + Adam step; predict mode: forward under inference_mode.
     Copies are measured, so `model` is untouched. When the first (warm-up) round says the rest would
@@ -132,21 +134,10 @@ def probe_rates(model, batch_size: int, size: int, device="cpu", mode: str = "tr
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    steppers = [_Stepper(model, p, batch_size, size, device, mode, channels_last) for p in PROBED]
-    warmup, steps = max(warmup, 1), max(steps, 1)
-    started = time.perf_counter()
-    first_round = sum(s.step() for s in steppers)  # the slowest round: kernel selection, allocation
-    left = max_seconds - (time.perf_counter() - started)
-    affordable = max(1, int(left / max(first_round, 1e-9)))
-    steps = min(steps, affordable)  # at least one timed round; extra warm-up rounds go first
-    for _ in range(min(warmup - 1, affordable - steps)):
-        for s in steppers:
-            s.step()
-    best = {p: float("inf") for p in PROBED}
-    for _ in range(steps):
-        for s in steppers:
-            best[s.precision] = min(best[s.precision], s.step())
-    return {p: batch_size / t for p, t in best.items()}
+    steppers = {p: _Stepper(model, p, batch_size, size, device, mode, channels_last) for p in PROBED}
+    timings = time_rounds({p: s.step for p, s in steppers.items()}, max(warmup, 1), max(steps, 1),
+                          max_seconds=max_seconds, sync=steppers[PROBED[0]].sync)
+    return {p: batch_size / timings.fastest(p) for p in PROBED}
 
 
 # --------------------------------------------------------------------------------------------
