@@ -36,18 +36,11 @@ def _log(message: str) -> None:
 
 def run_demo(out: Path, budget_minutes: float = 7.0, n_train: int = 400, n_test: int = 100, seed: int = 0,
              device: str = "auto", precision: str = "auto") -> int:
-    from inpaintseg import fileio
-    from inpaintseg.config import load_config
-    from inpaintseg.inference.pipeline import SUBMISSION_FILE
-    from inpaintseg.synth import generate_demo_data
-    from inpaintseg.synth.engine import META_FILE
-    from inpaintseg.api import load_model
-    from inpaintseg.evaluation.evaluate import baseline_submissions, evaluate, format_table
-    from inpaintseg.evaluation.report import PredictionFiles, write_report
-    from inpaintseg.inference import predict_folder, resolve_device
+    """The six stages (the numbered lines it prints): data, a planned training run, prediction, evaluation
+    next to the baselines, the report, the summary. Returns the exit status (0)."""
+    from inpaintseg.inference import resolve_device
     from inpaintseg.precision import check_precision
-    from inpaintseg.training import train
-    from inpaintseg.training.budget import plan_training
+    from inpaintseg.synth import generate_demo_data
 
     if not budget_minutes > 0:
         raise InpaintsegError(f"budget_minutes must be positive, got {budget_minutes}.", params=["budget_minutes"])
@@ -61,13 +54,25 @@ def run_demo(out: Path, budget_minutes: float = 7.0, n_train: int = 400, n_test:
 
     _log(f"1/6 generating demo data in {data} ({n_train} train, {n_test} test images, 256x256)")
     generate_demo_data(data, n_train=n_train, n_test=n_test, size=DEMO_IMG_SIZE, seed=seed)
+    result, used = _train_on_budget(data, run_dir, budget_minutes * 60, seed, device, precision)
+    evaluation, baselines, report = _predict_and_evaluate(out, data, run_dir, result.model_dir, used, device,
+                                                          precision)
+    _summary(out, data, run_dir, result.model_dir, evaluation, baselines, report, started)
+    return 0
+
+
+def _train_on_budget(data: Path, run_dir: Path, budget: float, seed: int, device: str, precision: str):
+    """Stage 2: plan the epochs from this machine's measured speeds, then train. Returns (TrainResult, the
+    budget record)."""
+    from inpaintseg.config import load_config
+    from inpaintseg.training import train
+    from inpaintseg.training.budget import plan_training
 
     config = load_config(overrides={
         "data": str(data), "out": str(run_dir), "base_channels": DEMO_BASE_CHANNELS, "img_size": DEMO_IMG_SIZE,
         "batch_size": DEMO_BATCH_SIZE, "lr": DEMO_LR, "seed": seed, "precision": precision,
         "accelerator": "cuda" if device.startswith("cuda") else "cpu",
     })
-    budget = budget_minutes * 60
     _log(f"2/6 measuring this machine's training speed on the demo data ({precision} precision requested)")
     plan = plan_training(config, budget, predict_precision=precision)
     _log(f"    training {plan.precision_choice.describe()}")
@@ -85,11 +90,25 @@ def run_demo(out: Path, budget_minutes: float = 7.0, n_train: int = 400, n_test:
          f"{result.timings.get('calibration', 0):.0f} s, estimated {plan.calibration_seconds:.0f} s); "
          f"{result.epochs_completed} of {plan.config.epochs} epochs")
     print(result.summary(), file=sys.stderr)
+    return result, used
+
+
+def _predict_and_evaluate(out: Path, data: Path, run_dir: Path, model_dir: Path, used: dict, device: str,
+                          precision: str):
+    """Stages 3-5: predict the test images, evaluate them next to the baselines (evaluation.json and the
+    budget record written), write the report. Returns (evaluation, baselines, report path)."""
+    from inpaintseg import fileio
+    from inpaintseg.api import load_model
+    from inpaintseg.evaluation.evaluate import baseline_submissions, evaluate
+    from inpaintseg.evaluation.report import PredictionFiles, write_report
+    from inpaintseg.inference import predict_folder
+    from inpaintseg.inference.pipeline import SUBMISSION_FILE
+    from inpaintseg.synth.engine import META_FILE
 
     submission = out / SUBMISSION_FILE
     pred_masks, pred_probs, scores = out / "pred_masks", out / "pred_probs", out / "scores.csv"
     _log("3/6 predicting the test images (TTA, CRF and threshold as validation chose)")
-    model = load_model(result.model_dir, device=device, precision=precision)
+    model = load_model(model_dir, device=device, precision=precision)
     _log(f"predicting with {model.postprocess().describe()}; {model.describe_precision()}")
     predicted = predict_folder(model, data / "test" / "images", out=submission, masks_out=pred_masks,
                                probs_out=pred_probs, scores_out=scores)
@@ -112,6 +131,14 @@ def run_demo(out: Path, budget_minutes: float = 7.0, n_train: int = 400, n_test:
     _log("5/6 writing the report (from the predictions above)")
     report = write_report(run_dir, images_dir=data / "test" / "images", truth_dir=truth, device=device,
                           predictions=PredictionFiles(submission, pred_masks, pred_probs))
+    return evaluation, baselines, report
+
+
+def _summary(out: Path, data: Path, run_dir: Path, model_dir: Path, evaluation: dict, baselines: dict,
+             report: Path, started: float) -> None:
+    """Stage 6: the evaluation table, the Dice next to the baselines and where every output is."""
+    from inpaintseg.evaluation.evaluate import format_table
+    from inpaintseg.inference.pipeline import SUBMISSION_FILE
 
     minutes = (time.perf_counter() - started) / 60
     _log(f"6/6 done in {minutes:.1f} minutes")
@@ -121,9 +148,9 @@ def run_demo(out: Path, budget_minutes: float = 7.0, n_train: int = 400, n_test:
     for name, res in baselines.items():
         print(f"  {name:<10} {res['dice_mean']:.4f} / {res['dice_pooled']:.4f}")
     print("\nOutputs:")
-    for label, path in [("dataset", data), ("run folder", run_dir), ("model", result.model_dir),
-                        ("submission", submission), ("predicted masks", pred_masks), ("probability maps", pred_probs),
-                        ("image scores", scores), ("evaluation", out / "evaluation.json"),
-                        ("budget and timing", out / BUDGET_FILE), ("report", report)]:
+    for label, path in [("dataset", data), ("run folder", run_dir), ("model", model_dir),
+                        ("submission", out / SUBMISSION_FILE), ("predicted masks", out / "pred_masks"),
+                        ("probability maps", out / "pred_probs"), ("image scores", out / "scores.csv"),
+                        ("evaluation", out / "evaluation.json"), ("budget and timing", out / BUDGET_FILE),
+                        ("report", report)]:
         print(f"  {label:<17} {path}")
-    return 0
