@@ -143,7 +143,7 @@ def test_stale_or_altered_onnx_is_refused_and_auto_falls_back(tmp_path, images, 
 def test_onnx_engine_refuses_reduced_precision():
     from inpaintseg.inference.engines import check_engine_precision, choose_engine
 
-    with pytest.raises(ConfigError, match="--engine onnx .* --precision bf16-mixed; use --engine torch"):
+    with pytest.raises(ConfigError, match="^engine onnx .* precision bf16-mixed; use engine torch"):
         check_engine_precision("onnx", "bf16-mixed")
     check_engine_precision("onnx", "32")
     check_engine_precision("onnx", "auto")
@@ -175,7 +175,7 @@ def test_engine_and_precision_together(exported, images, tmp_path, capsys, monke
     from inpaintseg.inference.predictor import Predictor
 
     onnx_model = load_model(exported["resize"], device="cpu", engine="onnx")
-    with pytest.raises(ConfigError, match="--engine onnx"):
+    with pytest.raises(ConfigError, match="^engine onnx"):
         Predictor(None, onnx_model.config, precision="bf16-mixed", engine=onnx_model.engine)
 
 
