@@ -1,5 +1,6 @@
 # Two set-up commands (see README): `make demo` runs the main job on built-in demo data,
-# `make test` runs the test suite. Each creates .venv and installs everything when needed.
+# `make test` runs the test suite (`make test-fast`: without the tests marked slow; `make lint`: ruff).
+# Each creates .venv and installs everything when needed.
 PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
@@ -15,7 +16,7 @@ ENC_TORCH_SPEC ?= torch==2.13.0 torchvision==0.28.0
 ENC_BIN := $(ENC_VENV)/bin
 ENC_STAMP := $(ENC_VENV)/.installed
 
-.PHONY: install demo test bench clean install-encoders test-encoders
+.PHONY: install demo test test-fast lint bench clean install-encoders test-encoders
 
 $(STAMP): pyproject.toml requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +32,14 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# The quick loop while editing: every test not marked `slow` (pyproject.toml's markers).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
+
+# The rules in pyproject.toml's [tool.ruff]; .ci/run runs this before `make test`.
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks docs recipes
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/train_speed.py

@@ -47,11 +47,11 @@ def perturb(image: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarra
 
 def perturbed_folder(images: Path, kind: str, out: Path) -> Path:
     """Every image of `images` degraded by `kind` (seeded), written as PNG under `out`."""
-    from inpaintseg import io
+    from inpaintseg import fileio
 
     rng = np.random.default_rng(0)
     out.mkdir(parents=True, exist_ok=True)
     for p in sorted(images.iterdir()):
-        if io.is_image_file(p):
-            io.write_png(out / f"{p.stem}.png", perturb(io.read_image(p), kind, rng))
+        if fileio.is_image_file(p):
+            fileio.write_png(out / f"{p.stem}.png", perturb(fileio.read_image(p), kind, rng))
     return out

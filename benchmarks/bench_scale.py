@@ -104,7 +104,7 @@ def big_image(model_dir: Path, tmp: Path, batch: int, seconds: float) -> list:
     import shutil
 
     from inpaintseg.inference.tiling import tile_windows
-    from inpaintseg.io import write_png
+    from inpaintseg.fileio import write_png
     from inpaintseg.model.onnx_export import export_onnx
 
     crop = tmp / "crop_model"
@@ -160,7 +160,7 @@ def agreement(model_dir: Path, images: Path) -> dict:
             start = time.perf_counter()
             predict_folder(model, images, out=None, masks_out=tmp, progress=False)
             seconds[name] = time.perf_counter() - start
-            from inpaintseg.io import read_mask
+            from inpaintseg.fileio import read_mask
 
             masks[name] = {p.stem: read_mask(p) for p in Path(tmp).iterdir()}
     dice, pixels, differ = [], 0, 0

@@ -235,7 +235,7 @@ def main(argv=None) -> int:
     if args.compare:
         print(compare(args.compare, chosen))
         return 0
-    from inpaintseg.io import atomic_write_text
+    from inpaintseg.fileio import atomic_write_text
     from inpaintseg.runtime import tune_cpu_runtime
     from inpaintseg.synth.registry import FAMILIES
 

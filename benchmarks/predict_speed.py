@@ -101,7 +101,7 @@ def crf_seconds(args, preset: str, reps: int = 5) -> float:
 
 
 def make_images(folder: Path, n: int, size: int) -> None:
-    from inpaintseg.io import write_png
+    from inpaintseg.fileio import write_png
 
     rng = np.random.default_rng(0)
     for i in range(n):
@@ -187,7 +187,7 @@ def main(argv=None) -> int:
         print(f"{r['tta']:>5} {r['crf']:>9} | {r['images_per_s']:6.1f} | {r['seconds']:7.2f} | "
               f"{r['sum_of_parts_s']:12.2f} | {r['ratio_to_parts']:5.2f}")
     if args.json:
-        from inpaintseg.io import atomic_write_text
+        from inpaintseg.fileio import atomic_write_text
 
         atomic_write_text(args.json, json.dumps({
             "runtime": runtime, "peak_gflops": peak, "gflop_per_image": gflop_per_image,

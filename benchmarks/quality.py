@@ -32,7 +32,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from inpaintseg import io  # noqa: E402
+from inpaintseg import fileio  # noqa: E402
 from inpaintseg.errors import InpaintsegError  # noqa: E402
 from inpaintseg.precision import PRECISIONS  # noqa: E402
 from bench_common import ROBUSTNESS, perturbed_folder  # noqa: E402
@@ -140,7 +140,7 @@ def run_ablations(network, model_config: dict, images: Path, truth: Path, meta: 
 
     post = model_config.get("postprocess", {})
     table = {(r["tta"], r["crf"]): r for r in post.get("calibration", {}).get("table", [])}
-    paths = sorted(p for p in images.iterdir() if io.is_image_file(p))
+    paths = sorted(p for p in images.iterdir() if fileio.is_image_file(p))
     ablations = {}
     default = resolve_postprocess(model_config)
     for tta in TTA_CHOICES:
@@ -148,7 +148,7 @@ def run_ablations(network, model_config: dict, images: Path, truth: Path, meta: 
                               precision=post.get("calibration", {}).get("precision", "32"))
         images_rgb, probs, t0 = [], [], time.perf_counter()
         for start in range(0, len(paths), batch_size):
-            batch = [io.read_image(p) for p in paths[start:start + batch_size]]
+            batch = [fileio.read_image(p) for p in paths[start:start + batch_size]]
             images_rgb += batch
             probs += predictor.predict_proba_batch(batch)
         forward_seconds = time.perf_counter() - t0
@@ -166,8 +166,8 @@ def run_ablations(network, model_config: dict, images: Path, truth: Path, meta: 
                 for sub in ("masks", "probs"):
                     (folder / sub).mkdir(parents=True, exist_ok=True)
                 for p, m in zip(paths, maps):
-                    io.write_png(folder / "masks" / f"{p.stem}.png", (m >= t).astype(np.uint8) * np.uint8(255))
-                    io.write_png(folder / "probs" / f"{p.stem}.png", to_png8(m))
+                    fileio.write_png(folder / "masks" / f"{p.stem}.png", (m >= t).astype(np.uint8) * np.uint8(255))
+                    fileio.write_png(folder / "probs" / f"{p.stem}.png", to_png8(m))
                 ablations[name] = {**summarise(evaluate_folder(truth, folder, meta, t)), "threshold": t,
                                    "predict_images_per_s": len(paths) / seconds}
                 print(f"[ablation] {name}: Dice {ablations[name]['dice_mean']:.4f} at t={t:g}", flush=True)
@@ -252,7 +252,7 @@ def main(argv=None) -> int:
     results.setdefault("rows", {})
 
     def save():
-        io.atomic_write_text(results_path, json.dumps(results, indent=2))
+        fileio.atomic_write_text(results_path, json.dumps(results, indent=2))
 
     trained = {}
     for row in [r.strip() for r in args.rows.split(",") if r.strip()]:
@@ -304,7 +304,7 @@ def main(argv=None) -> int:
         results["robustness"] = robustness
         save()
 
-    io.atomic_write_text(args.out / "tables.md", tables_markdown(results))
+    fileio.atomic_write_text(args.out / "tables.md", tables_markdown(results))
     print(tables_markdown(results))
     return 0
 

@@ -193,7 +193,7 @@ def main(argv=None) -> int:
     uploads = {size: jpeg_bytes(img) for size, img in images.items()}
     # The pixels the server will see; bare predict runs on them in this process while the server is idle,
     # right before and right after each size's cells (the machine's load drifts), after warming up.
-    from inpaintseg.io import decode_image_bytes
+    from inpaintseg.fileio import decode_image_bytes
 
     decoded = {size: decode_image_bytes(data, "bench.jpg") for size, data in uploads.items()}
     bare_samples: dict = {size: [] for size in sizes}

@@ -15,9 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
@@ -42,7 +40,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 class StemStep:
-    """One model with its Adam optimiser on a fixed batch; `step()` returns seconds."""
+    """One model with its Adam optimiser on a fixed batch; `step()` runs one training step, `sync()` waits
+    for the GPU (`timing.time_rounds` times the steps)."""
 
     def __init__(self, stem: str, args, device: str) -> None:
         import torch
@@ -61,24 +60,18 @@ class StemStep:
         self.y = (torch.rand(args.batch_size, 1, args.size, args.size, generator=generator) > 0.8).float().to(device)
         self.loss_fn = BCEDiceLoss()
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-3)
-        self.times: list[float] = []
 
-    def _sync(self) -> None:
+    def sync(self) -> None:
         import torch
 
         if self.device.startswith("cuda"):
             torch.cuda.synchronize()
 
-    def step(self, record: bool = True) -> None:
-        self._sync()
-        start = time.perf_counter()
+    def step(self) -> None:
         self.optimizer.zero_grad(set_to_none=True)
         self.loss_fn(self.model(self.x), self.y).backward()
         self.optimizer.step()
         self.model.constrain_()
-        self._sync()
-        if record:
-            self.times.append(time.perf_counter() - start)
 
 
 def main(argv=None) -> int:
@@ -88,6 +81,7 @@ def main(argv=None) -> int:
     from inpaintseg.inference import resolve_device
     from inpaintseg.model import INPUT_STEMS, count_parameters, model_flops
     from inpaintseg.runtime import tune_cpu_runtime
+    from inpaintseg.timing import time_rounds
 
     device = resolve_device(args.device)
     runtime = tune_cpu_runtime() if device == "cpu" else {}
@@ -98,15 +92,11 @@ def main(argv=None) -> int:
               file=sys.stderr)
         return 2
     steppers = {stem: StemStep(stem, args, device) for stem in stems}
-    for _ in range(args.warmup):
-        for s in steppers.values():
-            s.step(record=False)
-    for _ in range(args.steps):
-        for s in steppers.values():
-            s.step()
+    sync = next(iter(steppers.values())).sync
+    timings = time_rounds({stem: s.step for stem, s in steppers.items()}, args.warmup, args.steps, sync=sync)
     rows = []
     for stem, s in steppers.items():
-        best, median = min(s.times), statistics.median(s.times)
+        best, median = timings.fastest(stem), timings.median(stem)
         cpu_model = s.model.to("cpu").to(memory_format=torch.contiguous_format)
         rows.append({"stem": stem, "params": count_parameters(cpu_model),
                      "train_gflop_per_image": 3 * model_flops(cpu_model, args.size) / 1e9,

@@ -27,7 +27,6 @@ import platform
 import statistics
 import subprocess
 import sys
-import time
 
 from bench_common import matmul_peak_gflops
 
@@ -95,8 +94,8 @@ def build_monai(width: int, depth: int):
 
 
 class Trainer:
-    """One model (a copy), its Adam optimiser and a fixed random batch at one precision; `step()`
-    returns seconds."""
+    """One model (a copy), its Adam optimiser and a fixed random batch at one precision; `step()` runs one
+    training step (`timing.time_rounds` times it)."""
 
     def __init__(self, model, batch_size: int, size: int, channels_last: bool, precision: str = "32",
                  seed: int = 0) -> None:
@@ -114,35 +113,25 @@ class Trainer:
         self.y = (torch.rand(batch_size, 1, size, size, generator=generator) > 0.8).float()
         self.loss_fn = BCEDiceLoss()
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-3)
-        self.times: list[float] = []
 
-    def step(self, record: bool = True) -> float:
+    def step(self) -> None:
         from inpaintseg.precision import autocast_context
 
-        start = time.perf_counter()
         self.optimizer.zero_grad(set_to_none=True)
         with autocast_context("cpu", self.precision):
             loss = self.loss_fn(self.model(self.x), self.y)
         loss.backward()
         self.optimizer.step()
-        elapsed = time.perf_counter() - start
-        if record:
-            self.times.append(elapsed)
-        return elapsed
 
 
 def time_models(models: dict, args) -> dict:
     """Seconds per timed step of each (model, precision) (a list), steps interleaved across them."""
+    from inpaintseg.timing import time_rounds
+
     channels_last = args.memory_format == "channels_last"
     trainers = {(name, p): Trainer(m, args.batch_size, args.size, channels_last, p)
                 for name, m in models.items() for p in args.precisions}
-    for _ in range(args.warmup):
-        for trainer in trainers.values():
-            trainer.step(record=False)
-    for _ in range(args.steps):
-        for trainer in trainers.values():
-            trainer.step()
-    return {name: t.times for name, t in trainers.items()}
+    return time_rounds({key: t.step for key, t in trainers.items()}, args.warmup, args.steps).seconds
 
 
 def measure_width(width: int, args, use_monai: bool) -> dict:

@@ -30,7 +30,7 @@ def main(argv=None) -> int:
     from playwright.sync_api import sync_playwright
 
     import inpaintseg
-    from inpaintseg.io import atomic_path
+    from inpaintseg.fileio import atomic_path
     from inpaintseg.service import BackgroundServer, ServiceSettings
 
     reason = browser_support.missing_reason()

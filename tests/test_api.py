@@ -8,14 +8,14 @@ import pytest
 from conftest import export_tiny_model
 
 import inpaintseg
-from inpaintseg import cli, io, rle
+from inpaintseg import cli, fileio, rle
 
 
 @pytest.fixture
 def folder(tmp_path, make_dataset):
     root = make_dataset(n_train=0, n_test=3, size=32)
     rng = np.random.default_rng(1)
-    io.write_png(root / "test" / "images" / "wide.png", rng.integers(0, 256, (20, 41, 3), dtype=np.uint8))
+    fileio.write_png(root / "test" / "images" / "wide.png", rng.integers(0, 256, (20, 41, 3), dtype=np.uint8))
     return root / "test" / "images"
 
 
@@ -24,7 +24,7 @@ def test_predict_accepts_numpy_pil_and_path_alike(folder, tmp_path):
 
     model = inpaintseg.load_model(export_tiny_model(tmp_path / "model"), device="cpu")
     path = folder / "wide.png"
-    array = io.read_image(path)
+    array = fileio.read_image(path)
     by_path = model.predict(path)
     by_str = model.predict(str(path))
     by_array = model.predict(array)
@@ -43,7 +43,7 @@ def test_predict_accepts_numpy_pil_and_path_alike(folder, tmp_path):
 
 def test_keywords_override_the_stored_postprocessing(folder, tmp_path):
     model = inpaintseg.load_model(export_tiny_model(tmp_path / "model"), device="cpu")
-    image = io.read_image(folder / "wide.png")
+    image = fileio.read_image(folder / "wide.png")
     low = model.predict(image, threshold=0.01, tta="none")
     assert (low.tta, low.threshold) == ("none", 0.01)
     np.testing.assert_array_equal(low.mask, (low.probability >= 0.01).astype(np.uint8))

@@ -35,3 +35,13 @@ def test_values_outside_the_range_name_the_range_and_the_value(parse, text, mess
     with pytest.raises(argparse.ArgumentTypeError) as info:
         parse(text)
     assert str(info.value) == message
+
+
+def test_flag_message_writes_listed_parameters_as_flags():
+    from inpaintseg.commands import flag_message
+    from inpaintseg.errors import InpaintsegError
+
+    exc = InpaintsegError("n_train must be >= 1; size too: size must be 32+, resize untouched.", params=["n_train", "size"])
+    assert flag_message(exc) == "--n-train must be >= 1; --img-size too: --img-size must be 32+, resize untouched."
+    assert flag_message(InpaintsegError("seed must be >= 0.")) == "seed must be >= 0."  # nothing listed: as is
+    assert flag_message(ValueError("n_train")) == "n_train"

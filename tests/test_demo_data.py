@@ -122,14 +122,25 @@ def test_refuses_foreign_folder_and_bad_arguments(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(InpaintsegError, match="not a folder"):
         generate_demo_data(tmp_path / "file", n_train=2, n_test=1, size=32)
-    with pytest.raises(InpaintsegError, match="--img-size must be between 32"):
+    with pytest.raises(InpaintsegError, match="^size must be between 32"):
         generate_demo_data(tmp_path / "x", n_train=2, n_test=1, size=8)
-    with pytest.raises(InpaintsegError, match="--n-test must be between 1"):
+    with pytest.raises(InpaintsegError, match="^n_test must be between 1"):
         generate_demo_data(tmp_path / "x", n_train=2, n_test=0, size=32)
-    with pytest.raises(InpaintsegError, match="--untouched-fraction"):
+    with pytest.raises(InpaintsegError, match="^untouched_fraction must lie"):
         generate_demo_data(tmp_path / "x", n_train=2, n_test=1, size=32, untouched_fraction=1.5)
-    with pytest.raises(InpaintsegError, match="--degrade must be one of"):
+    with pytest.raises(InpaintsegError, match="^degrade_level must be one of"):
         generate_demo_data(tmp_path / "x", n_train=2, n_test=1, size=32, degrade_level="extreme")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--n-train", "0"], "--n-train must be between 1 and"),
+    (["--img-size", "8"], "--img-size must be between 32 and"),
+    (["--workers", "0"], "--workers must be between 1 and 64, got 0."),
+])
+def test_cli_names_flags_where_the_library_names_parameters(tmp_path, capsys, argv, message):
+    assert cli.main(["demo-data", "--out", str(tmp_path / "x"), *argv]) == 2
+    err = capsys.readouterr().err
+    assert f"inpaintseg demo-data: error: {message}" in err or f"demo-data: error: {message}" in err, err
 
 
 def test_cli_list_methods(capsys):

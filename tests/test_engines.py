@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from conftest import export_tiny_model
 
-from inpaintseg import cli, io, rle
+from inpaintseg import cli, fileio, rle
 from inpaintseg.errors import ConfigError
 
 pytest.importorskip("onnxruntime", reason="the [onnx] extra is not installed")
@@ -33,7 +33,7 @@ def images(tmp_path):
     rng = np.random.default_rng(3)
     folder = tmp_path / "images"
     for name, shape in (("a", (32, 32)), ("b", (21, 45)), ("c", (50, 17)), ("d", (40, 40))):
-        io.write_png(folder / f"{name}.png", rng.integers(0, 256, (*shape, 3), dtype=np.uint8))
+        fileio.write_png(folder / f"{name}.png", rng.integers(0, 256, (*shape, 3), dtype=np.uint8))
     return folder
 
 
@@ -65,7 +65,7 @@ def test_onnx_and_torch_engines_give_the_same_probabilities(exported, images, mo
     # The engine only maps a normalised batch to logits: resizing, tiles and TTA are shared code.
     from inpaintseg import load_model
 
-    arrays = [io.read_image(p) for p in sorted(images.iterdir())]
+    arrays = [fileio.read_image(p) for p in sorted(images.iterdir())]
     torch_model = load_model(exported[mode], device="cpu", engine="torch", precision="32")
     onnx_model = load_model(exported[mode], device="cpu", engine="onnx")
     assert (torch_model.engine.name, onnx_model.engine.name) == ("torch", "onnx")
@@ -87,7 +87,7 @@ def test_predict_engine_onnx_records_the_choice_and_matches_torch(exported, imag
     torch_rows, onnx_rows = rle.read_submission(tmp_path / "torch.csv"), rle.read_submission(tmp_path / "onnx.csv")
     assert sorted(torch_rows) == sorted(onnx_rows) == ["a", "b", "c", "d"]
     for stem, encoded in torch_rows.items():
-        shape = io.read_image(images / f"{stem}.png").shape[:2]
+        shape = fileio.read_image(images / f"{stem}.png").shape[:2]
         ma, mb = rle.rle_decode(encoded, shape), rle.rle_decode(onnx_rows[stem], shape)
         total = int(ma.sum()) + int(mb.sum())
         dice = 1.0 if total == 0 else 2 * int((ma & mb).sum()) / total
@@ -104,7 +104,7 @@ def test_auto_picks_onnx_only_when_a_matching_export_is_there(exported, tmp_path
     assert choice.engine == "torch" and "no model.onnx" in choice.reason
     # The engine that ran is recorded in the result.
     folder = tmp_path / "imgs"
-    io.write_png(folder / "x.png", np.zeros((8, 8, 3), np.uint8))
+    fileio.write_png(folder / "x.png", np.zeros((8, 8, 3), np.uint8))
     result = predict_folder(load_model(exported["resize"], device="cpu"), folder, out=None, progress=False)
     assert result.engine == "onnx"
 
@@ -143,7 +143,7 @@ def test_stale_or_altered_onnx_is_refused_and_auto_falls_back(tmp_path, images, 
 def test_onnx_engine_refuses_reduced_precision():
     from inpaintseg.inference.engines import check_engine_precision, choose_engine
 
-    with pytest.raises(ConfigError, match="--engine onnx .* --precision bf16-mixed; use --engine torch"):
+    with pytest.raises(ConfigError, match="^engine onnx .* precision bf16-mixed; use engine torch"):
         check_engine_precision("onnx", "bf16-mixed")
     check_engine_precision("onnx", "32")
     check_engine_precision("onnx", "auto")
@@ -175,7 +175,7 @@ def test_engine_and_precision_together(exported, images, tmp_path, capsys, monke
     from inpaintseg.inference.predictor import Predictor
 
     onnx_model = load_model(exported["resize"], device="cpu", engine="onnx")
-    with pytest.raises(ConfigError, match="--engine onnx"):
+    with pytest.raises(ConfigError, match="^engine onnx"):
         Predictor(None, onnx_model.config, precision="bf16-mixed", engine=onnx_model.engine)
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import export_tiny_model, header_png
-from inpaintseg import cli, io, rle
+from inpaintseg import cli, fileio, rle
 from inpaintseg.data import pair_files
 from inpaintseg.errors import DataError, ImageTooLargeError
 
@@ -28,28 +28,28 @@ def _names(folder):
 def test_a_header_claiming_65535_squared_is_a_named_data_error(tmp_path):
     bomb = header_png(tmp_path / "bomb.png", 65535, 65535)
     with pytest.raises(ImageTooLargeError, match=r"bomb\.png: 65535x65535 .* exceeds the pixel limit"):
-        io.read_image(bomb)
+        fileio.read_image(bomb)
     with pytest.raises(DataError, match="--max-pixels"):
-        io.read_mask(bomb)
+        fileio.read_mask(bomb)
 
 
 def test_the_pixel_limit_is_a_parameter_and_a_process_setting(tmp_path, monkeypatch):
     path = tmp_path / "a.png"
-    io.write_png(path, _rgb(30, 40))  # 1200 pixels
-    assert io.read_image(path, max_pixels=1200).shape == (30, 40, 3)
+    fileio.write_png(path, _rgb(30, 40))  # 1200 pixels
+    assert fileio.read_image(path, max_pixels=1200).shape == (30, 40, 3)
     with pytest.raises(ImageTooLargeError, match="40x30 = 1,200 pixels exceeds the pixel limit of 1,199"):
-        io.read_image(path, max_pixels=1199)
-    monkeypatch.setenv(io.MAX_PIXELS_ENV, "1000")
-    assert io.pixel_limit() == 1000
+        fileio.read_image(path, max_pixels=1199)
+    monkeypatch.setenv(fileio.MAX_PIXELS_ENV, "1000")
+    assert fileio.pixel_limit() == 1000
     with pytest.raises(ImageTooLargeError):
-        io.read_mask(path)
+        fileio.read_mask(path)
 
 
 def test_image_size_reads_only_the_header(tmp_path):
     # 20000 x 10000 claimed, a few bytes of data: the size comes back without decoding anything.
     path = header_png(tmp_path / "big.png", 20000, 10000)
-    assert io.image_size(path) == (10000, 20000)
-    assert io.DEFAULT_MAX_PIXELS == 100_000_000
+    assert fileio.image_size(path) == (10000, 20000)
+    assert fileio.DEFAULT_MAX_PIXELS == 100_000_000
 
 
 # ---- check-data -----------------------------------------------------------------------------------
@@ -132,7 +132,7 @@ def test_predict_names_broken_links_and_writes_the_rest(linked, tmp_path, capsys
 def test_predict_survives_a_header_bomb_and_honours_max_pixels(make_dataset, tmp_path, capsys):
     images = make_dataset(n_train=0, n_test=3) / "test" / "images"
     header_png(images / "bomb.png", 65535, 65535)
-    io.write_png(images / "wide.png", _rgb(20, 60))  # 1200 pixels
+    fileio.write_png(images / "wide.png", _rgb(20, 60))  # 1200 pixels
     model = export_tiny_model(tmp_path / "model")
     out, masks = tmp_path / "sub.csv", tmp_path / "masks"
     code = cli.main(["predict", "--quiet", "--model", str(model), "--images", str(images), "--out", str(out),

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import export_tiny_model, write_pair
-from inpaintseg import cli, io, rle
+from inpaintseg import cli, fileio, rle
 from inpaintseg.errors import InpaintsegError
 
 
@@ -91,7 +91,7 @@ def test_odd_file_names_round_trip_through_predict_and_evaluate(tmp_path, capsys
     for stem in ODD_STEMS:
         image = rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)
         write_pair(root / "images", None, stem, image, None)
-        io.write_png(root / "masks" / f"{stem}.png", np.zeros((24, 24), np.uint8))
+        fileio.write_png(root / "masks" / f"{stem}.png", np.zeros((24, 24), np.uint8))
     model = export_tiny_model(tmp_path / "model")
     out, masks, scores = tmp_path / "sub.csv", tmp_path / "pred", tmp_path / "scores.csv"
     code = predict("--model", str(model), "--images", str(root / "images"), "--out", str(out),
@@ -105,7 +105,7 @@ def test_odd_file_names_round_trip_through_predict_and_evaluate(tmp_path, capsys
 
 def test_atomic_write_of_a_255_byte_name(tmp_path):
     target = tmp_path / ("y" * 251 + ".png")
-    io.atomic_write_bytes(target, b"data")
+    fileio.atomic_write_bytes(target, b"data")
     assert target.read_bytes() == b"data" and [p.name for p in tmp_path.iterdir()] == [target.name]
 
 
@@ -151,7 +151,7 @@ def test_train_unwritable_out(make_dataset, tmp_path, capsys):
 def test_a_write_error_names_the_path_and_the_fix(tmp_path):
     target = tmp_path / "x.bin"
     with pytest.raises(InpaintsegError, match=r"x\.bin.*disk is full.*free space"):
-        with io.atomic_path(target):
+        with fileio.atomic_path(target):
             raise OSError(errno.ENOSPC, "No space left on device")
     assert not target.exists() and not list(tmp_path.iterdir())
 

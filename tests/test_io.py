@@ -1,4 +1,4 @@
-"""Decoding rules of inpaintseg.io: images to RGB uint8, masks to {0,1}, pixels as stored."""
+"""Decoding rules of inpaintseg.fileio: images to RGB uint8, masks to {0,1}, pixels as stored."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from inpaintseg.errors import DataError
-from inpaintseg.io import atomic_path, atomic_write_text, binarize_mask, read_image, read_mask
+from inpaintseg.fileio import atomic_path, atomic_write_text, binarize_mask, read_image, read_mask
 
 
 def _write(path, array):
@@ -183,7 +183,7 @@ def test_binarize_grey_thresholds_at_128_unless_all_le_1(values):
 @settings(max_examples=30, deadline=None)
 @given(st.integers(1, 9), st.integers(1, 9), st.integers(0, 2**32 - 1))
 def test_png_roundtrip_is_lossless(h, w, seed):
-    from inpaintseg.io import write_png
+    from inpaintseg.fileio import write_png
 
     rgb = np.random.default_rng(seed).integers(0, 256, (h, w, 3), np.uint8)
     with tempfile.TemporaryDirectory() as tmp:  # hypothesis reruns the body: no function-scoped tmp_path

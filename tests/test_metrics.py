@@ -138,3 +138,22 @@ def test_roc_curve_area_equals_roc_auc(pairs):
         return
     fpr, tpr, _ = roc_curve(scores, labels)
     assert np.trapezoid(tpr, fpr) == pytest.approx(roc_auc(scores, labels))
+
+
+@pytest.mark.parametrize("value, ok", [(0.5, True), ("0.25", True), (1e-9, True), (0.0, False), (1.0, False),
+                                       (-0.1, False), (float("nan"), False), ("auto", False), (None, False)])
+def test_is_threshold_is_the_open_unit_interval(value, ok):
+    from inpaintseg.metrics import is_threshold
+
+    assert is_threshold(value) is ok
+
+
+def test_check_threshold_names_the_parameter_and_where_the_value_came_from():
+    from inpaintseg.errors import ConfigError
+    from inpaintseg.metrics import check_threshold
+
+    assert check_threshold("0.3", "threshold") == 0.3
+    with pytest.raises(ConfigError, match=r"^score_threshold must be a number in \(0, 1\), got 1\.5\.$"):
+        check_threshold(1.5, "score_threshold")
+    with pytest.raises(ConfigError, match=r"got 2 \(from config.json\)\.$"):
+        check_threshold(2, "threshold", " (from config.json)")

@@ -8,7 +8,7 @@ from torch.utils.data import DataLoader
 
 from inpaintseg.data import InpaintDataset
 from inpaintseg.model import AttentionUNet
-from inpaintseg.planning import measure_eval_rate, measure_train_rate, plan_epochs
+from inpaintseg.training.planning import measure_eval_rate, measure_train_rate, plan_epochs
 from inpaintseg.data.transforms import train_transform
 
 

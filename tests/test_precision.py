@@ -218,17 +218,18 @@ def test_real_probe_runs_in_both_modes():
     assert choice.precision in ("32", "bf16-mixed") and choice.rates["32"] > 0
 
 
-@pytest.mark.parametrize("max_seconds, calls", [(1000.0, 2 * (2 + 3)), (4.0, 2 * (1 + 2)), (0.0, 2 * (1 + 1))])
+@pytest.mark.parametrize("max_seconds, calls", [(1000.0, 2 * (2 + 3)), (5.5, 2 * (1 + 2)), (0.0, 2 * (1 + 1))])
 def test_probe_keeps_to_its_time_budget(monkeypatch, max_seconds, calls):
-    # Fake steps: fp32 1.0 s, bf16 0.5 s per batch of 4, so a round "costs" 1.5 s: 1000 s affords all
-    # 2 warm-up + 3 timed rounds; 4 s affords 2 more rounds after the first (timed ones before the
-    # second warm-up); 0 s still runs one warm-up and one timed round.
-    seen = []
+    # Fake steps on a fake clock: fp32 1.0 s, bf16 0.5 s per batch of 4, so a round "costs" 1.5 s: 1000 s
+    # affords all 2 warm-up + 3 timed rounds; 5.5 s leaves 4 s after the first round, 2 more rounds (timed
+    # ones before the second warm-up); 0 s still runs one warm-up and one timed round.
+    seen, clock = [], [0.0]
 
     def fake_step(self):
         seen.append(self.precision)
-        return 1.0 if self.precision == "32" else 0.5
+        clock[0] += 1.0 if self.precision == "32" else 0.5
 
-    monkeypatch.setattr("inpaintseg.precision._Stepper.step", fake_step)
+    monkeypatch.setattr("inpaintseg.precision_probe._Stepper.step", fake_step)
+    monkeypatch.setattr("inpaintseg.timing.time.perf_counter", lambda: clock[0])  # the harness's clock
     rates = probe_rates(tiny_model(), 4, 32, "cpu", "train", warmup=2, steps=3, max_seconds=max_seconds)
     assert rates == {"32": 4.0, "bf16-mixed": 8.0} and len(seen) == calls

@@ -18,7 +18,7 @@ import torch
 from conftest import TINY_ARCH, export_tiny_model
 
 import inpaintseg
-from inpaintseg import cli, config as config_mod, io, precision
+from inpaintseg import cli, config as config_mod, fileio, precision
 from inpaintseg.config import TrainConfig, load_config
 from inpaintseg.errors import ConfigError
 from inpaintseg.inference import predictor as predictor_mod
@@ -204,7 +204,7 @@ def test_bf16_predict_gives_the_fp32_masks_within_tolerance(images, tmp_path, ca
                          "--out", str(out / "s.csv"), "--masks-out", str(out / "masks"),
                          "--probs-out", str(out / "probs"), "--precision", name, "--threshold", "0.5"])
         assert code == 0, capsys.readouterr().err
-        outputs[name] = {p.stem: (io.read_mask(out / "masks" / p.name),
+        outputs[name] = {p.stem: (fileio.read_mask(out / "masks" / p.name),
                                   cv2.imread(str(out / "probs" / p.name), cv2.IMREAD_UNCHANGED).astype(int))
                          for p in sorted((out / "masks").iterdir())}
     assert sorted(outputs["32"]) == sorted(outputs["bf16-mixed"]) and len(outputs["32"]) == 3
@@ -223,7 +223,7 @@ def test_an_old_model_folder_without_any_precision_key_predicts(images, tmp_path
     assert "precision" not in json.dumps(config)
     model = inpaintseg.load_model(folder, device="cpu")
     assert model.calibration_precision is None and model.requested_precision == "auto"
-    assert model.predict(io.read_image(next(images.iterdir()))).mask.shape == (32, 32)
+    assert model.predict(fileio.read_image(next(images.iterdir()))).mask.shape == (32, 32)
     assert model.precision in ("32", "bf16-mixed")
     assert cli.main(["predict", "--model", str(folder), "--images", str(images),
                      "--out", str(tmp_path / "s.csv")]) == 0

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from inpaintseg import cli, io, rle
+from inpaintseg import cli, fileio, rle
 from conftest import export_tiny_model as export_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -20,8 +20,8 @@ def setup(tmp_path, make_dataset):
     root = make_dataset(n_train=0, n_test=4, size=32)
     # Odd, non-square sizes: outputs must come back at each image's own size.
     rng = np.random.default_rng(0)
-    io.write_png(root / "test" / "images" / "odd_a.png", rng.integers(0, 256, (21, 45, 3), dtype=np.uint8))
-    io.write_png(root / "test" / "images" / "odd_b.png", rng.integers(0, 256, (50, 17, 3), dtype=np.uint8))
+    fileio.write_png(root / "test" / "images" / "odd_a.png", rng.integers(0, 256, (21, 45, 3), dtype=np.uint8))
+    fileio.write_png(root / "test" / "images" / "odd_b.png", rng.integers(0, 256, (50, 17, 3), dtype=np.uint8))
     return root / "test" / "images", export_model(tmp_path / "model"), tmp_path
 
 
@@ -43,8 +43,8 @@ def test_predict_writes_every_output_at_original_size(setup, capsys):
     rows = rle.read_submission(out)
     assert sorted(rows) == stems(images) == stems(tmp / "masks") == stems(tmp / "probs")
     for stem in rows:
-        image = io.read_image(images / f"{stem}.png")
-        mask = io.read_mask(tmp / "masks" / f"{stem}.png")
+        image = fileio.read_image(images / f"{stem}.png")
+        mask = fileio.read_mask(tmp / "masks" / f"{stem}.png")
         probs = cv2.imread(str(tmp / "probs" / f"{stem}.png"), cv2.IMREAD_UNCHANGED)
         assert mask.shape == probs.shape == image.shape[:2]
         # predict -> submission -> read_submission -> rle_decode gives back the written mask.
@@ -89,10 +89,10 @@ def test_column_order_score_threshold_and_overlays(setup, capsys):
     assert code == 0, capsys.readouterr().err
     rows = rle.read_submission(tmp / "col.csv")
     for stem in stems(images):
-        mask = io.read_mask(tmp / "m" / f"{stem}.png")
+        mask = fileio.read_mask(tmp / "m" / f"{stem}.png")
         np.testing.assert_array_equal(rle.rle_decode(rows[stem], mask.shape, order="F"), mask)
-        overlay = io.read_image(tmp / "ov" / f"{stem}.png")
-        assert overlay.shape == io.read_image(images / f"{stem}.png").shape  # native size
+        overlay = fileio.read_image(tmp / "ov" / f"{stem}.png")
+        assert overlay.shape == fileio.read_image(images / f"{stem}.png").shape  # native size
     with open(tmp / "scores.csv", newline="") as fh:
         scores = list(csv.DictReader(fh))
     # An image score is a mean of probabilities of an untrained net (about 0.5): none reaches 0.99.
@@ -106,7 +106,7 @@ def test_crop_model_with_crf_in_a_process_pool(setup, tmp_path, capsys):
                    "--masks-out", str(tmp / "cm"), "--tta", "d4", "--crf", "gaussian", "--crf-workers", "1")
     assert code == 0, capsys.readouterr().err
     for stem in stems(images):
-        assert io.read_mask(tmp / "cm" / f"{stem}.png").shape == io.read_image(images / f"{stem}.png").shape[:2]
+        assert fileio.read_mask(tmp / "cm" / f"{stem}.png").shape == fileio.read_image(images / f"{stem}.png").shape[:2]
 
 
 def test_corrupt_image_is_named_and_others_are_written(setup, capsys):

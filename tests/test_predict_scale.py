@@ -16,7 +16,7 @@ from conftest import export_tiny_model
 from hypothesis import given
 from hypothesis import strategies as st
 
-from inpaintseg import cli, io, rle
+from inpaintseg import cli, fileio, rle
 from inpaintseg.errors import DataError
 from inpaintseg.inference import journal
 from inpaintseg.inference.inputs import resolve_images
@@ -28,7 +28,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 def write_images(folder: Path, names, size=(24, 24), seed=0) -> Path:
     rng = np.random.default_rng(seed)
     for name in names:
-        io.write_png(folder / name, rng.integers(0, 256, (*size, 3), dtype=np.uint8))
+        fileio.write_png(folder / name, rng.integers(0, 256, (*size, 3), dtype=np.uint8))
     return folder
 
 
@@ -204,7 +204,7 @@ def test_resume_honours_rle_order_overlays_and_score_threshold(tmp_path, capsys)
     rows, expected = rle.read_submission(out), rle.read_submission(ref)
     assert rows["a"] == "1 1" and rows["b"] == expected["b"] and rows["c"] == expected["c"]  # column-major
     assert sorted(p.name for p in overlays.iterdir()) == ["b.png", "c.png"]  # a was done before
-    assert io.read_image(overlays / "b.png").shape == (20, 28, 3)
+    assert fileio.read_image(overlays / "b.png").shape == (20, 28, 3)
 
 
 def _settings(model_dir, overlays_out=None, rle_order="row", score_threshold=None, precision="auto"):
@@ -288,7 +288,7 @@ def test_two_processes_write_the_csvs_of_one(tmp_path, capsys):
 @pytest.mark.slow
 def test_two_nodes_on_one_machine(tmp_path):
     # --num-nodes 2: the same command on each "node" with its --node-rank and MASTER_ADDR/PORT.
-    from inpaintseg.inference.sharding import free_port
+    from inpaintseg.sharding import free_port
 
     images = write_images(tmp_path / "imgs", [f"n{k:02d}.png" for k in range(7)])
     model = export_tiny_model(tmp_path / "model", size=16)

@@ -230,7 +230,7 @@ def test_read_submission_missing_file(tmp_path: Path):
 
 
 def test_real_masks_round_trip_through_a_submission(tmp_path: Path, realworld):
-    from inpaintseg.io import read_mask
+    from inpaintseg.fileio import read_mask
 
     paths = sorted(realworld().glob("*/masks/*.png"))[:12]
     if not paths:

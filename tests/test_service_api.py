@@ -23,7 +23,7 @@ from conftest import export_tiny_model  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 
 import inpaintseg  # noqa: E402
-from inpaintseg import cli, io, rle  # noqa: E402
+from inpaintseg import cli, fileio, rle  # noqa: E402
 from inpaintseg.service import BackgroundServer, ServiceSettings, create_app  # noqa: E402
 from inpaintseg.service.server import wait_until_ready  # noqa: E402
 from test_service_uploads import png_bytes, png_claiming  # noqa: E402
@@ -72,7 +72,7 @@ def assert_error(response, status: int, code: str | None = None, *words: str):
 
 def test_the_json_mask_is_the_mask_that_inpaintseg_predict_writes(client, model_dir, tmp_path):
     folder = tmp_path / "images"
-    io.write_png(folder / "odd.png", image(21, 45, seed=3))
+    fileio.write_png(folder / "odd.png", image(21, 45, seed=3))
     assert cli.main(["predict", "--quiet", "--model", str(model_dir), "--images", str(folder), "--device", "cpu",
                      "--out", str(tmp_path / "sub.csv"), "--masks-out", str(tmp_path / "masks"),
                      "--probs-out", str(tmp_path / "probs"), "--scores-out", str(tmp_path / "scores.csv")]) == 0
@@ -83,7 +83,7 @@ def test_the_json_mask_is_the_mask_that_inpaintseg_predict_writes(client, model_
                          "mask_png", "probability_png", "timings"}
     assert (body["image_id"], body["width"], body["height"]) == ("odd", 45, 21)
     assert (body["tta"], body["crf"], body["threshold"]) == ("flip", "off", 0.5)  # the stored choices
-    cli_mask = io.read_mask(tmp_path / "masks" / "odd.png")
+    cli_mask = fileio.read_mask(tmp_path / "masks" / "odd.png")
     mask = decode_png(body["mask_png"])
     assert mask.shape == (21, 45) and set(np.unique(mask)) <= {0, 255}
     np.testing.assert_array_equal(mask // 255, cli_mask)

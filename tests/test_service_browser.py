@@ -27,7 +27,7 @@ from conftest import export_tiny_model  # noqa: E402
 from playwright.sync_api import sync_playwright  # noqa: E402
 
 import inpaintseg  # noqa: E402
-from inpaintseg import io, rle  # noqa: E402
+from inpaintseg import fileio, rle  # noqa: E402
 from inpaintseg.inference.pipeline import to_png8  # noqa: E402
 from inpaintseg.service import BackgroundServer, ServiceSettings  # noqa: E402
 
@@ -55,7 +55,7 @@ def served(tmp_path_factory):
     image = np.dstack([(xx * 255 // W), (yy * 255 // H), ((xx + yy) % 256)]).astype(np.uint8)
     image[300:700, 500:1100] = rng.integers(0, 256, (400, 600, 3), dtype=np.uint8)
     path = folder / "large scene.png"
-    io.write_png(path, image)
+    fileio.write_png(path, image)
     with BackgroundServer(model, ServiceSettings()) as url:
         yield model, url, path, image
 
@@ -97,7 +97,7 @@ def test_upload_overlay_threshold_and_downloads_in_chromium(served, tmp_path):
             # At the server's threshold the downloads are the server's exact mask and RLE.
             mask_file = save_download(page, "#dl-mask", tmp_path)
             assert mask_file.name == "large_scene_mask.png"
-            np.testing.assert_array_equal(io.read_mask(mask_file), expected.mask)
+            np.testing.assert_array_equal(fileio.read_mask(mask_file), expected.mask)
             rle_file = save_download(page, "#dl-rle", tmp_path)
             assert rle_file.read_text().strip() == rle.rle_encode(expected.mask)
 
@@ -133,7 +133,7 @@ def test_upload_overlay_threshold_and_downloads_in_chromium(served, tmp_path):
             cut = math.ceil(0.49 * 255 - 1e-6)
             mask_file = save_download(page, "#dl-mask", tmp_path)
             assert mask_file.name == "large_scene_mask_t0.49.png"
-            client_mask = io.read_mask(mask_file)
+            client_mask = fileio.read_mask(mask_file)
             assert client_mask.shape == (H, W)
             np.testing.assert_array_equal(client_mask, (prob8 >= cut).astype(np.uint8))
             rle_file = save_download(page, "#dl-rle", tmp_path)

@@ -227,7 +227,7 @@ def test_deterministic_runs_give_equal_metrics(make_dataset, tmp_path):
 
 @pytest.mark.parametrize("changes, expected", [
     ({"batch_size": 64}, "batch_size: expected at most the number of training images"),
-    ({"precision": "16-mixed"}, "precision: '16-mixed' needs a CUDA GPU"),
+    ({"precision": "16-mixed"}, "precision '16-mixed' needs a CUDA GPU"),
 ])
 def test_bad_settings_rejected_before_training(make_dataset, tmp_path, changes, expected):
     data = make_dataset(n_train=6)

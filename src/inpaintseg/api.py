@@ -30,8 +30,9 @@ from typing import Any
 
 import numpy as np
 
-from inpaintseg import io
-from inpaintseg.errors import ConfigError, InpaintsegError
+from inpaintseg import fileio
+from inpaintseg.errors import InpaintsegError
+from inpaintseg.inference.predictor import DEFAULT_BATCH_SIZE
 
 
 @dataclass
@@ -57,7 +58,7 @@ def as_rgb_image(image: Any) -> np.ndarray:
     """A path, a PIL image or a numpy array -> uint8 (H, W, 3) RGB, by the same rules as file reading
     (grey expanded to RGB, alpha dropped). Raises InpaintsegError (a path's problems) or TypeError/ValueError."""
     if isinstance(image, (str, os.PathLike)):
-        return io.read_image(Path(image))
+        return fileio.read_image(Path(image))
     if not isinstance(image, np.ndarray) and hasattr(image, "convert") and hasattr(image, "mode"):
         return np.asarray(image.convert("RGB"), dtype=np.uint8)  # a PIL image
     if not isinstance(image, np.ndarray):
@@ -80,10 +81,10 @@ class InpaintModel:
     ``16-mixed`` (CUDA).
     """
 
-    def __init__(self, network, config: dict, device: str = "cpu", batch_size: int = 8,
+    def __init__(self, network, config: dict, device: str = "cpu", batch_size: int = DEFAULT_BATCH_SIZE,
                  source: Path | None = None, precision: str = "auto", engine: str = "auto") -> None:
         from inpaintseg.inference.engines import choose_engine
-        from inpaintseg.precision import check_precision
+        from inpaintseg.precision import check_fp16_device, check_precision
 
         self.network = network
         self.config = config
@@ -91,9 +92,7 @@ class InpaintModel:
         self.batch_size = batch_size
         self.source = source
         self.requested_precision = check_precision(precision, "precision")
-        if self.requested_precision == "16-mixed" and not str(device).startswith("cuda"):
-            raise ConfigError(f"precision '16-mixed' needs a CUDA GPU, but the model runs on {device}. "
-                                  "Use precision 'bf16-mixed', '32' or 'auto'.")
+        check_fp16_device(self.requested_precision, device)
         self._precision_choice = None
         self._predictors: dict[str, Any] = {}
         # Which engine maps batches to logits (inference/engines.py); resolved and checked now (onnx with a
@@ -155,15 +154,13 @@ class InpaintModel:
         import dataclasses
 
         from inpaintseg.inference.postprocess import resolve_postprocess
+        from inpaintseg.metrics import check_threshold
 
         post = resolve_postprocess(self.config, tta="auto" if tta is None else tta,
                                    crf="auto" if crf is None else crf,
                                    threshold="auto" if threshold is None else threshold)
         if score_threshold not in (None, "auto"):
-            value = float(score_threshold)
-            if not 0.0 < value < 1.0:
-                raise InpaintsegError(f"score threshold must lie in (0, 1), got {score_threshold!r}.")
-            post = dataclasses.replace(post, score_threshold=value)
+            post = dataclasses.replace(post, score_threshold=check_threshold(score_threshold, "score_threshold"))
         return post
 
     @property
@@ -214,7 +211,7 @@ class InpaintModel:
         return out
 
 
-def load_model(model_dir: str | os.PathLike = "base", device: str = "auto", batch_size: int = 8,
+def load_model(model_dir: str | os.PathLike = "base", device: str = "auto", batch_size: int = DEFAULT_BATCH_SIZE,
                precision: str = "auto", engine: str = "auto") -> InpaintModel:
     """Load a model folder (``weights.safetensors`` + ``config.json``; nothing is unpickled); the default,
     ``"base"``, is the detector shipped with the package (README "The base model").

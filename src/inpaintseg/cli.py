@@ -61,7 +61,7 @@ def run_guarded(prog: str, func, args) -> int:
     ``--progress``, applied here once for every command). Exit status: what the command returns (0 = done, 1 = done
     but some inputs had problems, each named); 2 = a user error or an environment fault (the message, no
     traceback); 130 = interrupted (Ctrl-C; the message says how to go on)."""
-    from inpaintseg.io import pixel_limit_scope
+    from inpaintseg.fileio import pixel_limit_scope
     from inpaintseg.progress import set_progress_mode
 
     set_progress_mode(getattr(args, "progress_mode", None) or "auto")
@@ -69,7 +69,9 @@ def run_guarded(prog: str, func, args) -> int:
         with pixel_limit_scope(getattr(args, "max_pixels", None)):
             return int(func(args) or 0)
     except InpaintsegError as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
+        from inpaintseg.commands import flag_message
+
+        print(f"{prog}: error: {flag_message(exc)}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt as exc:
         hint = str(exc)

@@ -25,8 +25,9 @@ import yaml
 
 from inpaintseg.data.input_spec import INPUT_MODES
 from inpaintseg.errors import ConfigError
-from inpaintseg.io import atomic_write_text
-from inpaintseg.model.spec import ARCH_NAME, INPUT_STEMS, MAX_BASE_CHANNELS, MAX_DEPTH, UNET_ENCODER, check_encoder
+from inpaintseg.fileio import atomic_write_text
+from inpaintseg.model.spec import (INPUT_STEMS, MAX_BASE_CHANNELS, MAX_DEPTH, UNET_ENCODER, architecture_section,
+                                   check_encoder)
 from inpaintseg.precision import PRECISIONS
 
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
@@ -214,12 +215,9 @@ class TrainConfig:
 
     def architecture(self) -> dict[str, Any]:
         """The `architecture` section of the model folder's config.json."""
-        arch = {"name": ARCH_NAME, "in_channels": 3, "out_channels": 1, "base_channels": self.base_channels,
-                "depth": self.depth, "attention": self.attention, "input_stem": self.input_stem,
-                "encoder": self.encoder}
-        if self.encoder != UNET_ENCODER:
-            del arch["depth"]  # a timm encoder's depth is its feature pyramid's
-        return arch
+        return architecture_section(in_channels=3, out_channels=1, base_channels=self.base_channels,
+                                    depth=self.depth if self.encoder == UNET_ENCODER else None,  # timm: the backbone's
+                                    attention=self.attention, input_stem=self.input_stem, encoder=self.encoder)
 
 
 def _suggest(key: str, known: dict[str, Any]) -> str:

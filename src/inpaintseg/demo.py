@@ -79,20 +79,17 @@ def _train_config(data: Path, run_dir: Path, seed: int, precision: str, device: 
 
 def run_demo(out: Path, budget_minutes: float = 7.0, n_train: int = 400, n_test: int = 100, seed: int = 0,
              device: str = "auto", precision: str = "auto", from_scratch: bool = False) -> int:
-    from inpaintseg import io
-    from inpaintseg.evaluation.evaluate import baseline_submissions, evaluate
-    from inpaintseg.evaluation.report import PredictionFiles, write_report
+    """The seven stages (the numbered lines it prints): data, the shipped detector zero-shot, a planned
+    training run (fine-tuning it, or from scratch), prediction, evaluation next to the baselines, the report,
+    the summary. Returns the exit status (0)."""
     from inpaintseg.inference import resolve_device
-    from inpaintseg.inference.pipeline import SUBMISSION_FILE
     from inpaintseg.model.shipped import DEFAULT_MODEL
     from inpaintseg.precision import check_precision
     from inpaintseg.synth import generate_demo_data
-    from inpaintseg.training import train
-    from inpaintseg.training.budget import plan_training
     from inpaintseg.training.usefulness import verdict_message
 
     if not budget_minutes > 0:
-        raise InpaintsegError(f"--budget-minutes must be positive, got {budget_minutes}.")
+        raise InpaintsegError(f"budget_minutes must be positive, got {budget_minutes}.", params=["budget_minutes"])
     precision = check_precision(precision, "--precision")
     started = time.perf_counter()
     out = Path(out)
@@ -103,7 +100,6 @@ def run_demo(out: Path, budget_minutes: float = 7.0, n_train: int = 400, n_test:
 
     _log(f"1/7 generating demo data in {data} ({n_train} train, {n_test} test images, 256x256)")
     generate_demo_data(data, n_train=n_train, n_test=n_test, size=DEMO_IMG_SIZE, seed=seed)
-
     rows = {}
     if not from_scratch:
         _log(f"2/7 scoring the shipped detector '{DEFAULT_MODEL}' zero-shot (no training) on the test images")
@@ -111,14 +107,32 @@ def run_demo(out: Path, budget_minutes: float = 7.0, n_train: int = 400, n_test:
             DEFAULT_MODEL, data, out / "base_zero_shot", device, precision, f"{DEFAULT_MODEL} zero-shot")
     else:
         _log("2/7 --from-scratch: no shipped detector (training a new network from random init)")
-
+    how = "trained from scratch" if from_scratch else f"fine-tuned from {DEFAULT_MODEL}"
     config = _train_config(data, run_dir, seed, precision, device, from_scratch)
-    budget = budget_minutes * 60
+    result, used = _train_on_budget(config, budget_minutes * 60, precision, device, how)
+    used["from_scratch"] = from_scratch
+
+    _log("4/7 predicting the test images (TTA, CRF and threshold as validation chose)")
+    evaluation, predict_precision = _predict_and_score(result.model_dir, data, out, device, precision, how)
+    rows[how] = evaluation
+    baselines = _record(out, data, evaluation, rows, {**used, "predict_precision": predict_precision})
+    _log("6/7 writing the report (from the predictions above)")
+    report = _report(out, data, run_dir, device)
+    _log(f"7/7 done in {(time.perf_counter() - started) / 60:.1f} minutes")
+    _print_results(evaluation, rows, baselines, verdict_message(result.model_config.get("validation", {})))
+    _print_outputs(data, run_dir, result.model_dir, out, report)
+    return 0
+
+
+def _train_on_budget(config, budget: float, precision: str, device: str, how: str):
+    """Stage 3: plan the epochs from this machine's measured speeds, then train: (TrainResult, budget record)."""
+    from inpaintseg.training import train
+    from inpaintseg.training.budget import plan_training
+
     _log(f"3/7 measuring this machine's training speed on the demo data ({precision} precision requested)")
     plan = plan_training(config, budget, predict_precision=precision)
     _log(f"    training {plan.precision_choice.describe()}")
     _log(f"    plan: {plan.describe()}")
-    how = "trained from scratch" if from_scratch else f"fine-tuned from {DEFAULT_MODEL}"
     _log(f"    {how}: width {plan.config.base_channels}, {plan.config.input_mode} {DEMO_IMG_SIZE}x{DEMO_IMG_SIZE}, "
          f"lr {plan.config.lr:g} on {device}")
     # A safety net if the machine slows down after planning: fit stops at 1.25 x its planned time.
@@ -127,33 +141,37 @@ def run_demo(out: Path, budget_minutes: float = 7.0, n_train: int = 400, n_test:
     used = {"planned_seconds": round(plan.planned_seconds, 1), "used_seconds": round(result.seconds, 1),
             "budget_seconds": budget, "used_fraction": round(result.seconds / budget, 4),
             "epochs_planned": plan.config.epochs, "epochs_completed": result.epochs_completed,
-            "timings": result.timings, "plan": plan.as_dict(), "from_scratch": from_scratch}
+            "timings": result.timings, "plan": plan.as_dict()}
     _log(f"    budget: planned {plan.planned_seconds:.0f} s, used {result.seconds:.0f} s of {budget:.0f} s "
          f"({100 * result.seconds / budget:.0f}%; fit {result.timings.get('fit', 0):.0f} s, calibration "
          f"{result.timings.get('calibration', 0):.0f} s, estimated {plan.calibration_seconds:.0f} s); "
          f"{result.epochs_completed} of {plan.config.epochs} epochs")
     print(result.summary(), file=sys.stderr)
+    return result, used
 
-    _log("4/7 predicting the test images (TTA, CRF and threshold as validation chose)")
-    evaluation, predict_precision = _predict_and_score(result.model_dir, data, out, device, precision, how)
-    rows[how] = evaluation
+
+def _record(out: Path, data: Path, evaluation: dict, rows: dict, used: dict) -> dict:
+    """Stage 5: evaluation.json, budget.json (with every row) and the baselines' evaluations."""
+    from inpaintseg import fileio
+    from inpaintseg.evaluation.evaluate import baseline_submissions, evaluate
+
     _log("5/7 evaluating against the ground truth, next to the trivial baselines")
     truth = data / "test" / "masks"
-    io.atomic_write_text(out / "evaluation.json", json.dumps(evaluation, indent=2))
-    io.atomic_write_text(out / BUDGET_FILE, json.dumps(
-        {**used, "predict_precision": predict_precision, "dice_mean": evaluation["dice_mean"], "dice_pooled": evaluation["dice_pooled"],
+    fileio.atomic_write_text(out / "evaluation.json", json.dumps(evaluation, indent=2))
+    fileio.atomic_write_text(out / BUDGET_FILE, json.dumps(
+        {**used, "dice_mean": evaluation["dice_mean"], "dice_pooled": evaluation["dice_pooled"],
          "rows": {name: {"dice_mean": r["dice_mean"], "dice_pooled": r["dice_pooled"]} for name, r in rows.items()}},
         indent=2))
-    baselines = {name: evaluate(truth, submission=path) for name, path in baseline_submissions(truth, out).items()}
+    return {name: evaluate(truth, submission=path) for name, path in baseline_submissions(truth, out).items()}
 
-    _log("6/7 writing the report (from the predictions above)")
-    report = write_report(run_dir, images_dir=data / "test" / "images", truth_dir=truth, device=device,
-                          predictions=PredictionFiles(out / SUBMISSION_FILE, out / "pred_masks", out / "pred_probs"))
 
-    _log(f"7/7 done in {(time.perf_counter() - started) / 60:.1f} minutes")
-    _print_results(evaluation, rows, baselines, verdict_message(result.model_config.get("validation", {})))
-    _print_outputs(data, run_dir, result.model_dir, out, report)
-    return 0
+def _report(out: Path, data: Path, run_dir: Path, device: str) -> Path:
+    from inpaintseg.evaluation.report import PredictionFiles, write_report
+    from inpaintseg.inference.pipeline import SUBMISSION_FILE
+
+    return write_report(run_dir, images_dir=data / "test" / "images", truth_dir=data / "test" / "masks",
+                        device=device,
+                        predictions=PredictionFiles(out / SUBMISSION_FILE, out / "pred_masks", out / "pred_probs"))
 
 
 def _print_results(evaluation: dict, rows: dict, baselines: dict, verdict: str | None) -> None:

@@ -11,7 +11,16 @@ from collections.abc import Iterable
 
 
 class InpaintsegError(Exception):
-    """An error caused by the user's input; the message is shown as-is."""
+    """An error caused by the user's input; the message is shown as-is.
+
+    A message about an argument names the Python parameter (``n_train must be ...``) and lists it in
+    `params`; the CLI prints the same message with each listed parameter written as its flag
+    (``--n-train must be ...``, `inpaintseg.commands.flag_message`).
+    """
+
+    def __init__(self, *args, params: Iterable[str] = ()):
+        super().__init__(*args)
+        self.params = tuple(params)
 
 
 class DataError(InpaintsegError):

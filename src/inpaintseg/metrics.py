@@ -232,6 +232,25 @@ DEFAULT_THRESHOLD = 0.5
 THRESHOLD_GRID = np.round(np.arange(1, 100) / 100.0, 2)  # 0.01 .. 0.99: what calibration searches
 
 
+def is_threshold(value) -> bool:
+    """A probability threshold: a number strictly inside (0, 1). NaN, and what float() refuses, is not."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return False
+    return 0.0 < value < 1.0
+
+
+def check_threshold(value, name: str, note: str = "") -> float:
+    """`value` as a float when `is_threshold`, else `ConfigError` naming the parameter `name` (the CLI
+    names its flag instead, `commands.flag_names`); `note` says where the value came from."""
+    if not is_threshold(value):
+        from inpaintseg.errors import ConfigError
+
+        raise ConfigError(f"{name} must be a number in (0, 1), got {value!r}{note}.")
+    return float(value)
+
+
 def dice_curve(probs, truth, thresholds: Sequence[float] = THRESHOLD_GRID) -> np.ndarray:
     """Per-image Dice of ``probs >= t`` against ``truth`` for each threshold t (both empty -> 1.0).
 

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from inpaintseg.errors import OutputError
-from inpaintseg.io import write_error_message
+from inpaintseg.fileio import write_error_message
 
 
 def _real(path: str | os.PathLike) -> Path:

@@ -1,4 +1,5 @@
-"""Numeric precision: the vocabulary, autocast for inference, CPU bf16 detection and `auto` (a probe).
+"""Numeric precision: the vocabulary, autocast, and the choice `auto` makes (`choose_precision`; the CPU
+detection, the probe and its cache are in `precision_probe`).
 
 `PRECISIONS` is the one list of precision names (config, CLI flags and model folders use it):
 
@@ -18,27 +19,17 @@ pass feeds thresholds, TTA averaging and CRF the same dtype as an fp32 one.
 from __future__ import annotations
 
 import contextlib
-import copy
-import hashlib
-import json
-import os
-import platform
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from inpaintseg.cache import cache_dir
 from inpaintseg.errors import ConfigError
+from inpaintseg.precision_probe import (CACHE_FILE, MODES, PROBED, CpuInfo, cpu_info, probe_key, probe_rates,
+                                        read_cache, valid_entry, write_cache)
 
 PRECISIONS = ("auto", "32", "bf16-mixed", "16-mixed")
-PROBED = ("32", "bf16-mixed")  # the two candidates `auto` measures on CPU
 BF16_MARGIN = 0.10  # bf16 must be at least 10% faster than fp32 to be chosen
-MODES = ("train", "predict")
-CACHE_FILE = "precision_probe.json"
-CACHE_VERSION = 1
-CACHE_MAX_ENTRIES = 64
-CACHE_MAX_AGE_SECONDS = 30 * 24 * 3600  # re-probe monthly: a probe taken under passing load is not kept forever
 LABELS = {"32": "fp32", "bf16-mixed": "bf16", "16-mixed": "fp16"}
 
 # A probe: (model, batch_size, size, device, mode, channels_last) -> {"32": img/s, "bf16-mixed": img/s}
@@ -61,59 +52,21 @@ def lightning_precision(precision: str) -> str:
 
 
 # --------------------------------------------------------------------------------------------
-# CPU capabilities
-# --------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class CpuInfo:
-    vendor: str
-    model_name: str
-    flags: frozenset = frozenset()
-
-    @property
-    def bf16_units(self) -> str:
-        """'AMX-BF16', 'AVX512-BF16', 'Arm BF16', 'AVX-512 (bf16 emulated)' or 'none'."""
-        if "amx_bf16" in self.flags:
-            return "AMX-BF16"
-        if "avx512_bf16" in self.flags:
-            return "AVX512-BF16"
-        if "bf16" in self.flags:  # Arm v8.6 BF16 (e.g. Graviton3), listed in `Features`
-            return "Arm BF16"
-        if "avx512f" in self.flags:
-            return "AVX-512 (bf16 emulated)"
-        return "none"
-
-    def describe(self) -> str:
-        return f"{self.model_name} ({self.vendor}; bf16 units: {self.bf16_units})"
-
-
-def cpu_info(cpuinfo_path: str | os.PathLike = "/proc/cpuinfo") -> CpuInfo:
-    """Vendor, model name and feature flags of the first CPU in /proc/cpuinfo (Linux; x86 `flags` or
-    Arm `Features`); elsewhere the `platform` module's names and no flags."""
-    fields: dict[str, str] = {}
-    try:
-        text = Path(cpuinfo_path).read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        text = ""
-    for line in text.splitlines():
-        if not line.strip():
-            if fields:
-                break  # the first processor's block is enough
-            continue
-        key, _, value = line.partition(":")
-        fields.setdefault(key.strip().lower(), value.strip())
-    flags = frozenset((fields.get("flags") or fields.get("features") or "").split())
-    vendor = fields.get("vendor_id") or fields.get("cpu implementer") or platform.machine() or "unknown"
-    model = fields.get("model name") or platform.processor() or platform.machine() or "unknown CPU"
-    return CpuInfo(vendor=vendor, model_name=model, flags=flags)
-
-
-# --------------------------------------------------------------------------------------------
 # Autocast and fp32 probabilities
 # --------------------------------------------------------------------------------------------
 def _device_type(device) -> str:
     import torch  # noqa: PLC0415
 
     return torch.device(device).type
+
+
+def check_fp16_device(precision: str, device, runs: str = "the model runs") -> None:
+    """``16-mixed`` (fp16 autocast) exists on CUDA only: `ConfigError` on any other `device` (str or
+    torch.device), the one wording for predict, train and the API (`runs`: what runs there)."""
+    kind = _device_type(device)
+    if precision == "16-mixed" and kind != "cuda":
+        raise ConfigError(f"precision '16-mixed' needs a CUDA GPU, but {runs} on {kind}. Use precision "
+                          "bf16-mixed, 32 or auto.", params=["precision"])
 
 
 def autocast_context(device, precision: str):
@@ -131,9 +84,7 @@ def autocast_context(device, precision: str):
                           "before the model runs.")
     if precision == "32":
         return contextlib.nullcontext()
-    if precision == "16-mixed" and kind != "cuda":
-        raise ConfigError(f"precision '16-mixed' needs a CUDA GPU, but the model runs on {kind}. "
-                          "Use --precision bf16-mixed or 32.")
+    check_fp16_device(precision, kind)
     dtype = torch.float16 if precision == "16-mixed" else torch.bfloat16
     return torch.autocast(device_type=kind, dtype=dtype)
 
@@ -157,149 +108,12 @@ def forward_probs(model, x, precision: str = "32"):
     return sigmoid_fp32(logits)
 
 
-# --------------------------------------------------------------------------------------------
-# The probe: timed steps of the real model at fp32 and bf16
-# --------------------------------------------------------------------------------------------
-class _Stepper:
-    """One precision's copy of the model and a fixed random batch; `step()` returns seconds."""
-
-    def __init__(self, model, precision: str, batch_size: int, size: int, device, mode: str,
-                 channels_last: bool, seed: int = 0) -> None:
-        import torch  # noqa: PLC0415
-
-        from inpaintseg.losses import BCEDiceLoss  # noqa: PLC0415
-
-        fmt = torch.channels_last if channels_last else torch.contiguous_format
-        generator = torch.Generator().manual_seed(seed)
-        self.precision, self.device, self.mode = precision, torch.device(device), mode
-        self.model = copy.deepcopy(model).to(self.device).to(memory_format=fmt)
-        self.model.train(mode == "train")
-        x = torch.randn(batch_size, 3, size, size, generator=generator)
-        y = (torch.rand(batch_size, 1, size, size, generator=generator) > 0.8).float()
-        self.x = x.to(self.device).contiguous(memory_format=fmt)
-        self.y = y.to(self.device)
-        if mode == "train":
-            self.loss_fn = BCEDiceLoss()
-            self.optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-4)
-
-    def step(self) -> float:
-        import torch  # noqa: PLC0415
-
-        cuda = self.device.type == "cuda"
-        if cuda:
-            torch.cuda.synchronize(self.device)
-        start = time.perf_counter()
-        if self.mode == "train":
-            self.optimizer.zero_grad(set_to_none=True)
-            with autocast_context(self.device, self.precision):
-                loss = self.loss_fn(self.model(self.x), self.y)
-            loss.backward()
-            self.optimizer.step()
-        else:
-            with torch.inference_mode(), autocast_context(self.device, self.precision):
-                self.model(self.x)
-        if cuda:
-            torch.cuda.synchronize(self.device)
-        return time.perf_counter() - start
-
-
-def probe_rates(model, batch_size: int, size: int, device="cpu", mode: str = "train",
-                channels_last: bool = False, warmup: int = 2, steps: int = 3,
-                max_seconds: float = 30.0) -> dict[str, float]:
-    """Images/s of `model` at fp32 and bf16 autocast: `warmup` untimed steps each (oneDNN picks and
-    builds its kernels in the first ones), then `steps` timed steps, interleaved (fp32, bf16, fp32, ...)
-    so that load from other processes hits both alike; each rate is from the fastest step.
-
-    Train mode: forward + BCE-Dice backward + Adam step; predict mode: forward under inference_mode.
-    Copies are measured, so `model` is untouched. When the first (warm-up) round says the rest would
-    overrun `max_seconds`, extra warm-up rounds and then timed rounds are dropped (at least one of
-    each is kept).
-    """
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    steppers = [_Stepper(model, p, batch_size, size, device, mode, channels_last) for p in PROBED]
-    warmup, steps = max(warmup, 1), max(steps, 1)
-    started = time.perf_counter()
-    first_round = sum(s.step() for s in steppers)  # the slowest round: kernel selection, allocation
-    left = max_seconds - (time.perf_counter() - started)
-    affordable = max(1, int(left / max(first_round, 1e-9)))
-    steps = min(steps, affordable)  # at least one timed round; extra warm-up rounds go first
-    for _ in range(min(warmup - 1, affordable - steps)):
-        for s in steppers:
-            s.step()
-    best = {p: float("inf") for p in PROBED}
-    for _ in range(steps):
-        for s in steppers:
-            best[s.precision] = min(best[s.precision], s.step())
-    return {p: batch_size / t for p, t in best.items()}
-
-
 def decide(rates: Mapping[str, float], margin: float = BF16_MARGIN) -> tuple[str, str]:
     """(precision, reason) from measured rates: bf16 only when >= (1 + margin) x the fp32 rate."""
     fp32, bf16 = float(rates["32"]), float(rates["bf16-mixed"])
     if bf16 >= fp32 * (1.0 + margin):
         return "bf16-mixed", f"bf16 {bf16 / fp32:.2f}x fp32"
     return "32", f"bf16 {bf16 / fp32:.2f}x fp32, needs >= {1 + margin:.2f}x"
-
-
-# --------------------------------------------------------------------------------------------
-# The cache (one JSON file per user)
-# --------------------------------------------------------------------------------------------
-def _model_shape(model) -> dict:
-    arch = getattr(model, "architecture", None)
-    if callable(arch):
-        return dict(arch())
-    return {"class": type(model).__name__, "parameters": sum(p.numel() for p in model.parameters())}
-
-
-def probe_key(model, batch_size: int, size: int, device, mode: str, channels_last: bool,
-              cpu: CpuInfo) -> tuple[str, dict]:
-    """(hash, readable fields) identifying a probe: this machine (CPU model, torch version, threads,
-    device) and this model shape (architecture dict, batch, size, mode, memory format)."""
-    import torch  # noqa: PLC0415
-
-    fields = {"cpu": cpu.model_name, "torch": torch.__version__, "threads": torch.get_num_threads(),
-              "device": str(device), "architecture": _model_shape(model), "batch_size": int(batch_size),
-              "size": int(size), "mode": mode, "channels_last": bool(channels_last)}
-    digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:32]
-    return digest, fields
-
-
-def _read_cache(path: Path) -> dict:
-    """The cache's entries; {} when the file is missing, unreadable or not ours (it is rewritten)."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    if not isinstance(data, dict) or data.get("version") != CACHE_VERSION or not isinstance(data.get("entries"), dict):
-        return {}
-    return data["entries"]
-
-
-def _valid_entry(entry) -> bool:
-    """A well-formed entry younger than CACHE_MAX_AGE_SECONDS."""
-    try:
-        return (entry["precision"] in PROBED and all(float(entry["rates"][p]) > 0 for p in PROBED)
-                and isinstance(entry["reason"], str)
-                and 0 <= time.time() - float(entry["created"]) < CACHE_MAX_AGE_SECONDS)
-    except (KeyError, TypeError, ValueError):
-        return False
-
-
-def _write_cache(path: Path, key: str, entry: dict) -> bool:
-    """Add `entry` (keeping the newest CACHE_MAX_ENTRIES); False when the folder is not writable."""
-    from inpaintseg.errors import OutputError  # noqa: PLC0415
-    from inpaintseg.io import atomic_write_text  # noqa: PLC0415
-
-    entries = {k: v for k, v in _read_cache(path).items() if _valid_entry(v)}
-    entries.pop(key, None)
-    entries[key] = entry
-    entries = dict(sorted(entries.items(), key=lambda kv: kv[1].get("created", 0))[-CACHE_MAX_ENTRIES:])
-    try:
-        atomic_write_text(path, json.dumps({"version": CACHE_VERSION, "entries": entries}, indent=1) + "\n")
-    except (OSError, OutputError):  # atomic writes report OSError as OutputError (a cache is optional)
-        return False
-    return True
 
 
 # --------------------------------------------------------------------------------------------
@@ -371,9 +185,7 @@ def choose_precision(model, batch_size: int, size: int, device="cpu", mode: str 
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     kind = _device_type(device)
     if requested != "auto":
-        if requested == "16-mixed" and kind != "cuda":
-            raise ConfigError(f"precision '16-mixed' needs a CUDA GPU, but this runs on {kind}. "
-                              "Use --precision bf16-mixed, 32 or auto.")
+        check_fp16_device(requested, kind, "this runs")
         return PrecisionChoice(requested, reason="requested", requested=requested)
     if kind != "cpu":
         return PrecisionChoice(default, reason=f"{kind} keeps the default, not probed")
@@ -384,8 +196,8 @@ def choose_precision(model, batch_size: int, size: int, device="cpu", mode: str 
     key, fields = probe_key(model, batch_size, size, device, mode, channels_last, cpu)
     path = cache_dir() / CACHE_FILE
     if cache:
-        entry = _read_cache(path).get(key)
-        if _valid_entry(entry):  # the cached rates, decided with today's margin
+        entry = read_cache(path).get(key)
+        if valid_entry(entry):  # the cached rates, decided with today's margin
             rates = {p: float(entry["rates"][p]) for p in PROBED}
             precision, reason = decide(rates, margin)
             return PrecisionChoice(precision, rates, reason, cached=True)
@@ -395,6 +207,6 @@ def choose_precision(model, batch_size: int, size: int, device="cpu", mode: str 
         raise ValueError(f"the precision probe returned non-positive rates: {rates}")
     precision, reason = decide(rates, margin)
     if cache:
-        _write_cache(path, key, {"precision": precision, "rates": rates, "reason": reason,
+        write_cache(path, key, {"precision": precision, "rates": rates, "reason": reason,
                                  "created": time.time(), "key": fields})
     return PrecisionChoice(precision, rates, reason, cached=False)

@@ -18,7 +18,7 @@ The submission file is a CSV with the header ``ImageId,EncodedPixels`` and one r
 from __future__ import annotations
 
 import csv
-import io as _stdio
+import io
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from inpaintseg.errors import DataError, name_list
-from inpaintseg.io import atomic_path
+from inpaintseg.fileio import atomic_path
 
 HEADER = ("ImageId", "EncodedPixels")
 ORDERS = ("C", "F")
@@ -261,7 +261,7 @@ def write_submission(path: str | os.PathLike, masks: Mapping, order: str = "C", 
                 rows[image_id] = rle_encode(value, order)
             except ValueError as exc:
                 raise ValueError(f"ImageId {image_id!r}: {exc}") from None
-    buffer = _stdio.StringIO()
+    buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(HEADER)
     for image_id in sorted(rows):
@@ -288,7 +288,7 @@ def _read_rows(path: Path) -> list[tuple[int, str, str, np.ndarray]]:
         raise DataError(f"{path}: cannot be read ({exc.strerror}). Check its permissions.") from None
     # A noisy mask of a large image has an RLE field far above csv's default limit (131072 chars).
     csv.field_size_limit(max(csv.field_size_limit(), len(text) + 1))
-    reader = csv.reader(_stdio.StringIO(text, newline=""))
+    reader = csv.reader(io.StringIO(text, newline=""))
     header = next(reader, None)
     if header is None:
         raise DataError(f"{path}: the file is empty; expected the header line 'ImageId,EncodedPixels'.")

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from inpaintseg.errors import ConfigError, ModelLoadError
-from inpaintseg.io import atomic_write_text
+from inpaintseg.fileio import atomic_write_text
 
 CONFIG_FILE = "config.yaml"
 SPLIT_FILE = "split.json"

@@ -14,7 +14,7 @@ def test_levels_draw_more_ops_when_stronger():
               for level in ("none", "default", "strong")}
     assert counts["none"] == 0 and 0 < counts["default"] < counts["strong"]
     assert all(sample_pre_jpeg(np.random.default_rng(s), "none") is None for s in range(50))
-    with pytest.raises(InpaintsegError, match="--degrade must be one of none, default, strong"):
+    with pytest.raises(InpaintsegError, match="degrade_level must be one of none, default, strong"):
         check_level("heavy")
 
 

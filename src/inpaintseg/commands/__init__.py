@@ -2,7 +2,22 @@
 (README "Commands"): the progress switch, renamed flags kept as hidden aliases, shared value types."""
 
 import argparse
+import re
 import sys
+
+
+# A library parameter whose flag is not `--` + the name with dashes (`n_train` -> `--n-train`).
+PARAMETER_FLAGS = {"size": "--img-size", "degrade_level": "--degrade", "photos_dir": "--photos"}
+
+
+def flag_message(exc: BaseException) -> str:
+    """The error's message with each parameter it lists in `params` (`errors.InpaintsegError`) written as the
+    CLI flag that sets it: the library names its parameters, the CLI's user its flags."""
+    text = str(exc)
+    for name in getattr(exc, "params", ()):
+        flag = PARAMETER_FLAGS.get(name, "--" + name.replace("_", "-"))
+        text = re.sub(rf"(?<![\w-]){re.escape(name)}(?![\w-])", flag, text)
+    return text
 
 
 MODEL_HELP = ("model folder holding weights.safetensors and config.json (e.g. runs/<run>/model), or base: the "
@@ -76,7 +91,7 @@ def threshold_or_auto(text: str) -> str | float:
 def add_max_pixels_argument(p: argparse.ArgumentParser) -> None:
     """--max-pixels: the pixel limit of every image and mask read (checked from the header, before decoding).
     `inpaintseg.cli.run_guarded` applies it for the command's duration."""
-    from inpaintseg.io import DEFAULT_MAX_PIXELS
+    from inpaintseg.fileio import DEFAULT_MAX_PIXELS
 
     p.add_argument("--max-pixels", type=int_at_least(1), default=None, metavar="N",
                    help=f"refuse images and masks of more than N pixels, read from the file header before "

@@ -137,7 +137,7 @@ def scan_split(name: str, images_dir: Path, masks_dir: Path | None) -> SplitStat
 
 def _scan_sample(sample, stats: SplitStats, found: dict[str, list[str]]) -> None:
     from inpaintseg.data.preflight import mismatch_name
-    from inpaintseg.io import read_image, read_mask_checked
+    from inpaintseg.fileio import read_image, read_mask_checked
 
     image = _decode_or_note(read_image, sample.image_path, found)
     if image is not None:
@@ -257,7 +257,7 @@ def _quiet_opencv() -> None:
 
 
 def run(args) -> int:
-    from inpaintseg.io import atomic_write_text
+    from inpaintseg.fileio import atomic_write_text
     from inpaintseg.outputs import check_output_file
 
     _quiet_opencv()

@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from inpaintseg.evaluation.evaluate import evaluate, format_table
-    from inpaintseg.io import atomic_write_text
+    from inpaintseg.fileio import atomic_write_text
     from inpaintseg.outputs import check_output_file
 
     check_output_file(args.json, "--json", [d for d in (args.truth, args.pred, args.probs) if d])

@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"export: recorded opset {result.opset} and checksums in {args.model}/config.json; "
           f"predict with --engine onnx (or auto)")
     if args.int8:
-        from inpaintseg.model.onnx_quantize import quantize_int8
+        from inpaintseg.inference.quantize import quantize_int8
 
         int8 = quantize_int8(args.model, args.int8, threads=args.threads)
         print(f"export: wrote {int8.describe()}; predict with --engine onnx-int8")

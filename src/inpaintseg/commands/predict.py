@@ -14,6 +14,7 @@ from inpaintseg.commands import (MODEL_HELP, add_command, add_max_pixels_argumen
                                  threshold_or_auto)
 from inpaintseg.inference.pipeline import SUBMISSION_FILE
 from inpaintseg.inference.postprocess import CRF_OPTIONS, TTA_OPTIONS
+from inpaintseg.inference.predictor import DEFAULT_BATCH_SIZE
 
 
 def add_predict_arguments(p: argparse.ArgumentParser, model_required: bool = True,
@@ -53,8 +54,8 @@ def add_predict_arguments(p: argparse.ArgumentParser, model_required: bool = Tru
     p.add_argument("--score-threshold", type=threshold_or_auto, default="auto", metavar="auto|FLOAT",
                    help="image-level threshold: predicted_label = image score >= it; auto = the pixel threshold "
                    "(default)")
-    p.add_argument("--batch-size", type=int_at_least(1), default=8,
-                   help="images (or tiles, for crop models) per forward pass (default 8)")
+    p.add_argument("--batch-size", type=int_at_least(1), default=DEFAULT_BATCH_SIZE,
+                   help=f"images (or tiles, for crop models) per forward pass (default {DEFAULT_BATCH_SIZE})")
     p.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda or cuda:N (default auto)")
     add_precision_argument(p, "the forward pass")
     p.add_argument("--crf-workers", type=int_at_least(0), default=1,
@@ -162,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
                    crf_workers=args.crf_workers, overlays_out=args.overlays_out,
                    score_threshold=args.score_threshold, rle_order=args.rle_order, resume=args.resume)
     if processes > 1:
-        from inpaintseg.inference.sharding import predict_sharded
+        from inpaintseg.sharding import predict_sharded
 
         result = predict_sharded(model, inputs, devices=args.num_devices, num_nodes=args.num_nodes,
                                  node_rank=args.node_rank, threads=args.threads, **options)

@@ -1,4 +1,4 @@
-"""Reading samples: one image/mask pair decoded with `inpaintseg.io`'s rules, and the torch Dataset.
+"""Reading samples: one image/mask pair decoded with `inpaintseg.fileio`'s rules, and the torch Dataset.
 
 Problems inside a file (corrupt, truncated, mask size differs from its image) are found when the file is
 read: `load_sample` raises a DataError naming the file (``check-data`` scans every file up front).
@@ -14,7 +14,7 @@ import numpy as np
 
 from inpaintseg.data.pairing import Sample, pair_files
 from inpaintseg.errors import DataError, name_list
-from inpaintseg.io import read_image, read_mask
+from inpaintseg.fileio import read_image, read_mask
 
 
 def check_mask_size(sample: Sample, image_shape: tuple[int, ...], mask_shape: tuple[int, ...]) -> None:

@@ -20,7 +20,7 @@ import numpy as np
 from inpaintseg.data.dataset import InpaintDataset, load_sample
 from inpaintseg.data.pairing import ORIGINALS_FOLDER, problems_message, scan_pairs
 from inpaintseg.errors import ConfigError, DataError, name_list
-from inpaintseg.io import read_image
+from inpaintseg.fileio import read_image
 
 ORIGINAL_TARGET = "original"    # the albumentations additional target
 ORIGINAL_SUFFIX = "#original"   # appended to an original's stem in a batch's "stem" list

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from inpaintseg.errors import DataError, name_list
-from inpaintseg.io import IMAGE_EXTENSIONS, is_hidden, is_image_file
+from inpaintseg.fileio import IMAGE_EXTENSIONS, is_hidden, is_image_file
 
 
 # DATA/train/originals/: the untouched original of each training image, same stems (optional; paired batches)

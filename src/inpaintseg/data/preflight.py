@@ -12,13 +12,13 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from inpaintseg import io
+from inpaintseg import fileio
 from inpaintseg.data.pairing import Problem, Sample, pair_files, problems_message
 from inpaintseg.errors import DataError, ImageTooLargeError
 
 
 def too_large_problem(where: str, names: Sequence[str], max_pixels: int | None = None) -> Problem:
-    limit = io.pixel_limit() if max_pixels is None else max_pixels
+    limit = fileio.pixel_limit() if max_pixels is None else max_pixels
     return Problem("too_large", f"files over the pixel limit of {limit:,} pixels", where, tuple(names),
                    "downscale them, or raise the limit with --max-pixels if the machine has the memory")
 
@@ -43,10 +43,10 @@ def file_label(path: Path) -> str:
 
 def _size(path: Path, max_pixels: int | None) -> tuple[int, int]:
     """(H, W) from the header (a full decode only for a format PIL cannot read); raises DataError."""
-    size = io.image_size(path)
+    size = fileio.image_size(path)
     if size is None:
-        return io.read_image(path, max_pixels).shape[:2]
-    io.check_pixels(path, *size, max_pixels=max_pixels)
+        return fileio.read_image(path, max_pixels).shape[:2]
+    fileio.check_pixels(path, *size, max_pixels=max_pixels)
     return size
 
 

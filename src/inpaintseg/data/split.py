@@ -8,7 +8,7 @@ import numpy as np
 
 from inpaintseg.data.pairing import Sample
 from inpaintseg.errors import ConfigError, DataError
-from inpaintseg.io import read_mask
+from inpaintseg.fileio import read_mask
 
 
 def split_stems(stems: Sequence[str], has_mask_pixels: Sequence[bool], val_fraction: float = 0.1,

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from inpaintseg.errors import DataError, InpaintsegError, name_list
+from inpaintseg.errors import DataError, name_list
 from inpaintseg.evaluation.sources import check_ids, folder_files, load_meta, predictions, read_probs, shape_text
 
 # The other RLE reading must beat the given one by this much pooled Dice (and be twice as good) to warn.
@@ -94,7 +94,7 @@ def _accumulate(truth_files: dict[str, Path], get_pred, probs_files: dict[str, P
 
 def _accumulate_one(stem: str, truth_file: Path, get_pred, probs_files, histogram, tally: _Tally,
                     get_other) -> None:
-    from inpaintseg.io import read_mask
+    from inpaintseg.fileio import read_mask
     from inpaintseg.metrics import dice_curve, image_score, mask_counts
 
     truth = read_mask(truth_file).astype(bool)
@@ -149,13 +149,11 @@ def evaluate_detailed(truth_dir: str | os.PathLike, pred_dir: str | os.PathLike 
     ``stems``: evaluate only these truth ids (default: every truth mask). Missing or extra ids, and size
     mismatches, raise a DataError naming them.
     """
-    from inpaintseg.metrics import (PixelHistogram, dice_from_counts, iou_from_counts,
+    from inpaintseg.metrics import (PixelHistogram, check_threshold, dice_from_counts, iou_from_counts,
                                     precision_recall_f1, roc_auc)
     from inpaintseg.rle import rle_order_code
 
-    threshold = score_threshold
-    if not 0.0 < float(threshold) < 1.0:
-        raise InpaintsegError(f"--score-threshold must lie in (0, 1), got {threshold}.")
+    threshold = check_threshold(score_threshold, "score_threshold")
     order = rle_order_code(rle_order)
     truth_dir = Path(truth_dir)
     truth_files = folder_files(truth_dir)
@@ -333,10 +331,10 @@ def format_table(result: dict) -> str:
 def baseline_submissions(truth_dir: str | os.PathLike, out_dir: str | os.PathLike, stems=None) -> dict[str, Path]:
     """Write the submissions of the two trivial baselines (every mask empty, every mask full) for the
     truth masks of ``truth_dir`` (only ``stems`` when given) into ``out_dir``; {name: CSV path}."""
-    from inpaintseg import io, rle
+    from inpaintseg import fileio, rle
 
     files = folder_files(Path(truth_dir))
-    shapes = {stem: io.read_mask(files[stem]).shape for stem in (stems if stems is not None else files)}
+    shapes = {stem: fileio.read_mask(files[stem]).shape for stem in (stems if stems is not None else files)}
     out_dir = Path(out_dir)
     paths = {"all-empty": out_dir / "baseline_all_empty.csv", "all-full": out_dir / "baseline_all_full.csv"}
     rle.write_submission(paths["all-empty"], {k: np.zeros(v, np.uint8) for k, v in shapes.items()})

@@ -59,7 +59,7 @@ def check_ids(truth: set[str], other: set[str], where: str, role: str, ignore: f
 
 def read_probs(path: Path) -> np.ndarray:
     """An 8-bit grey probability PNG -> float32 (H, W) in [0, 1] (value / 255)."""
-    from inpaintseg.io import read_image
+    from inpaintseg.fileio import read_image
 
     return read_image(path)[:, :, 0].astype(np.float32) / 255.0
 
@@ -72,7 +72,7 @@ def predictions(pred_dir: Path | None, submission: Path | None, truth_ids: set[s
                  ignore: frozenset = frozenset()):
     """A function stem, truth_shape -> predicted mask (or a mismatch message), after the id checks;
     for a submission also a function giving the mask read in the other RLE order (else None)."""
-    from inpaintseg.io import read_mask
+    from inpaintseg.fileio import read_mask
     from inpaintseg.rle import read_submission, rle_decode
 
     if (pred_dir is None) == (submission is None):

@@ -27,7 +27,7 @@ import numpy as np
 from inpaintseg.data.split import even_subset
 from inpaintseg.errors import ConfigError, DataError
 from inpaintseg.inference import crf as crf_mod
-from inpaintseg.inference.predictor import Predictor
+from inpaintseg.inference.predictor import DEFAULT_BATCH_SIZE, Predictor
 from inpaintseg.inference.tta import TTA_CHOICES, tta_cost, tta_plan, tta_views
 from inpaintseg.metrics import THRESHOLD_GRID, best_of_curve, dice_curve
 from inpaintseg.progress import progress_bar
@@ -137,7 +137,7 @@ def calibrate_postprocessing(
     model_config: dict,
     samples: Sequence[tuple[np.ndarray, np.ndarray]],
     device: str = "cpu",
-    batch_size: int = 8,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     tta_modes: Sequence[str] = TTA_CHOICES,  # cheapest first
     crf_variants: Sequence[str] = crf_mod.CRF_VARIANTS,
     crf_params: dict | None = None,

@@ -36,8 +36,9 @@ def check_engine(value: str, source: str = "engine") -> str:
 def check_engine_precision(engine: str, precision: str | None) -> None:
     """The ONNX engine runs the exported fp32 graph: any reduced precision is a ConfigError, not ignored."""
     if engine in ONNX_ENGINES and precision not in (None, "32", "auto"):
-        raise ConfigError(f"--engine {engine} runs the exported fp32 graph and cannot run --precision {precision}; "
-                          f"use --engine torch for mixed precision, or --precision 32 (or auto) with --engine {engine}.")
+        raise ConfigError(f"engine {engine} runs the exported fp32 graph and cannot run precision {precision}; "
+                          f"use engine torch for mixed precision, or precision 32 (or auto) with engine {engine}.",
+                          params=["engine", "precision"])
 
 
 class TorchEngine:
@@ -138,7 +139,7 @@ def _onnx_ready(model_dir, config: dict, int8: bool = False) -> Path:
 
     require_onnxruntime()
     if int8:
-        from inpaintseg.model.onnx_quantize import check_int8_file
+        from inpaintseg.inference.quantize import check_int8_file
 
         return check_int8_file(model_dir, config)
     return check_onnx_file(model_dir, config)

@@ -21,7 +21,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from inpaintseg import io
+from inpaintseg import fileio
 from inpaintseg.data.pairing import SYSTEM_JUNK_NAMES
 from inpaintseg.errors import DataError, name_list
 
@@ -45,7 +45,7 @@ def is_glob(spec: str) -> bool:
 
 
 def _ignored(path: Path) -> bool:
-    return io.is_hidden(path) or path.name.lower() in SYSTEM_JUNK_NAMES
+    return fileio.is_hidden(path) or path.name.lower() in SYSTEM_JUNK_NAMES
 
 
 def unique_ids(paths: list[Path], ids: list[str]) -> ImageInputs:
@@ -84,7 +84,7 @@ def _walk(root: Path) -> tuple[list[Path], list[str], list[str], list[Path]]:
                 folders.append(path)
             elif entry.is_dir():  # a link to a folder: not entered (loops, and files counted twice)
                 linked.append(str(path.relative_to(root)))
-            elif io.is_image_file(path):  # broken links and 0-byte files are kept: named as failures when read
+            elif fileio.is_image_file(path):  # broken links and 0-byte files are kept: named as failures when read
                 relative = path.relative_to(root)
                 ids.append(ID_SEPARATOR.join((*relative.parent.parts, path.stem)))
                 paths.append(path)
@@ -110,20 +110,20 @@ def resolve_images(spec: str | os.PathLike, recursive: bool = False) -> ImageInp
         paths, ids, notes, folders = _walk(path)
         if not paths:
             raise DataError(f"{path}: no image files in it or its sub-folders (supported: "
-                            f"{', '.join(io.IMAGE_EXTENSIONS)}). Point --images at the folder that holds them.")
+                            f"{', '.join(fileio.IMAGE_EXTENSIONS)}). Point --images at the folder that holds them.")
         found = unique_ids(paths, ids)
         return ImageInputs(found.paths, found.ids, notes, folders, "recursive")
     if path.is_file() or (path.is_symlink() and not is_glob(str(spec))):
-        if not io.is_image_file(path):
-            raise DataError(f"{path}: not an image file (supported: {', '.join(io.IMAGE_EXTENSIONS)}). Pass an "
+        if not fileio.is_image_file(path):
+            raise DataError(f"{path}: not an image file (supported: {', '.join(fileio.IMAGE_EXTENSIONS)}). Pass an "
                             "image, a folder of images or a glob pattern such as 'photos/*.jpg'.")
         return ImageInputs([path], [path.stem], [], [path.parent], "file")
     if is_glob(str(spec)):
         matches = sorted(Path(m) for m in glob.glob(str(spec), recursive=recursive))
-        images = [m for m in matches if not _ignored(m) and io.is_image_file(m) and not m.is_dir()]
+        images = [m for m in matches if not _ignored(m) and fileio.is_image_file(m) and not m.is_dir()]
         if not images:
             raise DataError(f"{spec}: the pattern matches no image files ({len(matches)} matches in all; supported: "
-                            f"{', '.join(io.IMAGE_EXTENSIONS)}). Quote the pattern so the shell passes it unexpanded"
+                            f"{', '.join(fileio.IMAGE_EXTENSIONS)}). Quote the pattern so the shell passes it unexpanded"
                             f"{'' if recursive else '; ** crosses folders only with --recursive'}.")
         found = unique_ids(images, [m.stem for m in images])
         skipped = len(matches) - len(images)

@@ -20,7 +20,7 @@ them (6 decimals), so the merged files are byte-identical to an uninterrupted ru
 from __future__ import annotations
 
 import csv
-import io as _stdio
+import io
 import json
 import os
 import re
@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from inpaintseg import io, rle
+from inpaintseg import fileio, rle
 from inpaintseg.errors import DataError, InpaintsegError, name_list
 
 PART_SUFFIX = ".part"
@@ -125,7 +125,7 @@ def read_part(path: Path) -> tuple[dict, list[Row], int]:
     valid_end = data.rfind(b"\n") + 1  # anything after the last line break is a row cut short
     text = data[first_end + 1:valid_end].decode("utf-8", "replace")
     csv.field_size_limit(max(csv.field_size_limit(), len(text) + 1))  # a noisy large mask's RLE is long
-    records = list(csv.reader(_stdio.StringIO(text, newline="")))
+    records = list(csv.reader(io.StringIO(text, newline="")))
     rows = []
     for index, record in enumerate(records[1:], start=1):  # records[0] is the column header
         if len(record) != len(COLUMNS):
@@ -139,7 +139,7 @@ def read_part(path: Path) -> tuple[dict, list[Row], int]:
 
 
 def _rows_text(records) -> str:
-    buffer = _stdio.StringIO()
+    buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerows(records)
     return buffer.getvalue()
@@ -169,7 +169,7 @@ def load_parts(target: Path, settings: dict) -> tuple[dict[str, Row], dict[str, 
     return done, {k: v for k, v in failed.items() if k not in done}
 
 
-# `io.atomic_path`'s temporary files (".<name>.<8 random characters>.tmp"): a kill -9 during a write leaves one.
+# `fileio.atomic_path`'s temporary files (".<name>.<8 random characters>.tmp"): a kill -9 during a write leaves one.
 STALE_TEMP = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
 
 
@@ -208,11 +208,11 @@ class PartWriter:
                 raise InpaintsegError(f"{path}: written with other settings; remove it first.")
             os.truncate(path, valid_end)
         else:
-            io.atomic_write_text(path, MAGIC + json.dumps(settings, sort_keys=True) + "\n" + _rows_text([COLUMNS]))
+            fileio.atomic_write_text(path, MAGIC + json.dumps(settings, sort_keys=True) + "\n" + _rows_text([COLUMNS]))
         try:
             self._fh = open(path, "a", encoding="utf-8", newline="")
         except OSError as exc:
-            raise InpaintsegError(io.write_error_message(path, exc)) from None
+            raise InpaintsegError(fileio.write_error_message(path, exc)) from None
         self._writer = csv.writer(self._fh, lineterminator="\n")
         self._synced = time.monotonic()
         self._lock = threading.Lock()  # several writer threads append
@@ -240,13 +240,13 @@ def write_final(out, scores_out, rows: Mapping[str, Row]) -> None:
         # The RLEs are rle_encode's own (from this run or a part file it wrote): a syntax check is enough.
         rle.write_submission(out, {image_id: row.rle for image_id, row in rows.items()}, validate=False)
     if scores_out is not None:
-        buffer = _stdio.StringIO()
+        buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(SCORES_HEADER)
         for image_id in sorted(rows):
             row = rows[image_id]
             writer.writerow((image_id, row.score, row.fraction, row.label))
-        io.atomic_write_text(scores_out, buffer.getvalue())
+        fileio.atomic_write_text(scores_out, buffer.getvalue())
 
 
 def describe_resume(target: Path, done: int, failed: int, total: int) -> str:

@@ -49,7 +49,7 @@ def heatmap_overlay(image: np.ndarray, probs: np.ndarray, threshold: float | Non
 def write_overlay(path: str | os.PathLike, image_path: str | os.PathLike, probs: np.ndarray,
                   threshold: float | None = None) -> Path:
     """Decode ``image_path``, draw `heatmap_overlay` and write it as a PNG at the image's native size (atomic)."""
-    from inpaintseg import io
+    from inpaintseg import fileio
 
-    io.write_png(Path(path), heatmap_overlay(io.read_image(Path(image_path)), probs, threshold))
+    fileio.write_png(Path(path), heatmap_overlay(fileio.read_image(Path(image_path)), probs, threshold))
     return Path(path)

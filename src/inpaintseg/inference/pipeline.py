@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import csv
-import io as _stdio
+import io
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from inpaintseg import io, rle
+from inpaintseg import fileio, rle
 from inpaintseg.data.pairing import problems_message, scan_pairs
 from inpaintseg.errors import ConfigError, DataError, InpaintsegError
 from inpaintseg.inference import journal
@@ -75,16 +75,16 @@ def list_images(images_dir: str | os.PathLike) -> tuple[list[Path], list[str]]:
     if fatal:
         raise DataError(problems_message(fatal))
     if not scan.samples:
-        raise DataError(f"{images_dir}: no image files to predict (supported: {', '.join(io.IMAGE_EXTENSIONS)}). "
+        raise DataError(f"{images_dir}: no image files to predict (supported: {', '.join(fileio.IMAGE_EXTENSIONS)}). "
                         "Point --images at the folder that holds the test images.")
     notes = [p.message() for p in scan.problems if p.kind == "not_image"]
-    broken = [p for p in scan.broken if io.is_image_file(p)]  # named as failures when read
+    broken = [p for p in scan.broken if fileio.is_image_file(p)]  # named as failures when read
     return sorted([s.image_path for s in scan.samples] + broken, key=lambda p: (p.stem, p.name)), notes
 
 
 def _read(path: Path) -> tuple[np.ndarray | None, str | None]:
     try:
-        return io.read_image(path), None
+        return fileio.read_image(path), None
     except InpaintsegError as exc:
         return None, str(exc)
     except MemoryError:
@@ -156,7 +156,7 @@ def predict_paths(predictor: Predictor, paths: Sequence[Path], post: PostProcess
 
 def scores_csv(rows: Sequence[tuple[str, float, float, int]]) -> str:
     """The scores file: ImageId,score,manipulated_fraction,predicted_label, sorted by ImageId."""
-    buffer = _stdio.StringIO()
+    buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(SCORES_HEADER)
     for stem, score, fraction, label in sorted(rows):
@@ -225,9 +225,9 @@ def _finish_image(item: ImageResult, post: PostProcess, order: str, dirs: dict, 
         row = journal.Row(item.stem, error=item.error)
     else:
         if dirs.get("masks"):
-            io.write_png(dirs["masks"] / f"{item.stem}.png", item.mask * np.uint8(255))
+            fileio.write_png(dirs["masks"] / f"{item.stem}.png", item.mask * np.uint8(255))
         if dirs.get("probs"):
-            io.write_png(dirs["probs"] / f"{item.stem}.png", to_png8(item.probs))
+            fileio.write_png(dirs["probs"] / f"{item.stem}.png", to_png8(item.probs))
         if dirs.get("overlays"):
             from inpaintseg.inference.overlays import write_overlay
 
@@ -257,7 +257,7 @@ def predict_folder(model, images: str | os.PathLike | Sequence[Path] | ImageInpu
     image-level label's threshold (None = the pixel threshold); ``rle_order``: "row" (default) or "column".
 
     Rows are appended to a part file as images finish (`inference.journal`); ``resume=True`` skips the images
-    a killed run finished. ``shard=(rank, world)`` predicts only every world-th batch (`inference.sharding`);
+    a killed run finished. ``shard=(rank, world)`` predicts only every world-th batch (`inpaintseg.sharding`);
     ``merge=False`` leaves the part file for the caller to merge.
     """
     inputs = as_inputs(images, recursive)
@@ -272,34 +272,60 @@ def predict_folder(model, images: str | os.PathLike | Sequence[Path] | ImageInpu
     target = journal.part_target(out, scores_out)
     if resume and target is None:
         raise ConfigError("resume needs a submission or scores file to continue (--submission or --scores-out).")
-    rank, world = shard
     settings = run_settings(model, post, masks_out, probs_out, overlays_out, rle_order)
     result = FolderPrediction(n_images=len(paths), skipped=list(inputs.notes))
     choice = getattr(model, "engine_choice", None)
     result.engine = choice.engine if choice else "torch"
-    done: dict = {}
-    if resume:
-        done, failed = journal.load_parts(target, settings)
-        current = set(ids)
-        done = {k: v for k, v in done.items() if k in current}
-        result.resumed = len(done)
-        result.notes.append(journal.describe_resume(target, len(done), len(failed), len(paths)))
-        # Sharded: rank 0 removes them before any rank writes (a rank's temp file would look stale to another).
-        stale = journal.remove_stale_temps(masks_out, probs_out, overlays_out) if world == 1 else 0
-        if stale:
-            result.notes.append(f"removed {stale} temporary file(s) of a write the interrupted run did not finish")
-    elif world == 1:
-        result.notes += [f"discarded {p} (an earlier run's part file; --resume continues such a run)"
-                         for p in journal.discard_parts(target)]
+    world = shard[1]
+    done = _resume(result, target, settings, ids, resume, world, (masks_out, probs_out, overlays_out))
     dirs = {key: Path(folder) for key, folder in (("masks", masks_out), ("probs", probs_out),
                                                   ("overlays", overlays_out)) if folder}
     for folder in dirs.values():
         folder.mkdir(parents=True, exist_ok=True)
-
     predictor = model.predictor(post.tta)
+    part = journal.PartWriter(journal.part_path(target, shard[0]), settings) if target is not None else None
+    rows = _run(predictor, inputs, post, order, dirs, part, done, shard, crf_workers, progress)
+    result.written.update(dirs)
+    if merge:
+        if world > 1:
+            done, failed = journal.load_parts(target, settings)
+        else:  # one process: the part file holds exactly the resumed rows and this run's (no need to re-read it)
+            done = {**done, **{r.image_id: r for r in rows if not r.error}}
+            failed = {r.image_id: r for r in rows if r.error and r.image_id not in done}
+        collect_rows(result, inputs, done, failed, out, scores_out)
+        journal.discard_parts(target) if target is not None else None
+    return result
+
+
+def _resume(result: FolderPrediction, target, settings: dict, ids: Sequence[str], resume: bool, world: int,
+            folders: tuple) -> dict:
+    """The rows an interrupted run finished (resume; {} otherwise), its notes in `result`; a fresh one-process
+    run discards an earlier run's part files instead. `folders`: the mask, probability and overlay folders."""
+    if not resume:
+        if world == 1:
+            result.notes += [f"discarded {p} (an earlier run's part file; --resume continues such a run)"
+                             for p in journal.discard_parts(target)]
+        return {}
+    done, failed = journal.load_parts(target, settings)
+    current = set(ids)
+    done = {k: v for k, v in done.items() if k in current}
+    result.resumed = len(done)
+    result.notes.append(journal.describe_resume(target, len(done), len(failed), len(ids)))
+    # Sharded: rank 0 removes them before any rank writes (a rank's temp file would look stale to another).
+    stale = journal.remove_stale_temps(*folders) if world == 1 else 0
+    if stale:
+        result.notes.append(f"removed {stale} temporary file(s) of a write the interrupted run did not finish")
+    return done
+
+
+def _run(predictor, inputs: ImageInputs, post, order, dirs: dict, part, done: dict, shard: tuple[int, int],
+         crf_workers: int, progress: bool) -> list[journal.Row]:
+    """Predict this rank's batches that hold an unfinished image; each finished image's files and part-file
+    row are written by writer threads beside the next forward pass. Returns this run's rows."""
+    paths, ids = inputs.paths, inputs.ids
+    rank, world = shard
     batches = [b for k, b in enumerate(plan_batches(len(paths), predictor.batch_size))
                if k % world == rank and any(ids[i] not in done for i in b)]
-    part = journal.PartWriter(journal.part_path(target, rank), settings) if target is not None else None
     rows: list[journal.Row] = []
     try:
         with cf.ThreadPoolExecutor(WRITER_THREADS) as writer:
@@ -314,16 +340,7 @@ def predict_folder(model, images: str | os.PathLike | Sequence[Path] | ImageInpu
     finally:
         if part is not None:
             part.close()
-    result.written.update(dirs)
-    if merge:
-        if world > 1:
-            done, failed = journal.load_parts(target, settings)
-        else:  # one process: the part file holds exactly the resumed rows and this run's (no need to re-read it)
-            done = {**done, **{r.image_id: r for r in rows if not r.error}}
-            failed = {r.image_id: r for r in rows if r.error and r.image_id not in done}
-        collect_rows(result, inputs, done, failed, out, scores_out)
-        journal.discard_parts(target) if target is not None else None
-    return result
+    return rows
 
 
 def collect_rows(result: FolderPrediction, inputs: ImageInputs, done: dict, failed: dict, out, scores_out) -> None:

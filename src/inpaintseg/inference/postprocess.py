@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from inpaintseg.errors import ConfigError
-from inpaintseg.metrics import DEFAULT_THRESHOLD
+from inpaintseg.metrics import DEFAULT_THRESHOLD, check_threshold
 from inpaintseg.inference import crf as crf_mod
 from inpaintseg.inference.tta import TTA_CHOICES
 
@@ -134,11 +134,6 @@ def resolve_postprocess(model_config: dict, tta: str = "auto", crf: str = "auto"
     else:
         value = threshold
         sources["threshold"] = "--threshold"
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        value = float("nan")
-    if not 0.0 < value < 1.0:
-        raise ConfigError(f"threshold must be a number in (0, 1), got {threshold!r}"
-                          f"{' (from config.json)' if threshold == 'auto' else ''}.")
+    value = check_threshold(value if threshold == "auto" else threshold, "threshold",
+                            " (from config.json)" if threshold == "auto" else "")
     return PostProcess(tta=tta, crf=crf, crf_params=params, threshold=value, sources=sources)

@@ -47,6 +47,29 @@ def resolve_device(device: str | None) -> str:
     return str(parsed)
 
 
+def input_scale(section: dict) -> tuple[np.ndarray, np.ndarray]:
+    """The input section's mean and std in uint8 pixel units, float32 (3,): normalisation is (x - mean) / std."""
+    return np.asarray(section["mean"], np.float32) * 255.0, np.asarray(section["std"], np.float32) * 255.0
+
+
+def network_inputs(images: list[np.ndarray], section: dict) -> list[np.ndarray]:
+    """One normalised (1, 3, S, S) float32 input per image, as the predictor feeds the network (int8
+    calibration, `inference.quantize`): the image
+    resized to S (resize models) or its centre S x S tile, reflect-padded when smaller (crop models)."""
+    size = section["size"]
+    mean, std = input_scale(section)
+    out = []
+    for img in images:
+        if section["mode"] == "resize":
+            tile = resize_to(img, size, size)
+        else:
+            padded = reflect_pad_to(img, size, size)
+            y, x = (padded.shape[0] - size) // 2, (padded.shape[1] - size) // 2
+            tile = padded[y:y + size, x:x + size]
+        out.append(((tile.astype(np.float32) - mean) / std).transpose(2, 0, 1)[None].copy())
+    return out
+
+
 def _config_problem(problem: str):
     raise ConfigError(f"model config: {problem}; re-export the model with `inpaintseg train`.")
 
@@ -88,10 +111,11 @@ class Predictor:
         self.model = getattr(self.engine, "model", None)
         self.memory_format = self.engine.memory_format
         self.channels_last = self.memory_format == torch.channels_last
-        self.tile = self.input["size"]
-        self.overlap = int(round(self.tile * tile_overlap))
-        self._mean = torch.tensor(self.input["mean"], device=self.device).view(1, 3, 1, 1) * 255.0
-        self._inv_std = 1.0 / (torch.tensor(self.input["std"], device=self.device).view(1, 3, 1, 1) * 255.0)
+        self.size = self.input["size"]  # the network input: the resize target, or the tile side (crop)
+        self.overlap = int(round(self.size * tile_overlap))
+        mean, std = input_scale(self.input)
+        self._mean = torch.from_numpy(mean).to(self.device).view(1, 3, 1, 1)
+        self._inv_std = 1.0 / torch.from_numpy(std).to(self.device).view(1, 3, 1, 1)
         self._bias = -self._mean * self._inv_std
 
     # -- tensors ----------------------------------------------------------------------------
@@ -161,7 +185,7 @@ class Predictor:
 
     # -- resize mode ------------------------------------------------------------------------
     def _predict_resize(self, images: Sequence[np.ndarray], modes: Sequence[str]) -> list[list[np.ndarray]]:
-        size = self.tile
+        size = self.size
         resized = [resize_to(img, size, size) for img in images]
         probs = self._forward_numpy(resized, modes)
         return [[np.clip(resize_to(p, img.shape[0], img.shape[1]), 0.0, 1.0) for p, img in zip(mode_probs, images)]
@@ -170,7 +194,7 @@ class Predictor:
     # -- crop mode --------------------------------------------------------------------------
     def _predict_tiled(self, images: Sequence[np.ndarray], modes: Sequence[str]) -> list[list[np.ndarray]]:
         """Tiles from all images of the batch go through the model together, batch_size at a time."""
-        tile, n_modes = self.tile, len(modes)
+        tile, n_modes = self.size, len(modes)
         padded = [reflect_pad_to(img, tile, tile) for img in images]
         sums = [np.zeros((n_modes,) + p.shape[:2], np.float32) for p in padded]
         weights = [np.zeros(p.shape[:2], np.float32) for p in padded]

@@ -46,7 +46,7 @@ from torch import nn
 
 from inpaintseg.data.input_spec import IMAGENET_MEAN, IMAGENET_STD
 from inpaintseg.model.encoders import ConvBlock, build_encoder  # noqa: F401 (ConvBlock's old home)
-from inpaintseg.model.spec import ARCH_NAME, INPUT_STEMS, MAX_DEPTH, UNET_ENCODER
+from inpaintseg.model.spec import INPUT_STEMS, MAX_DEPTH, UNET_ENCODER, architecture_section
 from inpaintseg.model.stems import build_stem
 
 
@@ -160,9 +160,9 @@ class AttentionUNet(nn.Module):
 
     def architecture(self) -> dict:
         """The config.json "architecture" section that `build_model` turns back into this model."""
-        return {"name": ARCH_NAME, "in_channels": self.in_channels, "out_channels": self.out_channels,
-                "base_channels": self.base_channels, "depth": self.depth, "attention": self.attention,
-                "input_stem": self.input_stem, "encoder": self.encoder}
+        return architecture_section(in_channels=self.in_channels, out_channels=self.out_channels,
+                                    base_channels=self.base_channels, depth=self.depth, attention=self.attention,
+                                    input_stem=self.input_stem, encoder=self.encoder)
 
     def encoder_parameters(self) -> list[nn.Parameter]:
         """The parameters that --freeze-encoder-epochs freezes and --encoder-lr-mult scales (the U-Net

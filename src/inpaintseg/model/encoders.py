@@ -173,9 +173,10 @@ def create_backbone(encoder: str, in_channels: int = 3, weights: str | os.PathLi
         try:   # a classification checkpoint: timm's own loader remaps it and drops the classifier
             return timm.create_model(name, pretrained=True, pretrained_cfg_overlay={"state_dict": state}, **kwargs)
         except (RuntimeError, KeyError, ValueError, AssertionError) as exc:
-            raise ConfigError(f"--encoder-weights {weights}: does not hold weights of timm model {name!r} "
+            raise ConfigError(f"encoder_weights {weights}: does not hold weights of timm model {name!r} "
                               f"({_summary(exc)}). Pass the state dict of that model (the same name and "
-                              "variant), or drop --encoder-weights for random initialisation.") from None
+                              "variant), or drop encoder_weights for random initialisation.",
+                              params=["encoder_weights"]) from None
     except InpaintsegError:
         raise
     except RuntimeError as exc:
@@ -205,8 +206,9 @@ def _load_strict(backbone: nn.Module, state: dict, path: Any) -> None:
     wrong = [f"{k} (file {list(v.shape)}, model {list(expected[k].shape)})" for k, v in state.items()
              if tuple(v.shape) != tuple(expected[k].shape)]
     if wrong:
-        raise ConfigError(f"--encoder-weights {path}: {len(wrong)} tensor shape(s) do not match the encoder: "
-                          f"{name_list(wrong, 5)}. The file is of another variant of the model.")
+        raise ConfigError(f"encoder_weights {path}: {len(wrong)} tensor shape(s) do not match the encoder: "
+                          f"{name_list(wrong, 5)}. The file is of another variant of the model.",
+                          params=["encoder_weights"])
     backbone.load_state_dict(state, strict=True)
 
 
@@ -217,17 +219,18 @@ def _create_pretrained(timm: Any, encoder: str, name: str, kwargs: dict) -> nn.M
     except Exception as exc:  # noqa: BLE001 - network, hub and "no weights" errors all end here
         text = f"{type(exc).__name__}: {_first_line(exc)}"
         if "No pretrained weights exist" in text:
-            raise ConfigError(f"--encoder-weights {IMAGENET_WEIGHTS}: timm has no pretrained weights for "
+            raise ConfigError(f"encoder_weights {IMAGENET_WEIGHTS}: timm has no pretrained weights for "
                               f"{name!r} ({text}). Choose a name with a pretrained tag (e.g. "
-                              f"{TIMM_PREFIX}resnet18.a1_in1k) or drop --encoder-weights.") from None
+                              f"{TIMM_PREFIX}resnet18.a1_in1k) or drop encoder_weights.",
+                              params=["encoder_weights"]) from None
         offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
         raise InpaintsegError(
-            f"--encoder-weights {IMAGENET_WEIGHTS}: timm could not download the pretrained weights of {name!r} "
+            f"encoder_weights {IMAGENET_WEIGHTS}: timm could not download the pretrained weights of {name!r} "
             f"({text}). This machine seems to have no internet access"
             f"{' (HF_HUB_OFFLINE is set)' if offline else ''} and they are not in the local cache. Download them "
             "on a machine with internet (the same command there, or timm.create_model(name, pretrained=True) "
-            "and torch.save(model.state_dict(), 'enc.pth')), then pass the file: --encoder-weights enc.pth; "
-            "or train from random initialisation without --encoder-weights.") from None
+            "and torch.save(model.state_dict(), 'enc.pth')), then pass the file: encoder_weights enc.pth; "
+            "or train from random initialisation without encoder_weights.", params=["encoder_weights"]) from None
 
 
 class TimmEncoder(nn.Module):

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from inpaintseg.errors import ConfigError, ModelLoadError, name_list
-from inpaintseg.io import atomic_path, atomic_write_text
+from inpaintseg.fileio import atomic_path, atomic_write_text
 from inpaintseg.data.input_spec import check_input_section
 from inpaintseg.model.shipped import resolve_model_dir
 
@@ -30,7 +30,7 @@ SUPPORTED_FORMAT_VERSIONS = (1,)
 WEIGHTS_FILE = "weights.safetensors"
 CONFIG_FILE = "config.json"
 ONNX_FILE = "model.onnx"  # optional: `inpaintseg export --format onnx` (see model/onnx_export.py)
-INT8_FILE = "model.int8.onnx"  # optional: `inpaintseg export --format onnx --int8 IMAGES` (model/onnx_quantize.py)
+INT8_FILE = "model.int8.onnx"  # optional: `inpaintseg export --format onnx --int8 IMAGES` (inference/quantize.py)
 REQUIRED_SECTIONS = ("format_version", "architecture", "input", "postprocess")
 MISMATCH_LIMIT = 10
 

@@ -183,7 +183,7 @@ def export_onnx(model_dir: str | os.PathLike, opset: int = ONNX_OPSET, tolerance
     require_onnxruntime()
     if isinstance(opset, bool) or not isinstance(opset, int) or opset < MIN_OPSET:
         raise InpaintsegError(f"opset must be an integer >= {MIN_OPSET}, got {opset!r}.")
-    from inpaintseg.io import atomic_path
+    from inpaintseg.fileio import atomic_path
     from inpaintseg.outputs import check_output_file
 
     model_dir = Path(model_dir)

@@ -41,6 +41,18 @@ ARCH_BOUNDS = {"in_channels": (1, MAX_IO_CHANNELS), "out_channels": (1, MAX_IO_C
                "base_channels": (1, MAX_BASE_CHANNELS), "depth": (1, MAX_DEPTH)}
 
 
+def architecture_section(*, in_channels: int, out_channels: int, base_channels: int, depth: int | None,
+                         attention: bool, input_stem: str, encoder: str) -> dict[str, Any]:
+    """The config.json `architecture` section (the one place its keys and their order are written); `depth`
+    None leaves the key out (a timm encoder's depth is its backbone's, `timm_model_name`)."""
+    arch = {"name": ARCH_NAME, "in_channels": in_channels, "out_channels": out_channels,
+            "base_channels": base_channels, "depth": depth, "attention": attention, "input_stem": input_stem,
+            "encoder": encoder}
+    if depth is None:
+        del arch["depth"]
+    return arch
+
+
 def check_architecture(arch: Any, source: str = "architecture") -> dict[str, Any]:
     """Validate an "architecture" section; returns the constructor keywords (defaults filled in).
 

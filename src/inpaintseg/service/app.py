@@ -16,6 +16,7 @@ from importlib import resources
 from inpaintseg import __version__
 from inpaintseg.errors import InpaintsegError
 from inpaintseg.inference.postprocess import TTA_OPTIONS
+from inpaintseg.metrics import is_threshold
 from inpaintseg.service import results, uploads
 from inpaintseg.service.errors import ServiceError
 from inpaintseg.service.gate import InferenceGate
@@ -60,12 +61,9 @@ def parse_options(parts: dict[str, uploads.Part]) -> tuple[float | str, str]:
     threshold: float | str = "auto"
     text = uploads.form_value(parts, "threshold")
     if text is not None and text != "auto":
-        try:
-            threshold = float(text)
-        except ValueError:
-            threshold = float("nan")
-        if not 0.0 < threshold < 1.0:
+        if not is_threshold(text):
             raise ServiceError(422, "invalid_threshold", f"threshold must be 'auto' or a number in (0, 1), got {text!r}.")
+        threshold = float(text)
     tta = uploads.form_value(parts, "tta") or "auto"
     if tta not in TTA_OPTIONS:
         raise ServiceError(422, "invalid_tta", f"tta must be one of {', '.join(TTA_OPTIONS)}, got {tta!r}.")

@@ -7,12 +7,12 @@ Order of the checks, cheapest first, each a `ServiceError` with a JSON-able mess
    BMP, TIFF or WebP);
 3. the pixel count read from the header by PIL's lazy ``Image.open`` before anything is decoded (413: a
    decompression bomb never reaches the decoder);
-4. decoding by the project's rules (`inpaintseg.io.decode_image_bytes`; 422 when it fails).
+4. decoding by the project's rules (`inpaintseg.fileio.decode_image_bytes`; 422 when it fails).
 """
 
 from __future__ import annotations
 
-import io as _stdio
+import io
 import re
 import warnings
 from collections.abc import AsyncIterator
@@ -22,7 +22,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from inpaintseg import io
+from inpaintseg import fileio
 from inpaintseg.errors import DataError
 from inpaintseg.service.errors import ServiceError
 
@@ -181,7 +181,7 @@ def header_size(data: bytes, name: str, max_pixels: int) -> tuple[int, int]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(_stdio.BytesIO(data), formats=PIL_FORMATS) as im:
+            with Image.open(io.BytesIO(data), formats=PIL_FORMATS) as im:
                 width, height = im.size
     except Image.DecompressionBombError:
         raise too_many_pixels(name, None, max_pixels) from None
@@ -220,7 +220,7 @@ def check_upload(parts: dict[str, Part], max_pixels: int) -> tuple[bytes, str, t
 def decode_upload(data: bytes, name: str, max_pixels: int) -> np.ndarray:
     """Decode by the project's rules (uint8 RGB); 422 when the bytes do not decode."""
     try:
-        image = io.decode_image_bytes(data, name)
+        image = fileio.decode_image_bytes(data, name)
     except DataError as exc:
         raise ServiceError(422, "undecodable_image", str(exc)) from None
     if image.shape[0] * image.shape[1] > max_pixels:  # a header that lied about its size

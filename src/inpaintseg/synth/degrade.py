@@ -33,7 +33,8 @@ MIN_SIDE = 16
 
 def check_level(level: str) -> str:
     if level not in PROBABILITIES:
-        raise InpaintsegError(f"--degrade must be one of {', '.join(LEVELS)}, got {level!r}.")
+        raise InpaintsegError(f"degrade_level must be one of {', '.join(LEVELS)}, got {level!r}.",
+                              params=["degrade_level"])
     return level
 
 

@@ -35,7 +35,7 @@ import numpy as np
 
 from inpaintseg.data.pairing import ORIGINALS_FOLDER
 from inpaintseg.errors import InpaintsegError
-from inpaintseg.io import atomic_write_text, write_png
+from inpaintseg.fileio import atomic_write_text, write_png
 from inpaintseg.synth import blend, degrade
 from inpaintseg.synth.masks import random_mask
 from inpaintseg.synth.photos import Photo, PhotoCache, find_photos, random_crop, warn_stderr
@@ -132,15 +132,16 @@ def make_sample(rng: np.random.Generator, photos: PhotoCache, size: int, untouch
 
 
 def check_args(n_train: int, n_test: int, size: int, seed: int, untouched_fraction: float) -> None:
-    for name, value in (("--n-train", n_train), ("--n-test", n_test)):
+    for name, value in (("n_train", n_train), ("n_test", n_test)):
         if not 1 <= value <= MAX_IMAGES:
-            raise InpaintsegError(f"{name} must be between 1 and {MAX_IMAGES}, got {value}.")
+            raise InpaintsegError(f"{name} must be between 1 and {MAX_IMAGES}, got {value}.", params=[name])
     if not MIN_SIZE <= size <= MAX_SIZE:
-        raise InpaintsegError(f"--img-size must be between {MIN_SIZE} and {MAX_SIZE} pixels, got {size}.")
+        raise InpaintsegError(f"size must be between {MIN_SIZE} and {MAX_SIZE} pixels, got {size}.", params=["size"])
     if seed < 0:
-        raise InpaintsegError(f"--seed must be a non-negative integer, got {seed}.")
+        raise InpaintsegError(f"seed must be a non-negative integer, got {seed}.", params=["seed"])
     if not 0.0 <= untouched_fraction <= 1.0:
-        raise InpaintsegError(f"--untouched-fraction must lie in [0, 1], got {untouched_fraction}.")
+        raise InpaintsegError(f"untouched_fraction must lie in [0, 1], got {untouched_fraction}.",
+                              params=["untouched_fraction"])
 
 
 def _is_demo_meta(path: Path) -> bool:
@@ -258,7 +259,7 @@ def generate_demo_data(out: str | os.PathLike, n_train: int = 400, n_test: int =
 
     check_args(n_train, n_test, size, seed, untouched_fraction)
     if not 1 <= workers <= 64:
-        raise InpaintsegError(f"--workers must be between 1 and 64, got {workers}.")
+        raise InpaintsegError(f"workers must be between 1 and 64, got {workers}.", params=["workers"])
     degrade.check_level(degrade_level)
     selection = {"train": select_methods(methods, exclude_methods, families, exclude_families)}
     if test_methods is None and test_families is None:

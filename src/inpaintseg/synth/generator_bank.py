@@ -111,7 +111,7 @@ class GeneratorBank:
     def _save(self, name: str, state: dict) -> None:
         from safetensors.torch import save
 
-        from inpaintseg.io import atomic_write_bytes
+        from inpaintseg.fileio import atomic_write_bytes
 
         spec, budget = spec_for(name, self.generator_set)
         # One metadata entry: safetensors keeps metadata in a hash map, so several keys would be

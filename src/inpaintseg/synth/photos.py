@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from inpaintseg.errors import DataError, InpaintsegError
-from inpaintseg.io import IMAGE_EXTENSIONS, is_image_file, read_image
+from inpaintseg.fileio import IMAGE_EXTENSIONS, is_image_file, read_image
 
 # Natural photos and textures; synthetic/binary ones (horse, logo, phantom, chessboards) are left
 # out, and page.png too (its ICC profile makes libpng print a warning).

@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from inpaintseg.config import TrainConfig
-from inpaintseg.planning import EpochPlan, measure_eval_rate, measure_train_rate, plan_epochs
+from inpaintseg.training.planning import EpochPlan, measure_eval_rate, measure_train_rate, plan_epochs
 from inpaintseg.precision import PrecisionChoice
 
 MEASURE_SHARE = 0.05  # each speed measurement may take this share of the budget (at least MEASURE_MIN_SECONDS)
@@ -78,7 +78,7 @@ def plan_training(config: TrainConfig, budget_seconds: float, model=None, predic
     from inpaintseg.model.io import unwrap_model
     from inpaintseg.training.hardware import resolve_hardware, tune_cpu
     from inpaintseg.training.precision_choice import resolve_training_precision, training_device
-    from inpaintseg.training.export import calibration_options, predict_precision_choice
+    from inpaintseg.training.finalize import calibration_options, predict_precision_choice
     from inpaintseg.training.train import build_datamodule, build_module
 
     hardware = resolve_hardware(config)

@@ -14,7 +14,7 @@ from lightning.pytorch.callbacks import Callback, TQDMProgressBar
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from inpaintseg.errors import OutputError
-from inpaintseg.io import atomic_path
+from inpaintseg.fileio import atomic_path
 from inpaintseg.progress import format_duration
 from inpaintseg.run_dir import append_metric_row, keep_metric_rows
 

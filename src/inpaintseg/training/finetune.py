@@ -44,16 +44,16 @@ def resolve_init_from(config: TrainConfig, explicit: Iterable[str] = ()) -> Trai
     values = check_architecture(arch, source=f"--init-from {folder}: config.json architecture")
     for key, wanted in FIXED_ARCH.items():
         if values[key] != wanted:
-            raise ConfigError(f"--init-from {folder}: its model has {key} {values[key]}, training needs {wanted}. "
-                              "Fine-tune a model trained by `inpaintseg train`.")
+            raise ConfigError(f"init_from {folder}: its model has {key} {values[key]}, training needs {wanted}. "
+                              "Fine-tune a model trained by `inpaintseg train`.", params=["init_from"])
     changes = {field: values[key] for field, key in INIT_FROM_FIELDS.items() if values[key] is not None}
     explicit = set(explicit)
     clash = [f"{f} (given {getattr(config, f)!r}, folder {v!r})" for f, v in changes.items()
              if f in explicit and getattr(config, f) != v]
     if clash:
-        raise ConfigError(f"--init-from {folder}: the model folder fixes the architecture, but these flags "
+        raise ConfigError(f"init_from {folder}: the model folder fixes the architecture, but these flags "
                           f"disagree: {', '.join(clash)}. Drop them (the architecture comes from the folder), or "
-                          "train a new model without --init-from.")
+                          "train a new model without init_from.", params=["init_from"])
     return config.replace(**changes)
 
 
@@ -69,8 +69,8 @@ def build_network(config: TrainConfig, load_weights: bool = True) -> torch.nn.Mo
         wanted = config.architecture()   # the depth of a timm encoder is its backbone's: not in here
         got = {k: v for k, v in network.architecture().items() if k in wanted}
         if got != wanted:
-            raise ConfigError(f"--init-from {config.init_from}: its architecture {got} differs from the run's "
-                              f"{wanted}; resolve the config with resolve_init_from first.")
+            raise ConfigError(f"init_from {config.init_from}: its architecture {got} differs from the run's "
+                              f"{wanted}; resolve the config with resolve_init_from first.", params=["init_from"])
         return network.train()
     weights = config.encoder_weights if load_weights else None
     return build_model(config.architecture(), source="config", encoder_weights=weights)

@@ -9,7 +9,7 @@ import torch
 
 from inpaintseg.config import TrainConfig
 from inpaintseg.errors import ConfigError
-from inpaintseg.precision import lightning_precision
+from inpaintseg.precision import check_fp16_device, lightning_precision
 
 
 @dataclass
@@ -47,9 +47,7 @@ def resolve_hardware(config: TrainConfig) -> Hardware:
     if accelerator == "cuda" and config.devices > torch.cuda.device_count():
         raise ConfigError(f"devices: expected at most the {torch.cuda.device_count()} CUDA GPU(s) of this node, "
                           f"got {config.devices}. Lower --num-devices.")
-    if config.precision == "16-mixed" and accelerator != "cuda":
-        raise ConfigError(f"precision: '16-mixed' needs a CUDA GPU, but training runs on {accelerator}. "
-                          "Use --precision bf16-mixed or 32.")
+    check_fp16_device(config.precision, accelerator, "training runs")  # accelerator: cpu, cuda or mps
     processes = config.devices
     if config.num_workers is not None:
         workers = config.num_workers

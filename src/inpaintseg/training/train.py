@@ -41,7 +41,7 @@ from inpaintseg.training.callbacks import (AtomicCheckpointIO, EpochLogLine, Epo
 from inpaintseg.training.hardware import Hardware, is_primary_process, resolve_hardware, tune_cpu
 from inpaintseg.training.console import describe_run, quiet_lightning_log, quiet_lightning_warnings
 from inpaintseg.training.usefulness import verdict_message
-from inpaintseg.training.export import build_model_config, calibrate, chosen_dice, export_network, load_best_weights
+from inpaintseg.training.finalize import build_model_config, calibrate, chosen_dice, export_network, load_best_weights
 from inpaintseg.training.module import NonFiniteLossError, SegmentationModule
 from inpaintseg.training.precision_choice import PRECISION_ENV, resolve_training_precision
 
@@ -257,7 +257,33 @@ def train(config: TrainConfig, resume: bool = False, callbacks: Sequence[Callbac
 def _train(config: TrainConfig, run_dir: Path, hardware: Hardware, ckpt_path: Path | None, resume: bool,
            callbacks: Sequence[Callback], model: torch.nn.Module | None, started: float,
            precision_choice: PrecisionChoice | None = None, predict_precision: str = "auto") -> TrainResult:
-    primary = is_primary_process()
+    """Set up, fit, and (on the primary process) finalise: the run's three stages."""
+    config, datamodule, module, choice = _setup(config, run_dir, hardware, resume, model, precision_choice)
+    n_batches = max(1, len(datamodule.train_set) // datamodule.train_items_per_batch)
+    noise = quiet_lightning_log()
+    trainer = build_trainer(config, hardware, run_dir, n_batches, callbacks)
+    if is_primary_process():
+        print(describe_run(config, hardware, module, datamodule, run_dir), file=sys.stderr, flush=True)
+        print(f"train: {choice.describe()}", file=sys.stderr, flush=True)
+    fit_started = time.perf_counter()
+    _fit(trainer, module, datamodule, ckpt_path, run_dir, config)
+    if trainer.is_global_zero:
+        for message in noise.held:
+            print(f"train: {message}", file=sys.stderr, flush=True)
+
+    result = TrainResult(run_dir=run_dir, is_primary=trainer.is_global_zero,
+                         epochs_completed=trainer.current_epoch, precision_choice=choice.as_dict(),
+                         timings={"setup": round(fit_started - started, 2),
+                                  "fit": round(time.perf_counter() - fit_started, 2)})
+    if trainer.is_global_zero:
+        _finalize(result, config, hardware, trainer, module, datamodule, choice, started, predict_precision)
+    return result
+
+
+def _setup(config: TrainConfig, run_dir: Path, hardware: Hardware, resume: bool, model: torch.nn.Module | None,
+           precision_choice: PrecisionChoice | None):
+    """Seeds, data, module and the resolved precision; the run folder's records written (primary process).
+    Returns (config with the resolved precision, datamodule, module, PrecisionChoice)."""
     if hardware.strategy == "ddp":
         os.environ[RUN_DIR_ENV] = str(run_dir)  # DDP workers re-run this command without --out
 
@@ -277,21 +303,18 @@ def _train(config: TrainConfig, run_dir: Path, hardware: Hardware, ckpt_path: Pa
     if hardware.strategy == "ddp":
         os.environ[PRECISION_ENV] = choice.precision  # DDP workers train at rank 0's precision
 
-    if primary:
+    if is_primary_process():
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(config, run_dir / CONFIG_FILE)
         save_split(run_dir / SPLIT_FILE, datamodule.split, config.seed, config.val_fraction)
         if not (resume and (run_dir / PRECISION_FILE).is_file()):
             save_precision_record(run_dir / PRECISION_FILE, choice.as_dict())
-    n_batches = max(1, len(datamodule.train_set) // datamodule.train_items_per_batch)
-    noise = quiet_lightning_log()
-    trainer = build_trainer(config, hardware, run_dir, n_batches, callbacks)
-    sigint = signal.getsignal(signal.SIGINT)
+    return config, datamodule, module, choice
 
-    if primary:
-        print(describe_run(config, hardware, module, datamodule, run_dir), file=sys.stderr, flush=True)
-        print(f"train: {choice.describe()}", file=sys.stderr, flush=True)
-    fit_started = time.perf_counter()
+
+def _fit(trainer, module, datamodule, ckpt_path: Path | None, run_dir: Path, config: TrainConfig) -> None:
+    """trainer.fit, with its failures as the user's errors: a non-finite loss, a failed write, Ctrl-C."""
+    sigint = signal.getsignal(signal.SIGINT)
     with warnings.catch_warnings():
         quiet_lightning_warnings()
         try:
@@ -309,20 +332,15 @@ def _train(config: TrainConfig, run_dir: Path, hardware: Hardware, ckpt_path: Pa
                 signal.signal(signal.SIGINT, sigint)
             raise TrainingInterrupted(resume_hint(run_dir)) from None
 
-    if trainer.is_global_zero:
-        for message in noise.held:
-            print(f"train: {message}", file=sys.stderr, flush=True)
 
-    result = TrainResult(run_dir=run_dir, is_primary=trainer.is_global_zero,
-                         epochs_completed=trainer.current_epoch, precision_choice=choice.as_dict(),
-                         timings={"setup": round(fit_started - started, 2),
-                                  "fit": round(time.perf_counter() - fit_started, 2)})
-    if not trainer.is_global_zero:
-        return result
-    best = checkpoint_path(run_dir, BEST_NAME)
+def _finalize(result: TrainResult, config: TrainConfig, hardware: Hardware, trainer, module, datamodule,
+              choice: PrecisionChoice, started: float, predict_precision: str) -> None:
+    """After the fit, on the primary process: the best weights, the model config, validation calibration
+    and the model folder (`training.finalize` holds the steps), recorded in `result`."""
+    best = checkpoint_path(result.run_dir, BEST_NAME)
     if best.is_file():
         result.best_epoch = load_best_weights(module, best)
-    result.metrics = best_epoch_metrics(run_dir / METRICS_FILE, result.best_epoch)
+    result.metrics = best_epoch_metrics(result.run_dir / METRICS_FILE, result.best_epoch)
     network = export_network(module)
     device = "cuda" if hardware.accelerator == "cuda" else "cpu"
     training = {**{k: v for k, v in config.to_dict().items() if k not in ("data", "out")},
@@ -344,17 +362,17 @@ def _train(config: TrainConfig, run_dir: Path, hardware: Hardware, ckpt_path: Pa
     if module.hparams.architecture is not None:
         from inpaintseg.model.io import save_model_dir
 
-        result.model_dir = save_model_dir(run_dir / MODEL_DIR, network, model_config)
+        result.model_dir = save_model_dir(result.run_dir / MODEL_DIR, network, model_config)
     result.seconds = time.perf_counter() - started
     result.timings["export"] = round(result.seconds - sum(result.timings.values()), 2)
-    return result
 
 
 def _validation_section(datamodule, dice: float | None) -> dict:
-    from inpaintseg.io import read_mask
+    from inpaintseg.fileio import read_mask
     from inpaintseg.training.usefulness import validation_section
 
-    return validation_section(dice, (read_mask(s.mask_path) for s in datamodule.val_set.samples if s.mask_path is not None))
+    masks = (read_mask(s.mask_path) for s in datamodule.val_set.samples if s.mask_path is not None)
+    return validation_section(dice, masks)
 
 
 def _non_finite_message(exc: NonFiniteLossError, run_dir: Path, config: TrainConfig) -> InpaintsegError:

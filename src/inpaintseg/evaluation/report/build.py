@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from inpaintseg import __version__, io
+from inpaintseg import __version__, fileio
 from inpaintseg.data.split import even_subset
 from inpaintseg.errors import InpaintsegError, name_list
 from inpaintseg.evaluation.report import explain, figures
@@ -116,14 +116,14 @@ def _gallery_entry(out_dir: Path, kind: str, sample: Sample, pred_masks: Path, p
 
     gallery = out_dir / GALLERY_DIR
     gallery.mkdir(parents=True, exist_ok=True)
-    image = io.read_image(sample.image_path)
-    truth = io.read_mask(sample.mask_path) if sample.mask_path else None
-    pred = io.read_mask(pred_masks / f"{sample.stem}.png")
-    probs = io.read_image(probs_dir / f"{sample.stem}.png")[:, :, 0].astype(np.float32) / 255.0
+    image = fileio.read_image(sample.image_path)
+    truth = fileio.read_mask(sample.mask_path) if sample.mask_path else None
+    pred = fileio.read_mask(pred_masks / f"{sample.stem}.png")
+    probs = fileio.read_image(probs_dir / f"{sample.stem}.png")[:, :, 0].astype(np.float32) / 255.0
     name = f"{kind}_{sample.stem}"
     figures.gallery_figure(gallery / f"{name}.png", image, pred, truth, probs, f"{sample.stem}: {caption}", threshold)
-    io.write_png(gallery / f"{name}_overlay.png", figures.confusion_overlay(image, pred, truth))
-    io.write_png(gallery / f"{name}_heatmap.png", heatmap_overlay(image, probs, threshold))
+    fileio.write_png(gallery / f"{name}_overlay.png", figures.confusion_overlay(image, pred, truth))
+    fileio.write_png(gallery / f"{name}_heatmap.png", heatmap_overlay(image, probs, threshold))
     h, w = image.shape[:2]
     links = (f"{esc(sample.stem)} ({w}x{h}): {esc(caption)}. Full size: <a href='{GALLERY_DIR}/{esc(name)}"
              f"_overlay.png'>overlay</a>, <a href='{GALLERY_DIR}/{esc(name)}_heatmap.png'>heat map</a>")
@@ -215,10 +215,10 @@ def write_report(run_dir: str | os.PathLike, images_dir=None, truth_dir=None, ou
     if truth is not None:
         evaluation = evaluate_detailed(truth, submission=predictions.submission, probs_dir=predictions.probs_dir,
                                        meta=meta, score_threshold=score_threshold, progress=progress, stems=stems)
-        io.atomic_write_text(out_dir / EVALUATION_FILE, json.dumps(evaluation.summary, indent=2) + "\n")
+        fileio.atomic_write_text(out_dir / EVALUATION_FILE, json.dumps(evaluation.summary, indent=2) + "\n")
         baselines = {name: evaluate_detailed(truth, submission=path, stems=stems).summary
                      for name, path in baseline_submissions(truth, pred_dir, stems).items()}
-        io.atomic_write_text(out_dir / BASELINES_FILE, json.dumps(baselines, indent=2) + "\n")
+        fileio.atomic_write_text(out_dir / BASELINES_FILE, json.dumps(baselines, indent=2) + "\n")
         sections += _evaluation_sections(out_dir, evaluation, baselines, post, score_threshold)
         sections.append(_examples(out_dir, evaluation, by_stem, predictions, post.threshold, n_examples))
     else:
@@ -227,7 +227,7 @@ def write_report(run_dir: str | os.PathLike, images_dir=None, truth_dir=None, ou
     sections.append(_calibration(model.config, post))
     sections += _training_and_explain(out_dir, run_dir, model, post, samples, truth is not None)
     path = out_dir / REPORT_FILE
-    io.atomic_write_text(path, page(f"inpaintseg report: {run_dir.name}", sections))
+    fileio.atomic_write_text(path, page(f"inpaintseg report: {run_dir.name}", sections))
     return path
 
 
@@ -293,7 +293,7 @@ def _training_and_explain(out_dir: Path, run_dir: Path, model, post, samples: li
         sections.append("<h2>Training curves</h2>" + "".join(figure(n) for n in figures.training_curves(out_dir, rows)))
     else:
         sections.append(f"<h2>Training curves</h2><p>{esc(metrics_file)} is missing.</p>")
-    with_truth = [s for s in samples if s.mask_path is not None and io.read_mask(s.mask_path).any()] if scored else []
+    with_truth = [s for s in samples if s.mask_path is not None and fileio.read_mask(s.mask_path).any()] if scored else []
     picked = [(s.stem, s.image_path, s.mask_path) for s in (with_truth[i] for i in even_subset(len(with_truth),
                                                                                                 N_EXPLAIN))]
     if picked:

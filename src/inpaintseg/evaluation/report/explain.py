@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from inpaintseg import io
+from inpaintseg import fileio
 from inpaintseg.evaluation.report.figures import PROB_CMAP, confusion_overlay, pyplot, save_figure
 from inpaintseg.metrics import mask_dice
 
@@ -27,7 +27,7 @@ def crf_effect(path: Path, samples: list, predictor, threshold: float) -> list[d
                              squeeze=False)
     table = []
     for row, (stem, image_path, mask_path) in zip(axes, samples):
-        image, truth = io.read_image(image_path), io.read_mask(mask_path)
+        image, truth = fileio.read_image(image_path), fileio.read_mask(mask_path)
         probs = predictor.predict_proba(image)
         base = mask_dice(probs >= threshold, truth)
         entry = {"image": stem, "no CRF": base}
@@ -71,7 +71,7 @@ def tta_views(path: Path, sample, model, device: str, tta: str, threshold: float
     stem, image_path, mask_path = sample
     mode = tta if tta != "none" else "flip"
     single = Predictor(model.network, model.config, device=device, tta="none")
-    image, truth = io.read_image(image_path), io.read_mask(mask_path)
+    image, truth = fileio.read_image(image_path), fileio.read_mask(mask_path)
     maps = []
     for view in views_of(mode):
         probs = single.predict_proba(numpy_view(view, image))

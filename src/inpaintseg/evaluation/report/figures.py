@@ -8,12 +8,12 @@ deficiency: true positives yellow, false positives reddish purple ("magenta"), f
 
 from __future__ import annotations
 
-import io as _stdio
+import io
 from pathlib import Path
 
 import numpy as np
 
-from inpaintseg import io
+from inpaintseg import fileio
 
 TP_RGB = (240, 228, 66)    # Okabe-Ito yellow
 FP_RGB = (204, 121, 167)   # Okabe-Ito reddish purple
@@ -35,10 +35,10 @@ def pyplot():
 def save_figure(fig, path: Path) -> Path:
     """Write a figure as PNG atomically and close it."""
     plt = pyplot()
-    buffer = _stdio.BytesIO()
+    buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
     plt.close(fig)
-    io.atomic_write_bytes(path, buffer.getvalue())
+    fileio.atomic_write_bytes(path, buffer.getvalue())
     return path
 
 

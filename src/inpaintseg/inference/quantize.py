@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from inpaintseg.errors import InpaintsegError
+from inpaintseg.inference.predictor import network_inputs
 from inpaintseg.model.io import INT8_FILE, ONNX_FILE, read_model_config, update_model_config
 from inpaintseg.model.onnx_export import (INPUT_NAME, ONNX_SECTION, OUTPUT_NAME, check_onnx_file, file_sha256,
                                           open_session)
@@ -42,26 +43,6 @@ class Int8Export:
                 f"mean Dice {self.agreement_dice:.4f} (at least {AGREEMENT_MIN} required)")
 
 
-def network_inputs(images: list[np.ndarray], section: dict) -> list[np.ndarray]:
-    """One normalised (1, 3, S, S) float32 input per image, as the predictor feeds the network: the image
-    resized to S (resize models) or its centre S x S tile, reflect-padded when smaller (crop models)."""
-    from inpaintseg.inference.tiling import reflect_pad_to, resize_to
-
-    size = section["size"]
-    mean = np.asarray(section["mean"], np.float32) * 255.0
-    std = np.asarray(section["std"], np.float32) * 255.0
-    out = []
-    for img in images:
-        if section["mode"] == "resize":
-            tile = resize_to(img, size, size)
-        else:
-            padded = reflect_pad_to(img, size, size)
-            y, x = (padded.shape[0] - size) // 2, (padded.shape[1] - size) // 2
-            tile = padded[y:y + size, x:x + size]
-        out.append(((tile.astype(np.float32) - mean) / std).transpose(2, 0, 1)[None].copy())
-    return out
-
-
 def _masks(session, inputs, threshold: float) -> list[np.ndarray]:
     return [(1.0 / (1.0 + np.exp(-session.run([OUTPUT_NAME], {INPUT_NAME: x})[0])) >= threshold)[0, 0]
             for x in inputs]
@@ -72,7 +53,7 @@ def quantize_int8(model_dir: str | os.PathLike, images, threads: int | None = No
     as `predict --images`), or raise InpaintsegError when the int8 masks disagree with fp32 (nothing written)."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
-    from inpaintseg import io
+    from inpaintseg import fileio
     from inpaintseg.inference.inputs import resolve_images
     from inpaintseg.metrics import mask_dice
 
@@ -86,7 +67,7 @@ def quantize_int8(model_dir: str | os.PathLike, images, threads: int | None = No
     if len(paths) < 4:
         raise InpaintsegError(f"{images}: int8 calibration needs at least 4 images, found {len(paths)}. Pass a "
                               "folder of typical images (validation or test images).")
-    inputs = network_inputs([io.read_image(p) for p in paths], config["input"])
+    inputs = network_inputs([fileio.read_image(p) for p in paths], config["input"])
     calibration, held_out = inputs[0::2], inputs[1::2]
 
     class Reader(CalibrationDataReader):
@@ -97,7 +78,7 @@ def quantize_int8(model_dir: str | os.PathLike, images, threads: int | None = No
             x = next(self._items, None)
             return None if x is None else {INPUT_NAME: x}
 
-    from inpaintseg.io import atomic_path
+    from inpaintseg.fileio import atomic_path
 
     threshold = float(config["postprocess"]["threshold"])
     with atomic_path(model_dir / INT8_FILE) as tmp:

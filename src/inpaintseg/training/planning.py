@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import copy
 import math
-import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from inpaintseg.precision import autocast_context, check_precision
+from inpaintseg.timing import time_rounds
 
 
 def _batches(loader: Iterable) -> Iterator:
@@ -50,31 +50,15 @@ def _network_and_loss(model, loss_fn):
     return copy.deepcopy(unwrap_model(model)), loss_fn
 
 
-def _timed(steps: int, warmup: int, step, device, max_seconds: float | None = None) -> tuple[int, float]:
-    """Run `warmup` untimed then `steps` timed calls of step() -> images; (images, seconds) timed.
-
-    With `max_seconds`, warm-up stops once it has used half of it and timing once the whole is used,
-    keeping at least one warm-up step (when asked for) and one timed step (a slow or loaded machine
-    measures fewer steps instead of eating the budget it is measuring for)."""
+def _rate(step, device, warmup: int, steps: int, max_seconds: float | None) -> float:
+    """Images/s of step() -> images, timed by the one harness (`timing.time_rounds`; `max_seconds`: a slow or
+    loaded machine measures fewer steps, keeping one warm-up step when asked for and one timed step)."""
     import torch  # noqa: PLC0415
 
-    cuda = torch.device(device).type == "cuda"
-    began = time.perf_counter()
-    over = (lambda share: max_seconds is not None and time.perf_counter() - began > share * max_seconds)
-    for _ in range(warmup):
-        step()
-        if over(0.5):
-            break
-    if cuda:
-        torch.cuda.synchronize(device)
-    images, start = 0, time.perf_counter()
-    for _ in range(steps):
-        images += step()
-        if over(1.0):
-            break
-    if cuda:
-        torch.cuda.synchronize(device)
-    return images, time.perf_counter() - start
+    device = torch.device(device)
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else None
+    timings = time_rounds({"step": step}, warmup, steps, max_seconds=max_seconds, sync=sync)
+    return sum(timings.values["step"]) / timings.total("step")
 
 
 def measure_train_rate(model, dataloader: Iterable, precision: str = "32", device="cpu", warmup: int = 2,
@@ -86,7 +70,7 @@ def measure_train_rate(model, dataloader: Iterable, precision: str = "32", devic
 
     `model` is a network or a LightningModule holding one as `.model` (its `.loss` is used unless
     `loss_fn` is given; default BCE-Dice). A copy is trained, so `model` itself is untouched.
-    `max_seconds` caps the measurement (fewer steps, see `_timed`).
+    `max_seconds` caps the measurement (fewer steps, see `_rate`).
     """
     import torch  # noqa: PLC0415
 
@@ -109,8 +93,7 @@ def measure_train_rate(model, dataloader: Iterable, precision: str = "32", devic
         optimizer.step()
         return int(images.shape[0])
 
-    images, seconds = _timed(steps, warmup, step, device, max_seconds)
-    return images / seconds
+    return _rate(step, device, warmup, steps, max_seconds)
 
 
 def measure_eval_rate(model, dataloader: Iterable, precision: str = "32", device="cpu", warmup: int = 1,
@@ -134,8 +117,7 @@ def measure_eval_rate(model, dataloader: Iterable, precision: str = "32", device
             network(images)
         return int(images.shape[0])
 
-    images, seconds = _timed(steps, warmup, step, device, max_seconds)
-    return images / seconds
+    return _rate(step, device, warmup, steps, max_seconds)
 
 
 @dataclass(frozen=True)
