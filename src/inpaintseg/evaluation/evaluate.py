@@ -38,6 +38,7 @@ ORDER_WARNING_MARGIN = 0.1
 BASELINES = ("all-empty", "all-full")
 DICE_RULE = ("Dice = mean over images of per-image Dice 2TP/(2TP+FP+FN); an image with empty truth and "
              "empty prediction counts 1.0, one empty and the other not counts 0.0")
+DEFAULT_SCORE_THRESHOLD = 0.5  # without a model or a scores file to say which threshold predict used
 PROB_BINS = 256  # 8-bit probability PNGs: value v -> bin v, so binned metrics are exact
 
 
@@ -51,6 +52,48 @@ class _Tally:
     mismatches: list[str] = field(default_factory=list)
     dice_curve_sum: np.ndarray | None = None  # sum over images of dice_curve(probs, truth)
     other_order_counts: list[tuple[int, int, int, int]] = field(default_factory=list)
+
+
+class EvaluationResult(dict):
+    """What `evaluate` returns: the summary (every key `inpaintseg evaluate --json` writes) as a dict, with
+    attribute access (``result.dice_mean``), ``to_dict()`` (a plain dict for JSON) and a short repr."""
+
+    def __getattr__(self, name: str):
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(f"no metric {name!r}; the metrics are {', '.join(self)}") from None
+
+    def to_dict(self) -> dict:
+        return dict(self)
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{k}={self[k]:.4f}" for k in ("dice_mean", "dice_pooled", "pixel_auc", "image_auc",
+                                                         "image_accuracy") if isinstance(self.get(k), float))
+        return (f"EvaluationResult({self.get('n_images')} images, {shown}, score_threshold="
+                f"{self.get('score_threshold')})")
+
+
+def model_score_threshold(model_dir: str | os.PathLike) -> float:
+    """The image-level threshold a model folder (or a run folder) decides with: what `predict`, the report and
+    the service use (the calibrated pixel threshold unless the model stores another)."""
+    from inpaintseg.inference.postprocess import resolve_postprocess
+    from inpaintseg.model.io import model_folder, read_model_config
+
+    post = resolve_postprocess(read_model_config(model_folder(model_dir)))
+    return post.threshold if post.score_threshold is None else post.score_threshold
+
+
+def scores_file_threshold(path: str | os.PathLike) -> float | None:
+    """The ``score_threshold`` column of a scores file written by `predict --scores-out` (None when the file
+    has no such column or no rows)."""
+    import csv
+
+    with open(path, newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            value = (row.get("score_threshold") or "").strip()
+            return float(value) if value else None
+    return None
 
 
 @dataclass
@@ -128,12 +171,18 @@ def _accumulate_one(stem: str, truth_file: Path, get_pred, probs_files, histogra
 
 def evaluate(truth_dir: str | os.PathLike, pred_dir: str | os.PathLike | None = None,
              submission: str | os.PathLike | None = None, probs_dir: str | os.PathLike | None = None,
-             meta: str | os.PathLike | None = None, score_threshold: float = 0.5, progress: bool = False,
-             *, rle_order: str = "row", stems=None, threshold: float | None = None) -> dict:
+             meta: str | os.PathLike | None = None, score_threshold: float | None = None,
+             progress: bool = False, *, rle_order: str = "row", stems=None, threshold: float | None = None,
+             model: str | os.PathLike | None = None) -> EvaluationResult:
     """Metrics of predictions against the truth masks in ``truth_dir`` (see the module docstring): the
-    ``summary`` of `evaluate_detailed`. ``threshold`` is the old name of ``score_threshold``."""
-    return evaluate_detailed(truth_dir, pred_dir, submission, probs_dir, meta,
-                             score_threshold if threshold is None else threshold, progress,
+    ``summary`` of `evaluate_detailed` as an `EvaluationResult`. ``score_threshold`` (the image-level decision)
+    defaults to ``model``'s (a model or run folder: what predict used), else 0.5. ``threshold`` is the old name
+    of ``score_threshold``."""
+    if threshold is not None:
+        score_threshold = threshold
+    if score_threshold is None:
+        score_threshold = model_score_threshold(model) if model is not None else DEFAULT_SCORE_THRESHOLD
+    return evaluate_detailed(truth_dir, pred_dir, submission, probs_dir, meta, score_threshold, progress,
                              rle_order=rle_order, stems=stems).summary
 
 
@@ -214,6 +263,7 @@ def evaluate_detailed(truth_dir: str | os.PathLike, pred_dir: str | os.PathLike 
         "false_positive": {
             "n_empty_truth_images": int(empty_truth.sum()),
             "images_with_any_predicted_pixel": int((fp[empty_truth] > 0).sum()),
+            "images_flagged_manipulated": int(predicted[empty_truth].sum()),
             "mean_area_fraction": float((fp[empty_truth] / np.maximum(pixels[empty_truth], 1)).mean())
             if empty_truth.any() else None,
         },
@@ -236,7 +286,7 @@ def evaluate_detailed(truth_dir: str | os.PathLike, pred_dir: str | os.PathLike 
             result["by_family"] = _by_group(tally.stems, dice, methods, "family")
     images = [ImageResult(stem, int(a), int(b), int(c), int(d), float(e), float(s), bool(m))
               for stem, (a, b, c, d), e, s, m in zip(tally.stems, counts, dice, scores, truth_positive)]
-    return Evaluation(summary=result, images=images, histogram=histogram)
+    return Evaluation(summary=EvaluationResult(result), images=images, histogram=histogram)
 
 
 def _dice_vs_threshold(tally: _Tally) -> dict:
@@ -283,6 +333,16 @@ def _fmt(value) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
 
+def _percent(value) -> str:
+    """A 0..1 share as a percent, for a person to read."""
+    return "n/a" if value is None else f"{100 * value:.2f}%"
+
+
+def _count(k, n) -> str:
+    """'k of n (p%)'."""
+    return "n/a" if k is None or not n else f"{k} of {n} ({100 * k / n:.0f}%)"
+
+
 def summary_rows(result: dict) -> list[tuple[str, str, str]]:
     """(key, label, text) of every line of the metrics table: `format_table` prints them and the HTML
     report renders them, so both show the same numbers."""
@@ -309,10 +369,13 @@ def summary_rows(result: dict) -> list[tuple[str, str, str]]:
     fp = result["false_positive"]
     rows += [
         ("image_auc", "image ROC AUC", _fmt(result["image_auc"])),
-        ("image_accuracy", "image accuracy", _fmt(result["image_accuracy"])),
-        ("false_positive.images_with_any_predicted_pixel", "untouched images with predicted pixels",
-         f"{fp['images_with_any_predicted_pixel']} of {fp['n_empty_truth_images']}"),
-        ("false_positive.mean_area_fraction", "mean false-positive area on untouched", _fmt(fp["mean_area_fraction"])),
+        ("image_accuracy", f"image accuracy (score >= {result['score_threshold']:g})", _percent(result["image_accuracy"])),
+        ("false_positive.images_flagged_manipulated", "untouched images flagged manipulated (image score)",
+         _count(fp.get("images_flagged_manipulated"), fp["n_empty_truth_images"])),
+        ("false_positive.images_with_any_predicted_pixel", "untouched images with any predicted pixel",
+         _count(fp["images_with_any_predicted_pixel"], fp["n_empty_truth_images"])),
+        ("false_positive.mean_area_fraction", "mean false-positive area on untouched images",
+         _percent(fp["mean_area_fraction"])),
     ]
     for key in ("family", "method"):
         for name, info in result.get(f"by_{key}", {}).items():

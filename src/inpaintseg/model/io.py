@@ -116,6 +116,15 @@ def save_model_dir(model_dir: str | os.PathLike, model: Any, config: Mapping) ->
     return model_dir
 
 
+def model_folder(path: str | os.PathLike) -> Path:
+    """``path`` itself, or ``path/model`` when ``path`` is a training run folder (no config.json of its own,
+    a model/ folder that has one): a run folder is accepted wherever a model folder is."""
+    path = Path(path)
+    if not (path / CONFIG_FILE).exists() and (path / "model" / CONFIG_FILE).is_file():
+        return path / "model"
+    return path
+
+
 def read_model_config(model_dir: str | os.PathLike) -> dict:
     """Read and validate `model_dir/config.json` (without touching the weights)."""
     model_dir = Path(model_dir)
@@ -217,7 +226,7 @@ def load_model_dir(model_dir: str | os.PathLike, device: Any = "cpu") -> tuple[A
     from safetensors import SafetensorError, safe_open
     from safetensors.torch import load_file
 
-    model_dir = Path(model_dir)
+    model_dir = model_folder(model_dir)
     config = read_model_config(model_dir)
     weights_path = model_dir / WEIGHTS_FILE
     try:

@@ -180,7 +180,7 @@ def build_trainer(config: TrainConfig, hardware: Hardware, run_dir: Path, n_trai
 # After training: best weights, calibration, export
 
 
-@dataclass
+@dataclass(repr=False)
 class TrainResult:
     run_dir: Path
     is_primary: bool
@@ -194,6 +194,12 @@ class TrainResult:
     model_config: dict = field(default_factory=dict)  # what model/config.json holds
     precision_choice: dict = field(default_factory=dict)  # PrecisionChoice.as_dict() of the training precision
     timings: dict = field(default_factory=dict)  # seconds: "setup" (to fit), "fit", "calibration", "export"
+
+    def __repr__(self) -> str:  # short: the network and the config are attributes, not text
+        dice = self.metrics.get("val_dice")
+        return (f"TrainResult({self.run_dir}, {self.epochs_completed} epochs, best epoch {self.best_epoch}"
+                + (f", val Dice {dice:.4f}" if isinstance(dice, float) else "")
+                + f", model {self.model_dir}, {self.seconds:.0f} s)")
 
     def summary(self) -> str:
         lines = [f"run folder: {self.run_dir}  ({self.epochs_completed} epochs, {self.seconds:.0f} s)"]
