@@ -115,6 +115,23 @@ def test_per_family_breakdown(folders):
     assert "Dice, family learned" in table and "Dice, method gen_nearest" in table
 
 
+def test_breakdowns_by_coverage_mask_kind_and_degradation(folders):
+    """Issue 25: Dice by the truth's coverage (always), by mask kind and degradation chain (from meta.json)."""
+    meta = {"images": {"a": {"method": "m", "mask_kind": "blob", "degradations": [{"op": "resize"}, {"op": "jpeg"}]},
+                       "b": {"method": "none", "mask_kind": None, "degradations": [{"op": "jpeg"}]},
+                       "c": {"method": "none", "mask_kind": None, "degradations": []}}}
+    (folders / "meta.json").write_text(json.dumps(meta))
+    r = evaluate(folders / "truth", pred_dir=folders / "pred", meta=folders / "meta.json")
+    # a covers 4 of 16 pixels (25%, Dice 0.8); b and c are untouched (Dice 0 and 1)
+    assert r["by_coverage"] == {"untouched (0%)": {"n": 2, "dice_mean": pytest.approx(0.5)},
+                                "large (15-30%)": {"n": 1, "dice_mean": pytest.approx(0.8)}}
+    assert r["by_mask_kind"] == {"blob": {"n": 1, "dice_mean": pytest.approx(0.8)},
+                                 "none": {"n": 2, "dice_mean": pytest.approx(0.5)}}
+    assert r["by_degradation"] == {"jpeg": {"n": 1, "dice_mean": pytest.approx(0.0)},
+                                   "none": {"n": 1, "dice_mean": pytest.approx(1.0)},
+                                   "resize+jpeg": {"n": 1, "dice_mean": pytest.approx(0.8)}}
+
+
 def test_missing_and_extra_ids_are_named(folders):
     (folders / "pred" / "b.png").unlink()
     cv2.imwrite(str(folders / "pred" / "zz.png"), np.zeros((4, 4), np.uint8))

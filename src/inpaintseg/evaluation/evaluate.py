@@ -12,7 +12,9 @@ Metrics (a pixel is positive in a probability map when p >= threshold):
   otherwise whether the predicted mask is non-empty;
 - ``false_positive``: on images whose truth is empty, the mean predicted area fraction and the number
   of such images with any predicted pixel;
-- ``by_method`` / ``by_family``: mean Dice per manipulation method and family, from a demo-data ``meta.json``;
+- ``by_coverage``: mean Dice per bucket of the truth mask's share of the image (always);
+- ``by_method`` / ``by_family`` / ``by_mask_kind`` / ``by_degradation``: mean Dice per manipulation method,
+  family, mask kind and degradation chain, from a demo-data ``meta.json``;
 - with probability maps also ``pixel_average_precision``, ``pixel_prevalence`` and ``dice_vs_threshold``
   (mean per-image Dice of ``probs >= t`` on the 8-bit maps for t = 0.01 .. 0.99, with its best point);
 - ``warnings``: e.g. a submission that fits the truth much better when read in the other RLE order.
@@ -260,6 +262,7 @@ def evaluate_detailed(truth_dir: str | os.PathLike, pred_dir: str | os.PathLike 
         else "predicted mask non-empty (no probability maps given)",
         "image_auc": _nan_to_none(roc_auc(scores, truth_positive)),
         "image_accuracy": float((predicted == truth_positive).mean()),
+        "manipulated_images_flagged": int(predicted[truth_positive].sum()),
         "false_positive": {
             "n_empty_truth_images": int(empty_truth.sum()),
             "images_with_any_predicted_pixel": int((fp[empty_truth] > 0).sum()),
@@ -280,10 +283,12 @@ def evaluate_detailed(truth_dir: str | os.PathLike, pred_dir: str | os.PathLike 
         result["pixel_average_precision"] = _nan_to_none(histogram.average_precision())
         result["pixel_prevalence"] = _nan_to_none(histogram.prevalence())
         result["dice_vs_threshold"] = _dice_vs_threshold(tally)
+    result["by_coverage"] = _by_coverage(tally.stems, dice, (tp + fn) / np.maximum(pixels, 1))
     if methods is not None:
-        result["by_method"] = _by_group(tally.stems, dice, methods, "method")
-        if any("family" in record for record in methods.values()):
-            result["by_family"] = _by_group(tally.stems, dice, methods, "family")
+        for key, name in (("family", "by_family"), ("method", "by_method"), ("mask_kind", "by_mask_kind"),
+                          ("degradation", "by_degradation")):
+            if key == "method" or any(key in record for record in methods.values()):
+                result[name] = _by_group(tally.stems, dice, methods, key)
     images = [ImageResult(stem, int(a), int(b), int(c), int(d), float(e), float(s), bool(m))
               for stem, (a, b, c, d), e, s, m in zip(tally.stems, counts, dice, scores, truth_positive)]
     return Evaluation(summary=EvaluationResult(result), images=images, histogram=histogram)
@@ -329,6 +334,19 @@ def _by_group(stems: list[str], dice: np.ndarray, records: dict[str, dict[str, s
     return {m: {"n": len(v), "dice_mean": float(np.mean(v))} for m, v in sorted(groups.items())}
 
 
+COVERAGE_BUCKETS = ((0.0, "untouched (0%)"), (0.05, "small (<= 5%)"), (0.15, "medium (5-15%)"),
+                    (0.30, "large (15-30%)"), (1.0, "very large (> 30%)"))
+
+
+def _by_coverage(stems: list[str], dice: np.ndarray, coverage: np.ndarray) -> dict[str, dict]:
+    """Mean Dice per bucket of the truth mask's share of the image (`COVERAGE_BUCKETS`, upper bounds)."""
+    records = {}
+    for stem, share in zip(stems, coverage):
+        records[stem] = {"coverage": next(name for bound, name in COVERAGE_BUCKETS if share <= bound)}
+    groups = _by_group(stems, dice, records, "coverage")
+    return {name: groups[name] for _, name in COVERAGE_BUCKETS if name in groups}
+
+
 def _fmt(value) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
@@ -369,6 +387,8 @@ def summary_rows(result: dict) -> list[tuple[str, str, str]]:
     fp = result["false_positive"]
     rows += [
         ("image_auc", "image ROC AUC", _fmt(result["image_auc"])),
+        ("manipulated_images_flagged", "manipulated images flagged manipulated (image score)",
+         _count(result.get("manipulated_images_flagged"), result["n_manipulated"])),
         ("image_accuracy", f"image accuracy (score >= {result['score_threshold']:g})", _percent(result["image_accuracy"])),
         ("false_positive.images_flagged_manipulated", "untouched images flagged manipulated (image score)",
          _count(fp.get("images_flagged_manipulated"), fp["n_empty_truth_images"])),
