@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from inpaintseg.commands import (add_command, add_max_pixels_argument, add_precision_argument,
-                                 add_progress_arguments, add_renamed, int_at_least, rle_order_argument,
-                                 threshold_or_auto)
+from inpaintseg.commands import (add_command, add_device_argument, add_max_pixels_argument,
+                                 add_precision_argument, add_progress_arguments, add_renamed, int_at_least,
+                                 rle_order_argument, threshold_or_auto)
 from inpaintseg.inference.pipeline import SUBMISSION_FILE
 from inpaintseg.inference.postprocess import CRF_OPTIONS, TTA_OPTIONS
 
@@ -55,7 +55,7 @@ def add_predict_arguments(p: argparse.ArgumentParser, model_required: bool = Tru
                    "(default)")
     p.add_argument("--batch-size", type=int_at_least(1), default=8,
                    help="images (or tiles, for crop models) per forward pass (default 8)")
-    p.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda or cuda:N (default auto)")
+    add_device_argument(p)
     add_precision_argument(p, "the forward pass")
     p.add_argument("--crf-workers", type=int_at_least(0), default=1,
                    help="processes running DenseCRF beside the model (pydensecrf holds the GIL, so threads "
