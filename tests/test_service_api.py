@@ -367,7 +367,7 @@ def test_model_endpoint_has_no_absolute_paths_and_a_card(tmp_path):
     with TestClient(create_app(model, ServiceSettings())) as c:
         body = c.get("/api/v1/model").json()
     assert str(tmp_path) not in str(body) and "/home/analyst" not in str(body)
-    assert body["data"]["data_dir"] == "data" and body["name"] == "model"
+    assert body["data"]["data_dir"] == "data" and body["name"] == f"{tmp_path.name}/model"
     assert ["Trained on", "8 training / 2 validation images from 'data'"] in body["card"]
     assert body["quality"]["warning"] is None and body["verdict_levels"] is None
 

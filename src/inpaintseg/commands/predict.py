@@ -179,7 +179,14 @@ def run(args: argparse.Namespace) -> int:
         if key in result.written:
             log(f"predict: wrote {n} {what} to {result.written[key]}")
     if "scores" in result.written:
-        log(f"predict: wrote {result.written['scores']}")
+        log(f"predict: wrote {result.written['scores']} (score, verdict and false-alarm rate per image)")
+    if result.verdicts:
+        levels: dict[str, int] = {}
+        for verdict in result.verdicts.values():
+            levels[verdict.level] = levels.get(verdict.level, 0) + 1
+        log("predict: verdicts: " + ", ".join(f"{k} {level}" for level, k in sorted(levels.items())))
+    if model.quality_warning:
+        log(f"predict: note: {model.quality_warning}")
     if result.failures:
         print(f"predict: {len(result.failures)} of {result.n_images} images could not be predicted and are not "
               f"in {args.submission}: {name_list(name for name, _ in result.failures)}", file=sys.stderr)

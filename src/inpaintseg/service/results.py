@@ -77,6 +77,15 @@ def _name(path) -> str:
     return str(path).replace("\\", "/").rstrip("/").rsplit("/", 1)[-1] if path else ""
 
 
+def model_name(source) -> str:
+    """'RUN/model' for a run's model folder (the folder's own name says nothing), else the folder's name."""
+    if not source:
+        return ""
+    name = _name(source)
+    parent = _name(str(source).replace("\\", "/").rstrip("/").rsplit("/", 1)[0]) if "/" in str(source) else ""
+    return f"{parent}/{name}" if name == "model" and parent else name
+
+
 def quality(config: dict) -> dict:
     """`schemas.QualityBody`: validation Dice next to the trivial baselines, and the warning when it loses."""
     from inpaintseg.inference.verdicts import quality_warning
@@ -93,7 +102,7 @@ def model_card(model, post) -> list[list[str]]:
     data, training, metrics = config.get("data") or {}, config.get("training") or {}, config.get("metrics") or {}
     arch, inp = config.get("architecture") or {}, config.get("input") or {}
     q = quality(config)
-    rows = [["Model", f"{_name(model.source) or arch.get('name', '?')}: {arch.get('name', '?')}, input "
+    rows = [["Model", f"{model_name(model.source) or arch.get('name', '?')}: {arch.get('name', '?')}, input "
                       f"{inp.get('mode', '?')} {inp.get('size', '?')} px"]]
     if data:
         rows.append(["Trained on", f"{data.get('n_train', '?')} training / {data.get('n_val', '?')} validation "
@@ -128,7 +137,7 @@ def model_body(model, limits: dict) -> dict:
     verdicts = (config.get("postprocess") or {}).get("verdicts")
     calibration = dict((config.get("postprocess") or {}).get("calibration") or {})
     return {
-        "name": _name(model.source) or "model",
+        "name": model_name(model.source) or "model",
         "card": model_card(model, post),
         "quality": quality(config),
         "verdict_levels": None if not verdicts else {k: verdicts.get(k) for k in (
