@@ -36,6 +36,8 @@ def main(argv=None) -> int:
     p.add_argument("--edited", required=True, help="an edited (inpainted) image")
     p.add_argument("--untouched", help="an untouched image")
     p.add_argument("--large", help="a large image (shown zoomed to native pixels, side by side)")
+    p.add_argument("--large-focus", default=None, metavar="X,Y",
+                   help="the pixel of --large to centre the view on (default: the image's centre)")
     p.add_argument("--report", help="a report folder (holding report.html) for docs/report.png")
     p.add_argument("--out-dir", default=str(REPO / "docs"), help="where the PNGs go (default docs/)")
     p.add_argument("--width", type=int, default=1360)
@@ -74,11 +76,20 @@ def main(argv=None) -> int:
                 browser_support.upload(page, url, Path(args.large))
                 page.click("text=Side by side")
                 page.click("#zoom-native")
-                viewer = page.locator("#viewer").bounding_box()
-                page.mouse.move(viewer["x"] + viewer["width"] / 2, viewer["y"] + viewer["height"] / 2)
-                page.mouse.down()
-                page.mouse.move(viewer["x"] + 40, viewer["y"] + 60, steps=8)  # pan towards the middle
-                page.mouse.up()
+                page.click("#zoom-out")  # 67%: native detail, and more of the region in view
+                if args.large_focus:
+                    x, y = (float(v) for v in args.large_focus.split(","))
+                    viewer = page.locator("#viewer").bounding_box()
+                    # drag (as a user pans) the focus pixel to the view's centre
+                    zoom = float(page.text_content("#zoom-value").rstrip("%")) / 100
+                    left, top = page.evaluate("() => [document.getElementById('viewer').scrollLeft, "
+                                              "document.getElementById('viewer').scrollTop]")
+                    cx, cy = viewer["x"] + viewer["width"] / 2, viewer["y"] + viewer["height"] / 2
+                    dx, dy = x * zoom - left - viewer["width"] / 2, y * zoom - top - viewer["height"] / 2
+                    page.mouse.move(cx, cy)
+                    page.mouse.down()
+                    page.mouse.move(cx - dx, cy - dy, steps=10)
+                    page.mouse.up()
                 shoot(page, out / "serve-large.png")
             if args.report:
                 page.set_viewport_size({"width": 1280, "height": 1100})

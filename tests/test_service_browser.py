@@ -110,8 +110,10 @@ def test_upload_verdict_overlay_zoom_threshold_and_downloads_in_chromium(served,
             verdict = model.verdict(expected.score)
             assert page.text_content("#score") == f"{expected.score:.3f}"
             assert page.text_content("#label") == verdict.level == "uncertain"
-            assert f"{verdict.false_alarm_rate:.0%} of untouched validation images" in page.text_content("#far")
-            assert f"({round(verdict.false_alarm_rate * 4)} of 4)" in page.text_content("#far")
+            far = page.text_content("#far")
+            assert f"False-alarm rate at this score: {verdict.false_alarm_rate:.0%}." in far
+            assert f"{round(verdict.false_alarm_rate * 4)} of the 4 untouched validation images score" in far
+            assert "a coarse estimate" in far  # 4 untouched images are few
 
             # Drawn at native size, shown fitted; the area is the server's mask's.
             size_text = page.text_content("#fact-size")

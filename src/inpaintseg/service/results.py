@@ -99,7 +99,7 @@ def quality(config: dict) -> dict:
 def model_card(model, post) -> list[list[str]]:
     """[label, text] rows summarising the model for a person: what it was trained on and how well it did."""
     config = model.config
-    data, training, metrics = config.get("data") or {}, config.get("training") or {}, config.get("metrics") or {}
+    data, training = config.get("data") or {}, config.get("training") or {}
     arch, inp = config.get("architecture") or {}, config.get("input") or {}
     q = quality(config)
     rows = [["Model", f"{model_name(model.source) or arch.get('name', '?')}: {arch.get('name', '?')}, input "
@@ -107,13 +107,12 @@ def model_card(model, post) -> list[list[str]]:
     if data:
         rows.append(["Trained on", f"{data.get('n_train', '?')} training / {data.get('n_val', '?')} validation "
                                    f"images from '{_name(data.get('data_dir')) or '?'}'"
-                     + (f", {training.get('epochs_completed')} epochs" if training.get("epochs_completed") else "")])
+                     + (f", {training['epochs_completed']} epoch{'s' * (training['epochs_completed'] != 1)}"
+                        if training.get("epochs_completed") else "")])
     if q["validation_dice"] is not None:
         base = ", ".join(f"{k} {v:.3f}" for k, v in q["baselines"].items() if v is not None)
-        rows.append(["Validation Dice", f"{q['validation_dice']:.3f}" + (f" (baselines: {base})" if base else "")])
-    for key, label in (("val_iou", "Validation IoU"), ("val_f1", "Validation pixel F1")):
-        if isinstance(metrics.get(key), (int, float)):
-            rows.append([label, f"{metrics[key]:.3f}"])
+        rows.append(["Validation Dice", f"{q['validation_dice']:.3f} with the stored post-processing"
+                     + (f" (trivial answers: {base})" if base else "")])
     record = (config.get("postprocess") or {}).get("verdicts") or {}
     if record.get("cutoffs"):
         c = record["cutoffs"]

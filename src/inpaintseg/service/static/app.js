@@ -280,10 +280,12 @@ function showVerdict(body) {
   label.textContent = v.level;
   label.className = `label ${LEVEL_CLASS[v.level] || ""}`;
   $("score").textContent = fmt(body.score, 3);
+  const n = v.n_untouched;
   $("far").textContent = v.false_alarm_rate === null
     ? ""
-    : `False-alarm rate at this score: ${pct(v.false_alarm_rate, 0)} of untouched validation images ` +
-      `(${Math.round(v.false_alarm_rate * v.n_untouched)} of ${v.n_untouched}) score ${fmt(body.score, 3)} or higher.`;
+    : `False-alarm rate at this score: ${pct(v.false_alarm_rate, 0)}. ${Math.round(v.false_alarm_rate * n)} of ` +
+      `the ${n} untouched validation images score ${fmt(body.score, 3)} or higher` +
+      (n < 10 ? " (few untouched validation images: a coarse estimate)." : ".");
   $("verdict-note").textContent = v.false_alarm_rate === null ? `Note: ${v.note}`
     : "Image score = mean of the top 1% pixel probabilities; the verdict levels were chosen on validation images.";
 }
