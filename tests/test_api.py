@@ -168,3 +168,11 @@ def test_evaluate_returns_a_typed_result_that_is_still_a_dict(tmp_path, make_dat
     assert type(result.to_dict()) is dict and "EvaluationResult(2 images, dice_mean=1.0000" in repr(result)
     with pytest.raises(AttributeError, match="no metric 'dice'"):
         result.dice
+
+
+def test_a_folder_of_runs_gets_a_did_you_mean(tmp_path):
+    from inpaintseg.errors import ModelLoadError
+
+    export_tiny_model(tmp_path / "runs" / "a" / "model")
+    with pytest.raises(ModelLoadError, match=f"Did you mean {tmp_path / 'runs' / 'a' / 'model'}"):
+        inpaintseg.load_model(tmp_path / "runs", device="cpu")

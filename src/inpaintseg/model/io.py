@@ -136,9 +136,11 @@ def read_model_config(model_dir: str | os.PathLike) -> dict:
                              f"and {CONFIG_FILE}. Pass its parent folder.")
     missing = [name for name in (CONFIG_FILE, WEIGHTS_FILE) if not (model_dir / name).is_file()]
     if missing:
+        nearby = sorted(p.parent for p in model_dir.glob(f"*/model/{CONFIG_FILE}"))[:3]
+        hint = (f" Did you mean {' or '.join(map(str, nearby))}?" if nearby else
+                " Re-export it with `inpaintseg train` or point at a complete run's model/ folder.")
         raise ModelLoadError(f"{model_dir}: missing {' and '.join(missing)}; a model folder needs both "
-                             f"{WEIGHTS_FILE} and {CONFIG_FILE}. Re-export it with `inpaintseg train` "
-                             "or point at a complete run's model/ folder.")
+                             f"{WEIGHTS_FILE} and {CONFIG_FILE}.{hint}")
     path = model_dir / CONFIG_FILE
     try:
         config = json.loads(path.read_text(encoding="utf-8"))

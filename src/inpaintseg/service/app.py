@@ -242,7 +242,8 @@ def api_docs_html(schema: dict) -> str:
             for status, answer in op.get("responses", {}).items():
                 ref = answer.get("content", {}).get("application/json", {}).get("schema", {}).get("$ref", "")
                 name = ref.rsplit("/", 1)[-1]
-                parts.append(f"<h3>{escape(status)}: {escape(answer.get('description', ''))}</h3>")
+                error = " (JSON body: error, status, message)" if name == "ErrorBody" else ""
+                parts.append(f"<h3>{escape(status)}: {escape(answer.get('description', ''))}{error}</h3>")
                 if name in components and status == "200":
                     parts.append(fields(name))
     for name in ("VerdictBody", "QualityBody"):
