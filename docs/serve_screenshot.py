@@ -1,11 +1,12 @@
-"""Screenshots of the analyst page and of the report's top, taken with Playwright + the system Chromium.
+r"""Screenshots of the analyst page and of the report's top, taken with Playwright + the system Chromium.
 
     python docs/serve_screenshot.py --model demo_out/run --edited demo_out/data/test/images/test_00001.png \
-        --untouched demo_out/data/test/images/test_00009.png --large big_photo.jpg --report demo_out/run/report
+        --untouched demo_out/data/test/images/test_00015.png --large big_photo.png --large-focus 1990,1000 \
+        --report demo_out/run/report
 
 Serves the model on a free loopback port in this process and uploads each image through the page as a user
-would. Writes docs/serve-edited.png (also docs/serve.png), docs/serve-untouched.png, docs/serve-large.png (zoomed
-to 100% and side by side), docs/serve-error.png (a text file uploaded after a good image) and, with --report,
+would. Writes docs/serve-edited.png, docs/serve-untouched.png, docs/serve-large.png (side by side
+at 67%, centred on --large-focus), docs/serve-error.png (a text file uploaded after a good image) and, with --report,
 docs/report.png (the top of report.html). Uses the browser launch of the browser test (tests/browser_support.py:
 Debian's chromium, no browser download).
 """
@@ -13,7 +14,6 @@ Debian's chromium, no browser download).
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -62,7 +62,6 @@ def main(argv=None) -> int:
             page = browser.new_page(viewport={"width": args.width, "height": args.height})
             browser_support.upload(page, url, Path(args.edited))
             shoot(page, out / "serve-edited.png", full_page=True)
-            shutil.copyfile(out / "serve-edited.png", out / "serve.png")
             with tempfile.TemporaryDirectory() as tmp:
                 notes = Path(tmp) / "notes.png"
                 notes.write_text("meeting notes, not an image")

@@ -95,7 +95,8 @@ def _header(model, run_dir: Path, post, source: str, n_images: int, device: str,
                   f"{inp.get('size')}; {run_dir / MODEL_DIR}"),
         ("trained on", f"{data.get('data_dir', '?')}: {data.get('n_train', '?')} train / {data.get('n_val', '?')} "
                        "validation images"),
-        ("training", f"{training.get('epochs_completed', '?')} epochs (best epoch {training.get('best_epoch', '?')}),"
+        ("training", f"{training.get('epochs_completed', '?')} epoch{'' if training.get('epochs_completed') == 1 else 's'}"
+                     f" (best epoch {training.get('best_epoch', '?')}),"
                      f" {training.get('seconds', '?')} s on {training.get('accelerator', '?')} x"
                      f"{training.get('world_size', 1)}, precision {training.get('precision', '?')}, batch "
                      f"{training.get('batch_size', '?')}, lr {training.get('lr', '?')}"),

@@ -34,8 +34,7 @@ def headline(summary: dict, baselines: dict, score_threshold: float) -> str:
     if best_value is None:
         conclusion = ""
     elif dice > best_value + 5e-4:
-        conclusion = (f"<strong>The model beats both trivial answers</strong>: its mean Dice is {dice - best_value:.3f} "
-                      f"above the better of them ({best_name}).")
+        conclusion = "<strong>The model beats both trivial answers.</strong>"
     else:
         conclusion = (f"<strong>The model does not beat the trivial answer '{best_name}'</strong> "
                       f"(mean Dice {dice:.3f} vs {best_value:.3f}): on these images its masks are weaker evidence "

@@ -14,7 +14,7 @@ CSS = (
     "gap:1em}figure{margin:0;border:1px solid #ddd;padding:.4em}figcaption{font-size:.9em}"
     ".note{color:#555;font-size:.92em}.warning{background:#fde2e1;padding:.5em;border-left:4px solid #c00}"
     ".headline{background:#f3f6fc;border-left:5px solid #0b57d0;padding:.6em 1em;font-size:1.05em}"
-    ".headline p{margin:.4em 0}.toc{columns:2;max-width:700px}.toc li{margin:.1em 0}"
+    ".headline h2{margin-top:.2em}.headline p{margin:.4em 0}.toc{columns:2;max-width:700px}.toc li{margin:.1em 0}"
     ".breakdowns{display:flex;flex-wrap:wrap;gap:0 2em;align-items:flex-start}"
 )
 
