@@ -193,3 +193,20 @@ def test_report_takes_the_model_folder_too_and_suggests_runs(run_dir):
     assert run_folder(run_dir) == run_dir
     with pytest.raises(InpaintsegError, match=f"not a training run folder .*Did you mean {re.escape(str(run_dir))}"):
         run_folder(run_dir.parent)
+
+
+def test_verdict_section_counts_levels_of_untouched_and_manipulated_images():
+    from types import SimpleNamespace
+
+    from inpaintseg.evaluation.report.build import verdict_section
+    from inpaintseg.inference.verdicts import calibrate_verdicts, verdict_for
+
+    # validation: untouched 0.1 0.2, manipulated 0.5 0.6 -> likely manipulated from 0.21, likely untouched < 0.21
+    record = calibrate_verdicts([(0.1, 0), (0.2, 0), (0.5, 0.1), (0.6, 0.1)])
+    model = SimpleNamespace(config={"postprocess": {"verdicts": record}},
+                            verdict=lambda score: verdict_for(score, record, 0.5))
+    html = verdict_section(model, [(0.9, True), (0.05, False), (0.3, False), (0.1, True)])
+    rows = re.findall(r"<tr><td>([a-z ]+)</td><td>([^<]+)</td><td>([^<]+)</td></tr>", html)
+    # one untouched image (0.3) reaches 'likely manipulated': the validation's 0% false alarms were coarse
+    assert rows == [("likely untouched", "1 (50%)", "1 (50%)"), ("likely manipulated", "1 (50%)", "1 (50%)")]
+    assert "from image score 0.21 (false-alarm rate there 0%)" in html

@@ -264,6 +264,13 @@ def write_report(run_dir: str | os.PathLike, images_dir=None, truth_dir=None, ou
     return path
 
 
+def _level_order(level: str) -> int:
+    from inpaintseg.inference.verdicts import LEVELS, OLD_LEVELS
+
+    order = (*LEVELS, *OLD_LEVELS)
+    return order.index(level) if level in order else len(order)
+
+
 def verdict_section(model, scored: list[tuple[float, bool]]) -> str:
     """How the images fall into the verdict levels (`InpaintModel.verdict`), untouched and manipulated apart,
     and the stored cut-offs with their false-alarm rates on validation."""
@@ -274,7 +281,8 @@ def verdict_section(model, scored: list[tuple[float, bool]]) -> str:
     n_unt = sum(not m for _, m in scored) or 1
     n_man = sum(m for _, m in scored) or 1
     rows = [{"verdict": level, "untouched images": f"{u} ({100 * u / n_unt:.0f}%)",
-             "manipulated images": f"{m} ({100 * m / n_man:.0f}%)"} for level, (u, m) in counts.items()]
+             "manipulated images": f"{m} ({100 * m / n_man:.0f}%)"}
+            for level, (u, m) in sorted(counts.items(), key=lambda item: _level_order(item[0]))]
     if record.get("cutoffs"):
         c = record["cutoffs"]
         from inpaintseg.inference.verdicts import false_alarm_rate
@@ -282,7 +290,9 @@ def verdict_section(model, scored: list[tuple[float, bool]]) -> str:
         note = (f"Levels chosen on {record['n_untouched']} untouched and {record['n_manipulated']} manipulated "
                 f"validation images: likely manipulated from image score {c['likely_manipulated']:.2f} (false-alarm "
                 f"rate there {100 * false_alarm_rate(record, c['likely_manipulated']):.0f}%), likely untouched "
-                f"below {c['uncertain']:.2f}, uncertain between. {esc(record.get('rule', ''))}.")
+                f"below {c['uncertain']:.2f}, uncertain between (cut-offs at <= 5% false alarms / misses on "
+                "validation). The rates rest on the validation split's untouched images, so few of them make a "
+                "coarse estimate: compare the untouched column below.")
     else:
         from inpaintseg.inference.verdicts import NO_TABLE_NOTE
 
