@@ -176,3 +176,15 @@ def test_a_folder_of_runs_gets_a_did_you_mean(tmp_path):
     export_tiny_model(tmp_path / "runs" / "a" / "model")
     with pytest.raises(ModelLoadError, match=f"Did you mean {tmp_path / 'runs' / 'a' / 'model'}"):
         inpaintseg.load_model(tmp_path / "runs", device="cpu")
+
+
+def test_train_result_repr_is_short_not_the_network(tmp_path):
+    from inpaintseg.model import AttentionUNet
+    from inpaintseg.training.train import TrainResult
+
+    result = TrainResult(run_dir=tmp_path / "run", is_primary=True, model_dir=tmp_path / "run" / "model",
+                         epochs_completed=3, best_epoch=2, metrics={"val_dice": 0.41234}, seconds=12.3,
+                         network=AttentionUNet(base_channels=4, depth=2), model_config={"big": list(range(10000))})
+    text = repr(result)
+    assert text == (f"TrainResult({tmp_path / 'run'}, 3 epochs, best epoch 2, val Dice 0.4123, "
+                    f"model {tmp_path / 'run' / 'model'}, 12 s)")
