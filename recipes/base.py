@@ -33,7 +33,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "base.yaml"
 DEBIAN_PHOTOS = Path("/usr/share/backgrounds/mate/nature")  # Debian's mate-backgrounds: 12 photographs
-DATA_SEED, TEST_SEED = 22, 2022
+DATA_SEED, TEST_SEED, VERDICT_SEED = 22, 2022, 3033
+VERDICT_IMAGES = 600  # held-out engine images for the verdict levels: ~60 untouched (75 validation images hold ~8)
 
 
 def log(message: str) -> None:
@@ -128,6 +129,27 @@ def score_fresh(model_dir: Path, test_dir: Path, out: Path) -> dict:
     return result
 
 
+def verdict_levels(model_dir: Path, folder: Path, out: Path) -> dict:
+    """Store the verdict levels (postprocess.verdicts: false-alarm table and cut-offs) measured on a held-out
+    engine set, larger than the validation split; returns the record."""
+    from inpaintseg.api import load_model
+    from inpaintseg.evaluation.evaluate import evaluate
+    from inpaintseg.fileio import read_mask
+    from inpaintseg.inference import predict_folder
+    from inpaintseg.inference.verdicts import calibrate_verdicts
+    from inpaintseg.model.io import update_model_config
+
+    model = load_model(model_dir, device="cpu")
+    result = predict_folder(model, folder / "images", out=out / "submission.csv", progress=False)
+    dice = evaluate(folder / "masks", submission=out / "submission.csv")["dice_mean"]
+    pairs = [(score, float(read_mask(folder / "masks" / f"{stem}.png").mean())) for stem, score, _, _ in result.scores]
+    record = calibrate_verdicts(pairs, dice)
+    record["source"] = (f"{len(pairs)} held-out engine images (data seed {VERDICT_SEED}), not the validation split; "
+                        "model_dice and baselines on the same images")
+    update_model_config(model_dir, {"postprocess": {"verdicts": record}})
+    return record
+
+
 def installed_dice(package_dir: Path) -> float | None:
     path = package_dir / "config.json"
     if not path.is_file():
@@ -154,6 +176,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--install", action="store_true",
                    help="copy the model into src/inpaintseg/weights/base when it beats the installed one")
     p.add_argument("--tiny", action="store_true", help="tiny settings (the CI test of this recipe); never installs")
+    p.add_argument("--verdicts-only", metavar="MODEL_DIR", default=None,
+                   help="only (re)measure the verdict levels of this model folder on the held-out set, then stop")
     return p.parse_args(argv)
 
 
@@ -173,6 +197,14 @@ def main(argv=None) -> int:
               "photos_dir": str(photos) if photos else None, "packaged_photos": True if photos else None,
               "generators": "tiny" if args.tiny else "demo", "workers": args.workers}
     fresh = {**engine, "n_train": 1, "n_test": n_test, "seed": TEST_SEED, "workers": args.workers}
+    held_out = {**fresh, "n_test": 24 if args.tiny else VERDICT_IMAGES, "seed": VERDICT_SEED}
+    if args.verdicts_only is not None:
+        make_data(work / "verdict_data", held_out)
+        record = verdict_levels(resolve_model_dir(args.verdicts_only), work / "verdict_data" / "test",
+                                work / "verdicts")
+        log(f"verdict levels of {args.verdicts_only}: {record['cutoffs']} from {record['n_untouched']} untouched / "
+            f"{record['n_manipulated']} manipulated images")
+        return 0
     make_data(work / "data", engine)
 
     overrides = {"data": str(work / "data"), "out": str(work / "run")}
@@ -193,6 +225,9 @@ def main(argv=None) -> int:
     log(result.summary())
 
     steps = result.epochs_completed * -(-round((1 - config.val_fraction) * n_train) // config.batch_size)
+    make_data(work / "verdict_data", held_out)
+    verdicts = verdict_levels(result.model_dir, work / "verdict_data" / "test", work / "verdicts")
+    log(f"verdict levels: {verdicts['cutoffs']} from {verdicts['n_untouched']} untouched images")
     make_data(work / "fresh", fresh)
     scores = score_fresh(result.model_dir, work / "fresh" / "test", work / "score")
     earlier = []

@@ -118,3 +118,73 @@ def test_importing_the_package_does_not_import_torch():
     code = "import sys, inpaintseg; assert 'torch' not in sys.modules; print(inpaintseg.__version__)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == inpaintseg.__version__
+
+
+# ---- issue 25: ergonomics ----------------------------------------------------------------------------------
+
+def test_short_reprs_save_overlay_and_to_csv(folder, tmp_path):
+    from PIL import Image
+
+    model = inpaintseg.load_model(export_tiny_model(tmp_path / "run" / "model"), device="cpu")
+    pred = model.predict(folder / "wide.png")
+    text = repr(pred)
+    level = "manipulated" if pred.score >= 0.5 else "untouched"  # no false-alarm table: the old two levels
+    assert len(text) < 200 and text.startswith("Prediction(41x20, score ") and f"verdict '{level}'" in text
+    paths = pred.save(tmp_path / "saved", "wide")
+    np.testing.assert_array_equal(fileio.read_mask(paths["mask"]), pred.mask)
+    assert fileio.read_image(paths["overlay"]).shape == (20, 41, 3)
+    import json
+
+    summary = json.loads(paths["summary"].read_text())
+    assert summary["manipulated_pixels"] == int(pred.mask.sum()) and summary["verdict"]["level"] == level
+    overlay = pred.overlay()
+    assert isinstance(overlay, Image.Image) and overlay.size == (41, 20)
+    # outside the mask (and away from its outline) the photo is left as it is
+    untouched = np.asarray(overlay)[pred.probability < 0.3]
+    np.testing.assert_array_equal(untouched, fileio.read_image(folder / "wide.png")[pred.probability < 0.3])
+
+    result = inpaintseg.predict_folder(model, folder, out=tmp_path / "sub.csv", scores_out=tmp_path / "scores.csv",
+                                       progress=False)
+    assert len(repr(result)) < 300 and "4 of 4 images predicted" in repr(result)
+    assert result.to_csv() == (tmp_path / "scores.csv").read_text()
+    header, first = result.to_csv().splitlines()[:2]
+    assert header == "ImageId,score,manipulated_fraction,predicted_label,verdict,false_alarm_rate,score_threshold"
+    assert first.endswith((",untouched,,0.5", ",manipulated,,0.5"))
+    result.to_csv(tmp_path / "again.csv")
+    assert (tmp_path / "again.csv").read_text() == result.to_csv()
+
+
+def test_a_run_folder_is_accepted_as_the_model_folder(tmp_path, capsys):
+    export_tiny_model(tmp_path / "run" / "model")
+    model = inpaintseg.load_model(tmp_path / "run", device="cpu")
+    assert model.source == tmp_path / "run" / "model"
+
+
+def test_evaluate_returns_a_typed_result_that_is_still_a_dict(tmp_path, make_dataset):
+    root = make_dataset(n_train=0, n_test=2, size=16)
+    masks = root / "test" / "masks"
+    result = inpaintseg.evaluate(masks, pred_dir=masks)
+    assert result.dice_mean == result["dice_mean"] == 1.0 and result.to_dict()["n_images"] == 2
+    assert type(result.to_dict()) is dict and "EvaluationResult(2 images, dice_mean=1.0000" in repr(result)
+    with pytest.raises(AttributeError, match="no metric 'dice'"):
+        result.dice
+
+
+def test_a_folder_of_runs_gets_a_did_you_mean(tmp_path):
+    from inpaintseg.errors import ModelLoadError
+
+    export_tiny_model(tmp_path / "runs" / "a" / "model")
+    with pytest.raises(ModelLoadError, match=f"Did you mean {tmp_path / 'runs' / 'a' / 'model'}"):
+        inpaintseg.load_model(tmp_path / "runs", device="cpu")
+
+
+def test_train_result_repr_is_short_not_the_network(tmp_path):
+    from inpaintseg.model import AttentionUNet
+    from inpaintseg.training.train import TrainResult
+
+    result = TrainResult(run_dir=tmp_path / "run", is_primary=True, model_dir=tmp_path / "run" / "model",
+                         epochs_completed=3, best_epoch=2, metrics={"val_dice": 0.41234}, seconds=12.3,
+                         network=AttentionUNet(base_channels=4, depth=2), model_config={"big": list(range(10000))})
+    text = repr(result)
+    assert text == (f"TrainResult({tmp_path / 'run'}, 3 epochs, best epoch 2, val Dice 0.4123, "
+                    f"model {tmp_path / 'run' / 'model'}, 12 s)")

@@ -1,4 +1,4 @@
-"""The shipped `base` detector (issue 22): name resolution, packaging, cards, the usefulness verdict, the recipe."""
+"""The shipped `base` detector (issue 22): name resolution, packaging, cards, the not-useful line, the recipe."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from conftest import REPO, export_tiny_model
 from inpaintseg.cli import main
 from inpaintseg.errors import ModelLoadError
 from inpaintseg.model import shipped
-from inpaintseg.training.usefulness import baseline_dice, validation_section, verdict_message
 
 
 def test_base_resolves_to_the_package_folder():
@@ -71,24 +70,14 @@ def test_an_old_model_folder_without_card_sections_still_loads(tmp_path, capsys)
     assert "no model card" in capsys.readouterr().out
 
 
-def test_baseline_dice_by_hand():
-    empty = np.zeros((4, 4), np.uint8)
-    quarter = np.zeros((4, 4), np.uint8)
-    quarter[:2, :2] = 1
-    # all-full: empty truth -> 0; 4 of 16 -> 2*4 / (4 + 16) = 0.4; all-empty: 1 and 0.
-    assert baseline_dice([empty, quarter]) == pytest.approx((0.2, 0.5))
+def test_not_useful_message_only_when_a_trivial_answer_wins():
+    from inpaintseg.inference.verdicts import not_useful_message
 
-
-def test_verdict_only_when_the_model_does_not_beat_both_baselines():
-    masks = [np.ones((2, 2), np.uint8)] * 3  # all-full Dice 1.0: nothing beats it
-    weak = validation_section(0.9, masks)
-    assert weak["useful"] is False and "not useful yet" in verdict_message(weak)
-    assert "--init-from base" in verdict_message(weak)
-    good = validation_section(0.5, [np.zeros((2, 2), np.uint8), np.eye(2, dtype=np.uint8)])  # baselines 0.33, 0.5
-    assert good["all_full_dice"] == pytest.approx(1 / 3, abs=1e-4)
-    assert good["useful"] is False  # 0.5 does not beat all-empty 0.5 by the margin
-    assert validation_section(0.6, [np.zeros((2, 2), np.uint8), np.eye(2, dtype=np.uint8)])["useful"] is True
-    assert verdict_message({}) is None
+    weak = {"postprocess": {"verdicts": {"model_dice": 0.2, "baselines": {"all-empty": 0.1, "all-full": 0.25}}}}
+    message = not_useful_message(weak)
+    assert "not useful yet" in message and "'all-full' answer (0.250)" in message and "'base'" in message
+    good = {"postprocess": {"verdicts": {"model_dice": 0.3, "baselines": {"all-empty": 0.1, "all-full": 0.25}}}}
+    assert not_useful_message(good) is None and not_useful_message({}) is None
 
 
 @pytest.mark.slow
@@ -113,7 +102,7 @@ def test_the_recipe_runs_end_to_end_at_tiny_settings(tmp_path):
     assert recipe["engine"]["arguments"]["generators"] == "tiny" and recipe["data_seed"] == 22
     assert recipe["chunks"][0]["optimizer_steps"] > 0 and recipe["chunks"][0]["chunk"] == 1
     assert 0.0 <= recipe["fresh_test"]["dice_mean"] <= 1.0 and "all-full" in recipe["fresh_test"]["baselines"]
-    assert config["validation"]["all_full_dice"] >= 0.0
+    assert config["postprocess"]["verdicts"]["baselines"]["all-full"] >= 0.0
     assert "fresh test Dice" in out.stderr
 
 

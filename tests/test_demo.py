@@ -48,7 +48,7 @@ def test_demo_runs_the_whole_pipeline_with_a_clean_log(tmp_path):
     assert model_config["postprocess"]["calibration"]["precision"] == "bf16-mixed"
     base = json.loads((Path(inpaintseg.__file__).parent / "weights" / "base" / "config.json").read_text())
     assert model_config["architecture"] == base["architecture"] and model_config["training"]["init_from"]
-    assert {"all_full_dice", "all_empty_dice", "useful"} <= set(model_config["validation"])
+    assert {"all-full", "all-empty"} <= set(model_config["postprocess"]["verdicts"]["baselines"])
     budget = json.loads((out / "budget.json").read_text())
     assert budget["predict_precision"]["precision"] == "bf16-mixed" and budget["budget_seconds"] == 3.0
     assert budget["epochs_planned"] == 1 and budget["used_seconds"] > 0  # 3 s: one epoch, planned vs used recorded

@@ -59,9 +59,10 @@ def test_metrics_by_hand(folders):
     # AUC: the positive (1) vs negatives (1: tie = 0.5, 0: win = 1) -> 1.5 / 2 = 0.75; accuracy 2/3.
     assert r["image_auc"] == pytest.approx(0.75)
     assert r["image_accuracy"] == pytest.approx(2 / 3)
-    # False positives on untouched images b, c: areas 1/16 and 0 -> mean 1/32; one image with pixels.
+    # False positives on untouched images b, c: areas 1/16 and 0 -> mean 1/32; one image with pixels, which is
+    # also the one flagged manipulated (without probabilities: its mask is non-empty).
     assert r["false_positive"] == {"n_empty_truth_images": 2, "images_with_any_predicted_pixel": 1,
-                                   "mean_area_fraction": pytest.approx(1 / 32)}
+                                   "images_flagged_manipulated": 1, "mean_area_fraction": pytest.approx(1 / 32)}
     assert "best_f1" not in r
     table = format_table(r)
     assert "0.6000" in table and "empty truth and empty prediction counts 1.0" in table
@@ -112,6 +113,23 @@ def test_per_family_breakdown(folders):
     assert set(r["by_method"]) == {"gen_nearest", "telea", "none"}
     table = format_table(r)
     assert "Dice, family learned" in table and "Dice, method gen_nearest" in table
+
+
+def test_breakdowns_by_coverage_mask_kind_and_degradation(folders):
+    """Issue 25: Dice by the truth's coverage (always), by mask kind and degradation chain (from meta.json)."""
+    meta = {"images": {"a": {"method": "m", "mask_kind": "blob", "degradations": [{"op": "resize"}, {"op": "jpeg"}]},
+                       "b": {"method": "none", "mask_kind": None, "degradations": [{"op": "jpeg"}]},
+                       "c": {"method": "none", "mask_kind": None, "degradations": []}}}
+    (folders / "meta.json").write_text(json.dumps(meta))
+    r = evaluate(folders / "truth", pred_dir=folders / "pred", meta=folders / "meta.json")
+    # a covers 4 of 16 pixels (25%, Dice 0.8); b and c are untouched (Dice 0 and 1)
+    assert r["by_coverage"] == {"untouched (0%)": {"n": 2, "dice_mean": pytest.approx(0.5)},
+                                "large (15-30%)": {"n": 1, "dice_mean": pytest.approx(0.8)}}
+    assert r["by_mask_kind"] == {"blob": {"n": 1, "dice_mean": pytest.approx(0.8)},
+                                 "none": {"n": 2, "dice_mean": pytest.approx(0.5)}}
+    assert r["by_degradation"] == {"jpeg": {"n": 1, "dice_mean": pytest.approx(0.0)},
+                                   "none": {"n": 1, "dice_mean": pytest.approx(1.0)},
+                                   "resize+jpeg": {"n": 1, "dice_mean": pytest.approx(0.8)}}
 
 
 def test_missing_and_extra_ids_are_named(folders):
@@ -199,3 +217,26 @@ def test_old_threshold_flag_is_the_score_threshold(folders, capsys):
     # Scores a 200/255, b 100/255 = 0.39, c 0: at 0.3, b is labelled manipulated -> 2 of 3 right.
     result = json.loads(out.read_text())
     assert result["score_threshold"] == 0.3 and result["image_accuracy"] == pytest.approx(2 / 3)
+
+
+def test_the_image_threshold_comes_from_the_model_or_the_scores_file(folders, capsys):
+    """Issue 25: evaluate decides manipulated vs untouched with the threshold predict used, not a fixed 0.5.
+    Scores: a 200/255 = 0.78, b 100/255 = 0.39, c 0."""
+    from conftest import export_tiny_model
+
+    args = ["evaluate", "--truth", str(folders / "truth"), "--pred", str(folders / "pred"), "--probs",
+            str(folders / "probs"), "--quiet", "--json"]
+    assert cli.main(args + [str(folders / "default.json")]) == 0
+    assert "image threshold 0.5 (default; pass --model" in capsys.readouterr().err
+    assert json.loads((folders / "default.json").read_text())["image_accuracy"] == 1.0  # b < 0.5: right
+    export_tiny_model(folders / "run" / "model", postprocess={"threshold": 0.3, "tta": "none", "crf": "off"})
+    assert cli.main(args + [str(folders / "model.json"), "--model", str(folders / "run")]) == 0  # a run folder
+    assert "image threshold 0.3 (the model's" in capsys.readouterr().err
+    result = json.loads((folders / "model.json").read_text())
+    assert result["score_threshold"] == 0.3 and result["image_accuracy"] == pytest.approx(2 / 3)  # b flagged
+    assert result["false_positive"]["images_flagged_manipulated"] == 1
+    (folders / "scores.csv").write_text("ImageId,score,manipulated_fraction,predicted_label,verdict,"
+                                        "false_alarm_rate,score_threshold\na,0.78,0.375,1,manipulated,,0.3\n")
+    assert cli.main(args + [str(folders / "scores.json")]) == 0
+    assert f"image threshold 0.3 (from {folders / 'scores.csv'})" in capsys.readouterr().err
+    assert json.loads((folders / "scores.json").read_text())["score_threshold"] == 0.3

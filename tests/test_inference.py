@@ -235,7 +235,15 @@ def test_calibration_records_table_and_keeps_cheap_choice_when_nothing_helps():
     samples = red_samples(6, np.random.default_rng(8))
     post = inference.calibrate_postprocessing(RedDetector(), config("resize", 24), samples,
                                               batch_size=4, crf_max_images=3)
-    assert set(post) == {"threshold", "tta", "crf", "crf_params", "calibration"}
+    assert set(post) == {"threshold", "tta", "crf", "crf_params", "calibration", "verdicts"}
+    # the verdict record (issue 25): images 0 and 3 of 6 are untouched; a perfect detector separates them
+    from inpaintseg.inference.verdicts import quality_warning, verdict_for
+
+    verdicts = post["verdicts"]
+    assert (verdicts["n_untouched"], verdicts["n_manipulated"]) == (2, 4)
+    assert verdict_for(0.999, verdicts, 0.5).level == "likely manipulated"
+    assert verdict_for(0.0, verdicts, 0.5).level == "likely untouched"
+    assert verdicts["model_dice"] == pytest.approx(1.0) and quality_warning({"postprocess": post}) is None
     table = post["calibration"]["table"]
     combos = {(row["tta"], row["crf"]) for row in table}
     assert {("none", "off"), ("flip", "off"), ("d4", "off")} <= combos

@@ -55,8 +55,12 @@ def test_predict_writes_every_output_at_original_size(setup, capsys):
     with open(tmp / "scores.csv", newline="") as fh:
         scores = list(csv.DictReader(fh))
     assert [r["ImageId"] for r in scores] == sorted(rows)
-    assert set(scores[0]) == {"ImageId", "score", "manipulated_fraction", "predicted_label"}
+    assert list(scores[0]) == ["ImageId", "score", "manipulated_fraction", "predicted_label", "verdict",
+                               "false_alarm_rate", "score_threshold"]
     assert all(0 <= float(r["score"]) <= 1 and r["predicted_label"] in ("0", "1") for r in scores)
+    # the tiny model has no false-alarm table: the two-level verdict, no rate; the threshold it decided with
+    assert all(r["verdict"] == ("manipulated" if r["predicted_label"] == "1" else "untouched")
+               and r["false_alarm_rate"] == "" and r["score_threshold"] == "0.5" for r in scores)
 
 
 def test_predict_reports_the_stored_choices_even_when_quiet(setup, capsys):

@@ -69,8 +69,8 @@ def test_report_numbers_equal_evaluate_json(run_dir, capsys):
     assert cells["best_f1"] == f"{expected['best_f1']:.4f} ({expected['best_f1_threshold']:.3f})"
     assert cells["image_auc"] == ("n/a" if expected["image_auc"] is None else f"{expected['image_auc']:.4f}")
     assert cells["pixel_average_precision"] == f"{expected['pixel_average_precision']:.4f}"
-    assert cells["false_positive.images_with_any_predicted_pixel"] == (
-        f"{expected['false_positive']['images_with_any_predicted_pixel']} of 1")
+    k = expected['false_positive']['images_with_any_predicted_pixel']
+    assert cells["false_positive.images_with_any_predicted_pixel"] == f"{k} of 1 ({100 * k:.0f}%)"
     for method, info in expected["by_method"].items():
         assert cells[f"by_method.{method}"] == f"{info['dice_mean']:.4f}"
     # Baselines: all-empty scores 1.0 on the one untouched image and 0 on the five manipulated ones.
@@ -82,9 +82,23 @@ def test_report_numbers_equal_evaluate_json(run_dir, capsys):
 
 def check_page_sections_and_figures(run_dir, page: str) -> None:
     """(Part of the test above, which renders the report once.)"""
-    for heading in ("Run", "Evaluation", "Examples", "Validation calibration", "Training curves", "DenseCRF effect",
-                    "TTA aggregation"):
-        assert f"<h2>{heading}</h2>" in page
+    for heading in ("Headline", "Run", "Evaluation", "Verdicts", "Examples", "Validation calibration",
+                    "Training curves", "DenseCRF effect", "TTA aggregation"):
+        anchor = "s-" + heading.lower().replace(" ", "-")
+        assert f"<h2 id='{anchor}'>{heading}</h2>" in page and f"<a href='#{anchor}'>{heading}</a>" in page
+    # issue 25: the title names the model, the headline states the conclusion before the contents list
+    import html
+
+    assert "<title>inpaintseg report: model 'run' (AttentionUNet, input resize 32, trained on 3 images of 'data')" \
+        in html.unescape(page)
+    assert page.index("id='s-headline'") < page.index("<h2>Contents</h2>") < page.index("id='s-run'")
+    headline = page[page.index("id='s-headline'"):page.index("<h2>Contents</h2>")]
+    assert "mean Dice" in headline and "every mask full" in headline and "every mask empty" in headline
+    assert re.search(r"than every mask (empty|full) \(\d\.\d{3}\) by \d\.\d{3}", headline)
+    assert "loading='lazy'" not in page  # printed or captured pages have no gaps
+    assert "Dice by truth coverage" in page
+    # the tiny model has no false-alarm table: the verdicts section says so
+    assert "no false-alarm table" in page
     assert "Dice by method" in page and "versions at training" in page and "2 epochs (best epoch 2)" in page
     # The calibration row the model uses (tta flip, crf off) is marked.
     assert re.search(r"<tr class='chosen'><td>flip</td><td>off</td>", page)
@@ -169,3 +183,30 @@ def test_report_falls_back_to_the_validation_split(run_dir, tmp_path):
     assert "validation split of" in page
     evaluation = json.loads((tmp_path / "val" / "evaluation.json").read_text())
     assert sorted(evaluation["per_image"]) == ["tr_001", "tr_002"]
+
+
+def test_report_takes_the_model_folder_too_and_suggests_runs(run_dir):
+    """Issue 25: `report runs/x/model` reports on runs/x; a folder of runs says which one was meant."""
+    from inpaintseg.evaluation.report.build import run_folder
+
+    assert run_folder(run_dir / "model") == run_dir
+    assert run_folder(run_dir) == run_dir
+    with pytest.raises(InpaintsegError, match=f"not a training run folder .*Did you mean {re.escape(str(run_dir))}"):
+        run_folder(run_dir.parent)
+
+
+def test_verdict_section_counts_levels_of_untouched_and_manipulated_images():
+    from types import SimpleNamespace
+
+    from inpaintseg.evaluation.report.build import verdict_section
+    from inpaintseg.inference.verdicts import calibrate_verdicts, verdict_for
+
+    # validation: untouched 0.1 0.2, manipulated 0.5 0.6 -> likely manipulated from 0.21, likely untouched < 0.21
+    record = calibrate_verdicts([(0.1, 0), (0.2, 0), (0.5, 0.1), (0.6, 0.1)])
+    model = SimpleNamespace(config={"postprocess": {"verdicts": record}},
+                            verdict=lambda score: verdict_for(score, record, 0.5))
+    html = verdict_section(model, [(0.9, True), (0.05, False), (0.3, False), (0.1, True)])
+    rows = re.findall(r"<tr><td>([a-z ]+)</td><td>([^<]+)</td><td>([^<]+)</td></tr>", html)
+    # one untouched image (0.3) reaches 'likely manipulated': the validation's 0% false alarms were coarse
+    assert rows == [("likely untouched", "1 (50%)", "1 (50%)"), ("likely manipulated", "1 (50%)", "1 (50%)")]
+    assert "from image score 0.21 (false-alarm rate there 0%)" in html

@@ -296,11 +296,18 @@ def test_inpaintseg_serve_end_to_end(model_dir, tmp_path):
         response = httpx.post(url + PREDICT, files={"image": ("a.png", png_bytes(image()))},
                               headers={"Authorization": "Bearer tok"}, timeout=60)
         assert response.status_code == 200 and response.json()["width"] == 41
+        broken = b"\x89PNG\r\n\x1a\n" + b"x" * 64  # OpenCV would log "[ WARN..]" / "[ERROR..]" lines for it
+        assert httpx.post(url + PREDICT, files={"image": ("b.png", broken)}, headers={"Authorization": "Bearer tok"},
+                          timeout=60).status_code == 422
     finally:
         proc.terminate()
         output = proc.communicate(timeout=30)[0]
     assert f"page http://127.0.0.1:{port}/" in output and "token required" in output
-    assert "Traceback" not in output
+    assert "Traceback" not in output and "WARN" not in output and "[ERROR" not in output
+    # one access line per request (the readiness polls included)
+    access = [line for line in output.splitlines() if " access: " in line]
+    assert sum('"POST /api/v1/predict"' in line for line in access) == 3
+    assert any('"POST /api/v1/predict" 422' in line for line in access)
 
 
 def test_serve_refuses_a_port_in_use_with_a_clear_message(model_dir, capsys):
@@ -322,3 +329,70 @@ def test_wait_until_ready_gives_up_when_the_server_process_exits():
     start = time.monotonic()
     assert wait_until_ready(f"http://127.0.0.1:{port}", proc, timeout=60) is False
     assert time.monotonic() - start < 10
+
+
+# ---- issue 25: what an analyst sees ----------------------------------------------------------------------
+
+def test_answers_match_their_openapi_models_with_units(client):
+    from inpaintseg.service import schemas
+
+    body = upload(client, png_bytes(image())).json()
+    schemas.PredictionBody.model_validate(body)
+    mask = decode_png(body["mask_png"]) > 0
+    # the area is counted on the server's own mask: one source of numbers for the page and every client
+    assert body["manipulated_pixels"] == int(mask.sum())
+    assert body["manipulated_fraction"] == round(mask.sum() / mask.size, 6)
+    # the tiny model folder has no false-alarm table: the old two-level verdict, with a note saying so
+    assert body["verdict"]["level"] in ("untouched", "manipulated") and body["verdict"]["false_alarm_rate"] is None
+    assert "no false-alarm table" in body["verdict"]["note"]
+    schemas.ModelBody.model_validate(client.get("/api/v1/model").json())
+    schemas.HealthBody.model_validate(client.get("/healthz").json())
+    schema = client.get("/openapi.json").json()
+    for path, method in ((PREDICT, "post"), ("/api/v1/model", "get"), ("/healthz", "get")):
+        assert "$ref" in schema["paths"][path][method]["responses"]["200"]["content"]["application/json"]["schema"]
+    assert "pixels" in schema["components"]["schemas"]["PredictionBody"]["properties"]["width"]["description"]
+
+
+def test_docs_page_is_served_offline_from_the_schema(client):
+    page = client.get("/docs")
+    assert page.status_code == 200 and "POST /api/v1/predict" in page.text and "manipulated_fraction" in page.text
+    assert "https://" not in page.text and "http://" not in page.text and "<script" not in page.text
+
+
+def test_model_endpoint_has_no_absolute_paths_and_a_card(tmp_path):
+    folder = export_tiny_model(tmp_path / "model")
+    model = inpaintseg.load_model(folder, device="cpu")
+    model.config["data"] = {"data_dir": "/home/analyst/secret/data", "n_train": 8, "n_val": 2,
+                            "split_file": "split.json"}
+    with TestClient(create_app(model, ServiceSettings())) as c:
+        body = c.get("/api/v1/model").json()
+    assert str(tmp_path) not in str(body) and "/home/analyst" not in str(body)
+    assert body["data"]["data_dir"] == "data" and body["name"] == f"{tmp_path.name}/model"
+    assert ["Trained on", "8 training / 2 validation images from 'data'"] in body["card"]
+    assert body["quality"]["warning"] is None and body["verdict_levels"] is None
+
+
+def test_a_model_that_loses_to_a_baseline_says_so(tmp_path):
+    from inpaintseg.inference.verdicts import calibrate_verdicts
+
+    folder = export_tiny_model(tmp_path / "model")
+    model = inpaintseg.load_model(folder, device="cpu")
+    # 3 untouched + 1 manipulated validation images: all-empty scores 0.75, the model only 0.40
+    model.config["postprocess"]["verdicts"] = calibrate_verdicts([(0.1, 0), (0.2, 0), (0.3, 0), (0.9, 0.2)], 0.40)
+    with TestClient(create_app(model, ServiceSettings())) as c:
+        body = c.get("/api/v1/model").json()
+        pred = upload(c, png_bytes(image())).json()
+    assert "does not beat the trivial 'all-empty' answer (0.750)" in body["quality"]["warning"]
+    assert body["verdict_levels"]["cutoffs"] == {"uncertain": 0.31, "likely_manipulated": 0.31}  # no gap: min(0.9, 0.31)
+    assert pred["verdict"]["level"] in ("likely untouched", "uncertain", "likely manipulated")
+    assert pred["verdict"]["n_untouched"] == 3
+
+
+def test_one_access_log_line_per_request(client, caplog):
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="inpaintseg.access"):
+        client.get("/healthz")
+        client.get("/nope")
+    lines = [r.getMessage() for r in caplog.records if r.name == "inpaintseg.access"]
+    assert len(lines) == 2 and '"GET /healthz" 200' in lines[0] and '"GET /nope" 404' in lines[1]

@@ -31,25 +31,35 @@ from inpaintseg import fileio, rle  # noqa: E402
 from inpaintseg.inference.pipeline import to_png8  # noqa: E402
 from inpaintseg.service import BackgroundServer, ServiceSettings  # noqa: E402
 
-W, H = 1600, 1200  # larger than the page's viewer: shown scaled, predicted at native size
+W, H = 1600, 1200  # larger than the page's viewer: shown scaled, predicted and drawn at native size
 
-# Canvas pixel statistics, read in the page: overlay alpha sum and outline (cyan) pixel count.
+# Overlay canvas statistics, read in the page: alpha sum, pixels drawn (alpha > 0) and outline (white) pixels.
 OVERLAY_STATS = """() => {
   const c = document.getElementById('overlay-canvas');
   const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-  let alpha = 0, outline = 0;
+  let alpha = 0, drawn = 0, outline = 0;
   for (let i = 0; i < d.length; i += 4) {
     alpha += d[i + 3];
-    if (d[i] === 0 && d[i + 1] === 255 && d[i + 2] === 255 && d[i + 3] === 255) outline++;
+    if (d[i + 3] > 0) drawn++;
+    if (d[i] === 255 && d[i + 1] === 255 && d[i + 2] === 255 && d[i + 3] === 255) outline++;
   }
-  return {alpha, outline, width: c.width, height: c.height};
+  return {alpha, drawn, outline, width: c.width, height: c.height, k: Number(c.dataset.outlineWidth)};
 }"""
+LEGEND = "() => Array.from(document.getElementById('legend').getContext('2d').getImageData(0, 0, 256, 1).data)"
+VIEWER = "() => { const v = document.getElementById('viewer'); return {left: v.scrollLeft, top: v.scrollTop, " \
+         "width: v.scrollWidth, client: v.clientWidth}; }"
+# Validation scores of 4 untouched and 4 manipulated images: the untrained model's score (~0.5) is 'uncertain',
+# and its stored validation Dice (0.3) loses to all-empty (0.5), so the page shows the banner.
+SCORED = [(0.3, 0), (0.45, 0), (0.52, 0), (0.6, 0), (0.4, 0.2), (0.55, 0.2), (0.7, 0.2), (0.8, 0.2)]
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
+    from inpaintseg.inference.verdicts import calibrate_verdicts
+
     folder = tmp_path_factory.mktemp("browser")
     model = inpaintseg.load_model(export_tiny_model(folder / "model"), device="cpu")
+    model.config["postprocess"]["verdicts"] = calibrate_verdicts(SCORED, model_dice=0.3)
     yy, xx = np.mgrid[0:H, 0:W]
     rng = np.random.default_rng(0)
     image = np.dstack([(xx * 255 // W), (yy * 255 // H), ((xx + yy) % 256)]).astype(np.uint8)
@@ -64,6 +74,11 @@ def pixels_above(page) -> int:
     return int(page.get_attribute("#fact-area", "data-pixels"))
 
 
+def frame(w: int, h: int, k: int) -> int:
+    """Pixels of a band k wide along the border of a w x h image (the outline of a mask that is everything)."""
+    return w * h - (w - 2 * k) * (h - 2 * k)
+
+
 def save_download(page, button: str, folder):
     with page.expect_download() as info:
         page.click(button)
@@ -73,7 +88,9 @@ def save_download(page, button: str, folder):
     return target
 
 
-def test_upload_overlay_threshold_and_downloads_in_chromium(served, tmp_path):
+def test_upload_verdict_overlay_zoom_threshold_and_downloads_in_chromium(served, tmp_path):
+    from inpaintseg.inference.overlays import viridis_lut
+
     model, url, path, image = served
     expected = model.predict(image)
     prob8 = to_png8(expected.probability)
@@ -85,14 +102,31 @@ def test_upload_overlay_threshold_and_downloads_in_chromium(served, tmp_path):
             page.on("pageerror", lambda exc: errors.append(str(exc)))
             browser_support.upload(page, url, path)
 
-            # The overlay and the score are there; the image is shown scaled, the facts say its native size.
+            # The banner: this model's validation Dice loses to the all-empty answer.
+            assert "does not beat the trivial 'all-empty' answer" in page.text_content("#quality-banner")
+            assert page.is_visible("#quality-banner")
+            assert "Trained on" in page.text_content("#model-info") or "Verdict levels" in page.text_content("#model-info")
+            # The verdict: the server's level and the false-alarm rate at this score.
+            verdict = model.verdict(expected.score)
             assert page.text_content("#score") == f"{expected.score:.3f}"
-            assert page.text_content("#label") in ("manipulated", "original")
-            assert "1600 x 1200" in page.text_content("#fact-size") and "shown at" in page.text_content("#fact-size")
+            assert page.text_content("#label") == verdict.level == "uncertain"
+            far = page.text_content("#far")
+            assert f"False-alarm rate at this score: {verdict.false_alarm_rate:.0%}." in far
+            assert f"{round(verdict.false_alarm_rate * 4)} of the 4 untouched validation images score" in far
+            assert "a coarse estimate" in far  # 4 untouched images are few
+
+            # Drawn at native size, shown fitted; the area is the server's mask's.
+            size_text = page.text_content("#fact-size")
+            assert "1600 x 1200 px" in size_text and "shown at" in size_text and "shown at 100%" not in size_text
             at_server = page.evaluate(OVERLAY_STATS)
-            assert at_server["alpha"] > 0 and at_server["width"] < W and at_server["height"] < H
-            assert at_server["width"] / at_server["height"] == pytest.approx(W / H, rel=0.01)
-            assert pixels_above(page) == int((prob8 >= math.ceil(expected.threshold * 255 - 1e-6)).sum())
+            assert (at_server["width"], at_server["height"]) == (W, H)
+            assert pixels_above(page) == int(expected.mask.sum())
+            assert f"({int(expected.mask.sum()):,} px)" in page.text_content("#fact-area")
+            # Only the marked region is drawn on: every other pixel of the overlay is transparent.
+            assert at_server["drawn"] == int(expected.mask.sum()) and 0 < at_server["outline"] < at_server["drawn"]
+            # One colour map: the page's legend is the report's viridis.
+            legend = np.array(page.evaluate(LEGEND), np.uint8).reshape(256, 4)[:, :3]
+            np.testing.assert_array_equal(legend, viridis_lut())
 
             # At the server's threshold the downloads are the server's exact mask and RLE.
             mask_file = save_download(page, "#dl-mask", tmp_path)
@@ -100,6 +134,24 @@ def test_upload_overlay_threshold_and_downloads_in_chromium(served, tmp_path):
             np.testing.assert_array_equal(fileio.read_mask(mask_file), expected.mask)
             rle_file = save_download(page, "#dl-rle", tmp_path)
             assert rle_file.read_text().strip() == rle.rle_encode(expected.mask)
+
+            # Zoom to native resolution and pan by dragging; then the side-by-side layout.
+            page.click("#zoom-native")
+            assert page.text_content("#zoom-value") == "100%"
+            before = page.evaluate(VIEWER)
+            assert before["width"] >= W > before["client"]
+            box = page.locator("#viewer").bounding_box()
+            page.mouse.move(box["x"] + 300, box["y"] + 200)
+            page.mouse.down()
+            page.mouse.move(box["x"] + 100, box["y"] + 100, steps=5)
+            page.mouse.up()
+            after = page.evaluate(VIEWER)
+            assert after["left"] > before["left"] and after["top"] > before["top"]
+            assert page.evaluate(OVERLAY_STATS)["k"] == 1  # a one-pixel outline at 100%
+            page.click("text=Side by side")
+            assert page.is_visible("#heat-canvas") and "shown at" in page.text_content("#fact-size")
+            page.click("text=Overlay")
+            assert not page.is_visible("#heat-canvas")
 
             # The slider (keyboard, as a user would) re-thresholds in the page: no new request.
             requests = []
@@ -109,20 +161,20 @@ def test_upload_overlay_threshold_and_downloads_in_chromium(served, tmp_path):
             assert page.input_value("#threshold") == "0.01"
             low = page.evaluate(OVERLAY_STATS)
             assert pixels_above(page) == int((prob8 >= 3).sum())  # ceil(0.01 x 255) = 3
+            assert "re-thresholded here" in page.text_content("#fact-area")
             page.keyboard.press("End")
             high = page.evaluate(OVERLAY_STATS)
             assert pixels_above(page) == int((prob8 >= 253).sum())
-            # An untrained model's map sits near 0.5: at 0.01 the mask is everything (its outline is the frame),
-            # at 0.99 nothing, and at the stored 0.5 something in between.
+            # An untrained model's map sits near 0.5: at 0.01 the region is everything (its outline is the frame),
+            # at 0.99 nothing (nothing drawn), and at the stored 0.5 something in between.
             assert prob8.min() >= 3 and prob8.max() < 253
-            w, h = at_server["width"], at_server["height"]
-            assert low["outline"] == 2 * (w + h) - 4 and high["outline"] == 0
-            assert at_server["outline"] not in (low["outline"], 0)
-            # The opacity slider fades the heat map, not the outline.
+            assert low["outline"] == frame(W, H, low["k"]) and high["outline"] == high["alpha"] == 0
+            # The opacity slider fades the fill, not the outline.
+            page.keyboard.press("Home")
             page.focus("#opacity")
             page.keyboard.press("Home")
             faded = page.evaluate(OVERLAY_STATS)
-            assert faded["alpha"] == 0 < high["alpha"]
+            assert faded["alpha"] == 255 * faded["outline"] and faded["outline"] == low["outline"]
 
             # A threshold between: the downloaded mask and RLE are the 8-bit map re-thresholded at native size.
             page.focus("#threshold")
@@ -146,17 +198,20 @@ def test_upload_overlay_threshold_and_downloads_in_chromium(served, tmp_path):
             browser.close()
 
 
-def test_the_page_shows_the_servers_error_message(served, tmp_path):
-    _, url, _, _ = served
+def test_an_error_clears_the_previous_result_and_names_the_file_once(served, tmp_path):
+    _, url, path, _ = served
     fake = tmp_path / "notes.png"
     fake.write_text("this is not an image")
     with sync_playwright() as p:
         browser = browser_support.launch(p)
         try:
             page = browser.new_page()
-            browser_support.open_page(page, url)
+            browser_support.upload(page, url, path)
+            assert page.is_visible("#result")
             page.set_input_files("#file", str(fake))
             page.wait_for_selector("#error:not([hidden])")
-            assert "notes.png" in page.text_content("#error") and "not an image" in page.text_content("#error")
+            text = page.text_content("#error")
+            assert "notes.png" in text and "not an image" in text and text.count("notes.png") == 1
+            assert not page.is_visible("#result")  # no stale result from the previous image
         finally:
             browser.close()

@@ -35,13 +35,16 @@ from inpaintseg.errors import InpaintsegError
 from inpaintseg.inference.predictor import DEFAULT_BATCH_SIZE
 
 
-@dataclass
+@dataclass(repr=False)
 class Prediction:
     """One image's prediction at its original size.
 
     probability: float32 (H, W) in [0, 1] (after TTA and, when on, DenseCRF); mask: uint8 (H, W) {0, 1} =
     probability >= threshold; score: the image-level score (mean of the top 1% probabilities); label: 1 when
-    score >= threshold (manipulated), else 0; timings: seconds per stage.
+    score >= threshold (manipulated), else 0; timings: seconds per stage; verdict: the calibrated `Verdict`
+    (level, false-alarm rate of untouched validation images at this score; see `inference.verdicts`).
+    ``save(folder)`` writes the mask, the probability map, the overlay and a JSON summary; ``overlay()`` is the
+    image with the predicted region drawn on it (a PIL image).
     """
 
     probability: np.ndarray
@@ -52,6 +55,70 @@ class Prediction:
     tta: str
     crf: str
     timings: dict[str, float] = field(default_factory=dict)
+    verdict: Any = None  # inference.verdicts.Verdict
+    image: np.ndarray | None = None  # the RGB image predicted (for overlay()); not copied
+
+    @property
+    def manipulated_pixels(self) -> int:
+        """Pixels of the mask (probability >= threshold)."""
+        return int(np.count_nonzero(self.mask))
+
+    @property
+    def manipulated_fraction(self) -> float:
+        """Share of the image's pixels in the mask, 0..1 (the API's ``manipulated_fraction``)."""
+        return self.manipulated_pixels / max(self.mask.size, 1)
+
+    def __repr__(self) -> str:
+        h, w = self.mask.shape[:2]
+        verdict = ""
+        if self.verdict is not None:
+            rate = self.verdict.false_alarm_rate
+            verdict = f", verdict {self.verdict.level!r}" + ("" if rate is None else f" (false-alarm rate {rate:.0%})")
+        return (f"Prediction({w}x{h}, score {self.score:.3f}{verdict}, {self.manipulated_fraction:.2%} of pixels "
+                f">= threshold {self.threshold:g}, tta {self.tta}, crf {self.crf})")
+
+    def summary(self) -> dict:
+        """The numbers of this prediction as JSON-ready values (the API's names and units)."""
+        h, w = self.mask.shape[:2]
+        return {"width": int(w), "height": int(h), "score": round(float(self.score), 6), "label": int(self.label),
+                "threshold": float(self.threshold), "tta": self.tta, "crf": self.crf,
+                "manipulated_pixels": self.manipulated_pixels,
+                "manipulated_fraction": round(self.manipulated_fraction, 6),
+                "verdict": None if self.verdict is None else self.verdict.as_dict(),
+                "timings_seconds": {k: round(float(v), 4) for k, v in self.timings.items()}}
+
+    def overlay(self, image=None):
+        """A PIL image: ``image`` (default: the image that was predicted) with the predicted region filled
+        translucently in the heat map's colours and outlined; the rest of the image is left as it is."""
+        from PIL import Image
+
+        from inpaintseg.inference.overlays import region_overlay
+
+        if image is None and self.image is None:
+            raise ValueError("this prediction holds no image: pass the image, e.g. pred.overlay('photo.jpg')")
+        rgb = self.image if image is None else as_rgb_image(image)
+        return Image.fromarray(region_overlay(rgb, self.probability, self.threshold))
+
+    def save(self, folder: str | os.PathLike, name: str = "prediction") -> dict[str, Path]:
+        """Write ``NAME_mask.png`` (0/255), ``NAME_probability.png`` (8-bit, value = round(p x 255)),
+        ``NAME_overlay.png`` (when the image is known) and ``NAME.json`` (`summary`) into ``folder``
+        (created; atomic writes). Returns {"mask"|"probability"|"overlay"|"summary": path}."""
+        import json
+
+        from inpaintseg.inference.overlays import region_overlay
+        from inpaintseg.inference.pipeline import to_png8
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        paths = {"mask": folder / f"{name}_mask.png", "probability": folder / f"{name}_probability.png",
+                 "summary": folder / f"{name}.json"}
+        fileio.write_png(paths["mask"], self.mask * np.uint8(255))
+        fileio.write_png(paths["probability"], to_png8(self.probability))
+        if self.image is not None:
+            paths["overlay"] = folder / f"{name}_overlay.png"
+            fileio.write_png(paths["overlay"], region_overlay(self.image, self.probability, self.threshold))
+        fileio.atomic_write_text(paths["summary"], json.dumps(self.summary(), indent=2) + "\n")
+        return paths
 
 
 def as_rgb_image(image: Any) -> np.ndarray:
@@ -207,8 +274,25 @@ class InpaintModel:
                 timings["crf"] = time.perf_counter() - t3
             score = image_score(p)
             out.append(Prediction(probability=p, mask=post.binarize(p), score=score, label=post.label(score),
-                                  threshold=post.threshold, tta=post.tta, crf=post.crf, timings=timings))
+                                  threshold=post.threshold, tta=post.tta, crf=post.crf, timings=timings,
+                                  verdict=self.verdict(score, post), image=array))
         return out
+
+    def verdict(self, score: float, post=None):
+        """The `Verdict` of an image score: its calibrated level and the false-alarm rate of untouched
+        validation images at that score (`inference.verdicts`; an old model folder: score >= threshold)."""
+        from inpaintseg.inference.verdicts import verdict_for
+
+        post = post or self.postprocess()
+        threshold = post.threshold if post.score_threshold is None else post.score_threshold
+        return verdict_for(score, (self.config.get("postprocess") or {}).get("verdicts"), threshold)
+
+    @property
+    def quality_warning(self) -> str | None:
+        """A sentence when the model's validation Dice does not beat the all-empty / all-full answers."""
+        from inpaintseg.inference.verdicts import quality_warning
+
+        return quality_warning(self.config)
 
 
 def load_model(model_dir: str | os.PathLike = "base", device: str = "auto", batch_size: int = DEFAULT_BATCH_SIZE,
@@ -228,14 +312,12 @@ def load_model(model_dir: str | os.PathLike = "base", device: str = "auto", batc
     from inpaintseg.errors import ConfigError, ModelLoadError
     from inpaintseg.inference.postprocess import check_postprocess_section
     from inpaintseg.inference.predictor import resolve_device
-    from inpaintseg.model.io import CONFIG_FILE, load_model_dir
+    from inpaintseg.model.io import CONFIG_FILE, load_model_dir, model_folder
 
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise InpaintsegError(f"batch_size must be a positive integer, got {batch_size!r}.")
-    from inpaintseg.model.shipped import resolve_model_dir
-
-    model_dir = resolve_model_dir(model_dir)
     device = resolve_device(device)
+    model_dir = model_folder(model_dir)  # a run folder means its model/
     network, config = load_model_dir(model_dir, device="cpu")
     try:
         check_postprocess_section(config["postprocess"])

@@ -86,7 +86,7 @@ def run_demo(out: Path, budget_minutes: float = 7.0, n_train: int = 400, n_test:
     from inpaintseg.model.shipped import DEFAULT_MODEL
     from inpaintseg.precision import check_precision
     from inpaintseg.synth import generate_demo_data
-    from inpaintseg.training.usefulness import verdict_message
+    from inpaintseg.inference.verdicts import not_useful_message
 
     if not budget_minutes > 0:
         raise InpaintsegError(f"budget_minutes must be positive, got {budget_minutes}.", params=["budget_minutes"])
@@ -119,7 +119,7 @@ def run_demo(out: Path, budget_minutes: float = 7.0, n_train: int = 400, n_test:
     _log("6/7 writing the report (from the predictions above)")
     report = _report(out, data, run_dir, device)
     _log(f"7/7 done in {(time.perf_counter() - started) / 60:.1f} minutes")
-    _print_results(evaluation, rows, baselines, verdict_message(result.model_config.get("validation", {})))
+    _print_results(evaluation, rows, baselines, not_useful_message(result.model_config))
     _print_outputs(data, run_dir, result.model_dir, out, report)
     return 0
 

@@ -168,7 +168,7 @@ def predict_sharded(model, images: ImageInputs, out=None, masks_out=None, probs_
         return None
     result = FolderPrediction(n_images=len(images.paths), skipped=list(images.notes), engine=job.engine)
     done, failed = journal.load_parts(target, settings)
-    collect_rows(result, images, done, failed, out, scores_out)
+    collect_rows(result, images, done, failed, out, scores_out, model, post)
     for key, folder in (("masks", masks_out), ("probs", probs_out), ("overlays", overlays_out)):
         if folder:
             from pathlib import Path

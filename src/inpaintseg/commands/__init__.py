@@ -88,21 +88,55 @@ def threshold_or_auto(text: str) -> str | float:
     return "auto" if text == "auto" else threshold(text)
 
 
-def add_max_pixels_argument(p: argparse.ArgumentParser) -> None:
-    """--max-pixels: the pixel limit of every image and mask read (checked from the header, before decoding).
-    `inpaintseg.cli.run_guarded` applies it for the command's duration."""
+def pixel_count(text: str) -> int:
+    """An argparse type: a whole number of pixels >= 1; 50000000, 50_000_000 and 50e6 are the same."""
+    value = positive_number(text.replace("_", ""))
+    if not value.is_integer():
+        raise argparse.ArgumentTypeError(f"expected a whole number of pixels, got {text}")
+    return int(value)
+
+
+def pixels_text(n: int) -> str:
+    """How every --help spells a pixel count: '100,000,000 (100 megapixels)'."""
+    return f"{n:,} ({n / 1e6:g} megapixels)"
+
+
+def add_max_pixels_argument(p: argparse.ArgumentParser, default: int | None = None, what: str = "") -> None:
+    """--max-pixels N: the pixel limit of every image read (checked from the header, before decoding); one type
+    and one spelling in every command. ``default`` None: `fileio.DEFAULT_MAX_PIXELS`, applied for the command's
+    duration by `inpaintseg.cli.run_guarded`."""
     from inpaintseg.fileio import DEFAULT_MAX_PIXELS
 
-    p.add_argument("--max-pixels", type=int_at_least(1), default=None, metavar="N",
-                   help=f"refuse images and masks of more than N pixels, read from the file header before "
-                   f"decoding (default {DEFAULT_MAX_PIXELS:_}); a larger file is named, the others go on")
+    shown = DEFAULT_MAX_PIXELS if default is None else default
+    p.add_argument("--max-pixels", type=pixel_count, default=default, metavar="N",
+                   help=f"refuse images of more than N pixels (50e6 works), read from the file header before "
+                   f"decoding (default {pixels_text(shown)}); " + (what or "a larger file is named, the others go on"))
 
-def add_progress_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--quiet`` / ``--progress``: the one progress switch of every long command (`inpaintseg.progress`)."""
+
+DEVICE_HELP = "auto (CUDA when available, else the CPU), cpu, cuda or cuda:N (default auto)"
+
+
+def device_name(text: str) -> str:
+    """An argparse type: auto, cpu, cuda or cuda:N (checked against the machine when the model loads)."""
+    kind, _, index = text.partition(":")
+    if text in ("auto", "cpu", "cuda") or (kind == "cuda" and index.isdigit()):
+        return text
+    raise argparse.ArgumentTypeError(f"expected auto, cpu, cuda or cuda:N, got {text!r}")
+
+
+def add_device_argument(p: argparse.ArgumentParser) -> None:
+    """--device: where the network runs, one spelling in every command that loads a model."""
+    p.add_argument("--device", type=device_name, default="auto", metavar="DEVICE", help=DEVICE_HELP)
+
+
+def add_progress_arguments(parser: argparse.ArgumentParser, epochs: bool = False) -> None:
+    """``--quiet`` / ``--progress``: the one progress switch of every long command (`inpaintseg.progress`);
+    ``epochs``: the command trains, so it also reports one line per epoch."""
     group = parser.add_mutually_exclusive_group()
+    lines = "one plain line per epoch and per 10%% of each stage" if epochs else "one plain line per 10%% of a run"
     group.add_argument("--quiet", dest="progress_mode", action="store_const", const="lines",
-                       help="no progress bars: one plain line per epoch or per 10%% of a run (what a log file "
-                       "gets by default); the lines saying what is used still print")
+                       help=f"no progress bars: {lines} (what a log file gets by default); the lines saying "
+                       "what is used still print")
     group.add_argument("--progress", dest="progress_mode", action="store_const", const="bar",
                        help="progress bars even when stderr is not a terminal")
     parser.set_defaults(progress_mode="auto")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from inpaintseg.commands import add_command, add_precision_argument, add_progress_arguments
+from inpaintseg.commands import add_command, add_device_argument, add_precision_argument, add_progress_arguments
 
 
 def register(subparsers) -> None:
@@ -29,11 +29,11 @@ def register(subparsers) -> None:
     p.add_argument("--n-train", type=int, default=400, help="demo training images (default 400)")
     p.add_argument("--n-test", type=int, default=100, help="demo test images (default 100)")
     p.add_argument("--seed", type=int, default=0, help="seed for data and training (default 0)")
-    p.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda or cuda:N (default auto)")
+    add_device_argument(p)
     p.add_argument("--from-scratch", action="store_true",
                    help="train a new width-8 network from random init instead of fine-tuning the shipped base "
                    "detector (and skip its zero-shot row)")
-    add_progress_arguments(p)
+    add_progress_arguments(p, epochs=True)
     add_precision_argument(p, "training, calibration and prediction")
     p.set_defaults(func=run)
 

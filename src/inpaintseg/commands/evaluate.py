@@ -22,7 +22,7 @@ def register(subparsers) -> None:
         "method family. Ids are file stems; missing or extra ids and size mismatches are errors that name the images.",
         examples="  inpaintseg evaluate --truth data/test/masks --pred pred_masks\n"
         "  inpaintseg evaluate --truth data/test/masks --submission submission.csv --probs pred_probs \\\n"
-        "      --meta data/test/meta.json --json eval.json\n"
+        "      --model runs/x/model --meta data/test/meta.json --json eval.json\n"
         "  inpaintseg evaluate --truth data/test/masks --submission kaggle.csv --rle-order column\n",
     )
     p.add_argument("--truth", required=True, metavar="MASKS_DIR", help="folder of truth masks (<stem>.png)")
@@ -33,13 +33,38 @@ def register(subparsers) -> None:
     p.add_argument("--probs", metavar="DIR", help="8-bit probability PNGs (from predict --probs-out)")
     p.add_argument("--meta", metavar="FILE", help="demo data's test/meta.json: adds Dice per inpainting method and family")
     p.add_argument("--json", metavar="FILE", help="also write every metric (and per-image Dice) as JSON")
-    p.add_argument("--score-threshold", type=threshold, default=0.5, metavar="FLOAT",
+    p.add_argument("--model", metavar="MODEL_DIR",
+                   help="the model (or run) folder that made the predictions: its image threshold decides "
+                   "manipulated vs untouched, as in predict, the report and the service")
+    p.add_argument("--score-threshold", type=threshold, default=None, metavar="FLOAT",
                    help="image-level decision: manipulated when the image score (from --probs) is >= it "
-                   "(default 0.5)")
+                   "(default: --model's threshold, else the score_threshold column of the scores.csv beside "
+                   "--submission / --probs, else 0.5)")
     add_renamed(p, "--threshold", "--score-threshold", dest="score_threshold", type=threshold)
     add_progress_arguments(p)
     add_max_pixels_argument(p)
     p.set_defaults(func=run)
+
+
+def choose_score_threshold(args: argparse.Namespace) -> tuple[float, str]:
+    """(image threshold, where it came from): --score-threshold, --model's, a scores.csv beside the predictions,
+    else the default."""
+    from pathlib import Path
+
+    from inpaintseg.evaluation.evaluate import (DEFAULT_SCORE_THRESHOLD, model_score_threshold,
+                                                scores_file_threshold)
+
+    if args.score_threshold is not None:
+        return args.score_threshold, "--score-threshold"
+    if args.model:
+        return model_score_threshold(args.model), f"the model's, {args.model}"
+    for near in (args.submission, args.probs, args.pred):
+        if near:
+            scores = Path(near).parent / "scores.csv"
+            value = scores_file_threshold(scores) if scores.is_file() else None
+            if value is not None:
+                return value, f"from {scores}"
+    return DEFAULT_SCORE_THRESHOLD, "default; pass --model MODEL_DIR to use the model's"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -50,9 +75,11 @@ def run(args: argparse.Namespace) -> int:
     from inpaintseg.outputs import check_output_file
 
     check_output_file(args.json, "--json", [d for d in (args.truth, args.pred, args.probs) if d])
+    score_threshold, source = choose_score_threshold(args)
+    if args.probs:
+        print(f"evaluate: image threshold {score_threshold:g} ({source})", file=sys.stderr)
     result = evaluate(args.truth, pred_dir=args.pred, submission=args.submission, probs_dir=args.probs,
-                      meta=args.meta, score_threshold=args.score_threshold, progress=True,
-                      rle_order=args.rle_order)
+                      meta=args.meta, score_threshold=score_threshold, progress=True, rle_order=args.rle_order)
     print(format_table(result))
     for warning in result["warnings"]:
         print(f"evaluate: warning: {warning}", file=sys.stderr)

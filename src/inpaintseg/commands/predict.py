@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from inpaintseg.commands import (MODEL_HELP, add_command, add_max_pixels_argument, add_precision_argument,
-                                 add_progress_arguments, add_renamed, int_at_least, rle_order_argument,
-                                 threshold_or_auto)
+from inpaintseg.commands import (MODEL_HELP, add_command, add_device_argument, add_max_pixels_argument,
+                                 add_precision_argument, add_progress_arguments, add_renamed, int_at_least,
+                                 rle_order_argument, threshold_or_auto)
 from inpaintseg.inference.pipeline import SUBMISSION_FILE
 from inpaintseg.inference.postprocess import CRF_OPTIONS, TTA_OPTIONS
 from inpaintseg.inference.predictor import DEFAULT_BATCH_SIZE
@@ -56,7 +56,7 @@ def add_predict_arguments(p: argparse.ArgumentParser, model_required: bool = Tru
                    "(default)")
     p.add_argument("--batch-size", type=int_at_least(1), default=DEFAULT_BATCH_SIZE,
                    help=f"images (or tiles, for crop models) per forward pass (default {DEFAULT_BATCH_SIZE})")
-    p.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda or cuda:N (default auto)")
+    add_device_argument(p)
     add_precision_argument(p, "the forward pass")
     p.add_argument("--crf-workers", type=int_at_least(0), default=1,
                    help="processes running DenseCRF beside the model (pydensecrf holds the GIL, so threads "
@@ -180,7 +180,14 @@ def run(args: argparse.Namespace) -> int:
         if key in result.written:
             log(f"predict: wrote {n} {what} to {result.written[key]}")
     if "scores" in result.written:
-        log(f"predict: wrote {result.written['scores']}")
+        log(f"predict: wrote {result.written['scores']} (score, verdict and false-alarm rate per image)")
+    if result.verdicts:
+        levels: dict[str, int] = {}
+        for verdict in result.verdicts.values():
+            levels[verdict.level] = levels.get(verdict.level, 0) + 1
+        log("predict: verdicts: " + ", ".join(f"{k} {level}" for level, k in sorted(levels.items())))
+    if model.quality_warning:
+        log(f"predict: note: {model.quality_warning}")
     if result.failures:
         print(f"predict: {len(result.failures)} of {result.n_images} images could not be predicted and are not "
               f"in {args.submission}: {name_list(name for name, _ in result.failures)}", file=sys.stderr)

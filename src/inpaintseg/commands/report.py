@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from inpaintseg.commands import add_command, add_progress_arguments, add_renamed, int_at_least
+from inpaintseg.commands import (add_command, add_device_argument, add_progress_arguments, add_renamed,
+                                 int_at_least)
 
 
 def register(subparsers) -> None:
@@ -25,7 +26,8 @@ def register(subparsers) -> None:
         "  inpaintseg report runs/demo --images data/test/images --truth data/test/masks --examples 8\n"
         "  inpaintseg report runs/demo --images new_photos/ --out new_photos_report   # predictions only\n",
     )
-    p.add_argument("run_dir", type=Path, help="training run folder (holds model/ and metrics.csv)")
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR",
+                   help="training run folder (holds model/ and metrics.csv); its model/ folder works too")
     p.add_argument("--images", type=Path, metavar="DIR", help="images to report on (default: the run's "
                    "test/images if it has masks, else its validation split)")
     p.add_argument("--truth", type=Path, metavar="MASKS_DIR", help="truth masks for --images; without them the "
@@ -38,7 +40,7 @@ def register(subparsers) -> None:
                    help="images predicted and scored, an even subset when there are more (default 200)")
     p.add_argument("--examples", type=int_at_least(1), default=6,
                    help="images in each gallery: worst, best, false alarms (default 6)")
-    p.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda or cuda:N (default auto)")
+    add_device_argument(p)
     add_progress_arguments(p)
     p.set_defaults(func=run)
 

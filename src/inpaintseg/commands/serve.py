@@ -6,20 +6,13 @@ import argparse
 import os
 import sys
 
-from inpaintseg.commands import MODEL_HELP, add_command, int_at_least, positive_number
+from inpaintseg.commands import (MODEL_HELP, add_command, add_device_argument, add_max_pixels_argument,
+                                 add_renamed, int_at_least, positive_number)
 from inpaintseg.model.shipped import DEFAULT_MODEL
 from inpaintseg.service.settings import (DEFAULT_HOST, DEFAULT_MAX_PIXELS, DEFAULT_MAX_UPLOAD_MB, DEFAULT_PORT,
                                          DEFAULT_QUEUE)
 
 TOKEN_ENV = "INPAINTSEG_TOKEN"
-
-
-def pixel_count(text: str) -> int:
-    """An argparse type: a whole number of pixels >= 1, scientific notation accepted (50e6)."""
-    value = positive_number(text)
-    if not value.is_integer():
-        raise argparse.ArgumentTypeError(f"expected a whole number of pixels, got {text}")
-    return int(value)
 
 
 def register(subparsers) -> None:
@@ -29,7 +22,7 @@ def register(subparsers) -> None:
         help="serve a web page and an HTTP API that predict one image at a time",
         description="Load a model once and serve the analyst page at / (drop an image, see the heat map and "
         "the mask outline, move the threshold, download the mask, heat map and RLE) and the JSON API: "
-        "POST /api/v1/predict, GET /api/v1/model, GET /healthz (OpenAPI at /openapi.json and /docs). "
+        "POST /api/v1/predict, GET /api/v1/model, GET /healthz (schema at /openapi.json, reference at /docs). "
         "Listens on 127.0.0.1 unless --host says otherwise. Needs the optional extra: "
         "pip install 'inpaintseg[serve]' (make installs it).",
         examples="  inpaintseg serve                      # the shipped base detector\n"
@@ -38,30 +31,30 @@ def register(subparsers) -> None:
         "  curl -F image=@photo.jpg -F threshold=0.4 http://127.0.0.1:8000/api/v1/predict\n",
     )
     p.add_argument("--model", default=DEFAULT_MODEL, metavar="MODEL_DIR",
-                   help=MODEL_HELP + f" (default {DEFAULT_MODEL})")
-    p.add_argument("--host", default=DEFAULT_HOST,
+                   help=MODEL_HELP + f"; a run folder means its model/ (default {DEFAULT_MODEL})")
+    p.add_argument("--host", default=DEFAULT_HOST, metavar="HOST",
                    help=f"address to listen on (default {DEFAULT_HOST}: this machine only; 0.0.0.0 = every "
                    "interface, use it with --token)")
-    p.add_argument("--port", type=int_at_least(0), default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
-    p.add_argument("--workers", type=int_at_least(1), default=1,
-                   help="predictions run at the same time, in threads (default 1: on a CPU one prediction "
-                   "already uses every core)")
-    p.add_argument("--queue", type=int_at_least(0), default=DEFAULT_QUEUE,
+    p.add_argument("--port", type=int_at_least(0), default=DEFAULT_PORT, metavar="PORT",
+                   help=f"port (default {DEFAULT_PORT}; 0 = any free port)")
+    p.add_argument("--concurrency", dest="workers", type=int_at_least(1), default=1, metavar="N",
+                   help="predictions run at the same time, in threads of this one process (default 1: on a CPU "
+                   "one prediction already uses every core)")
+    add_renamed(p, "--workers", "--concurrency", dest="workers", type=int_at_least(1))
+    p.add_argument("--queue", type=int_at_least(0), default=DEFAULT_QUEUE, metavar="N",
                    help=f"requests that may wait for a worker; beyond it the answer is 503 with Retry-After "
                    f"(default {DEFAULT_QUEUE})")
-    p.add_argument("--max-upload-mb", type=positive_number, default=DEFAULT_MAX_UPLOAD_MB,
+    p.add_argument("--max-upload-mb", type=positive_number, default=DEFAULT_MAX_UPLOAD_MB, metavar="MB",
                    help=f"largest upload in MB, checked while it streams in: 413 (default {DEFAULT_MAX_UPLOAD_MB:g})")
-    p.add_argument("--max-pixels", type=pixel_count, default=DEFAULT_MAX_PIXELS,
-                   help=f"largest image in pixels, read from its header before decoding: 413 "
-                   f"(default {DEFAULT_MAX_PIXELS:.0e})")
-    p.add_argument("--token", default=None,
+    add_max_pixels_argument(p, DEFAULT_MAX_PIXELS, "a larger upload is answered 413")
+    p.add_argument("--token", default=None, metavar="TOKEN",
                    help=f"require 'Authorization: Bearer TOKEN' on every /api call (401 otherwise); default: "
                    f"${TOKEN_ENV} if set (which keeps the token out of the process list), else no token")
     p.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
                    help="let pages from ORIGIN (e.g. https://review.example.org) call the API; repeatable; "
                    "default: none (no CORS headers)")
-    p.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda or cuda:N (default auto)")
-    p.add_argument("--threads", type=int_at_least(1), default=None,
+    add_device_argument(p)
+    p.add_argument("--threads", type=int_at_least(1), default=None, metavar="N",
                    help="torch CPU threads (default: $OMP_NUM_THREADS or every CPU available)")
     p.set_defaults(func=run)
 

@@ -27,7 +27,7 @@ EXAMPLES = """\
   inpaintseg train --data data --quiet > train.log 2>&1  # one plain line per epoch, no bars
   inpaintseg train --print-config --lr 3e-4 > my.yaml    # write a config file to edit
   inpaintseg train --data data --encoder timm:resnet18 --encoder-weights imagenet   # needs [encoders] + internet
-  inpaintseg train --data data --encoder timm:resnet18 --encoder-weights resnet18.safetensors \
+  inpaintseg train --data data --encoder timm:resnet18 --encoder-weights resnet18.safetensors \\
       --freeze-encoder-epochs 2 --encoder-lr-mult 0.1
   inpaintseg train --data new_data --init-from runs/quick/model --lr 1e-4 --epochs 5   # fine-tune
 """
@@ -46,7 +46,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
     add_config_arguments(parser)
     add_max_pixels_argument(parser)
 
-    add_progress_arguments(parser)
+    add_progress_arguments(parser, epochs=True)
     parser.set_defaults(func=run)
     return parser
 

@@ -12,7 +12,9 @@ Metrics (a pixel is positive in a probability map when p >= threshold):
   otherwise whether the predicted mask is non-empty;
 - ``false_positive``: on images whose truth is empty, the mean predicted area fraction and the number
   of such images with any predicted pixel;
-- ``by_method`` / ``by_family``: mean Dice per manipulation method and family, from a demo-data ``meta.json``;
+- ``by_coverage``: mean Dice per bucket of the truth mask's share of the image (always);
+- ``by_method`` / ``by_family`` / ``by_mask_kind`` / ``by_degradation``: mean Dice per manipulation method,
+  family, mask kind and degradation chain, from a demo-data ``meta.json``;
 - with probability maps also ``pixel_average_precision``, ``pixel_prevalence`` and ``dice_vs_threshold``
   (mean per-image Dice of ``probs >= t`` on the 8-bit maps for t = 0.01 .. 0.99, with its best point);
 - ``warnings``: e.g. a submission that fits the truth much better when read in the other RLE order.
@@ -38,6 +40,7 @@ ORDER_WARNING_MARGIN = 0.1
 BASELINES = ("all-empty", "all-full")
 DICE_RULE = ("Dice = mean over images of per-image Dice 2TP/(2TP+FP+FN); an image with empty truth and "
              "empty prediction counts 1.0, one empty and the other not counts 0.0")
+DEFAULT_SCORE_THRESHOLD = 0.5  # without a model or a scores file to say which threshold predict used
 PROB_BINS = 256  # 8-bit probability PNGs: value v -> bin v, so binned metrics are exact
 
 
@@ -51,6 +54,48 @@ class _Tally:
     mismatches: list[str] = field(default_factory=list)
     dice_curve_sum: np.ndarray | None = None  # sum over images of dice_curve(probs, truth)
     other_order_counts: list[tuple[int, int, int, int]] = field(default_factory=list)
+
+
+class EvaluationResult(dict):
+    """What `evaluate` returns: the summary (every key `inpaintseg evaluate --json` writes) as a dict, with
+    attribute access (``result.dice_mean``), ``to_dict()`` (a plain dict for JSON) and a short repr."""
+
+    def __getattr__(self, name: str):
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(f"no metric {name!r}; the metrics are {', '.join(self)}") from None
+
+    def to_dict(self) -> dict:
+        return dict(self)
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{k}={self[k]:.4f}" for k in ("dice_mean", "dice_pooled", "pixel_auc", "image_auc",
+                                                         "image_accuracy") if isinstance(self.get(k), float))
+        return (f"EvaluationResult({self.get('n_images')} images, {shown}, score_threshold="
+                f"{self.get('score_threshold')})")
+
+
+def model_score_threshold(model_dir: str | os.PathLike) -> float:
+    """The image-level threshold a model folder (or a run folder) decides with: what `predict`, the report and
+    the service use (the calibrated pixel threshold unless the model stores another)."""
+    from inpaintseg.inference.postprocess import resolve_postprocess
+    from inpaintseg.model.io import model_folder, read_model_config
+
+    post = resolve_postprocess(read_model_config(model_folder(model_dir)))
+    return post.threshold if post.score_threshold is None else post.score_threshold
+
+
+def scores_file_threshold(path: str | os.PathLike) -> float | None:
+    """The ``score_threshold`` column of a scores file written by `predict --scores-out` (None when the file
+    has no such column or no rows)."""
+    import csv
+
+    with open(path, newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            value = (row.get("score_threshold") or "").strip()
+            return float(value) if value else None
+    return None
 
 
 @dataclass
@@ -128,12 +173,18 @@ def _accumulate_one(stem: str, truth_file: Path, get_pred, probs_files, histogra
 
 def evaluate(truth_dir: str | os.PathLike, pred_dir: str | os.PathLike | None = None,
              submission: str | os.PathLike | None = None, probs_dir: str | os.PathLike | None = None,
-             meta: str | os.PathLike | None = None, score_threshold: float = 0.5, progress: bool = False,
-             *, rle_order: str = "row", stems=None, threshold: float | None = None) -> dict:
+             meta: str | os.PathLike | None = None, score_threshold: float | None = None,
+             progress: bool = False, *, rle_order: str = "row", stems=None, threshold: float | None = None,
+             model: str | os.PathLike | None = None) -> EvaluationResult:
     """Metrics of predictions against the truth masks in ``truth_dir`` (see the module docstring): the
-    ``summary`` of `evaluate_detailed`. ``threshold`` is the old name of ``score_threshold``."""
-    return evaluate_detailed(truth_dir, pred_dir, submission, probs_dir, meta,
-                             score_threshold if threshold is None else threshold, progress,
+    ``summary`` of `evaluate_detailed` as an `EvaluationResult`. ``score_threshold`` (the image-level decision)
+    defaults to ``model``'s (a model or run folder: what predict used), else 0.5. ``threshold`` is the old name
+    of ``score_threshold``."""
+    if threshold is not None:
+        score_threshold = threshold
+    if score_threshold is None:
+        score_threshold = model_score_threshold(model) if model is not None else DEFAULT_SCORE_THRESHOLD
+    return evaluate_detailed(truth_dir, pred_dir, submission, probs_dir, meta, score_threshold, progress,
                              rle_order=rle_order, stems=stems).summary
 
 
@@ -209,9 +260,11 @@ def evaluate_detailed(truth_dir: str | os.PathLike, pred_dir: str | os.PathLike 
         else "predicted mask non-empty (no probability maps given)",
         "image_auc": _nan_to_none(roc_auc(scores, truth_positive)),
         "image_accuracy": float((predicted == truth_positive).mean()),
+        "manipulated_images_flagged": int(predicted[truth_positive].sum()),
         "false_positive": {
             "n_empty_truth_images": int(empty_truth.sum()),
             "images_with_any_predicted_pixel": int((fp[empty_truth] > 0).sum()),
+            "images_flagged_manipulated": int(predicted[empty_truth].sum()),
             "mean_area_fraction": float((fp[empty_truth] / np.maximum(pixels[empty_truth], 1)).mean())
             if empty_truth.any() else None,
         },
@@ -228,13 +281,15 @@ def evaluate_detailed(truth_dir: str | os.PathLike, pred_dir: str | os.PathLike 
         result["pixel_average_precision"] = _nan_to_none(histogram.average_precision())
         result["pixel_prevalence"] = _nan_to_none(histogram.prevalence())
         result["dice_vs_threshold"] = _dice_vs_threshold(tally)
+    result["by_coverage"] = _by_coverage(tally.stems, dice, (tp + fn) / np.maximum(pixels, 1))
     if methods is not None:
-        result["by_method"] = _by_group(tally.stems, dice, methods, "method")
-        if any("family" in record for record in methods.values()):
-            result["by_family"] = _by_group(tally.stems, dice, methods, "family")
+        for key, name in (("family", "by_family"), ("method", "by_method"), ("mask_kind", "by_mask_kind"),
+                          ("degradation", "by_degradation")):
+            if key == "method" or any(key in record for record in methods.values()):
+                result[name] = _by_group(tally.stems, dice, methods, key)
     images = [ImageResult(stem, int(a), int(b), int(c), int(d), float(e), float(s), bool(m))
               for stem, (a, b, c, d), e, s, m in zip(tally.stems, counts, dice, scores, truth_positive)]
-    return Evaluation(summary=result, images=images, histogram=histogram)
+    return Evaluation(summary=EvaluationResult(result), images=images, histogram=histogram)
 
 
 def _dice_vs_threshold(tally: _Tally) -> dict:
@@ -277,8 +332,31 @@ def _by_group(stems: list[str], dice: np.ndarray, records: dict[str, dict[str, s
     return {m: {"n": len(v), "dice_mean": float(np.mean(v))} for m, v in sorted(groups.items())}
 
 
+COVERAGE_BUCKETS = ((0.0, "untouched (0%)"), (0.05, "small (<= 5%)"), (0.15, "medium (5-15%)"),
+                    (0.30, "large (15-30%)"), (1.0, "very large (> 30%)"))
+
+
+def _by_coverage(stems: list[str], dice: np.ndarray, coverage: np.ndarray) -> dict[str, dict]:
+    """Mean Dice per bucket of the truth mask's share of the image (`COVERAGE_BUCKETS`, upper bounds)."""
+    records = {}
+    for stem, share in zip(stems, coverage):
+        records[stem] = {"coverage": next(name for bound, name in COVERAGE_BUCKETS if share <= bound)}
+    groups = _by_group(stems, dice, records, "coverage")
+    return {name: groups[name] for _, name in COVERAGE_BUCKETS if name in groups}
+
+
 def _fmt(value) -> str:
     return "n/a" if value is None else f"{value:.4f}"
+
+
+def _percent(value) -> str:
+    """A 0..1 share as a percent, for a person to read."""
+    return "n/a" if value is None else f"{100 * value:.2f}%"
+
+
+def _count(k, n) -> str:
+    """'k of n (p%)'."""
+    return "n/a" if k is None or not n else f"{k} of {n} ({100 * k / n:.0f}%)"
 
 
 def summary_rows(result: dict) -> list[tuple[str, str, str]]:
@@ -307,10 +385,15 @@ def summary_rows(result: dict) -> list[tuple[str, str, str]]:
     fp = result["false_positive"]
     rows += [
         ("image_auc", "image ROC AUC", _fmt(result["image_auc"])),
-        ("image_accuracy", "image accuracy", _fmt(result["image_accuracy"])),
-        ("false_positive.images_with_any_predicted_pixel", "untouched images with predicted pixels",
-         f"{fp['images_with_any_predicted_pixel']} of {fp['n_empty_truth_images']}"),
-        ("false_positive.mean_area_fraction", "mean false-positive area on untouched", _fmt(fp["mean_area_fraction"])),
+        ("manipulated_images_flagged", "manipulated images flagged manipulated (image score)",
+         _count(result.get("manipulated_images_flagged"), result["n_manipulated"])),
+        ("image_accuracy", f"image accuracy (score >= {result['score_threshold']:g})", _percent(result["image_accuracy"])),
+        ("false_positive.images_flagged_manipulated", "untouched images flagged manipulated (image score)",
+         _count(fp.get("images_flagged_manipulated"), fp["n_empty_truth_images"])),
+        ("false_positive.images_with_any_predicted_pixel", "untouched images with any predicted pixel",
+         _count(fp["images_with_any_predicted_pixel"], fp["n_empty_truth_images"])),
+        ("false_positive.mean_area_fraction", "mean false-positive area on untouched images",
+         _percent(fp["mean_area_fraction"])),
     ]
     for key in ("family", "method"):
         for name, info in result.get(f"by_{key}", {}).items():

@@ -12,7 +12,7 @@ from inpaintseg.errors import DataError, InpaintsegError, name_list
 
 
 def load_meta(path: Path) -> dict[str, dict[str, str]]:
-    """{stem: {"method": ..., "family": ...}} from a demo-data meta.json ({"images": {stem: {"method": ...,
+    """{stem: {"method": ..., "family": ..., "mask_kind": ..., "degradation": ...}} from a demo-data meta.json ({"images": {stem: {"method": ...,
     "family": ...}}}) or a plain {stem: {"method": ...}} / {stem: method} mapping ("family" is optional)."""
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -30,11 +30,21 @@ def load_meta(path: Path) -> dict[str, dict[str, str]]:
             records[str(stem)] = {"method": str(info["method"])}
             if "family" in info:
                 records[str(stem)]["family"] = str(info["family"])
+            if "mask_kind" in info:
+                records[str(stem)]["mask_kind"] = str(info["mask_kind"] or "none")
+            if isinstance(info.get("degradations"), list):
+                records[str(stem)]["degradation"] = degradation_name(info["degradations"])
         elif isinstance(info, str):
             records[str(stem)] = {"method": info}
     if not records:
         raise DataError(f"{path}: no image has a \"method\" key; cannot break Dice down per method.")
     return records
+
+
+def degradation_name(steps: list) -> str:
+    """A demo-data degradation chain by its operations: "jpeg", "resize+jpeg", or "none"."""
+    ops = [str(step.get("op", "?")) if isinstance(step, dict) else str(step) for step in steps]
+    return "+".join(ops) or "none"
 
 
 def folder_files(folder: Path) -> dict[str, Path]:

@@ -29,7 +29,8 @@ from inpaintseg.errors import ConfigError, DataError
 from inpaintseg.inference import crf as crf_mod
 from inpaintseg.inference.predictor import DEFAULT_BATCH_SIZE, Predictor
 from inpaintseg.inference.tta import TTA_CHOICES, tta_cost, tta_plan, tta_views
-from inpaintseg.metrics import THRESHOLD_GRID, best_of_curve, dice_curve
+from inpaintseg.inference.verdicts import calibrate_verdicts
+from inpaintseg.metrics import THRESHOLD_GRID, best_of_curve, dice_curve, image_score
 from inpaintseg.progress import progress_bar
 
 DEFAULT_MARGIN = 0.005
@@ -41,6 +42,7 @@ class Measurement:
 
     curves: list = field(default_factory=list)
     seconds: float = 0.0
+    scores: list = field(default_factory=list)  # (image score, truth area fraction) per image: verdicts
 
     def mean_curve(self) -> np.ndarray:
         return np.mean(self.curves, axis=0)
@@ -82,6 +84,7 @@ def measure(model, model_config: dict, samples: Sequence, device: str, batch_siz
             for i, (img, mask), p in zip(indices, batch, maps[mode]):
                 curve = dice_curve(p, mask)
                 off.curves.append(curve)
+                off.scores.append((image_score(p), float(mask.mean())))
                 if i not in crf_idx:
                     continue
                 off_sub.curves.append(curve)
@@ -91,6 +94,7 @@ def measure(model, model_config: dict, samples: Sequence, device: str, batch_siz
                     variant = variants.setdefault((mode, name), Measurement())
                     variant.seconds += time.perf_counter() - t1
                     variant.curves.append(dice_curve(refined, mask))
+                    variant.scores.append((image_score(refined), float(mask.mean())))
         bar.update(len(batch))
     bar.close()
     return Measurements(variants, off_subset, len(chosen), len(crf_idx) if crf_variants else 0)
@@ -190,8 +194,10 @@ def calibrate_postprocessing(
     }
     if crf_note:
         calibration["note"] = crf_note
+    chosen_row = next(r for r in table if (r["tta"], r["crf"]) == (chosen_tta, chosen_crf))
+    verdicts = calibrate_verdicts(measured.variants[(chosen_tta, chosen_crf)].scores, chosen_row["dice"])
     return {"threshold": threshold, "tta": chosen_tta, "crf": chosen_crf, "crf_params": params,
-            "calibration": calibration}
+            "calibration": calibration, "verdicts": verdicts}
 
 
 def estimate_seconds(samples: Sequence[tuple[np.ndarray, np.ndarray]], forward_rate: float,

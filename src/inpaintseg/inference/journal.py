@@ -232,21 +232,18 @@ class PartWriter:
             self._fh.close()
 
 
-def write_final(out, scores_out, rows: Mapping[str, Row]) -> None:
-    """The sorted submission and scores files from finished rows (atomic writes)."""
-    from inpaintseg.inference.pipeline import SCORES_HEADER
+def write_final(out, scores_out, rows: Mapping[str, Row], scores_text=None) -> None:
+    """The sorted submission and scores files from finished rows (atomic writes); ``scores_text()`` gives the
+    scores file's text (`FolderPrediction.to_csv`: with the verdict columns), else it is built from the rows."""
+    from inpaintseg.inference.pipeline import scores_csv
 
     if out is not None:
         # The RLEs are rle_encode's own (from this run or a part file it wrote): a syntax check is enough.
         rle.write_submission(out, {image_id: row.rle for image_id, row in rows.items()}, validate=False)
     if scores_out is not None:
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(SCORES_HEADER)
-        for image_id in sorted(rows):
-            row = rows[image_id]
-            writer.writerow((image_id, row.score, row.fraction, row.label))
-        fileio.atomic_write_text(scores_out, buffer.getvalue())
+        text = scores_text() if scores_text is not None else scores_csv(
+            [(k, float(r.score), float(r.fraction), int(r.label)) for k, r in rows.items()])
+        fileio.atomic_write_text(scores_out, text)
 
 
 def describe_resume(target: Path, done: int, failed: int, total: int) -> str:

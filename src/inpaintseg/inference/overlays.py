@@ -1,9 +1,12 @@
 """Heat-map overlays for analysts: the probability map painted over the image at its native size
-(`predict --overlays-out DIR`, and the report's gallery).
+(`predict --overlays-out DIR`, and the report's gallery), and the region overlay (`region_overlay`: only the
+pixels with p >= threshold are tinted, the rest of the photo is left as it is; `Prediction.overlay()`).
 
-The colour is matplotlib's perceptually uniform, colour-blind-safe "viridis" (dark purple = 0, yellow = 1);
-a pixel's opacity grows with its probability, so untouched areas keep the photo visible. A 1-pixel outline
-marks the predicted mask (``probs >= threshold``).
+The colour is matplotlib's perceptually uniform, colour-blind-safe "viridis" (dark purple = 0, yellow = 1),
+the one colour map of the report, the overlays and the analyst page (whose script carries `VIRIDIS_STOPS`; a
+browser test compares its table with `viridis_lut`). In `heatmap_overlay` a pixel's opacity grows with its
+probability, so untouched areas keep the photo visible. A 1-pixel outline marks the predicted mask
+(``probs >= threshold``).
 """
 
 from __future__ import annotations
@@ -14,7 +17,13 @@ from pathlib import Path
 import numpy as np
 
 MAX_OPACITY = 0.65
+REGION_OPACITY = 0.45  # region_overlay's fill: the photo stays readable under the marked region
 OUTLINE_RGB = (255, 255, 255)
+
+
+def viridis_lut() -> np.ndarray:
+    """(256, 3) uint8 RGB: the one colour map (module docstring)."""
+    return _viridis_lut()
 
 
 def _viridis_lut() -> np.ndarray:
@@ -43,6 +52,26 @@ def heatmap_overlay(image: np.ndarray, probs: np.ndarray, threshold: float | Non
         mask = (probs >= threshold).astype(np.uint8)
         contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
         cv2.drawContours(out, contours, -1, OUTLINE_RGB, max(1, round(max(image.shape[:2]) / 512)))
+    return out
+
+
+def region_overlay(image: np.ndarray, probs: np.ndarray, threshold: float) -> np.ndarray:
+    """RGB uint8 (H, W, 3): ``image`` unchanged where p < threshold; where p >= threshold a translucent
+    (`REGION_OPACITY`) fill in the viridis colour of p and the region's outline (white, ~1/512 of the long side).
+
+    Shape: image (H, W, 3) uint8, probs (H, W) float in [0, 1] -> (H, W, 3) uint8
+    """
+    import cv2
+
+    if image.shape[:2] != probs.shape:
+        raise ValueError(f"region_overlay: image {image.shape[:2]} and probabilities {probs.shape} differ in size")
+    p = np.clip(np.nan_to_num(probs.astype(np.float32)), 0.0, 1.0)
+    mask = probs >= threshold
+    out = image.copy()
+    colour = _viridis_lut()[np.rint(p[mask] * 255).astype(np.uint8)].astype(np.float32)
+    out[mask] = np.rint(image[mask].astype(np.float32) * (1 - REGION_OPACITY) + colour * REGION_OPACITY)
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    cv2.drawContours(out, contours, -1, OUTLINE_RGB, max(1, round(max(image.shape[:2]) / 512)))
     return out
 
 

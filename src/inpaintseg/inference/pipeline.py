@@ -34,7 +34,8 @@ from inpaintseg.progress import progress_bar
 # Listing problems of an images folder that prediction tolerates: stray non-image entries are skipped (and
 # named); 0-byte files and broken symbolic links go through like any undecodable image (named at the end).
 TOLERATED_PROBLEM_KINDS = ("not_image", "empty_file", "broken_link")
-SCORES_HEADER = ("ImageId", "score", "manipulated_fraction", "predicted_label")
+SCORES_HEADER = ("ImageId", "score", "manipulated_fraction", "predicted_label", "verdict", "false_alarm_rate",
+                 "score_threshold")
 PENDING_WRITES = 16
 WRITER_THREADS = 2  # RLE, score, PNG encode + fsync per image: two halve the tail after the last batch
 
@@ -65,6 +66,26 @@ class FolderPrediction:
     engine: str = "torch"  # the engine that ran the network ("torch" | "onnx")
     resumed: int = 0  # rows taken over from an interrupted run's part files (resume=True)
     notes: list[str] = field(default_factory=list)  # resume / discarded part files
+    verdicts: dict = field(default_factory=dict)  # ImageId -> inference.verdicts.Verdict
+    score_threshold: float | None = None  # the image-level decision's threshold (predicted_label)
+
+    def __repr__(self) -> str:
+        levels: dict[str, int] = {}
+        for verdict in self.verdicts.values():
+            levels[verdict.level] = levels.get(verdict.level, 0) + 1
+        counts = ", ".join(f"{n} {level}" for level, n in sorted(levels.items()))
+        written = ", ".join(f"{k}={v}" for k, v in self.written.items())
+        return (f"FolderPrediction({len(self.scores)} of {self.n_images} images predicted"
+                + (f" ({counts})" if counts else "") + f", {len(self.failures)} failed, engine {self.engine}"
+                + (f", wrote {written}" if written else "") + ")")
+
+    def to_csv(self, path: str | os.PathLike | None = None) -> str:
+        """The scores file's text (`scores_csv`: one row per image, sorted by ImageId); written atomically to
+        ``path`` when given."""
+        text = scores_csv(self.scores, self.verdicts, self.score_threshold)
+        if path is not None:
+            fileio.atomic_write_text(path, text)
+        return text
 
 
 def list_images(images_dir: str | os.PathLike) -> tuple[list[Path], list[str]]:
@@ -154,13 +175,22 @@ def predict_paths(predictor: Predictor, paths: Sequence[Path], post: PostProcess
             crf_runner.close()
 
 
-def scores_csv(rows: Sequence[tuple[str, float, float, int]]) -> str:
-    """The scores file: ImageId,score,manipulated_fraction,predicted_label, sorted by ImageId."""
+def scores_csv(rows: Sequence[tuple[str, float, float, int]], verdicts: dict | None = None,
+               score_threshold: float | None = None) -> str:
+    """The scores file, sorted by ImageId: ImageId, score (0..1), manipulated_fraction (0..1),
+    predicted_label (1 = score >= score_threshold), verdict (the calibrated level), false_alarm_rate (0..1:
+    share of untouched validation images scoring at least as high; empty for an old model folder),
+    score_threshold."""
+    verdicts = verdicts or {}
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(SCORES_HEADER)
-    for stem, score, fraction, label in sorted(rows):
-        writer.writerow((stem, f"{score:.6f}", f"{fraction:.6f}", label))
+    for stem, score, fraction, label in sorted(rows, key=lambda r: r[0]):
+        verdict = verdicts.get(stem)
+        rate = None if verdict is None else verdict.false_alarm_rate
+        writer.writerow((stem, f"{float(score):.6f}", f"{float(fraction):.6f}", label,
+                         "" if verdict is None else verdict.level, "" if rate is None else f"{rate:.4f}",
+                         "" if score_threshold is None else f"{score_threshold:g}"))
     return buffer.getvalue()
 
 
@@ -292,7 +322,7 @@ def predict_folder(model, images: str | os.PathLike | Sequence[Path] | ImageInpu
         else:  # one process: the part file holds exactly the resumed rows and this run's (no need to re-read it)
             done = {**done, **{r.image_id: r for r in rows if not r.error}}
             failed = {r.image_id: r for r in rows if r.error and r.image_id not in done}
-        collect_rows(result, inputs, done, failed, out, scores_out)
+        collect_rows(result, inputs, done, failed, out, scores_out, model, post)
         journal.discard_parts(target) if target is not None else None
     return result
 
@@ -343,14 +373,20 @@ def _run(predictor, inputs: ImageInputs, post, order, dirs: dict, part, done: di
     return rows
 
 
-def collect_rows(result: FolderPrediction, inputs: ImageInputs, done: dict, failed: dict, out, scores_out) -> None:
-    """Write the final sorted files from finished rows (those of current inputs) and fill `result`."""
+def collect_rows(result: FolderPrediction, inputs: ImageInputs, done: dict, failed: dict, out, scores_out,
+                 model=None, post: PostProcess | None = None) -> None:
+    """Write the final sorted files from finished rows (those of current inputs) and fill `result`; with the
+    model and its post-processing, each row also gets its calibrated verdict (`InpaintModel.verdict`)."""
     names = {image_id: (image_id + path.suffix if inputs.kind == "recursive" else path.name)
              for image_id, path in zip(inputs.ids, inputs.paths)}
     done = {k: v for k, v in done.items() if k in names}
-    journal.write_final(out, scores_out, done)
     result.encoded = {k: row.rle for k, row in sorted(done.items())}
     result.scores = [(k, float(r.score), float(r.fraction), int(r.label)) for k, r in sorted(done.items())]
+    if post is not None:
+        result.score_threshold = post.threshold if post.score_threshold is None else post.score_threshold
+    if model is not None and hasattr(model, "verdict"):
+        result.verdicts = {k: model.verdict(score, post) for k, score, _, _ in result.scores}
+    journal.write_final(out, scores_out, done, scores_text=result.to_csv)
     result.failures = [(names[k], r.error) for k, r in sorted(failed.items()) if k in names and k not in done]
     if out is not None:
         result.written["submission"] = Path(out)

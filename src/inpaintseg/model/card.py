@@ -64,7 +64,8 @@ def card_lines(config: Mapping) -> list[str]:
     if config.get("card"):
         lines += score_lines(config["card"])
     if not lines:
-        val = config.get("validation") or {}
-        note = (f"validation Dice {val['dice']:.3f}" if "dice" in val else "no recorded scores")
+        record = (config.get("postprocess") or {}).get("verdicts") or {}
+        dice = record.get("model_dice")
+        note = f"validation Dice {dice:.3f}" if dice is not None else "no recorded scores"
         lines.append(f"trained by `inpaintseg train` ({note}); no model card")
     return lines

@@ -117,9 +117,19 @@ def save_model_dir(model_dir: str | os.PathLike, model: Any, config: Mapping) ->
     return model_dir
 
 
+def model_folder(path: str | os.PathLike) -> Path:
+    """``path`` itself, or ``path/model`` when ``path`` is a training run folder (no config.json of its own,
+    a model/ folder that has one): a run folder is accepted wherever a model folder is; `base` is the shipped
+    detector (`model.shipped`)."""
+    path = resolve_model_dir(path)
+    if not (path / CONFIG_FILE).exists() and (path / "model" / CONFIG_FILE).is_file():
+        return path / "model"
+    return path
+
+
 def read_model_config(model_dir: str | os.PathLike) -> dict:
     """Read and validate `model_dir/config.json` (without touching the weights); `base` is the shipped model."""
-    model_dir = resolve_model_dir(model_dir)
+    model_dir = model_folder(model_dir)
     if not model_dir.exists():
         raise ModelLoadError(f"{model_dir}: model folder not found. Pass the folder that holds "
                              f"{WEIGHTS_FILE} and {CONFIG_FILE} (e.g. runs/<run>/model).")
@@ -128,9 +138,11 @@ def read_model_config(model_dir: str | os.PathLike) -> dict:
                              f"and {CONFIG_FILE}. Pass its parent folder.")
     missing = [name for name in (CONFIG_FILE, WEIGHTS_FILE) if not (model_dir / name).is_file()]
     if missing:
+        nearby = sorted(p.parent for p in model_dir.glob(f"*/model/{CONFIG_FILE}"))[:3]
+        hint = (f" Did you mean {' or '.join(map(str, nearby))}?" if nearby else
+                " Re-export it with `inpaintseg train` or point at a complete run's model/ folder.")
         raise ModelLoadError(f"{model_dir}: missing {' and '.join(missing)}; a model folder needs both "
-                             f"{WEIGHTS_FILE} and {CONFIG_FILE}. Re-export it with `inpaintseg train` "
-                             "or point at a complete run's model/ folder.")
+                             f"{WEIGHTS_FILE} and {CONFIG_FILE}.{hint}")
     path = model_dir / CONFIG_FILE
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
@@ -218,7 +230,7 @@ def load_model_dir(model_dir: str | os.PathLike, device: Any = "cpu") -> tuple[A
     from safetensors import SafetensorError, safe_open
     from safetensors.torch import load_file
 
-    model_dir = resolve_model_dir(model_dir)
+    model_dir = model_folder(model_dir)
     config = read_model_config(model_dir)
     weights_path = model_dir / WEIGHTS_FILE
     try:
@@ -260,7 +272,7 @@ def update_model_config(model_dir: str | os.PathLike, updates: Mapping) -> dict:
     (so `{"postprocess": {"threshold": 0.4}}` keeps the other postprocess keys); any other value
     replaces the old one. The result is validated before it is written.
     """
-    model_dir = resolve_model_dir(model_dir)
+    model_dir = model_folder(model_dir)
     config = read_model_config(model_dir)
     for key, value in updates.items():
         if isinstance(value, Mapping) and isinstance(config.get(key), dict):

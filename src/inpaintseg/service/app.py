@@ -1,9 +1,11 @@
 """The FastAPI application: `create_app(model, settings)`.
 
 Routes: ``GET /`` (the page), ``/static/*`` (its files), ``GET /healthz``, ``GET /api/v1/model``,
-``POST /api/v1/predict``; FastAPI's ``/openapi.json`` and ``/docs``. Every error answers JSON
+``POST /api/v1/predict``; ``/openapi.json`` (every answer's fields, types and units from `schemas`) and
+``/docs`` (that schema as a plain page, rendered here: no CDN, works offline). Every error answers JSON
 ``{"error": code, "status": N, "message": "..."}``. The upload is read into memory with a running size check
-(`uploads`), inference runs in the gate's thread pool (`gate`), never on the event loop.
+(`uploads`), inference runs in the gate's thread pool (`gate`), never on the event loop. Each request writes one
+line to the ``inpaintseg.access`` log (method, path, status, milliseconds).
 """
 
 
@@ -17,12 +19,13 @@ from inpaintseg import __version__
 from inpaintseg.errors import InpaintsegError
 from inpaintseg.inference.postprocess import TTA_OPTIONS
 from inpaintseg.metrics import is_threshold
-from inpaintseg.service import results, uploads
+from inpaintseg.service import results, schemas, uploads
 from inpaintseg.service.errors import ServiceError
 from inpaintseg.service.gate import InferenceGate
 from inpaintseg.service.settings import ServiceSettings
 
 log = logging.getLogger("inpaintseg.service")
+access_log = logging.getLogger("inpaintseg.access")
 
 API_PREFIX = "/api/v1"
 # The page loads nothing from elsewhere; blob:/data: for the images it draws from the upload and the answer.
@@ -51,6 +54,10 @@ PREDICT_FORM = {
         }}},
     },
 }
+ERROR_RESPONSES = {status: {"model": schemas.ErrorBody, "description": text} for status, text in (
+    (401, "missing or wrong token"), (413, "upload or pixel count above the limits"),
+    (415, "not an image (sniffed from the bytes)"), (422, "undecodable image or invalid option"),
+    (503, "queue full; see Retry-After"))}
 ERROR_CODES = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed",
                413: "payload_too_large", 415: "unsupported_media_type", 422: "invalid_request",
                503: "busy"}
@@ -89,7 +96,7 @@ def create_app(model, settings: ServiceSettings | None = None):
         yield
         gate.shutdown()
 
-    app = FastAPI(title="inpaintseg", version=__version__, lifespan=lifespan,
+    app = FastAPI(title="inpaintseg", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Find AI-inpainted regions in one image: a per-pixel probability map, a mask at "
                               "the image's native size, an image-level score. The page is at `/`.")
     app.state.model, app.state.settings, app.state.gate = model, settings, gate
@@ -128,23 +135,22 @@ def create_app(model, settings: ServiceSettings | None = None):
                                "'Authorization: Bearer <token>' with the token it was started with (--token).",
                                headers={"WWW-Authenticate": "Bearer"})
 
-    @app.get("/healthz", tags=["service"], summary="Liveness: the model is loaded and the server answers")
+    @app.get("/healthz", tags=["service"], summary="Liveness: the model is loaded and the server answers",
+             responses={200: {"model": schemas.HealthBody}})
     async def healthz():
         return {"status": "ok", "version": __version__, "admitted": gate.admitted, "capacity": gate.capacity}
 
     @app.get(f"{API_PREFIX}/model", tags=["api"], dependencies=[Depends(require_token)],
-             summary="The model: architecture, input, post-processing, validation metrics; the service limits")
+             summary="The model: card summary, quality against trivial baselines, verdict levels, "
+                     "post-processing, validation metrics; the service limits",
+             responses={200: {"model": schemas.ModelBody}, 401: ERROR_RESPONSES[401]})
     async def model_info():
         return results.model_body(model, settings.limits())
 
     @app.post(f"{API_PREFIX}/predict", tags=["api"], dependencies=[Depends(require_token)],
               openapi_extra=PREDICT_FORM,
-              summary="Predict one image: mask, probability map (base64 PNGs), RLE, score, label",
-              responses={401: {"description": "missing or wrong token"},
-                         413: {"description": "upload or pixel count above the limits"},
-                         415: {"description": "not an image (sniffed from the bytes)"},
-                         422: {"description": "undecodable image or invalid option"},
-                         503: {"description": "queue full; see Retry-After"}})
+              summary="Predict one image: verdict, score, mask, probability map (base64 PNGs), RLE, area",
+              responses={200: {"model": schemas.PredictionBody}, **ERROR_RESPONSES})
     async def predict(request: Request):
         ticket = gate.admit()  # 503 before reading anything when the queue is full
         try:
@@ -173,6 +179,10 @@ def create_app(model, settings: ServiceSettings | None = None):
         finally:
             ticket.release()
 
+    @app.get("/docs", include_in_schema=False)
+    async def docs():
+        return Response(api_docs_html(app.openapi()), media_type="text/html; charset=utf-8", headers=PAGE_HEADERS)
+
     def page(name: str, media_type: str):
         body = (static_dir / name).read_bytes()
         return lambda: Response(body, media_type=media_type, headers=PAGE_HEADERS)
@@ -182,7 +192,15 @@ def create_app(model, settings: ServiceSettings | None = None):
 
     @app.middleware("http")
     async def _page_headers(request: Request, call_next):
-        response = await call_next(request)
+        started = time.perf_counter()
+        status = 500
+        try:
+            response = await call_next(request)
+            status = response.status_code
+        finally:  # one line per request, also when it failed
+            client = request.client.host if request.client else "-"
+            access_log.info('%s "%s %s" %d %.0f ms', client, request.method, request.url.path, status,
+                            1000 * (time.perf_counter() - started))
         if request.url.path.startswith("/static/"):
             response.headers.update(PAGE_HEADERS)
         return response
@@ -193,6 +211,52 @@ def create_app(model, settings: ServiceSettings | None = None):
         app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST"],
                            allow_headers=["Authorization", "Content-Type"])
     return app
+
+
+def api_docs_html(schema: dict) -> str:
+    """The OpenAPI schema as a plain page: each route with its summary and form fields, and each answer's
+    fields with type and description (units included). Nothing is loaded from elsewhere."""
+    from html import escape
+
+    components = schema.get("components", {}).get("schemas", {})
+
+    def fields(name: str) -> str:
+        props = components.get(name, {}).get("properties", {})
+        rows = "".join(f"<tr><td><code>{escape(k)}</code></td><td>{escape(_type(v))}</td>"
+                       f"<td>{escape(v.get('description', ''))}</td></tr>" for k, v in props.items())
+        return f"<table><tr><th>field</th><th>type</th><th>meaning</th></tr>{rows}</table>"
+
+    parts = [f"<h1>{escape(schema['info']['title'])} {escape(schema['info']['version'])}: HTTP API</h1>"
+             f"<p>{escape(schema['info'].get('description', ''))} The machine-readable schema is "
+             "<a href='/openapi.json'>/openapi.json</a>.</p>"]
+    for path, methods in schema.get("paths", {}).items():
+        for method, op in methods.items():
+            parts.append(f"<h2><code>{method.upper()} {escape(path)}</code></h2><p>{escape(op.get('summary', ''))}</p>")
+            form = op.get("requestBody", {}).get("content", {}).get("multipart/form-data", {}).get("schema", {})
+            if form:
+                rows = "".join(f"<tr><td><code>{escape(k)}</code></td><td>{escape(v.get('description', ''))}</td></tr>"
+                               for k, v in form.get("properties", {}).items())
+                parts.append(f"<h3>form fields (multipart/form-data)</h3><table>{rows}</table>")
+            for status, answer in op.get("responses", {}).items():
+                ref = answer.get("content", {}).get("application/json", {}).get("schema", {}).get("$ref", "")
+                name = ref.rsplit("/", 1)[-1]
+                error = " (JSON body: error, status, message)" if name == "ErrorBody" else ""
+                parts.append(f"<h3>{escape(status)}: {escape(answer.get('description', ''))}{error}</h3>")
+                if name in components and status == "200":
+                    parts.append(fields(name))
+    for name in ("VerdictBody", "QualityBody"):
+        parts.append(f"<h2>{name}</h2>" + fields(name))
+    return ("<!doctype html><html lang='en'><head><meta charset='utf-8'><title>inpaintseg API</title>"
+            "<link rel='stylesheet' href='/static/style.css'></head><body class='docs'>" + "".join(parts)
+            + "</body></html>")
+
+
+def _type(prop: dict) -> str:
+    if "$ref" in prop:
+        return prop["$ref"].rsplit("/", 1)[-1]
+    if "anyOf" in prop:
+        return " | ".join(_type(p) for p in prop["anyOf"])
+    return prop.get("type", "object")
 
 
 def _predict(model, image, threshold, tta: str):

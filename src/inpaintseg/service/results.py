@@ -37,22 +37,29 @@ def encode_probability(probability: np.ndarray) -> dict:
 
 
 def encode_mask(mask: np.ndarray) -> dict:
-    """``mask_png`` (0/255, as ``predict --masks-out``), ``rle`` (the submission's row-major RLE) and the
-    manipulated fraction of a uint8 {0, 1} mask."""
-    return {"manipulated_fraction": round(float(mask.mean()), 6) if mask.size else 0.0,
+    """``mask_png`` (0/255, as ``predict --masks-out``), ``rle`` (the submission's row-major RLE), and the
+    area of a uint8 {0, 1} mask: ``manipulated_pixels`` and ``manipulated_fraction`` (0..1), both counted on this
+    mask, so the page and every client show the server's numbers."""
+    pixels = int(np.count_nonzero(mask))
+    return {"manipulated_pixels": pixels,
+            "manipulated_fraction": round(pixels / mask.size, 6) if mask.size else 0.0,
             "rle": rle.rle_encode(mask),
             "mask_png": png_base64(mask * np.uint8(255), PNG_MASK)}
 
 
-def prediction_body(pred, image_id: str, width: int, height: int, encoded: dict, timings: dict[str, float]) -> dict:
-    """``{image_id, width, height, score, label, threshold, tta, crf, manipulated_fraction, rle, mask_png,
-    probability_png, timings}``; ``encoded`` = `encode_mask` and `encode_probability` merged."""
+def prediction_body(pred, image_id: str, width: int, height: int, encoded: dict, timings: dict[str, float],
+                    score_threshold: float | None = None) -> dict:
+    """The `schemas.PredictionBody` of one prediction; ``encoded`` = `encode_mask` and `encode_probability`
+    merged."""
+    verdict = pred.verdict.as_dict() if pred.verdict is not None else None
     return {
         "image_id": image_id,
         "width": int(width),
         "height": int(height),
         "score": round(float(pred.score), 6),
         "label": int(pred.label),
+        "score_threshold": float(pred.threshold if score_threshold is None else score_threshold),
+        "verdict": verdict,
         "threshold": float(pred.threshold),
         "tta": pred.tta,
         "crf": pred.crf,
@@ -65,17 +72,81 @@ def json_bytes(body: dict) -> bytes:
     return json.dumps(body, separators=(",", ":")).encode("utf-8")
 
 
+def _name(path) -> str:
+    """The last part of a path-like text: no absolute path leaves the server."""
+    return str(path).replace("\\", "/").rstrip("/").rsplit("/", 1)[-1] if path else ""
+
+
+def model_name(source) -> str:
+    """'RUN/model' for a run's model folder (the folder's own name says nothing), else the folder's name."""
+    if not source:
+        return ""
+    name = _name(source)
+    parent = _name(str(source).replace("\\", "/").rstrip("/").rsplit("/", 1)[0]) if "/" in str(source) else ""
+    return f"{parent}/{name}" if name == "model" and parent else name
+
+
+def quality(config: dict) -> dict:
+    """`schemas.QualityBody`: validation Dice next to the trivial baselines, and the warning when it loses."""
+    from inpaintseg.inference.verdicts import quality_warning
+
+    record = (config.get("postprocess") or {}).get("verdicts") or {}
+    dice = record.get("model_dice", (config.get("metrics") or {}).get("threshold_val_dice"))
+    return {"validation_dice": dice, "baselines": record.get("baselines") or {},
+            "warning": quality_warning(config)}
+
+
+def model_card(model, post) -> list[list[str]]:
+    """[label, text] rows summarising the model for a person: what it was trained on and how well it did."""
+    config = model.config
+    data, training = config.get("data") or {}, config.get("training") or {}
+    arch, inp = config.get("architecture") or {}, config.get("input") or {}
+    q = quality(config)
+    rows = [["Model", f"{model_name(model.source) or arch.get('name', '?')}: {arch.get('name', '?')}, input "
+                      f"{inp.get('mode', '?')} {inp.get('size', '?')} px"]]
+    if data:
+        rows.append(["Trained on", f"{data.get('n_train', '?')} training / {data.get('n_val', '?')} validation "
+                                   f"images from '{_name(data.get('data_dir')) or '?'}'"
+                     + (f", {training['epochs_completed']} epoch{'s' * (training['epochs_completed'] != 1)}"
+                        if training.get("epochs_completed") else "")])
+    if q["validation_dice"] is not None:
+        base = ", ".join(f"{k} {v:.3f}" for k, v in q["baselines"].items() if v is not None)
+        rows.append(["Validation Dice", f"{q['validation_dice']:.3f} with the stored post-processing"
+                     + (f" (trivial answers: {base})" if base else "")])
+    record = (config.get("postprocess") or {}).get("verdicts") or {}
+    if record.get("cutoffs"):
+        c = record["cutoffs"]
+        rows.append(["Verdict levels", f"likely untouched < {c['uncertain']:.2f} <= uncertain < "
+                                       f"{c['likely_manipulated']:.2f} <= likely manipulated (image score; from "
+                                       f"{record['n_untouched']} untouched and {record['n_manipulated']} "
+                                       "manipulated validation images)"])
+    else:
+        rows.append(["Verdict levels", "no false-alarm table in this model folder: manipulated when the image "
+                                       f"score >= {post.threshold:g}"])
+    rows.append(["Post-processing", f"threshold {post.threshold:g}, TTA {post.tta}, CRF {post.crf}"])
+    return rows
+
+
 def model_body(model, limits: dict) -> dict:
-    """What `GET /api/v1/model` answers: the model folder's sections (no weights) and the service limits."""
+    """`schemas.ModelBody`, what `GET /api/v1/model` answers: the model folder's sections (no weights, no
+    absolute paths), the model card summary, the quality check and the service limits."""
     config = model.config
     post = model.postprocess()
+    data = {k: (_name(v) if k in ("data_dir", "split_file") else v) for k, v in (config.get("data") or {}).items()}
+    verdicts = (config.get("postprocess") or {}).get("verdicts")
+    calibration = dict((config.get("postprocess") or {}).get("calibration") or {})
     return {
+        "name": model_name(model.source) or "model",
+        "card": model_card(model, post),
+        "quality": quality(config),
+        "verdict_levels": None if not verdicts else {k: verdicts.get(k) for k in (
+            "cutoffs", "n_untouched", "n_manipulated", "target_rate", "rule", "table")},
         "architecture": config.get("architecture", {}),
         "input": config.get("input", {}),
         "postprocess": {"threshold": post.threshold, "tta": post.tta, "crf": post.crf, "sources": post.sources,
-                        "calibration": (config.get("postprocess") or {}).get("calibration", {})},
+                        "calibration": calibration},
         "metrics": config.get("metrics", {}),
-        "data": config.get("data", {}),
+        "data": data,
         "device": str(model.device),
         "options": {"tta": list(TTA_OPTIONS)},
         "limits": limits,

@@ -63,12 +63,39 @@ def _config(app, settings: ServiceSettings, log_level: str):
                           timeout_graceful_shutdown=5, server_header=False)
 
 
+def quiet_third_party_logs() -> None:
+    """Keep OpenCV's and Python's warnings out of the server log: a broken upload already answers 422 with
+    its reason, and library warnings are noise to whoever reads the log."""
+    import warnings
+
+    import cv2.utils.logging as cv2_logging
+
+    # no "[ WARN:0@..] global grfmt_png.cpp ..." lines on stderr
+    cv2_logging.setLogLevel(cv2_logging.LOG_LEVEL_SILENT)
+    warnings.simplefilter("ignore")
+
+
+def access_logging() -> None:
+    """One line per request on stderr (`app`'s ``inpaintseg.access`` logger), with a time stamp."""
+    import logging
+
+    logger = logging.getLogger("inpaintseg.access")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s access: %(message)s", "%Y-%m-%d %H:%M:%S"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
 def serve(model, settings: ServiceSettings, on_ready=None, log_level: str = "info") -> None:
     """Serve until interrupted (Ctrl+C). ``on_ready(url)`` is called once the socket listens."""
     import uvicorn
 
     from inpaintseg.service.app import create_app
 
+    quiet_third_party_logs()
+    access_logging()
     sock = bind_socket(settings.host, settings.port)
     port = sock.getsockname()[1]
     server = uvicorn.Server(_config(create_app(model, settings), settings, log_level))

@@ -40,7 +40,6 @@ from inpaintseg.training.callbacks import (AtomicCheckpointIO, EpochLogLine, Epo
                                            ThroughputProgressBar)
 from inpaintseg.training.hardware import Hardware, is_primary_process, resolve_hardware, tune_cpu
 from inpaintseg.training.console import describe_run, quiet_lightning_log, quiet_lightning_warnings
-from inpaintseg.training.usefulness import verdict_message
 from inpaintseg.training.finalize import build_model_config, calibrate, chosen_dice, export_network, load_best_weights
 from inpaintseg.training.module import NonFiniteLossError, SegmentationModule
 from inpaintseg.training.precision_choice import PRECISION_ENV, resolve_training_precision
@@ -181,7 +180,7 @@ def build_trainer(config: TrainConfig, hardware: Hardware, run_dir: Path, n_trai
 # After training: best weights, calibration, export
 
 
-@dataclass
+@dataclass(repr=False)
 class TrainResult:
     run_dir: Path
     is_primary: bool
@@ -196,6 +195,12 @@ class TrainResult:
     precision_choice: dict = field(default_factory=dict)  # PrecisionChoice.as_dict() of the training precision
     timings: dict = field(default_factory=dict)  # seconds: "setup" (to fit), "fit", "calibration", "export"
 
+    def __repr__(self) -> str:  # short: the network and the config are attributes, not text
+        dice = self.metrics.get("val_dice")
+        return (f"TrainResult({self.run_dir}, {self.epochs_completed} epochs, best epoch {self.best_epoch}"
+                + (f", val Dice {dice:.4f}" if isinstance(dice, float) else "")
+                + f", model {self.model_dir}, {self.seconds:.0f} s)")
+
     def summary(self) -> str:
         lines = [f"run folder: {self.run_dir}  ({self.epochs_completed} epochs, {self.seconds:.0f} s)"]
         if self.precision_choice:
@@ -206,7 +211,9 @@ class TrainResult:
             lines.append(f"model: {self.model_dir}  (best epoch {self.best_epoch}: {scores})")
             lines.append(f"threshold {self.postprocess.get('threshold')}, tta {self.postprocess.get('tta')}, "
                          f"crf {self.postprocess.get('crf')}")
-            verdict = verdict_message(self.model_config.get("validation", {}))
+            from inpaintseg.inference.verdicts import not_useful_message
+
+            verdict = not_useful_message(self.model_config)
             if verdict:
                 lines.append(verdict)
         return "\n".join(lines)
@@ -357,7 +364,6 @@ def _finalize(result: TrainResult, config: TrainConfig, hardware: Hardware, trai
     result.timings["calibration"] = round(time.perf_counter() - calibration_started, 2)
     model_config["postprocess"] = result.postprocess
     result.metrics["threshold_val_dice"] = chosen_dice(result.postprocess)
-    model_config["validation"] = _validation_section(datamodule, result.metrics["threshold_val_dice"])
     result.network, result.model_config = network, model_config
     if module.hparams.architecture is not None:
         from inpaintseg.model.io import save_model_dir
@@ -365,14 +371,6 @@ def _finalize(result: TrainResult, config: TrainConfig, hardware: Hardware, trai
         result.model_dir = save_model_dir(result.run_dir / MODEL_DIR, network, model_config)
     result.seconds = time.perf_counter() - started
     result.timings["export"] = round(result.seconds - sum(result.timings.values()), 2)
-
-
-def _validation_section(datamodule, dice: float | None) -> dict:
-    from inpaintseg.fileio import read_mask
-    from inpaintseg.training.usefulness import validation_section
-
-    masks = (read_mask(s.mask_path) for s in datamodule.val_set.samples if s.mask_path is not None)
-    return validation_section(dice, masks)
 
 
 def _non_finite_message(exc: NonFiniteLossError, run_dir: Path, config: TrainConfig) -> InpaintsegError:

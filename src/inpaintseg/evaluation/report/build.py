@@ -19,6 +19,7 @@ from inpaintseg import __version__, fileio
 from inpaintseg.data.split import even_subset
 from inpaintseg.errors import InpaintsegError, name_list
 from inpaintseg.evaluation.report import explain, figures
+from inpaintseg.evaluation.report.headline import headline
 from inpaintseg.evaluation.report.page import (breakdown_table, esc, figure, key_values, metrics_table, page,
                                                table)
 from inpaintseg.run_dir import METRICS_FILE, MODEL_DIR, REPORT_DIR, SPLIT_FILE, read_metric_rows
@@ -94,7 +95,8 @@ def _header(model, run_dir: Path, post, source: str, n_images: int, device: str,
                   f"{inp.get('size')}; {run_dir / MODEL_DIR}"),
         ("trained on", f"{data.get('data_dir', '?')}: {data.get('n_train', '?')} train / {data.get('n_val', '?')} "
                        "validation images"),
-        ("training", f"{training.get('epochs_completed', '?')} epochs (best epoch {training.get('best_epoch', '?')}),"
+        ("training", f"{training.get('epochs_completed', '?')} epoch{'' if training.get('epochs_completed') == 1 else 's'}"
+                     f" (best epoch {training.get('best_epoch', '?')}),"
                      f" {training.get('seconds', '?')} s on {training.get('accelerator', '?')} x"
                      f"{training.get('world_size', 1)}, precision {training.get('precision', '?')}, batch "
                      f"{training.get('batch_size', '?')}, lr {training.get('lr', '?')}"),
@@ -108,6 +110,32 @@ def _header(model, run_dir: Path, post, source: str, n_images: int, device: str,
                                  f"{score_threshold:g}"),
     ]
     return "<h2>Run</h2>" + key_values(rows)
+
+
+def run_folder(path: Path) -> Path:
+    """The training run folder of ``path``: itself, or its parent when ``path`` is the run's model/ folder."""
+    from inpaintseg.model.io import CONFIG_FILE
+
+    if not path.is_dir():
+        raise InpaintsegError(f"{path}: run folder not found. Pass the --out folder of `inpaintseg train`.")
+    if not (path / MODEL_DIR).is_dir() and (path / CONFIG_FILE).is_file() and path.name == MODEL_DIR:
+        return path.parent  # runs/x/model -> runs/x
+    if not (path / MODEL_DIR).is_dir():
+        hint = [p.parent for p in sorted(path.glob(f"*/{MODEL_DIR}/{CONFIG_FILE}"))[:3]]
+        raise InpaintsegError(f"{path}: not a training run folder (no {MODEL_DIR}/ folder in it)."
+                              + (f" Did you mean {' or '.join(map(str, hint))}?" if hint else
+                                 " Pass the --out folder of `inpaintseg train`."))
+    return path
+
+
+def report_title(model, run_dir: Path) -> str:
+    """'inpaintseg report: model RUN (AttentionUNet, resize 256, trained on 216 images of DATA)'."""
+    config = model.config
+    arch, inp, data = config.get("architecture", {}), config.get("input", {}), config.get("data", {})
+    trained = (f", trained on {data.get('n_train')} images of '{Path(str(data['data_dir'])).name}'"
+               if data.get("data_dir") and data.get("n_train") else "")
+    return (f"inpaintseg report: model '{run_dir.resolve().name}' ({arch.get('name', '?')}, input "
+            f"{inp.get('mode', '?')} {inp.get('size', '?')}{trained})")
 
 
 def _gallery_entry(out_dir: Path, kind: str, sample: Sample, pred_masks: Path, probs_dir: Path, threshold: float,
@@ -157,7 +185,10 @@ def _evaluation_sections(out_dir: Path, evaluation, baselines: dict, post, score
              + f"<p class='note'>Computed by <code>inpaintseg evaluate</code>'s code on the files in "
                f"{PREDICTIONS_DIR}/ (this folder's {EVALUATION_FILE} is its --json). {esc(summary['dice_rule'])}. "
                "Baselines: every mask empty, every mask full.</p>" + metrics_table(rows, base_rows)]
-    parts += [breakdown_table(key, value) for key, value in summary.items() if key.startswith("by_")]
+    parts.append("<h3>Breakdowns</h3><p class='note'>Mean Dice per group of images; Dice and AUC are scores from "
+                 "0 to 1, shares of images or pixels are percentages.</p><div class='breakdowns'>"
+                 + "".join(breakdown_table(key, value) for key, value in summary.items() if key.startswith("by_"))
+                 + "</div>")
     figs = []
     if evaluation.histogram is not None and summary.get("pixel_average_precision") is not None \
             and summary.get("pixel_auc") is not None:
@@ -184,9 +215,7 @@ def write_report(run_dir: str | os.PathLike, images_dir=None, truth_dir=None, ou
     from inpaintseg.inference.pipeline import SUBMISSION_FILE, predict_folder
 
     truth_dir = truth_dir if truth_dir is not None else masks_dir
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise InpaintsegError(f"{run_dir}: run folder not found. Pass the --out folder of `inpaintseg train`.")
+    run_dir = run_folder(Path(run_dir))
     for name, value in (("--max-images", max_images), ("--examples", n_examples)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise InpaintsegError(f"{name} must be a positive integer, got {value!r}.")
@@ -209,6 +238,7 @@ def write_report(run_dir: str | os.PathLike, images_dir=None, truth_dir=None, ou
             raise InpaintsegError(f"{len(done.failures)} image(s) could not be predicted: "
                                   f"{name_list(m for _, m in done.failures)}. Fix or remove them and run again.")
     sections = [_header(model, run_dir, post, source, len(samples), model.device, score_threshold)]
+    lead = 0
     by_stem = {s.stem: s for s in samples}
     stems = [s.stem for s in samples]
 
@@ -219,20 +249,59 @@ def write_report(run_dir: str | os.PathLike, images_dir=None, truth_dir=None, ou
         baselines = {name: evaluate_detailed(truth, submission=path, stems=stems).summary
                      for name, path in baseline_submissions(truth, pred_dir, stems).items()}
         fileio.atomic_write_text(out_dir / BASELINES_FILE, json.dumps(baselines, indent=2) + "\n")
+        sections.insert(0, headline(evaluation.summary, baselines, score_threshold))
+        lead = 1
         sections += _evaluation_sections(out_dir, evaluation, baselines, post, score_threshold)
-        sections.append(_examples(out_dir, evaluation, by_stem, predictions, post.threshold, n_examples))
+        sections.append(verdict_section(model, [(r.score, r.manipulated) for r in evaluation.images]))
+        sections.append(_examples(out_dir, evaluation, by_stem, predictions, post.threshold, n_examples, model))
     else:
         sections.append(_predictions_only(out_dir, pred_dir / "scores.csv", by_stem, predictions, post.threshold,
                                           score_threshold, n_examples))
     sections.append(_calibration(model.config, post))
     sections += _training_and_explain(out_dir, run_dir, model, post, samples, truth is not None)
     path = out_dir / REPORT_FILE
-    fileio.atomic_write_text(path, page(f"inpaintseg report: {run_dir.name}", sections))
+    fileio.atomic_write_text(path, page(report_title(model, run_dir), sections, lead))
     return path
 
 
+def _level_order(level: str) -> int:
+    from inpaintseg.inference.verdicts import LEVELS, OLD_LEVELS
+
+    order = (*LEVELS, *OLD_LEVELS)
+    return order.index(level) if level in order else len(order)
+
+
+def verdict_section(model, scored: list[tuple[float, bool]]) -> str:
+    """How the images fall into the verdict levels (`InpaintModel.verdict`), untouched and manipulated apart,
+    and the stored cut-offs with their false-alarm rates on validation."""
+    record = (model.config.get("postprocess") or {}).get("verdicts") or {}
+    counts: dict[str, list[int]] = {}
+    for score, manipulated in scored:
+        counts.setdefault(model.verdict(score).level, [0, 0])[int(manipulated)] += 1
+    n_unt = sum(not m for _, m in scored) or 1
+    n_man = sum(m for _, m in scored) or 1
+    rows = [{"verdict": level, "untouched images": f"{u} ({100 * u / n_unt:.0f}%)",
+             "manipulated images": f"{m} ({100 * m / n_man:.0f}%)"}
+            for level, (u, m) in sorted(counts.items(), key=lambda item: _level_order(item[0]))]
+    if record.get("cutoffs"):
+        c = record["cutoffs"]
+        from inpaintseg.inference.verdicts import false_alarm_rate
+
+        note = (f"Levels chosen on {record['n_untouched']} untouched and {record['n_manipulated']} manipulated "
+                f"validation images: likely manipulated from image score {c['likely_manipulated']:.2f} (false-alarm "
+                f"rate there {100 * false_alarm_rate(record, c['likely_manipulated']):.0f}%), likely untouched "
+                f"below {c['uncertain']:.2f}, uncertain between (cut-offs at <= 5% false alarms / misses on "
+                "validation). The rates rest on the validation split's untouched images, so few of them make a "
+                "coarse estimate: compare the untouched column below.")
+    else:
+        from inpaintseg.inference.verdicts import NO_TABLE_NOTE
+
+        note = "Note: " + esc(NO_TABLE_NOTE)
+    return f"<h2>Verdicts</h2><p class='note'>{note}</p>" + table(rows)
+
+
 def _examples(out_dir: Path, evaluation, by_stem: dict, predictions: PredictionFiles, threshold: float,
-              n: int) -> str:
+              n: int, model=None) -> str:
     manipulated = sorted((r for r in evaluation.images if r.manipulated), key=lambda r: (r.dice, r.stem))
     n_worst = min(n, (len(manipulated) + 1) // 2) if len(manipulated) < 2 * n else n  # few images: split them
     worst = manipulated[:n_worst]
@@ -244,24 +313,35 @@ def _examples(out_dir: Path, evaluation, by_stem: dict, predictions: PredictionF
         return [_gallery_entry(out_dir, kind, by_stem[r.stem], predictions.masks_dir, predictions.probs_dir,
                                threshold, caption(r)) for r in results]
 
+    def verdict(r) -> str:
+        if model is None:
+            return ""
+        v = model.verdict(r.score)
+        return f" ({v.level}" + ("" if v.false_alarm_rate is None else
+                                 f"; false-alarm rate {100 * v.false_alarm_rate:.0f}%") + ")"
+
     def dice_caption(r):
-        return f"Dice {r.dice:.3f}, image score {r.score:.3f}"
+        return f"Dice {r.dice:.3f}, image score {r.score:.3f}{verdict(r)}"
 
     legend = ("Left: the prediction at threshold {t:g} against the truth, true positives yellow, false positives "
               "reddish purple, false negatives sky blue (Okabe-Ito colours, safe for colour-blind readers). "
               "Right: the probability map. Click a figure to enlarge it; the caption links the overlay and the heat map "
               "at the image's native size.").format(t=threshold)
     n_untouched = sum(not r.manipulated for r in evaluation.images)
+    n_marked = sum(not r.manipulated and r.fp > 0 for r in evaluation.images)
+    alarm_title = (f"False alarms: {n_marked} of {n_untouched} untouched images "
+                   f"({100 * n_marked / max(n_untouched, 1):.0f}%) have any predicted pixel"
+                   + (f"; the {len(alarms)} with the largest marked area" if alarms and len(alarms) < n_marked else ""))
     return ("<h2>Examples</h2>"
             + _gallery(out_dir, f"Worst {len(worst)} manipulated images (lowest Dice)", legend,
                        entries("worst", worst, dice_caption))
             + _gallery(out_dir, f"Best {len(best)} manipulated images (highest Dice)", legend,
                        entries("best", best, dice_caption))
-            + _gallery(out_dir, f"False alarms: {len(alarms)} of {n_untouched} untouched images with predicted pixels",
+            + _gallery(out_dir, alarm_title,
                        "Untouched images (empty truth) where the model marked pixels, largest area first.",
                        entries("false_alarm", alarms,
                                lambda r: f"{r.false_positive_fraction:.2%} of pixels marked, image score "
-                                         f"{r.score:.3f}")))
+                                         f"{r.score:.3f}{verdict(r)}")))
 
 
 def _predictions_only(out_dir: Path, scores_csv: Path, by_stem: dict, predictions: PredictionFiles,
@@ -269,8 +349,11 @@ def _predictions_only(out_dir: Path, scores_csv: Path, by_stem: dict, prediction
     import csv
 
     with open(scores_csv, newline="", encoding="utf-8") as f:
-        rows = [{"image": r["ImageId"], "score": float(r["score"]), "marked area": float(r["manipulated_fraction"]),
-                 "predicted manipulated": "yes" if float(r["score"]) >= score_threshold else "no"}
+        rows = [{"image": r["ImageId"], "score": float(r["score"]),
+                 "marked area": f"{100 * float(r['manipulated_fraction']):.2f}%",
+                 "predicted manipulated": "yes" if float(r["score"]) >= score_threshold else "no",
+                 "verdict": r.get("verdict", ""),
+                 "false-alarm rate": f"{100 * float(r['false_alarm_rate']):.0f}%" if r.get("false_alarm_rate") else "n/a"}
                 for r in csv.DictReader(f)]
     rows.sort(key=lambda r: -r["score"])
     scores = np.array([r["score"] for r in rows])

@@ -13,6 +13,9 @@ CSS = (
     ".header td{text-align:left}.gallery{display:grid;grid-template-columns:repeat(auto-fill,minmax(620px,1fr));"
     "gap:1em}figure{margin:0;border:1px solid #ddd;padding:.4em}figcaption{font-size:.9em}"
     ".note{color:#555;font-size:.92em}.warning{background:#fde2e1;padding:.5em;border-left:4px solid #c00}"
+    ".headline{background:#f3f6fc;border-left:5px solid #0b57d0;padding:.6em 1em;font-size:1.05em}"
+    ".headline h2{margin-top:.2em}.headline p{margin:.4em 0}.toc{columns:2;max-width:700px}.toc li{margin:.1em 0}"
+    ".breakdowns{display:flex;flex-wrap:wrap;gap:0 2em;align-items:flex-start}"
 )
 
 
@@ -49,14 +52,20 @@ def metrics_table(model_rows: list[tuple[str, str, str]], baselines: dict[str, l
     return f"<table>{head}{''.join(body)}</table>"
 
 
+BREAKDOWN_LABELS = {"by_coverage": "truth coverage", "by_family": "family", "by_method": "method",
+                    "by_mask_kind": "mask kind", "by_degradation": "degradation"}
+
+
 def breakdown_table(name: str, groups: dict) -> str:
-    """A ``by_*`` breakdown of the summary ({group: {"n": .., "dice_mean": ..}}) as a table."""
-    rows = "".join(f"<tr><td>{esc(g)}</td><td>{info.get('n', '')}</td>"
+    """A ``by_*`` breakdown of the summary ({group: {"n": .., "dice_mean": ..}}) as a table (images as a count
+    and a percent of all images)."""
+    total = sum(info.get("n", 0) for info in groups.values()) or 1
+    rows = "".join(f"<tr><td>{esc(g)}</td><td>{info.get('n', '')} ({100 * info.get('n', 0) / total:.0f}%)</td>"
                    f"<td data-key='{esc(name)}.{esc(g)}'>{info['dice_mean']:.4f}</td></tr>"
                    for g, info in groups.items())
-    label = name.removeprefix("by_")
-    return f"<h3>Dice by {esc(label)}</h3><table><tr><th>{esc(label)}</th><th>images</th>" \
-           f"<th>mean Dice</th></tr>{rows}</table>"
+    label = BREAKDOWN_LABELS.get(name, name.removeprefix("by_").replace("_", " "))
+    return f"<div><h3>Dice by {esc(label)}</h3><table><tr><th>{esc(label)}</th><th>images</th>" \
+           f"<th>mean Dice</th></tr>{rows}</table></div>"
 
 
 def key_values(pairs: list[tuple[str, str]]) -> str:
@@ -67,11 +76,33 @@ def key_values(pairs: list[tuple[str, str]]) -> str:
 def figure(src: str, caption: str = "", full: str | None = None) -> str:
     """An image (linking to ``full`` or to itself, to open at full size) with a caption."""
     link = full or src
-    return (f"<figure><a href='{esc(link)}'><img src='{esc(src)}' loading='lazy'></a>"
+    # loaded eagerly: a printed or captured page has no gaps where lazy images were not yet fetched
+    return (f"<figure><a href='{esc(link)}'><img src='{esc(src)}' alt='{esc(src)}'></a>"
             + (f"<figcaption>{caption}</figcaption>" if caption else "") + "</figure>")
 
 
-def page(title: str, sections: list[str]) -> str:
-    return ("<!doctype html><html><head><meta charset='utf-8'>"
+def anchor(title: str) -> str:
+    return "s-" + "".join(c if c.isalnum() else "-" for c in title.lower()).strip("-")
+
+
+def with_contents(sections: list[str], lead: int = 1) -> str:
+    """The sections with an id on every ``<h2>`` and, after the first ``lead`` sections, a contents list
+    linking them."""
+    import re
+
+    titles: list[str] = []
+
+    def tag(match) -> str:
+        titles.append(html.unescape(match.group(1)))
+        return f"<h2 id='{anchor(titles[-1])}'>{match.group(1)}</h2>"
+
+    body = [re.sub(r"<h2>(.*?)</h2>", tag, section) for section in sections]
+    toc = "<nav><h2>Contents</h2><ol class='toc'>" + "".join(
+        f"<li><a href='#{anchor(t)}'>{esc(t)}</a></li>" for t in titles) + "</ol></nav>"
+    return "".join(body[:lead]) + toc + "".join(body[lead:])
+
+
+def page(title: str, sections: list[str], lead: int = 1) -> str:
+    return ("<!doctype html><html lang='en'><head><meta charset='utf-8'>"
             f"<title>{esc(title)}</title><style>{CSS}</style></head><body>"
-            f"<h1>{esc(title)}</h1>" + "".join(sections) + "</body></html>")
+            f"<h1>{esc(title)}</h1>" + with_contents(sections, lead) + "</body></html>")
