@@ -47,9 +47,9 @@ def run(args: argparse.Namespace) -> int:
 
     from inpaintseg.evaluation.evaluate import evaluate, format_table
     from inpaintseg.io import atomic_write_text
-    from inpaintseg.outputs import check_output_file
+    from inpaintseg.outputs import check_outputs
 
-    check_output_file(args.json, "--json", [d for d in (args.truth, args.pred, args.probs) if d])
+    check_outputs({"--json": args.json}, inputs=(args.truth, args.pred, args.probs, args.submission, args.meta))
     result = evaluate(args.truth, pred_dir=args.pred, submission=args.submission, probs_dir=args.probs,
                       meta=args.meta, score_threshold=args.score_threshold, progress=True,
                       rle_order=args.rle_order)

@@ -138,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
     post = model.postprocess(threshold=args.threshold, tta=args.tta, crf=args.crf,
                              score_threshold=args.score_threshold)
     check_output_paths(args.submission, args.masks_out, args.probs_out, args.scores_out, args.overlays_out,
-                       inputs=paths, folders=inputs.folders)
+                       inputs=paths, folders=inputs.folders, model_dir=args.model)
     processes = args.num_devices * args.num_nodes
     runtime = tune_cpu_runtime(args.threads) if model.device == "cpu" and processes == 1 else {}
 

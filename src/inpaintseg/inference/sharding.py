@@ -143,7 +143,7 @@ def predict_sharded(model, images: ImageInputs, out=None, masks_out=None, probs_
         require_pydensecrf()
     rle.rle_order_code(rle_order)  # a bad order: an error now, in the launcher
     check_output_paths(out, masks_out, probs_out, scores_out, overlays_out, inputs=images.paths,
-                       folders=images.folders)
+                       folders=images.folders, model_dir=model.source)
     settings = run_settings(model, post, masks_out, probs_out, overlays_out, rle_order)
     if resume:
         journal.load_parts(target, settings)  # settings mismatch: an error now, in the launcher

@@ -116,6 +116,20 @@ def save_model_dir(model_dir: str | os.PathLike, model: Any, config: Mapping) ->
     return model_dir
 
 
+def _model_folder_hint(path: Path) -> str:
+    """Which folder to pass instead of the file `path`: its own folder when that is a model folder, the run's
+    model/ folder for a training checkpoint (RUN/checkpoints/last.ckpt), else the general form."""
+    candidates = [path.parent]
+    if path.suffix == ".ckpt" or path.parent.name == "checkpoints":
+        candidates.insert(0, path.parent.parent / "model")
+    for folder in candidates:
+        if all((folder / name).is_file() for name in (CONFIG_FILE, WEIGHTS_FILE)):
+            return f"Pass the model folder {folder}."
+    what = "a training checkpoint, not a model folder; " if path.suffix == ".ckpt" else ""
+    return (f"This is {what}pass the folder that holds both files (e.g. runs/<run>/model; `inpaintseg train` "
+            "writes it at the end of a run).")
+
+
 def read_model_config(model_dir: str | os.PathLike) -> dict:
     """Read and validate `model_dir/config.json` (without touching the weights)."""
     model_dir = Path(model_dir)
@@ -124,7 +138,7 @@ def read_model_config(model_dir: str | os.PathLike) -> dict:
                              f"{WEIGHTS_FILE} and {CONFIG_FILE} (e.g. runs/<run>/model).")
     if not model_dir.is_dir():
         raise ModelLoadError(f"{model_dir}: is a file; expected a model folder holding {WEIGHTS_FILE} "
-                             f"and {CONFIG_FILE}. Pass its parent folder.")
+                             f"and {CONFIG_FILE}. {_model_folder_hint(model_dir)}")
     missing = [name for name in (CONFIG_FILE, WEIGHTS_FILE) if not (model_dir / name).is_file()]
     if missing:
         raise ModelLoadError(f"{model_dir}: missing {' and '.join(missing)}; a model folder needs both "
