@@ -31,9 +31,9 @@ from inpaintseg.inference.predictor import Predictor
 from inpaintseg.metrics import image_score
 from inpaintseg.progress import progress_bar
 
-# Listing problems of an images folder that prediction tolerates: stray non-image entries are skipped (and
-# named); 0-byte files and broken symbolic links go through like any undecodable image (named at the end).
-TOLERATED_PROBLEM_KINDS = ("not_image", "empty_file", "broken_link")
+# Listing problems of an images folder that prediction tolerates: stray non-image entries and special files
+# (FIFO, device node: never opened) are skipped (and named); 0-byte files and broken symbolic links go through like any undecodable image (named at the end).
+TOLERATED_PROBLEM_KINDS = ("not_image", "empty_file", "broken_link", "special_file")
 SCORES_HEADER = ("ImageId", "score", "manipulated_fraction", "predicted_label")
 PENDING_WRITES = 16
 WRITER_THREADS = 2  # RLE, score, PNG encode + fsync per image: two halve the tail after the last batch
@@ -77,7 +77,7 @@ def list_images(images_dir: str | os.PathLike) -> tuple[list[Path], list[str]]:
     if not scan.samples:
         raise DataError(f"{images_dir}: no image files to predict (supported: {', '.join(io.IMAGE_EXTENSIONS)}). "
                         "Point --images at the folder that holds the test images.")
-    notes = [p.message() for p in scan.problems if p.kind == "not_image"]
+    notes = [p.message() for p in scan.problems if p.kind in ("not_image", "special_file")]
     broken = [p for p in scan.broken if io.is_image_file(p)]  # named as failures when read
     return sorted([s.image_path for s in scan.samples] + broken, key=lambda p: (p.stem, p.name)), notes
 
