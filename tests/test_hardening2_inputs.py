@@ -8,8 +8,8 @@ import os
 import threading
 
 import pytest
-
 from conftest import export_tiny_model
+
 from inpaintseg import cli
 from inpaintseg.errors import DataError, OutputError
 
@@ -24,7 +24,7 @@ def predict(images, model, *args: str) -> int:
     return cli.main(["predict", "--quiet", "--threads", "1", "--model", str(model), "--images", str(images), *args])
 
 
-def no_hang(func, seconds: float = float(os.environ.get("HANG_SECONDS", 60))):
+def no_hang(func, seconds: float = float(os.environ.get("HANG_SECONDS", "60"))):
     """Run `func` in a thread; fail (instead of hanging the suite) when it has not returned in time."""
     box = {}
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 import os
 
 import pytest
-
 from conftest import export_tiny_model
+
 from inpaintseg import cli, io
 from inpaintseg.errors import OutputError
 
