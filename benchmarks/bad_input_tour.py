@@ -18,6 +18,7 @@ import json
 import os
 import shutil
 import signal
+import stat
 import struct
 import subprocess
 import sys
@@ -306,11 +307,16 @@ def tour_round2(work: Path, model: Path) -> None:
     pred = ["predict", "--quiet", "--threads", "1", "--model", str(model), "--images", str(images)]
 
     # 1 an output path that is not a regular file
-    fifo, link = r2 / "fifo.csv", r2 / "link.csv"
+    fifo, link, device = r2 / "fifo.csv", r2 / "link.csv", r2 / "device.csv"
     os.mkfifo(fifo)
     os.symlink(r2 / "elsewhere.csv", link)
-    for label, target, kept in (("a FIFO", fifo, fifo.is_fifo), ("a symlink", link, link.is_symlink),
-                                ("/dev/full", Path("/dev/full"), Path("/dev/full").is_char_device)):
+    cases = [("a FIFO", fifo, fifo.is_fifo), ("a symlink", link, link.is_symlink)]
+    try:  # a device node of our own with /dev/full's numbers: the machine's own is never put at risk
+        os.mknod(device, 0o666 | stat.S_IFCHR, os.makedev(1, 7))
+        cases.append(("a device node (1, 7 = /dev/full)", device, device.is_char_device))
+    except OSError:
+        print("SKIP  R2 1 predict --submission DEVICE: cannot create a device node here (needs root)")
+    for label, target, kept in cases:
         check(f"R2 1 predict --submission {label}", cli(*pred, "--submission", str(target)), 2,
               contains="not a regular file", extra=kept() and not (r2 / "elsewhere.csv").exists())
     check("R2 1 predict --submission - (no file named '-')", subprocess.run(

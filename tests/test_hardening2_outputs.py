@@ -5,6 +5,7 @@ All checked before any work. Tiny inputs: three 32x32 images and a width-4 model
 from __future__ import annotations
 
 import os
+import stat
 
 import pytest
 from conftest import export_tiny_model
@@ -28,14 +29,18 @@ def predict(images, model, *args: str) -> int:
 @pytest.mark.parametrize("kind", ["fifo", "symlink", "device"])
 def test_a_special_submission_path_is_refused_and_kept(setup, capsys, kind):
     images, model, tmp = setup
+    target = str(tmp / "special.csv")
     if kind == "device":
-        target = "/dev/null"  # a character device every Linux has; writing it as root would destroy the node
+        # A device node of our own (the null device's numbers), never /dev/null itself: on code without the
+        # check, run as root, the atomic rename would replace the machine's /dev/null with a regular file.
+        try:
+            os.mknod(target, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+        except (PermissionError, OSError):
+            pytest.skip("cannot create a device node here (needs root or CAP_MKNOD)")
+    elif kind == "fifo":
+        os.mkfifo(target)
     else:
-        target = str(tmp / "special.csv")
-        if kind == "fifo":
-            os.mkfifo(target)
-        else:
-            os.symlink(tmp / "elsewhere.csv", target)
+        os.symlink(tmp / "elsewhere.csv", target)
     before = os.lstat(target)
     assert predict(images, model, "--submission", target) == 2
     err = capsys.readouterr().err
