@@ -382,16 +382,18 @@ def tour_round2(work: Path, model: Path) -> None:
           str(r2 / "latin.csv")), 2, contains="not valid UTF-8", extra=not list(r2.glob("latin.csv*")))
     full = r2 / "full"
     full.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8k", "tmpfs", str(full)], capture_output=True, check=False).returncode:
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4k", "tmpfs", str(full)], capture_output=True,
+                      check=False).returncode:
         print("SKIP  R2 6 disk full during predict: cannot mount a small tmpfs here")
     else:
         try:
             big = r2 / "big"
             big.mkdir()
-            for i in range(6):
-                cv2.imwrite(str(big / f"b{i}.png"), np.random.default_rng(i).integers(0, 256, (64, 64, 3), np.uint8))
-            check("R2 6 disk full during predict (8 KB tmpfs)", cli(*pred[:-1], str(big), "--submission",
-                  str(full / "s.csv")), 2, contains="disk is full")
+            for i in range(300):  # ~35 bytes per part-file row: the part file itself fills the 4 KB disk
+                cv2.imwrite(str(big / f"b{i:03d}.png"), np.random.default_rng(i).integers(0, 256, (16, 16, 3),
+                                                                                       np.uint8))
+            check("R2 6 disk full during predict (part file on a 4 KB tmpfs)", cli(*pred[:-1], str(big),
+                  "--submission", str(full / "s.csv")), 2, contains="disk is full")
         finally:
             subprocess.run(["umount", str(full)], capture_output=True, check=False)
     blocker = r2 / "blocker"
@@ -430,7 +432,7 @@ def tour_round2(work: Path, model: Path) -> None:
     check("R2 8 report --out inside --images names --out", proc, 2, contains="--out",
           extra="--submission" not in proc.stderr)
     ckpt = model.parent / "checkpoints" / "last.ckpt"
-    check("R2 8 --model RUN/checkpoints/last.ckpt points at RUN/model", cli(*pred[:4], str(ckpt), *pred[5:],
+    check("R2 8 --model RUN/checkpoints/last.ckpt points at RUN/model", cli(*pred[:5], str(ckpt), *pred[6:],
           "--submission", str(r2 / "c.csv")), 2, contains=f"Pass the model folder {model}")
     proc = python_code(f"import inpaintseg, numpy as np\nm = inpaintseg.load_model({str(model)!r}, device='cpu')\n"
                        "try:\n    m.predict(np.zeros((8, 8, 3), np.uint8), tta='rot')\n"
