@@ -1,7 +1,10 @@
-"""The bad-input tour of issue 11: every case through the real CLI (a subprocess each), checking the exit code,
-that stderr holds no traceback, and that no input file was changed.
+"""The bad-input tour of issues 11 and 26: every case through the real CLI (a subprocess each), checking the exit
+code, that stderr holds no traceback, and that no input file was changed. Round 2 (issue 26; cases "R2 <item>")
+adds outputs that are special files or clobber the model / an input / another output, count flags that would
+exhaust the machine, special files and non-UTF-8 names among the inputs, a full disk during predict, silent
+wrong data and misleading messages.
 
-    python benchmarks/bad_input_tour.py [--keep DIR]
+    python benchmarks/bad_input_tour.py [--keep DIR] [--round 1|2|all]
 
 Prints one line per case (PASS/FAIL, exit code, the first line of the message) and a summary; exits 1 when a
 case fails. Everything is tiny (32x32 images, a width-4 network); about two minutes on 2 CPU cores.
@@ -15,6 +18,7 @@ import json
 import os
 import shutil
 import signal
+import stat
 import struct
 import subprocess
 import sys
@@ -110,8 +114,15 @@ def interrupt(args: list[str], wait_for, timeout: float = 120) -> subprocess.Pop
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
-def tour(work: Path) -> None:
+def tour(work: Path, rounds: str = "all") -> None:
     model = model_folder(work)
+    if rounds in ("2", "all"):
+        tour_round2(work, model)
+    if rounds in ("1", "all"):
+        tour_round1(work, model)
+
+
+def tour_round1(work: Path, model: Path) -> None:
     data = dataset(work / "data")
     images, truth = data / "test" / "images", data / "test" / "masks"
     snap = digest(data)
@@ -270,15 +281,192 @@ def tour(work: Path) -> None:
     check("12 Ctrl-C in predict with CRF workers", proc, 130, contains="interrupted")
 
 
+def no_hang(name: str, *args: str, timeout: int = 120):
+    """`cli(*args)`, or a failed case named `name` when it runs past `timeout` (a hang)."""
+    try:
+        return cli(*args, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        RESULTS.append((name, False, -1, f"hung: no exit within {timeout} s"))
+        print(f"FAIL  hung ({timeout} s)  {name}", flush=True)
+        return None
+
+
+def python_code(code: str, *argv: str) -> subprocess.CompletedProcess:
+    """Run `code` (an API case) in a fresh interpreter, like `cli`."""
+    return subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, OMP_NUM_THREADS="1"), check=False)
+
+
+def tour_round2(work: Path, model: Path) -> None:
+    """Issue 26's cases, worst first (the numbers are the issue's items)."""
+    r2 = work / "r2"
+    r2.mkdir()
+    data = dataset(r2 / "data")
+    images, truth = data / "test" / "images", data / "test" / "masks"
+    snap, model_snap = digest(data), digest(model)
+    pred = ["predict", "--quiet", "--threads", "1", "--model", str(model), "--images", str(images)]
+
+    # 1 an output path that is not a regular file
+    fifo, link, device = r2 / "fifo.csv", r2 / "link.csv", r2 / "device.csv"
+    os.mkfifo(fifo)
+    os.symlink(r2 / "elsewhere.csv", link)
+    cases = [("a FIFO", fifo, fifo.is_fifo), ("a symlink", link, link.is_symlink)]
+    try:  # a device node of our own with /dev/full's numbers: the machine's own is never put at risk
+        os.mknod(device, 0o666 | stat.S_IFCHR, os.makedev(1, 7))
+        cases.append(("a device node (1, 7 = /dev/full)", device, device.is_char_device))
+    except OSError:
+        print("SKIP  R2 1 predict --submission DEVICE: cannot create a device node here (needs root)")
+    for label, target, kept in cases:
+        check(f"R2 1 predict --submission {label}", cli(*pred, "--submission", str(target)), 2,
+              contains="not a regular file", extra=kept() and not (r2 / "elsewhere.csv").exists())
+    check("R2 1 predict --submission - (no file named '-')", subprocess.run(
+        [sys.executable, "-m", "inpaintseg.cli", *pred, "--submission", "-"], capture_output=True, text=True,
+        cwd=r2, env=dict(os.environ, OMP_NUM_THREADS="1"), check=False), 2, extra=not (r2 / "-").exists())
+
+    # 2 outputs over the model or an input
+    check("R2 2 predict --submission MODEL/config.json", cli(*pred, "--submission", str(model / "config.json")), 2,
+          contains="input folder", unchanged=model, before=model_snap)
+    sub = r2 / "sub.csv"
+    cli(*pred, "--submission", str(sub))
+    before = sub.read_bytes() if sub.exists() else b""
+    check("R2 2 evaluate --json = its --submission", cli("evaluate", "--quiet", "--truth", str(truth), "--submission",
+          str(sub), "--json", str(sub)), 2, contains="input file", extra=sub.read_bytes() == before != b"")
+
+    # 3 count flags that exhaust the machine (each must be refused within seconds)
+    for label, args in (("predict --num-devices 1000", [*pred, "--submission", str(r2 / "n.csv"), "--num-devices",
+                                                        "1000"]),
+                        ("predict --threads 100000", [*pred, "--submission", str(r2 / "n.csv"), "--threads", "100000"]),
+                        ("predict --crf-workers 1000", [*pred, "--submission", str(r2 / "n.csv"), "--crf-workers",
+                                                        "1000"]),
+                        ("train --num-devices 1000", ["train", "--data", str(data), "--out", str(r2 / "run1000"),
+                                                      *TINY_TRAIN, "--device", "cpu", "--num-devices", "1000"]),
+                        ("model-info --img-size 1000000", ["model-info", "--img-size", "1000000"]),
+                        ("predict --node-rank 5 --num-nodes 1", [*pred, "--submission", str(r2 / "n.csv"),
+                                                                 "--node-rank", "5"])):
+        start = time.perf_counter()
+        proc = no_hang(f"R2 3 {label}", *args, timeout=180)
+        if proc is not None:
+            check(f"R2 3 {label}", proc, 2, contains="at most" if "rank" not in label else "--node-rank",
+                  extra=time.perf_counter() - start < 120 and not (r2 / "n.csv").exists())
+
+    # 4 two outputs on one path
+    for first, second in (("--submission", "--scores-out"), ("--masks-out", "--probs-out"),
+                          ("--masks-out", "--overlays-out")):
+        same = r2 / f"same{len(RESULTS)}"
+        extra = [] if first == "--submission" else ["--submission", str(r2 / "s4.csv")]
+        check(f"R2 4 predict {first} X {second} X", cli(*pred, first, str(same), second, str(same), *extra), 2,
+              contains="is also", extra=not same.exists())
+
+    # 5 special files among the inputs
+    special = dataset(r2 / "special", n_train=4, n_test=3)
+    os.mkfifo(special / "test" / "images" / "x.png")
+    os.mkfifo(special / "train" / "images" / "y.png")
+    proc = no_hang("R2 5 predict with a FIFO named x.png", *pred[:-1], str(special / "test" / "images"),
+                   "--submission", str(r2 / "f.csv"))
+    if proc is not None:
+        rows = (r2 / "f.csv").read_text().count("\n") - 1 if (r2 / "f.csv").exists() else -1
+        check("R2 5 predict with a FIFO named x.png", proc, 0, contains="x.png (FIFO)", extra=rows == 3)
+    proc = no_hang("R2 5 check-data with FIFOs", "check-data", str(special))
+    if proc is not None:
+        check("R2 5 check-data with FIFOs", proc, 1, contains="y.png (FIFO)", extra="0-byte" not in proc.stdout)
+    proc = python_code(f"import sys, inpaintseg\nm = inpaintseg.load_model({str(model)!r}, device='cpu')\n"
+                       "try:\n    m.predict(sys.argv[1])\nexcept inpaintseg.errors.DataError as e:\n"
+                       "    print('refused:', e); sys.exit(2)", str(special / "test" / "images" / "x.png"))
+    check("R2 5 model.predict(FIFO) refuses without opening it", proc, 2, contains="FIFO")
+
+    # 6 tracebacks left
+    latin = dataset(r2 / "latin", n_train=0, n_test=2)
+    name = os.fsencode(str(latin / "test" / "images")) + b"/caf\xe9.png"
+    shutil.copy(latin / "test" / "images" / "test_01.png", os.fsdecode(name))
+    check("R2 6 predict with a Latin-1 file name", cli(*pred[:-1], str(latin / "test" / "images"), "--submission",
+          str(r2 / "latin.csv")), 2, contains="not valid UTF-8", extra=not list(r2.glob("latin.csv*")))
+    full = r2 / "full"
+    full.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4k", "tmpfs", str(full)], capture_output=True,
+                      check=False).returncode:
+        print("SKIP  R2 6 disk full during predict: cannot mount a small tmpfs here")
+    else:
+        try:
+            big = r2 / "big"
+            big.mkdir()
+            for i in range(300):  # ~35 bytes per part-file row: the part file itself fills the 4 KB disk
+                cv2.imwrite(str(big / f"b{i:03d}.png"), np.random.default_rng(i).integers(0, 256, (16, 16, 3),
+                                                                                       np.uint8))
+            check("R2 6 disk full during predict (part file on a 4 KB tmpfs)", cli(*pred[:-1], str(big),
+                  "--submission", str(full / "s.csv")), 2, contains="disk is full")
+        finally:
+            subprocess.run(["umount", str(full)], capture_output=True, check=False)
+    blocker = r2 / "blocker"
+    blocker.write_text("a file where a folder should be")
+    check("R2 6 report --out under a file", cli("report", str(model.parent), "--images", str(images), "--quiet",
+          "--out", str(blocker / "rep")), 2, contains="cannot write")
+    onnx_model = copy_model(model, r2 / "onnx_model")
+    proc = cli("export", "--model", str(onnx_model), "--opset", "999")
+    check("R2 6 export --opset 999 (nothing on stdout)", proc, 2, contains="--opset", extra=proc.stdout == "")
+    check("R2 also export --int8 BAD writes nothing", cli("export", "--model", str(onnx_model), "--int8",
+          str(r2 / "nowhere")), 2, extra=not (onnx_model / "model.onnx").exists())
+
+    # 7 silent wrong data
+    stray = dataset(r2 / "stray", n_train=8, n_test=2)
+    mask = np.zeros((32, 32), np.uint8)
+    mask[4:20, 6:18] = 1
+    mask[0, 0] = 2
+    cv2.imwrite(str(stray / "train" / "masks" / "train_01.png"), mask)
+    check("R2 7 train with a 0/1 mask holding a stray 2 warns", cli("train", "--data", str(stray), "--out",
+          str(r2 / "stray_run"), *TINY_TRAIN), 0, contains="train_01.png: its non-zero values all read as 0")
+    square = np.zeros((32, 32), np.uint8)
+    square[4:20, 2:24] = 255
+    (r2 / "tr").mkdir()
+    cv2.imwrite(str(r2 / "tr" / "a.png"), square)
+    from inpaintseg.rle import write_submission
+
+    write_submission(r2 / "kaggle.csv", {"a": square // 255}, order="F")
+    check("R2 7 evaluate a column-major submission read row-major warns", cli(
+          "evaluate", "--quiet", "--truth", str(r2 / "tr"), "--submission", str(r2 / "kaggle.csv")), 0,
+          contains="--rle-order column")
+
+    # 8 misleading messages
+    check("R2 8 train --out DATA/train names the dataset", cli("train", "--data", str(data), "--out",
+          str(data / "train"), *TINY_TRAIN), 2, contains="holds the input folder", unchanged=data, before=snap)
+    proc = cli("report", str(model.parent), "--images", str(images), "--quiet", "--out", str(images / "rep"))
+    check("R2 8 report --out inside --images names --out", proc, 2, contains="--out",
+          extra="--submission" not in proc.stderr)
+    ckpt = model.parent / "checkpoints" / "last.ckpt"
+    check("R2 8 --model RUN/checkpoints/last.ckpt points at RUN/model", cli(*pred[:5], str(ckpt), *pred[6:],
+          "--submission", str(r2 / "c.csv")), 2, contains=f"Pass the model folder {model}")
+    proc = python_code(f"import inpaintseg, numpy as np\nm = inpaintseg.load_model({str(model)!r}, device='cpu')\n"
+                       "try:\n    m.predict(np.zeros((8, 8, 3), np.uint8), tta='rot')\n"
+                       "except inpaintseg.errors.ConfigError as e:\n    print(e); raise SystemExit(2)")
+    check("R2 8 m.predict(img, tta='rot') names tta", proc, 2, contains="tta (--tta) must be one of",
+          extra="config.json" not in proc.stdout)
+    proc = no_hang("R2 8 serve --host 256.1.1.1", "serve", "--model", str(model), "--host", "256.1.1.1",
+                   "--threads", "1")
+    if proc is not None:
+        check("R2 8 serve --host 256.1.1.1 blames the host", proc, 2, contains="--host 256.1.1.1",
+              extra="--port" not in proc.stderr or "fastapi" in proc.stderr)
+    big_images = r2 / "many"
+    big_images.mkdir()
+    for i in range(40):
+        cv2.imwrite(str(big_images / f"m{i:02d}.png"), np.random.default_rng(i).integers(0, 256, (128, 128, 3),
+                                                                                        dtype=np.uint8))
+    part = r2 / "ctrl.csv.part"
+    proc = interrupt(["predict", "--threads", "1", "--batch-size", "1", "--model", str(model), "--images",
+                      str(big_images), "--submission", str(r2 / "ctrl.csv"), "--tta", "d4"],
+                     lambda: part.exists() and part.read_text().count("\n") >= 4)
+    check("R2 8 Ctrl-C in predict gives the --resume hint", proc, 130, contains="--resume")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--keep", type=Path, help="work in this folder and keep it (default: a temp folder)")
+    parser.add_argument("--round", choices=("1", "2", "all"), default="all",
+                        help="which cases: issue 11's (1), issue 26's (2) or both (default)")
     args = parser.parse_args()
     work = args.keep or Path(tempfile.mkdtemp(prefix="inpaintseg-tour-"))
     work.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     try:
-        tour(work)
+        tour(work, args.round)
     finally:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)

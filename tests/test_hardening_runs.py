@@ -42,7 +42,11 @@ def cli_run(argv):
 
 @pytest.fixture(autouse=True)
 def restore_sigint():
+    """Each test starts with Ctrl-C raising KeyboardInterrupt (Python's default in a terminal), whatever the
+    suite inherited: started in the background (`make test > log &`, nohup), SIGINT is ignored and the Ctrl-C
+    test saw its ignored state restored instead of the handler it checks for."""
     handler = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     yield
     signal.signal(signal.SIGINT, handler)
 

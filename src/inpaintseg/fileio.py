@@ -125,6 +125,10 @@ def _check_openable(path: Path) -> None:
         raise DataError(f"{path}: cannot be read ({exc.strerror}). Check its permissions.") from None
     if path.is_dir():
         raise DataError(f"{path}: is a folder, expected an image file.")
+    kind = special_input_kind(path)
+    if kind is not None:
+        raise DataError(f"{path}: is {kind}, not a regular file; it was not opened (reading it could block "
+                        "forever). Remove it or replace it with the image file.")
 
 
 def _decode(path: Path, max_pixels: int | None = None) -> np.ndarray:
@@ -281,14 +285,61 @@ def write_error_message(path: str | os.PathLike, exc: OSError) -> str:
     return f"{path}: cannot write there ({why})."
 
 
+def _mode_kind(mode: int) -> str | None:
+    """"a FIFO (named pipe)", "a device node", "a socket" for such a file mode; None for a file or folder."""
+    import stat
+
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device node"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return None
+
+
+def special_kind(path: str | os.PathLike) -> str | None:
+    """What an existing path is when it is neither a regular file nor a folder ("a symbolic link (to X)",
+    "a FIFO (named pipe)", "a device node", "a socket"); None for a regular file, a folder or no such path.
+    The link itself is looked at (lstat): an atomic rename would replace the link, not what it points to."""
+    import stat
+
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return None
+    if stat.S_ISLNK(mode):
+        return f"a symbolic link (to {os.readlink(path)})"
+    return _mode_kind(mode)
+
+
+def special_input_kind(path: str | os.PathLike) -> str | None:
+    """What an input path is (links followed) when it is a FIFO, device node or socket: reading one may block
+    forever (a FIFO) or never end (/dev/zero), so such a file is named and skipped, never opened."""
+    try:
+        return _mode_kind(os.stat(path).st_mode)
+    except OSError:
+        return None
+
+
+def special_output_message(path: str | os.PathLike, kind: str) -> str:
+    return (f"{path}: is {kind}, not a regular file; writing the output would replace it with a regular file. "
+            "Remove it or choose another path.")
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success it replaces `path` atomically.
 
     On an exception the temporary file is removed and `path` is left as it was; an OSError (disk full,
     permissions, a file where a folder should be) becomes an `OutputError` naming `path` and the fix.
+    An existing `path` that is not a regular file (a symbolic link, a FIFO, a device node) is refused:
+    the rename would replace it (run as root, ``/dev/full`` would lose its device node).
     """
     path = Path(path)
+    kind = special_kind(path)
+    if kind is not None:
+        raise OutputError(special_output_message(path, kind))
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -161,9 +161,12 @@ def check_new_run_dir(run_dir: Path) -> None:
     if run_dir.is_dir() and is_unstarted_run(run_dir):
         return
     if run_dir.is_dir() and any(run_dir.iterdir()):
-        hint = (f"continue it with `--resume {run_dir}`" if (run_dir / CONFIG_FILE).exists()
-                else "empty it")
-        raise ConfigError(f"out: {run_dir} already holds files; {hint}, or choose another --out for a new run.")
+        if (run_dir / CONFIG_FILE).exists():
+            raise ConfigError(f"out: {run_dir} already holds files; continue it with `--resume {run_dir}`, or "
+                              "choose another --out for a new run.")
+        # Not "empty it": the folder may hold anything (a dataset, a home folder); a run wants its own folder.
+        raise ConfigError(f"out: {run_dir} already holds files that are not a run's; choose a new (or empty) "
+                          "folder as --out for a new run, e.g. runs/my-run.")
 
 
 @dataclass(frozen=True)

@@ -108,6 +108,10 @@ def check_topology(devices: int, num_nodes: int, node_rank: int, device: str) ->
         if devices > torch.cuda.device_count():
             raise ConfigError(f"--num-devices {devices}: this node has {torch.cuda.device_count()} CUDA GPU(s). "
                               "Lower --num-devices.")
+    else:  # CPU processes: bounded by the cores and memory (--num-devices 1000 once spawned hundreds)
+        from inpaintseg.runtime import check_count
+
+        check_count("--num-devices", devices, processes=True)
     if num_nodes == 1:
         return "127.0.0.1", str(free_port())
     missing = [k for k in ("MASTER_ADDR", "MASTER_PORT") if not os.environ.get(k)]
@@ -143,7 +147,7 @@ def predict_sharded(model, images: ImageInputs, out=None, masks_out=None, probs_
         require_pydensecrf()
     rle.rle_order_code(rle_order)  # a bad order: an error now, in the launcher
     check_output_paths(out, masks_out, probs_out, scores_out, overlays_out, inputs=images.paths,
-                       folders=images.folders)
+                       folders=images.folders, model_dir=model.source)
     settings = run_settings(model, post, masks_out, probs_out, overlays_out, rle_order)
     if resume:
         journal.load_parts(target, settings)  # settings mismatch: an error now, in the launcher

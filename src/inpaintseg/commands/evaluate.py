@@ -72,9 +72,9 @@ def run(args: argparse.Namespace) -> int:
 
     from inpaintseg.evaluation.evaluate import evaluate, format_table
     from inpaintseg.fileio import atomic_write_text
-    from inpaintseg.outputs import check_output_file
+    from inpaintseg.outputs import check_outputs
 
-    check_output_file(args.json, "--json", [d for d in (args.truth, args.pred, args.probs) if d])
+    check_outputs({"--json": args.json}, inputs=(args.truth, args.pred, args.probs, args.submission, args.meta))
     score_threshold, source = choose_score_threshold(args)
     if args.probs:
         print(f"evaluate: image threshold {score_threshold:g} ({source})", file=sys.stderr)

@@ -42,6 +42,10 @@ def run(args: argparse.Namespace) -> int:
     from inpaintseg.model.onnx_export import export_onnx
     from inpaintseg.runtime import tune_cpu_runtime
 
+    if args.int8:  # a bad --int8 value is refused before model.onnx is written
+        from inpaintseg.inference.quantize import calibration_paths
+
+        calibration_paths(args.int8)
     tune_cpu_runtime(args.threads)
     result = export_onnx(args.model, opset=args.opset, threads=args.threads)
     print(f"export: wrote {result.describe()}")

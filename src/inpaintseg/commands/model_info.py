@@ -49,6 +49,11 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from inpaintseg.model import ARCH_NAME, build_model, count_parameters, model_flops, stage_summary
+    from inpaintseg.runtime import FORWARD_BYTES_PER_PIXEL_CHANNEL, check_image_side
+
+    # The FLOPs are counted on a real forward pass: its memory grows with the image (1000000 asked for 12 TB).
+    check_image_side("--img-size", args.img_size, (args.base_channels + args.in_channels)
+                     * FORWARD_BYTES_PER_PIXEL_CHANNEL, "the forward pass that counts the FLOPs")
 
     if args.model is not None:
         return _run_folder(args)

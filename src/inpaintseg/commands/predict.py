@@ -120,6 +120,30 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
+def check_counts(args: argparse.Namespace) -> None:
+    """The count flags against this machine's bounds (`runtime.check_count`) and --node-rank against --num-nodes,
+    before the model is loaded (the process count is checked again where the processes start)."""
+    from inpaintseg.errors import ConfigError
+    from inpaintseg.runtime import check_count
+
+    check_count("--threads", args.threads)
+    check_count("--crf-workers", args.crf_workers, processes=True)
+    if not 0 <= args.node_rank < args.num_nodes:
+        raise ConfigError(f"--node-rank must lie in 0..{args.num_nodes - 1} for --num-nodes {args.num_nodes}, "
+                          f"got {args.node_rank}.")
+
+
+def resume_hint(args: argparse.Namespace) -> str:
+    """What Ctrl-C prints: where the finished rows are and the command that continues (cli.run_guarded)."""
+    from inpaintseg.inference import journal
+
+    target = journal.part_target(args.submission, args.scores_out)
+    if target is None or not journal.part_files(target):
+        return "nothing was saved; run the command again"
+    return (f"the images finished so far are saved in {journal.part_path(target)}; run the same command with "
+            "--resume to continue (only the remaining images are predicted)")
+
+
 def run(args: argparse.Namespace) -> int:
     from inpaintseg.api import load_model
     from inpaintseg.errors import name_list
@@ -129,6 +153,7 @@ def run(args: argparse.Namespace) -> int:
     from inpaintseg.runtime import tune_cpu_runtime
 
     # Every check that can fail happens before any work.
+    check_counts(args)
     precision = args.precision
     if args.resume:  # `auto` resumes at the interrupted run's precision
         precision = journal.resumed_precision(journal.part_target(args.submission, args.scores_out), precision)
@@ -139,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
     post = model.postprocess(threshold=args.threshold, tta=args.tta, crf=args.crf,
                              score_threshold=args.score_threshold)
     check_output_paths(args.submission, args.masks_out, args.probs_out, args.scores_out, args.overlays_out,
-                       inputs=paths, folders=inputs.folders)
+                       inputs=paths, folders=inputs.folders, model_dir=args.model)
     processes = args.num_devices * args.num_nodes
     runtime = tune_cpu_runtime(args.threads) if model.device == "cpu" and processes == 1 else {}
 
@@ -162,16 +187,19 @@ def run(args: argparse.Namespace) -> int:
                    scores_out=args.scores_out, threshold=args.threshold, tta=args.tta, crf=args.crf,
                    crf_workers=args.crf_workers, overlays_out=args.overlays_out,
                    score_threshold=args.score_threshold, rle_order=args.rle_order, resume=args.resume)
-    if processes > 1:
-        from inpaintseg.sharding import predict_sharded
+    try:
+        if processes > 1:
+            from inpaintseg.sharding import predict_sharded
 
-        result = predict_sharded(model, inputs, devices=args.num_devices, num_nodes=args.num_nodes,
-                                 node_rank=args.node_rank, threads=args.threads, **options)
-        if result is None:
-            log(f"predict: node {args.node_rank} finished its shards; node 0 merges {args.submission}")
-            return 0
-    else:
-        result = predict_folder(model, inputs, **options)
+            result = predict_sharded(model, inputs, devices=args.num_devices, num_nodes=args.num_nodes,
+                                     node_rank=args.node_rank, threads=args.threads, **options)
+            if result is None:
+                log(f"predict: node {args.node_rank} finished its shards; node 0 merges {args.submission}")
+                return 0
+        else:
+            result = predict_folder(model, inputs, **options)
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(resume_hint(args)) from None
     for note in result.notes:
         log(f"predict: {note}")
     n = len(result.encoded)

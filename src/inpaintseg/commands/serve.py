@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         raise InpaintsegError(f"serve needs the optional extra 'serve' ({exc.name} is not installed): "
                               "pip install 'inpaintseg[serve]' (make installs it).") from None
     from inpaintseg.api import load_model
-    from inpaintseg.runtime import tune_cpu_runtime
+    from inpaintseg.runtime import check_count, tune_cpu_runtime
     from inpaintseg.service import ServiceSettings, serve
     from inpaintseg.service.server import warm_up
 
@@ -78,6 +78,8 @@ def run(args: argparse.Namespace) -> int:
                                max_upload_mb=args.max_upload_mb, max_pixels=args.max_pixels,
                                token=args.token or os.environ.get(TOKEN_ENV) or None,
                                cors_origins=tuple(args.cors_origin))
+    check_count("--workers", args.workers)  # threads, each holding a prediction's memory
+    check_count("--threads", args.threads)
     model = load_model(args.model, device=args.device)
     runtime = tune_cpu_runtime(args.threads) if model.device == "cpu" else {}
     post = model.postprocess()

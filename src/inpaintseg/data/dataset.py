@@ -14,7 +14,7 @@ import numpy as np
 
 from inpaintseg.data.pairing import Sample, pair_files
 from inpaintseg.errors import DataError, name_list
-from inpaintseg.fileio import read_image, read_mask
+from inpaintseg.fileio import read_image, read_mask_checked
 
 
 def check_mask_size(sample: Sample, image_shape: tuple[int, ...], mask_shape: tuple[int, ...]) -> None:
@@ -32,9 +32,32 @@ def load_sample(sample: Sample) -> tuple[np.ndarray, np.ndarray | None]:
     image = read_image(sample.image_path)
     if sample.mask_path is None:
         return image, None
-    mask = read_mask(sample.mask_path)
+    mask, note = read_mask_checked(sample.mask_path)
+    if note:
+        warn_empty_read(sample.mask_path, note)
     check_mask_size(sample, image.shape, mask.shape)
     return image, mask
+
+
+_WARNED: set[Path] = set()
+WARN_LIMIT = 5  # per process; then one line pointing at check-data, which lists them all
+
+
+def warn_empty_read(path: Path, note: str) -> None:
+    """Say (once per file, at most WARN_LIMIT files per process) that a mask with non-zero values reads as
+    empty (e.g. a 0/1 mask with a stray 2 is read 0/255-style: nothing >= 128): it trains as "nothing inpainted"."""
+    import sys
+
+    if path in _WARNED:
+        return
+    _WARNED.add(path)
+    if len(_WARNED) <= WARN_LIMIT:
+        print(f"warning: {path}: its non-zero values all read as 0 ({note}), so it counts as an empty mask (nothing "
+              "inpainted). Store masks as 0/255 or 0/1 (a pixel is manipulated at >= 128 of 255, or at 1 in a 0/1 "
+              "mask).", file=sys.stderr, flush=True)
+    elif len(_WARNED) == WARN_LIMIT + 1:
+        print(f"warning: more masks read as empty; `inpaintseg check-data {path.parent.parent.parent}` lists every "
+              "one.", file=sys.stderr, flush=True)
 
 
 def select_stems(samples: Sequence[Sample], stems: Sequence[str], where: str) -> list[Sample]:

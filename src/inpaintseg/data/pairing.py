@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from inpaintseg.errors import DataError, name_list
-from inpaintseg.fileio import IMAGE_EXTENSIONS, is_hidden, is_image_file
+from inpaintseg.fileio import IMAGE_EXTENSIONS, is_hidden, is_image_file, special_input_kind
 
 
 # DATA/train/originals/: the untouched original of each training image, same stems (optional; paired batches)
@@ -24,7 +24,7 @@ ORIGINALS_FOLDER = "originals"
 SYSTEM_JUNK_NAMES = frozenset({"thumbs.db", "desktop.ini"})
 PROBLEM_KINDS = ("missing_folder", "not_a_folder", "empty_folder", "not_image", "empty_file", "duplicate_stem",
                  "image_without_mask", "mask_without_image", "unreadable", "size_mismatch", "broken_link",
-                 "too_large", "odd_mask_values")
+                 "too_large", "odd_mask_values", "special_file")
 
 
 @dataclass(frozen=True)
@@ -91,10 +91,14 @@ def _list_folder(folder: Path, role: str) -> tuple[dict[str, Path], set[str], li
         return {}, set(), [Problem("unreadable", f"{role} folder cannot be listed ({exc.strerror})", str(folder), (),
                                    "check the folder's permissions")], []
     by_stem: dict[str, list[Path]] = {}
-    not_images, empty_files, broken = [], [], []
+    not_images, empty_files, broken, special = [], [], [], []
     for path in entries:
         if path.is_symlink() and not path.exists():  # exists() follows the link: False when broken or a loop
             broken.append(path)
+            continue
+        kind = special_input_kind(path)  # a FIFO would hang the reader; never opened, and not "0 bytes"
+        if kind is not None:
+            special.append(f"{path.name} ({kind.split(' (')[0].removeprefix('a ')})")
             continue
         if path.is_dir() or not is_image_file(path):
             not_images.append(path.name)
@@ -113,6 +117,9 @@ def _list_folder(folder: Path, role: str) -> tuple[dict[str, Path], set[str], li
     if empty_files:
         problems.append(Problem("empty_file", "empty (0-byte) files", str(folder), tuple(empty_files),
                                 "re-export or remove them"))
+    if special:
+        problems.append(Problem("special_file", "special files (FIFO, device node or socket; not opened)",
+                                str(folder), tuple(special), "remove them or replace them with image files"))
     if broken:
         problems.append(Problem("broken_link", "broken symbolic links (target missing, or a link loop)", str(folder),
                                 tuple(p.name for p in broken), "repair the links or remove them"))

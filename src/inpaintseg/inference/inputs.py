@@ -67,7 +67,7 @@ def unique_ids(paths: list[Path], ids: list[str]) -> ImageInputs:
 
 def _walk(root: Path) -> tuple[list[Path], list[str], list[str], list[Path]]:
     """Image files under `root` (not following folder links), their ids, notes on skipped entries, folders."""
-    paths, ids, skipped, folders, linked = [], [], [], [root], []
+    paths, ids, skipped, folders, linked, special = [], [], [], [root], [], []
     pending = [root]
     while pending:
         folder = pending.pop()
@@ -84,6 +84,8 @@ def _walk(root: Path) -> tuple[list[Path], list[str], list[str], list[Path]]:
                 folders.append(path)
             elif entry.is_dir():  # a link to a folder: not entered (loops, and files counted twice)
                 linked.append(str(path.relative_to(root)))
+            elif fileio.special_input_kind(path) is not None:  # a FIFO would hang the reader: never opened
+                special.append(str(path.relative_to(root)))
             elif fileio.is_image_file(path):  # broken links and 0-byte files are kept: named as failures when read
                 relative = path.relative_to(root)
                 ids.append(ID_SEPARATOR.join((*relative.parent.parts, path.stem)))
@@ -93,13 +95,38 @@ def _walk(root: Path) -> tuple[list[Path], list[str], list[str], list[Path]]:
     notes = []
     if skipped:
         notes.append(f"entries that are not image files ({len(skipped)}) under {root}: {name_list(skipped)}")
+    if special:
+        notes.append(f"special files (FIFO, device node or socket; not opened) ({len(special)}) under {root}: "
+                     f"{name_list(special)}")
     if linked:
         notes.append(f"links to folders, not entered ({len(linked)}) under {root}: {name_list(linked)}")
     return paths, ids, notes, folders
 
 
+def check_utf8_ids(found: ImageInputs) -> ImageInputs:
+    """`found`, or a DataError naming every file whose ImageId is not valid UTF-8 (a file name in another
+    encoding, e.g. Latin-1 bytes): the submission, part and scores files are UTF-8 CSVs, and writing such a name
+    there would either crash or produce a CSV that no reader accepts. Checked before any work."""
+    bad = []
+    for path, image_id in zip(found.paths, found.ids):
+        try:
+            image_id.encode("utf-8")
+        except UnicodeEncodeError:
+            bad.append(os.fsencode(path).decode("utf-8", "backslashreplace"))
+    if bad:
+        raise DataError(f"{len(bad)} file name(s) are not valid UTF-8, so their ImageIds cannot be written to the "
+                        f"UTF-8 submission CSV: {name_list(bad)}. Rename them to UTF-8 names (e.g. `convmv -f "
+                        "latin1 -t utf-8 --notest FILE`) or move them out of the input, then run again.")
+    return found
+
+
 def resolve_images(spec: str | os.PathLike, recursive: bool = False) -> ImageInputs:
-    """The images `spec` names (a folder, one image file or a glob pattern), sorted by ImageId."""
+    """The images `spec` names (a folder, one image file or a glob pattern), sorted by ImageId; file names that
+    are not valid UTF-8 are refused (`check_utf8_ids`)."""
+    return check_utf8_ids(_resolve(spec, recursive))
+
+
+def _resolve(spec: str | os.PathLike, recursive: bool) -> ImageInputs:
     from inpaintseg.inference.pipeline import list_images
 
     path = Path(spec)
@@ -113,6 +140,10 @@ def resolve_images(spec: str | os.PathLike, recursive: bool = False) -> ImageInp
                             f"{', '.join(fileio.IMAGE_EXTENSIONS)}). Point --images at the folder that holds them.")
         found = unique_ids(paths, ids)
         return ImageInputs(found.paths, found.ids, notes, folders, "recursive")
+    kind = fileio.special_input_kind(path)
+    if kind is not None:
+        raise DataError(f"{path}: is {kind}, not an image file; it was not opened. Pass an image, a folder of "
+                        "images or a glob pattern.")
     if path.is_file() or (path.is_symlink() and not is_glob(str(spec))):
         if not fileio.is_image_file(path):
             raise DataError(f"{path}: not an image file (supported: {', '.join(fileio.IMAGE_EXTENSIONS)}). Pass an "
@@ -120,7 +151,8 @@ def resolve_images(spec: str | os.PathLike, recursive: bool = False) -> ImageInp
         return ImageInputs([path], [path.stem], [], [path.parent], "file")
     if is_glob(str(spec)):
         matches = sorted(Path(m) for m in glob.glob(str(spec), recursive=recursive))
-        images = [m for m in matches if not _ignored(m) and fileio.is_image_file(m) and not m.is_dir()]
+        images = [m for m in matches if not _ignored(m) and fileio.is_image_file(m) and not m.is_dir()
+                  and fileio.special_input_kind(m) is None]
         if not images:
             raise DataError(f"{spec}: the pattern matches no image files ({len(matches)} matches in all; supported: "
                             f"{', '.join(fileio.IMAGE_EXTENSIONS)}). Quote the pattern so the shell passes it unexpanded"
@@ -137,4 +169,4 @@ def from_paths(paths) -> ImageInputs:
     """A caller's list of image paths: ImageId = file stem, unique."""
     paths = [Path(p) for p in paths]
     found = unique_ids(paths, [p.stem for p in paths])
-    return ImageInputs(found.paths, found.ids, [], sorted({p.parent for p in paths}), "list")
+    return check_utf8_ids(ImageInputs(found.paths, found.ids, [], sorted({p.parent for p in paths}), "list"))

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from inpaintseg import fileio, rle
-from inpaintseg.errors import DataError, InpaintsegError, name_list
+from inpaintseg.errors import DataError, InpaintsegError, OutputError, name_list
 
 PART_SUFFIX = ".part"
 MAGIC = "# inpaintseg part file v1 "
@@ -219,17 +219,32 @@ class PartWriter:
 
     def append(self, row: Row) -> None:
         with self._lock:
-            self._writer.writerow(row.fields())
-            self._fh.flush()
-            if time.monotonic() - self._synced > FSYNC_SECONDS:
-                os.fsync(self._fh.fileno())
-                self._synced = time.monotonic()
+            try:
+                self._writer.writerow(row.fields())
+                self._fh.flush()
+                if time.monotonic() - self._synced > FSYNC_SECONDS:
+                    os.fsync(self._fh.fileno())
+                    self._synced = time.monotonic()
+            except OSError as exc:  # disk full, quota: one message naming the part file, not a traceback
+                raise OutputError(self._failed(exc)) from None
 
     def close(self) -> None:
-        if not self._fh.closed:
+        if self._fh.closed:
+            return
+        try:
             self._fh.flush()
             os.fsync(self._fh.fileno())
             self._fh.close()
+        except OSError as exc:
+            try:
+                self._fh.close()
+            except OSError:
+                pass  # the buffered rows cannot be written either; the message below says why
+            raise OutputError(self._failed(exc)) from None
+
+    def _failed(self, exc: OSError) -> str:
+        return (f"{fileio.write_error_message(self.path, exc)} The rows written so far are kept: after freeing space, "
+                "run the same command with --resume to continue.")
 
 
 def write_final(out, scores_out, rows: Mapping[str, Row], scores_text=None) -> None:

@@ -31,9 +31,9 @@ from inpaintseg.inference.predictor import Predictor
 from inpaintseg.metrics import image_score
 from inpaintseg.progress import progress_bar
 
-# Listing problems of an images folder that prediction tolerates: stray non-image entries are skipped (and
-# named); 0-byte files and broken symbolic links go through like any undecodable image (named at the end).
-TOLERATED_PROBLEM_KINDS = ("not_image", "empty_file", "broken_link")
+# Listing problems of an images folder that prediction tolerates: stray non-image entries and special files
+# (FIFO, device node: never opened) are skipped (and named); 0-byte files and broken symbolic links go through like any undecodable image (named at the end).
+TOLERATED_PROBLEM_KINDS = ("not_image", "empty_file", "broken_link", "special_file")
 SCORES_HEADER = ("ImageId", "score", "manipulated_fraction", "predicted_label", "verdict", "false_alarm_rate",
                  "score_threshold")
 PENDING_WRITES = 16
@@ -98,7 +98,7 @@ def list_images(images_dir: str | os.PathLike) -> tuple[list[Path], list[str]]:
     if not scan.samples:
         raise DataError(f"{images_dir}: no image files to predict (supported: {', '.join(fileio.IMAGE_EXTENSIONS)}). "
                         "Point --images at the folder that holds the test images.")
-    notes = [p.message() for p in scan.problems if p.kind == "not_image"]
+    notes = [p.message() for p in scan.problems if p.kind in ("not_image", "special_file")]
     broken = [p for p in scan.broken if fileio.is_image_file(p)]  # named as failures when read
     return sorted([s.image_path for s in scan.samples] + broken, key=lambda p: (p.stem, p.name)), notes
 
@@ -195,17 +195,17 @@ def scores_csv(rows: Sequence[tuple[str, float, float, int]], verdicts: dict | N
 
 
 def check_output_paths(out=None, masks_out=None, probs_out=None, scores_out=None, overlays_out=None,
-                       inputs: Sequence[Path] = (), folders: Sequence[Path] = ()) -> None:
+                       inputs: Sequence[Path] = (), folders: Sequence[Path] = (), model_dir=None) -> None:
     """Fail before any work when an output cannot be written or lies in an input folder: a CSV path that is a
-    folder, a PNG folder path that is a file, an unwritable location, or an output inside the folder of one
-    of the `inputs` image paths or one of `folders` (or the truth masks beside it, in the dataset layout)."""
-    from inpaintseg.outputs import check_output_dir, check_output_file, input_folders
+    folder, a PNG folder path that is a file, an unwritable location, an output inside the folder of one
+    of the `inputs` image paths or one of `folders` (or the truth masks beside it, in the dataset layout) or
+    inside `model_dir`, a path that is a link/FIFO/device, or two outputs on one path (`outputs.check_outputs`)."""
+    from inpaintseg.outputs import check_outputs, input_folders
 
     folders = input_folders(*sorted({Path(p).parent for p in inputs} | {Path(f) for f in folders}))
-    for flag, value in (("--submission", out), ("--scores-out", scores_out)):
-        check_output_file(value, flag, folders)
-    for flag, value in (("--masks-out", masks_out), ("--probs-out", probs_out), ("--overlays-out", overlays_out)):
-        check_output_dir(value, flag, folders)
+    check_outputs({"--submission": out, "--scores-out": scores_out},
+                  {"--masks-out": masks_out, "--probs-out": probs_out, "--overlays-out": overlays_out},
+                  [*folders, model_dir])
 
 
 def _drain(writes: list, keep: int) -> list:
@@ -298,7 +298,8 @@ def predict_folder(model, images: str | os.PathLike | Sequence[Path] | ImageInpu
 
         require_pydensecrf()
     order = rle.rle_order_code(rle_order)
-    check_output_paths(out, masks_out, probs_out, scores_out, overlays_out, inputs=paths, folders=inputs.folders)
+    check_output_paths(out, masks_out, probs_out, scores_out, overlays_out, inputs=paths, folders=inputs.folders,
+                       model_dir=getattr(model, "source", None))
     target = journal.part_target(out, scores_out)
     if resume and target is None:
         raise ConfigError("resume needs a submission or scores file to continue (--submission or --scores-out).")

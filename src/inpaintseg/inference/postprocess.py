@@ -100,6 +100,8 @@ def resolve_postprocess(model_config: dict, tta: str = "auto", crf: str = "auto"
     else:
         sources["tta"] = "--tta"
     if tta not in TTA_CHOICES:
+        if sources["tta"] == "--tta":  # the caller's value, not the model's: name the argument
+            raise ConfigError(f"tta (--tta) must be one of {', '.join(TTA_CHOICES)} or 'auto', got {tta!r}.")
         raise ConfigError(f"model config postprocess.tta is {tta!r}; expected one of {', '.join(TTA_CHOICES)}. "
                           "Pass --tta explicitly or fix config.json.")
     stored_crf = post.get("crf", "off")
@@ -118,6 +120,9 @@ def resolve_postprocess(model_config: dict, tta: str = "auto", crf: str = "auto"
     else:
         sources["crf"] = "--crf" if crf != "off" else "--crf off"
     if crf not in crf_mod.CRF_CHOICES:
+        if sources["crf"].startswith("--crf"):
+            raise ConfigError(f"crf (--crf) must be one of {', '.join(crf_mod.CRF_CHOICES)}, 'on' or 'auto', "
+                              f"got {crf!r}.")
         raise ConfigError(f"model config postprocess.crf is {crf!r}; expected one of "
                           f"{', '.join(crf_mod.CRF_CHOICES)}. Pass --crf explicitly or fix config.json.")
     params = None

@@ -48,25 +48,33 @@ def _masks(session, inputs, threshold: float) -> list[np.ndarray]:
             for x in inputs]
 
 
-def quantize_int8(model_dir: str | os.PathLike, images, threads: int | None = None) -> Int8Export:
-    """Write `model_dir/model.int8.onnx` from its model.onnx, calibrated on `images` (a folder, file or glob,
-    as `predict --images`), or raise InpaintsegError when the int8 masks disagree with fp32 (nothing written)."""
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-
-    from inpaintseg import fileio
+def calibration_paths(images) -> list:
+    """The images int8 calibration reads (at most MAX_IMAGES, evenly spread), or InpaintsegError when `images`
+    names none or fewer than 4; `export --int8` calls it before writing model.onnx, so a bad value writes nothing."""
     from inpaintseg.inference.inputs import resolve_images
-    from inpaintseg.metrics import mask_dice
 
-    start = time.perf_counter()
-    model_dir = Path(model_dir)
-    config = read_model_config(model_dir)
-    source = check_onnx_file(model_dir, config)
     paths = resolve_images(images).paths
     step = max(1, len(paths) // MAX_IMAGES)
     paths = paths[::step][:MAX_IMAGES]
     if len(paths) < 4:
         raise InpaintsegError(f"{images}: int8 calibration needs at least 4 images, found {len(paths)}. Pass a "
                               "folder of typical images (validation or test images).")
+    return paths
+
+
+def quantize_int8(model_dir: str | os.PathLike, images, threads: int | None = None) -> Int8Export:
+    """Write `model_dir/model.int8.onnx` from its model.onnx, calibrated on `images` (a folder, file or glob,
+    as `predict --images`), or raise InpaintsegError when the int8 masks disagree with fp32 (nothing written)."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    from inpaintseg import fileio
+    from inpaintseg.metrics import mask_dice
+
+    start = time.perf_counter()
+    model_dir = Path(model_dir)
+    config = read_model_config(model_dir)
+    source = check_onnx_file(model_dir, config)
+    paths = calibration_paths(images)
     inputs = network_inputs([fileio.read_image(p) for p in paths], config["input"])
     calibration, held_out = inputs[0::2], inputs[1::2]
 

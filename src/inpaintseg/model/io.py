@@ -127,6 +127,20 @@ def model_folder(path: str | os.PathLike) -> Path:
     return path
 
 
+def _model_folder_hint(path: Path) -> str:
+    """Which folder to pass instead of the file `path`: its own folder when that is a model folder, the run's
+    model/ folder for a training checkpoint (RUN/checkpoints/last.ckpt), else the general form."""
+    candidates = [path.parent]
+    if path.suffix == ".ckpt" or path.parent.name == "checkpoints":
+        candidates.insert(0, path.parent.parent / "model")
+    for folder in candidates:
+        if all((folder / name).is_file() for name in (CONFIG_FILE, WEIGHTS_FILE)):
+            return f"Pass the model folder {folder}."
+    what = "a training checkpoint, not a model folder; " if path.suffix == ".ckpt" else ""
+    return (f"This is {what}pass the folder that holds both files (e.g. runs/<run>/model; `inpaintseg train` "
+            "writes it at the end of a run).")
+
+
 def read_model_config(model_dir: str | os.PathLike) -> dict:
     """Read and validate `model_dir/config.json` (without touching the weights); `base` is the shipped model."""
     model_dir = model_folder(model_dir)
@@ -135,7 +149,7 @@ def read_model_config(model_dir: str | os.PathLike) -> dict:
                              f"{WEIGHTS_FILE} and {CONFIG_FILE} (e.g. runs/<run>/model).")
     if not model_dir.is_dir():
         raise ModelLoadError(f"{model_dir}: is a file; expected a model folder holding {WEIGHTS_FILE} "
-                             f"and {CONFIG_FILE}. Pass its parent folder.")
+                             f"and {CONFIG_FILE}. {_model_folder_hint(model_dir)}")
     missing = [name for name in (CONFIG_FILE, WEIGHTS_FILE) if not (model_dir / name).is_file()]
     if missing:
         nearby = sorted(p.parent for p in model_dir.glob(f"*/model/{CONFIG_FILE}"))[:3]

@@ -172,6 +172,16 @@ class OnnxExport:
                 f"parity vs PyTorch, max |probability difference|: {self.max_diff:.2e} ({shapes})")
 
 
+def max_opset() -> int:
+    """The newest opset the installed torch exporter declares (torch 2.13: 23); the default when unknown."""
+    try:
+        from torch.onnx import _constants
+
+        return int(_constants.ONNX_MAX_OPSET)
+    except (ImportError, AttributeError, TypeError, ValueError):  # a private module: fall back, never fail
+        return ONNX_OPSET
+
+
 def export_onnx(model_dir: str | os.PathLike, opset: int = ONNX_OPSET, tolerance: float = PARITY_TOLERANCE,
                 threads: int | None = None) -> OnnxExport:
     """Export `model_dir`'s network to `model_dir/model.onnx` (dynamic batch/height/width), check parity
@@ -181,8 +191,11 @@ def export_onnx(model_dir: str | os.PathLike, opset: int = ONNX_OPSET, tolerance
 
     require_onnx()
     require_onnxruntime()
-    if isinstance(opset, bool) or not isinstance(opset, int) or opset < MIN_OPSET:
-        raise InpaintsegError(f"opset must be an integer >= {MIN_OPSET}, got {opset!r}.")
+    top = max_opset()
+    if isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= top:
+        raise InpaintsegError(f"opset must be an integer from {MIN_OPSET} to {top} (the newest opset this torch "
+                              f"{torch.__version__} exporter writes), got {opset!r}. The default is {ONNX_OPSET}.",
+                              params=["opset"])
     from inpaintseg.fileio import atomic_path
     from inpaintseg.outputs import check_output_file
 
@@ -199,9 +212,14 @@ def export_onnx(model_dir: str | os.PathLike, opset: int = ONNX_OPSET, tolerance
     with atomic_path(model_dir / ONNX_FILE) as tmp:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # TracerWarnings about the (recorded) shape checks; deprecation note
-            torch.onnx.export(network, (example,), str(tmp), dynamo=False, opset_version=opset,
-                              input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], do_constant_folding=True,
-                              dynamic_axes={INPUT_NAME: dynamic, OUTPUT_NAME: dynamic})
+            try:
+                torch.onnx.export(network, (example,), str(tmp), dynamo=False, opset_version=opset,
+                                  input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], do_constant_folding=True,
+                                  dynamic_axes={INPUT_NAME: dynamic, OUTPUT_NAME: dynamic})
+            except (RuntimeError, ValueError) as exc:  # the exporter's own refusal: one line, not its graph dump
+                raise InpaintsegError(f"{model_dir}: torch could not export the network at opset {opset} "
+                                      f"({str(exc).splitlines()[0][:200]}). Use the default --opset {ONNX_OPSET}; "
+                                      f"{ONNX_FILE} was not written.") from None
         session = open_session(tmp, "cpu", threads)
         measured = parity(network, session, parity_batches(section["size"], section["mean"], section["std"]))
         worst = max(measured.values())

@@ -63,17 +63,28 @@ ERROR_CODES = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "
                503: "busy"}
 
 
+ECHO_CHARS = 40  # of a bad field value quoted back in a 422 (a 5 MB value was echoed whole)
+
+
+def echo(text: str) -> str:
+    """`text` quoted for an error answer, cut to ECHO_CHARS characters (its length said) when longer."""
+    if len(text) <= ECHO_CHARS:
+        return repr(text)
+    return f"{text[:ECHO_CHARS]!r}... ({len(text):,} characters)"
+
+
 def parse_options(parts: dict[str, uploads.Part]) -> tuple[float | str, str]:
     """The ``threshold`` and ``tta`` form fields, checked (422 with the allowed values)."""
     threshold: float | str = "auto"
     text = uploads.form_value(parts, "threshold")
     if text is not None and text != "auto":
         if not is_threshold(text):
-            raise ServiceError(422, "invalid_threshold", f"threshold must be 'auto' or a number in (0, 1), got {text!r}.")
+            raise ServiceError(422, "invalid_threshold",
+                               f"threshold must be 'auto' or a number in (0, 1), got {echo(text)}.")
         threshold = float(text)
     tta = uploads.form_value(parts, "tta") or "auto"
     if tta not in TTA_OPTIONS:
-        raise ServiceError(422, "invalid_tta", f"tta must be one of {', '.join(TTA_OPTIONS)}, got {tta!r}.")
+        raise ServiceError(422, "invalid_tta", f"tta must be one of {', '.join(TTA_OPTIONS)}, got {echo(tta)}.")
     return threshold, tta
 
 
@@ -116,8 +127,10 @@ def create_app(model, settings: ServiceSettings | None = None):
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_request, exc: RequestValidationError):
-        return JSONResponse({"error": "invalid_request", "status": 422, "message": str(exc.errors())},
-                            status_code=422)
+        message = str(exc.errors())  # holds the offending input: cut, so a huge field is not sent back
+        if len(message) > 10 * ECHO_CHARS:
+            message = f"{message[:10 * ECHO_CHARS]}... ({len(message):,} characters in all)"
+        return JSONResponse({"error": "invalid_request", "status": 422, "message": message}, status_code=422)
 
     @app.exception_handler(Exception)
     async def _internal_error(request, exc: Exception):

@@ -13,6 +13,22 @@ import numpy as np
 from inpaintseg.service.settings import ServiceSettings
 
 
+def bind_error_message(host: str, port: int, exc: Exception) -> str:
+    """Why listening on host:port failed, blaming the flag that was wrong (a bad --host is not "port in use")."""
+    import errno
+
+    if isinstance(exc, OverflowError):
+        return f"serve: --port {port}: expected a port in 0..65535."
+    if isinstance(exc, socket.gaierror):
+        return (f"serve: --host {host}: not an IP address or a name this machine can resolve ({exc.strerror}). "
+                "Use 127.0.0.1 (this machine only) or 0.0.0.0 (every interface).")
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return (f"serve: --host {host}: not an address of this machine ({exc.strerror}). Use 127.0.0.1 (this "
+                "machine only), 0.0.0.0 (every interface) or one of this machine's addresses.")
+    return (f"serve: cannot listen on {host}:{port} ({exc.strerror}); choose another --port or stop the program "
+            "that uses it.")
+
+
 def bind_socket(host: str, port: int) -> socket.socket:
     """A listening TCP socket (port 0 = a free one), bound before uvicorn starts so the port is known."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -20,12 +36,11 @@ def bind_socket(host: str, port: int) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
-    except OSError as exc:
+    except (OSError, OverflowError) as exc:
         sock.close()
         from inpaintseg.errors import InpaintsegError
 
-        raise InpaintsegError(f"serve: cannot listen on {host}:{port} ({exc.strerror}); choose another --port "
-                              "or stop the program that uses it.") from None
+        raise InpaintsegError(bind_error_message(host, port, exc)) from None
     sock.listen(128)
     sock.set_inheritable(True)
     return sock

@@ -26,6 +26,18 @@ def is_primary_process() -> bool:
     return all(os.environ.get(key, "0") in ("", "0") for key in ("LOCAL_RANK", "NODE_RANK", "RANK"))
 
 
+def check_training_limits(config: TrainConfig, accelerator: str) -> None:
+    """The count flags and --img-size against this machine (`runtime.check_count`, `check_image_side`)."""
+    from inpaintseg.runtime import FORWARD_BYTES_PER_PIXEL_CHANNEL, check_count, check_image_side
+
+    if accelerator == "cpu":  # each DDP process on a CPU is a full torch process (CUDA: the GPU count decides)
+        check_count("--num-devices", config.devices, processes=True)
+        check_image_side("--img-size", config.img_size,
+                         config.batch_size * config.base_channels * FORWARD_BYTES_PER_PIXEL_CHANNEL,
+                         f"a training batch of {config.batch_size} (its forward pass alone)")
+    check_count("--num-workers", config.num_workers, processes=True)
+
+
 def resolve_hardware(config: TrainConfig) -> Hardware:
     """Turn accelerator/devices/precision/num_workers into concrete choices, or raise ConfigError."""
     from inpaintseg.runtime import available_cpus
@@ -48,6 +60,7 @@ def resolve_hardware(config: TrainConfig) -> Hardware:
         raise ConfigError(f"devices: expected at most the {torch.cuda.device_count()} CUDA GPU(s) of this node, "
                           f"got {config.devices}. Lower --num-devices.")
     check_fp16_device(config.precision, accelerator, "training runs")  # accelerator: cpu, cuda or mps
+    check_training_limits(config, accelerator)
     processes = config.devices
     if config.num_workers is not None:
         workers = config.num_workers

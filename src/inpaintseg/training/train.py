@@ -246,12 +246,14 @@ def train(config: TrainConfig, resume: bool = False, callbacks: Sequence[Callbac
     config = config.replace(out=str(run_dir))
     primary = is_primary_process()
     ckpt_path = resume_point(run_dir).checkpoint if resume else None
+    if primary:  # where it goes first: "--out DATA/train" is about the dataset, not "a folder with files"
+        from inpaintseg.outputs import check_not_above_inputs, check_output_dir
+
+        flag = "--resume" if resume else "--out"
+        check_output_dir(run_dir, flag, training_folders(config))
+        check_not_above_inputs(run_dir, flag, training_folders(config))
     if primary and not resume:
         check_new_run_dir(run_dir)
-    if primary:
-        from inpaintseg.outputs import check_output_dir
-
-        check_output_dir(run_dir, "--resume" if resume else "--out", training_folders(config))
     try:
         return _train(config, run_dir, hardware, ckpt_path, resume, callbacks, model, started, precision_choice,
                       predict_precision)

@@ -213,19 +213,21 @@ def write_report(run_dir: str | os.PathLike, images_dir=None, truth_dir=None, ou
     from inpaintseg.api import load_model
     from inpaintseg.evaluation.evaluate import baseline_submissions, evaluate_detailed
     from inpaintseg.inference.pipeline import SUBMISSION_FILE, predict_folder
+    from inpaintseg.outputs import check_outputs
 
     truth_dir = truth_dir if truth_dir is not None else masks_dir
     run_dir = run_folder(Path(run_dir))
     for name, value in (("--max-images", max_images), ("--examples", n_examples)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise InpaintsegError(f"{name} must be a positive integer, got {value!r}.")
+    out_dir = Path(out_dir) if out_dir is not None else run_dir / REPORT_DIR
+    check_outputs(folders={"--out": out_dir}, inputs=(images_dir, truth_dir, meta, run_dir / MODEL_DIR))
     model = load_model(run_dir / MODEL_DIR, device=device)
     post = model.postprocess()
     score_threshold = post.threshold if post.score_threshold is None else post.score_threshold
     samples, truth, source, found_meta = _pick_images(run_dir, model.config, images_dir, truth_dir)
     samples = [samples[i] for i in even_subset(len(samples), max_images)]
     meta = meta if meta is not None else found_meta
-    out_dir = Path(out_dir) if out_dir is not None else run_dir / REPORT_DIR
     pred_dir = out_dir / PREDICTIONS_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
 
