@@ -40,7 +40,7 @@ from inpaintseg.progress import progress_bar
 
 DEFAULT_MARGIN = 0.005
 DEFAULT_TOLERANCE = 0.01  # adaptive calibration: Dice the early-stopped choice may cost (None: full search)
-MIN_IMAGES = 32  # adaptive: images measured before any TTA mode is dropped or the search stops
+MIN_IMAGES = 16  # adaptive: images measured before any TTA mode is dropped or the search stops
 MIN_CRF_IMAGES = 16  # adaptive: the same for the CRF variants
 ORDER_SEED = 0  # images are visited in a fixed random order, so every prefix is a random sample
 
@@ -123,9 +123,10 @@ def _measure_tta(predictor, samples, order, batch_size, tta_modes, variants, sea
         if tolerance is None or len(seen) >= len(order) or len(seen) < MIN_IMAGES:
             continue
         curves = {m: variants[(m, "off")].curves for m in kept}
-        for mode in sequential.losers(curves, kept, margin):
+        need = max(margin, tolerance)
+        for mode in sequential.losers(curves, kept, need):
             kept.remove(mode)
-            search["dropped"][mode] = f"cannot gain > {margin} Dice (after {len(seen)} images)"
+            search["dropped"][mode] = f"cannot gain > {need} Dice (after {len(seen)} images)"
         chosen, decided = sequential.chain_choice(curves, kept, margin, tolerance)
         bound = sequential.threshold_regret_bound(curves[chosen])
         if decided and bound <= tolerance:
@@ -171,10 +172,11 @@ def _measure_crf(predictor, samples, indices, batch_size, crf_modes, crf_variant
         mode = crf_modes[0]
         gains = {name: sequential.paired_gain(variants[(mode, name)].curves, off_subset[mode].curves)
                  for name in kept}
+        need = max(margin, tolerance)
         for name, (mean, se) in gains.items():
-            if sequential.cannot_win(mean, se, margin):
+            if sequential.cannot_win(mean, se, need):
                 kept.remove(name)
-                search["dropped"][f"crf {name}"] = f"cannot gain > {margin} Dice (after {done} images)"
+                search["dropped"][f"crf {name}"] = f"cannot gain > {need} Dice (after {done} images)"
         if all(sequential.settled(*gains[name], margin, tolerance) for name in kept):
             search["crf_stopped"] = f"after {done} of {len(indices)} images"
             break
@@ -304,7 +306,8 @@ def _search_record(search: dict, margin: float) -> dict:
             "stopped": search["stopped"], "crf_stopped": search.get("crf_stopped", "all CRF images measured"),
             "dropped": search["dropped"], "threshold_regret_bound": search["threshold_regret_bound"],
             "rule": (f"images in a fixed random order; after each batch (from {MIN_IMAGES} images) a mode or CRF "
-                     f"variant whose gain's upper {sequential.Z}-SE bound is below the margin {margin} stops running; "
+                     f"variant whose gain's upper {sequential.Z}-SE bound is below max(margin {margin}, tolerance) "
+                     "stops running; "
                      f"the TTA pass stops when every comparison of the choice rule is {sequential.Z} SE from the "
                      f"margin (or {sequential.Z} SE <= tolerance) and no threshold's Dice gain over the chosen one "
                      "has an upper bound above the tolerance (threshold_regret_bound); CRF runs after the chosen "

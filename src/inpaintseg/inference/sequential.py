@@ -6,8 +6,10 @@ split. After each batch these helpers decide, from the per-image Dice curves see
 - a comparison "B gains more than `margin` over A" is **settled** when the paired mean gain is more than
   ``Z`` standard errors away from the margin, or when ``Z`` standard errors are within ``tolerance`` (then
   either answer costs at most about `tolerance` Dice);
-- B **cannot win** when the upper confidence bound of its gain is below the margin (it is then measured no
-  further: its forward passes or CRF runs stop);
+- B **cannot win** when the upper confidence bound of its gain is below max(margin, tolerance) (it is then
+  measured no further: its forward passes or CRF runs stop). Below the margin the full search would not take
+  it either; between the margin and the tolerance it might, but then its gain, the Dice that dropping it
+  costs, is below the tolerance;
 - the chosen threshold's **regret bound**: with ~95% confidence per threshold, no other threshold of the grid
   beats it by more than this Dice on the population the images were drawn from.
 
@@ -50,9 +52,9 @@ def settled(mean: float, se: float, margin: float, tolerance: float) -> bool:
     return abs(mean - margin) > Z * se or Z * se <= tolerance
 
 
-def cannot_win(mean: float, se: float, margin: float) -> bool:
-    """True when the gain's upper confidence bound is below the margin."""
-    return mean + Z * se < margin
+def cannot_win(mean: float, se: float, bar: float) -> bool:
+    """True when the gain's upper confidence bound is below `bar` (max(margin, tolerance))."""
+    return mean + Z * se < bar
 
 
 def threshold_regret_bound(curves: Sequence) -> float:
@@ -78,8 +80,8 @@ def chain_choice(curves: dict, modes: Sequence[str], margin: float, tolerance: f
     return chosen, all_settled
 
 
-def losers(curves: dict, modes: Sequence[str], margin: float) -> list[str]:
+def losers(curves: dict, modes: Sequence[str], bar: float) -> list[str]:
     """Modes (after the first) that cannot win against any cheaper mode in `modes`: whichever cheaper mode
-    the rule holds when it reaches them, they would not gain more than the margin over it."""
+    the rule holds when it reaches them, they would not gain more than `bar` over it."""
     return [b for i, b in enumerate(modes) if i > 0
-            and all(cannot_win(*paired_gain(curves[b], curves[a]), margin) for a in modes[:i])]
+            and all(cannot_win(*paired_gain(curves[b], curves[a]), bar) for a in modes[:i])]
