@@ -24,6 +24,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--max-images", type=int, default=300, help="validation images at most (default 300)")
     p.add_argument("--tta-modes", default=None, help="comma-separated TTA modes (default: all)")
     p.add_argument("--precision", default="32", help="model precision (default 32)")
+    p.add_argument("--input-size", type=int, default=None,
+                   help="override the model's input size (resize mode; a cheaper stand-in on a loaded machine)")
+    p.add_argument("--crf-max-images", type=int, default=64, help="CRF images at most (default 64)")
     p.add_argument("--order", default="adaptive,full", help="runs in this order (default adaptive,full)")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     return p.parse_args(argv)
@@ -48,6 +51,8 @@ def main(argv=None) -> int:
     data = Path(config["data"]["data_dir"]) / "train"
     samples = LazySamples(select_stems(pair_files(data / "images", data / "masks"), split["val"], str(data)))
     modes = tuple(args.tta_modes.split(",")) if args.tta_modes else TTA_CHOICES
+    if args.input_size:
+        config = {**config, "input": {**config["input"], "size": args.input_size}}
 
     class Counting(torch.nn.Module):
         def __init__(self, inner):
@@ -63,7 +68,8 @@ def main(argv=None) -> int:
         model = Counting(network)
         t0 = time.perf_counter()
         post = calibrate_postprocessing(model, config, samples, batch_size=8, tta_modes=modes,
-                                        max_images=args.max_images, precision=args.precision,
+                                        max_images=args.max_images, crf_max_images=args.crf_max_images,
+                                        precision=args.precision,
                                         tolerance=None if kind == "full" else 0.01,
                                         report=lambda line: print(line, file=sys.stderr, flush=True))
         seconds = time.perf_counter() - t0

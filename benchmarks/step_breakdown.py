@@ -44,6 +44,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=5, help="interleaved rounds per variant (default 5)")
     p.add_argument("--variants", default=",".join(VARIANTS), help=f"subset of {','.join(VARIANTS)}")
     p.add_argument("--lightning-steps", type=int, default=6, help="steps for the Lightning overhead (default 6)")
+    p.add_argument("--loader", action="store_true", help="also time steps with their DataLoader batch, "
+                   "0 vs 1 worker")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     args = p.parse_args(argv)
     args.widths = [int(w) for w in args.widths.split(",") if w.strip()]
@@ -188,7 +190,31 @@ def lightning_overhead(model, batch: dict, steps: int) -> dict:
     return {"lightning_s_per_step": lightning, "manual_s_per_step": by_hand, "overhead_s": lightning - by_hand}
 
 
-def measure_width(width: int, batch: dict, args) -> dict:
+def loader_workers(dm, model, rounds: int, workers=(0, 1)) -> dict:
+    """Seconds per training step including its batch from the real DataLoader, for each worker count:
+    persistent loaders side by side, one step of each per round (median). On 2 cores a worker competes with
+    the model's threads for the same cores."""
+    import torch
+
+    its, steppers = {}, {}
+    for w in workers:
+        loader = torch.utils.data.DataLoader(dm.train_set, batch_size=dm.batch_size, shuffle=True, num_workers=w,
+                                             persistent_workers=w > 0, drop_last=True)
+        its[w] = iter(loader)
+        steppers[w] = Stepper(model, next(its[w]), "baseline")
+    times = {w: [] for w in workers}
+    for _ in range(rounds):
+        for w in workers:
+            t0 = time.perf_counter()
+            batch = next(its[w])
+            s = steppers[w]
+            s.x, s.y = batch["image"], batch["mask"]
+            s.step()
+            times[w].append(time.perf_counter() - t0)
+    return {f"workers{w}": statistics.median(t) for w, t in times.items()}
+
+
+def measure_width(width: int, batch: dict, args, dm=None) -> dict:
     import torch
 
     from inpaintseg.model import build_model, model_flops
@@ -214,8 +240,11 @@ def measure_width(width: int, batch: dict, args) -> dict:
     base = rows.get("baseline", {}).get("step_s")
     for row in rows.values():
         row["speedup_vs_baseline"] = base / row["step_s"] if base else None
-    return {"width": width, "train_gflop_per_step": flops / 1e9, "variants": rows,
-            "lightning": lightning_overhead(model, batch, args.lightning_steps)}
+    out = {"width": width, "train_gflop_per_step": flops / 1e9, "variants": rows,
+           "lightning": lightning_overhead(model, batch, args.lightning_steps)}
+    if dm is not None and args.loader:
+        out["loader_s_per_step"] = loader_workers(dm, model, args.rounds)
+    return out
 
 
 def main(argv=None) -> int:
@@ -233,7 +262,7 @@ def main(argv=None) -> int:
               "size": args.size, "data_s_per_batch": statistics.median(load_seconds),
               "uint8_vs_float_s_per_batch": uint8_vs_float(dm, args.rounds), "widths": []}
     for width in args.widths:
-        result["widths"].append(measure_width(width, batches[0], args))
+        result["widths"].append(measure_width(width, batches[0], args, dm))
     result["peak_gflops_fp32"] = max(peak, matmul_peak_gflops())
     print_report(result)
     if args.json:
@@ -253,6 +282,9 @@ def print_report(r: dict) -> None:
         print(f"\nwidth {w['width']}: {w['train_gflop_per_step']:.1f} GFLOP per step; Lightning "
               f"{lt['lightning_s_per_step']:.3f} s/step vs by hand {lt['manual_s_per_step']:.3f} "
               f"(overhead {lt['overhead_s'] * 1e3:+.0f} ms)")
+        if "loader_s_per_step" in w:
+            print("step with its DataLoader batch: " + ", ".join(f"{k} {v:.3f} s" for k, v in
+                                                                 w["loader_s_per_step"].items()))
         print("variant        | fwd s | bwd s | opt s | step s | img/s | % peak | x base | compile s")
         for name, v in w["variants"].items():
             comp = f"{v['compile_s']:.0f}" if v["compile_s"] else "-"
