@@ -134,3 +134,15 @@ def test_estimate_counts_shared_views_once():
     # plus 5 Dice curves per image (milliseconds).
     seconds = estimate_seconds(samples, 100.0, crf_variants=())
     assert 2.5 <= seconds < 3.0
+
+
+def test_crf_pass_reuses_the_tta_pass_maps():
+    samples = red_samples(24)
+    model = NoisyRedDetector(0.0)
+    post = calibrate_postprocessing(model, CONFIG, samples, batch_size=8, crf_max_images=8,
+                                    tta_modes=("none", "flip"))
+    calls_with_crf = model.calls
+    model = NoisyRedDetector(0.0)
+    calibrate_postprocessing(model, CONFIG, samples, batch_size=8, crf_variants=(), tta_modes=("none", "flip"))
+    assert calls_with_crf == model.calls  # no forward pass for the CRF images
+    assert post["calibration"]["n_crf_images"] == 8 and "maps" not in post["calibration"]["search"]

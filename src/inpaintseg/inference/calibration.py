@@ -43,6 +43,7 @@ DEFAULT_TOLERANCE = 0.01  # adaptive calibration: Dice the early-stopped choice 
 MIN_IMAGES = 16  # adaptive: images measured before any TTA mode is dropped or the search stops
 MIN_CRF_IMAGES = 16  # adaptive: the same for the CRF variants
 ORDER_SEED = 0  # images are visited in a fixed random order, so every prefix is a random sample
+MAP_CACHE_BYTES = 256 * 2**20  # probability maps of the CRF images kept from the TTA pass (else re-predicted)
 
 
 @dataclass
@@ -86,13 +87,14 @@ def measure(model, model_config: dict, samples: Sequence, device: str, batch_siz
     predictor = Predictor(model, model_config, device=device, tta=tta_modes[0], batch_size=batch_size,
                           precision=precision)
     variants: dict[tuple[str, str], Measurement] = {}
-    search: dict = {"tolerance": tolerance, "dropped": {}}
+    search: dict = {"tolerance": tolerance, "dropped": {}, "maps": {} if crf_variants else None}
     seen = _measure_tta(predictor, samples, order, batch_size, tta_modes, variants, search, margin, progress,
                         report, max_images, crf_max_images, len(crf_variants) if crf_variants else 0)
     crf_modes = list(tta_modes) if tolerance is None else [_tta_choice(variants, search["kept"], margin)]
     off_subset = _measure_crf(predictor, samples, seen[:crf_max_images], batch_size, crf_modes,
                               crf_variants, crf_params, variants, search, margin) if crf_variants else {}
     n_crf = len(off_subset[crf_modes[0]].curves) if off_subset else 0
+    search.pop("maps", None)
     return Measurements(variants, off_subset, len(seen), n_crf, search)
 
 
@@ -116,6 +118,7 @@ def _measure_tta(predictor, samples, order, batch_size, tta_modes, variants, sea
             off = variants.setdefault((mode, "off"), Measurement())
             off.seconds += elapsed * tta_cost(mode) / union_cost
             off.curves.extend(dice_curve(p, mask) for (_, mask), p in zip(batch, maps[mode]))
+        _keep_maps(search["maps"], indices[:max(0, crf_max_images - len(seen))], kept, maps)
         seen.extend(indices)
         bar.update(len(batch))
         if start == 0 and report is not None:
@@ -126,6 +129,7 @@ def _measure_tta(predictor, samples, order, batch_size, tta_modes, variants, sea
         need = max(margin, tolerance)
         for mode in sequential.losers(curves, kept, need):
             kept.remove(mode)
+            _drop_maps(search["maps"], mode)
             search["dropped"][mode] = f"cannot gain > {need} Dice (after {len(seen)} images)"
         chosen, decided = sequential.chain_choice(curves, kept, margin, tolerance)
         bound = sequential.threshold_regret_bound(curves[chosen])
@@ -138,6 +142,25 @@ def _measure_tta(predictor, samples, order, batch_size, tta_modes, variants, sea
     chosen = _tta_choice(variants, kept, margin)
     search["threshold_regret_bound"] = round(sequential.threshold_regret_bound(variants[(chosen, "off")].curves), 5)
     return seen
+
+
+def _keep_maps(cache: dict | None, indices: Sequence[int], modes: Sequence[str], maps: dict) -> None:
+    """Keep the maps of the first CRF images for the CRF pass while they fit in MAP_CACHE_BYTES."""
+    if cache is None:
+        return
+    for j, index in enumerate(indices):
+        for mode in modes:
+            size = maps[mode][j].nbytes
+            if cache.get("bytes", 0) + size > MAP_CACHE_BYTES:
+                return
+            cache[(mode, index)] = maps[mode][j]
+            cache["bytes"] = cache.get("bytes", 0) + size
+
+
+def _drop_maps(cache: dict | None, mode: str) -> None:
+    if cache:
+        for key in [k for k in cache if isinstance(k, tuple) and k[0] == mode]:
+            cache["bytes"] -= cache.pop(key).nbytes
 
 
 def _tta_choice(variants: dict, modes: Sequence[str], margin: float) -> str:
@@ -155,8 +178,13 @@ def _measure_crf(predictor, samples, indices, batch_size, crf_modes, crf_variant
     kept = list(crf_variants)
     off_subset = {mode: Measurement() for mode in crf_modes}
     for start in range(0, len(indices), batch_size):
-        batch = [samples[i] for i in indices[start:start + batch_size]]
-        maps = predictor.predict_proba_modes([img for img, _ in batch], crf_modes)
+        chunk = indices[start:start + batch_size]
+        batch = [samples[i] for i in chunk]
+        cache = search.get("maps") or {}
+        if all((mode, i) in cache for mode in crf_modes for i in chunk):
+            maps = {mode: [cache[(mode, i)] for i in chunk] for mode in crf_modes}  # from the TTA pass
+        else:
+            maps = predictor.predict_proba_modes([img for img, _ in batch], crf_modes)
         for mode in crf_modes:
             for (img, mask), p in zip(batch, maps[mode]):
                 off_subset[mode].curves.append(dice_curve(p, mask))
@@ -343,8 +371,9 @@ def estimate_seconds(samples: Sequence[tuple[np.ndarray, np.ndarray]], forward_r
     n_crf = min(n, crf_max_images) if crf_variants else 0
     jobs, _ = tta_plan(tta_modes)
     passes = sum(scale * scale for scale, _ in jobs)  # shared views run once (full-size pass equivalents)
-    crf_forward = max(tta_cost(mode) for mode in tta_modes) if n_crf else 0.0
-    # At most: the adaptive search usually stops earlier; CRF runs after the chosen mode only (its forward
-    # passes re-run, bounded here by the costliest mode's).
+    cached = n_crf * len(tta_modes) * probs.nbytes <= MAP_CACHE_BYTES  # maps kept from the TTA pass
+    crf_forward = max(tta_cost(mode) for mode in tta_modes) if n_crf and not cached else 0.0
+    # At most: the adaptive search usually stops earlier; CRF runs after the chosen mode only (on the maps
+    # kept from the TTA pass, or re-predicted when they do not fit: bounded by the costliest mode).
     return ((n * passes + n_crf * crf_forward) / forward_rate + len(tta_modes) * n * curve_seconds
             + n_crf * crf_seconds)
