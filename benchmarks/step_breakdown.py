@@ -226,10 +226,14 @@ def measure_width(width: int, batch: dict, args, dm=None) -> dict:
     for v in args.variants:
         steppers[v] = Stepper(model, batch, v)
         steppers[v].step()  # warm-up
+        print(f"width {width}: {v} ready" + (f" (compile {steppers[v].compile_seconds:.0f} s)"
+                                             if steppers[v].compile_seconds else ""), file=sys.stderr, flush=True)
     times = {v: [] for v in args.variants}
-    for _ in range(args.rounds):
+    for r in range(args.rounds):
         for v, s in steppers.items():
             times[v].append(s.step())
+        print(f"width {width} round {r + 1}: " + ", ".join(f"{v} {sum(t[-1]):.2f} s" for v, t in times.items()),
+              file=sys.stderr, flush=True)
     rows = {}
     for v, ts in times.items():
         parts = [statistics.median(t[i] for t in ts) for i in range(3)]
