@@ -135,3 +135,30 @@ def test_all_options_train_from_the_cli(make_dataset, tmp_path):
     assert "lr_schedule: onecycle" in saved and "curriculum_epochs: 1" in saved
     config = json.loads((out / "model" / "config.json").read_text())
     assert config["data"]["curriculum"] == {"epochs": 1, "n_easy": 3}
+
+
+@pytest.mark.slow
+def test_compiled_model_matches_eager_within_tolerance():
+    # `--compile` (torch.compile, inductor on CPU) must not change what the network computes: same logits and
+    # gradients as eager mode up to float32 rounding (inductor fuses and reorders sums).
+    import shutil
+
+    if shutil.which("cc") is None and shutil.which("gcc") is None:
+        pytest.skip("torch.compile on CPU needs a C compiler")
+    torch.manual_seed(0)
+    eager = build_model({"name": "AttentionUNet", "base_channels": 4, "depth": 2})
+    compiled_copy = build_model({"name": "AttentionUNet", "base_channels": 4, "depth": 2})
+    compiled_copy.load_state_dict(eager.state_dict())
+    compiled = torch.compile(compiled_copy)
+    x = torch.randn(2, 3, 32, 32)
+    target = (torch.rand(2, 1, 32, 32) > 0.7).float()
+    outputs = []
+    for net in (eager, compiled):
+        net.train()
+        logits = net(x)
+        BCEDiceLoss()(logits, target).backward()
+        grads = [p.grad.clone() for p in (compiled_copy if net is compiled else eager).parameters()]
+        outputs.append((logits.detach(), grads))
+    torch.testing.assert_close(outputs[1][0], outputs[0][0], rtol=1e-4, atol=1e-4)
+    for g_compiled, g_eager in zip(outputs[1][1], outputs[0][1]):
+        torch.testing.assert_close(g_compiled, g_eager, rtol=1e-3, atol=1e-4)
