@@ -35,6 +35,7 @@ LOGGERS = ("csv", "tensorboard")
 
 # The losses of `inpaintseg.losses.build_loss` (named here so this module stays torch-free).
 LOSS_CHOICES = ("bce-dice", "focal-dice", "lovasz")
+LR_SCHEDULES = ("cosine", "warmup-cosine", "onecycle")
 # Degradation-robust training as one switch (benchmarks/quality.py --degrade-train): probabilities per
 # training image, in the spirit of TruFor / IMDL-BenCo's training-time JPEG, rescaling, blur and noise.
 # Not the default: the multi-seed ablation decides.
@@ -119,6 +120,20 @@ class TrainConfig:
     bce_weight: float = _setting(1.0, "weight of the pixel term of the loss: BCE (bce-dice) or focal "
                                  "(focal-dice)", minimum=0.0)
     dice_weight: float = _setting(1.0, "weight of the soft Dice term of the loss", minimum=0.0)
+    # convergence options (benchmarks/learning_curve.py compares them; off by default until 3 seeds say so)
+    lr_schedule: str = _setting("cosine", "cosine: cosine annealing per epoch (the seed); warmup-cosine: linear "
+                                "warm-up over warmup_fraction of the steps, then cosine per step; onecycle: "
+                                "PyTorch's OneCycleLR per step (peak lr)", choices=LR_SCHEDULES)
+    warmup_fraction: float = _setting(0.05, "share of the optimiser steps spent warming up (warmup-cosine, "
+                                      "onecycle)", minimum=0.0, maximum=0.5)
+    deep_supervision: float = _setting(0.0, "weight of the auxiliary losses on the decoder levels (1x1 heads, "
+                                       "training only; 0 = off)", minimum=0.0, maximum=10.0)
+    small_mask_power: float = _setting(0.0, "bce-dice: weigh each image's loss by (mask coverage / 0.25)^-power "
+                                       "(clipped to [0.04, 1] coverage; empty masks weigh 1), renormalised per "
+                                       "batch; 0 = off", minimum=0.0, maximum=2.0)
+    curriculum_epochs: int = _setting(0, "sample easy images (no degradation, shortcut breaker or hard negative "
+                                      "in DATA/train/meta.json) more in the first N epochs, ramping to the full "
+                                      "mix; 0 = off", minimum=0, maximum=100000)
     # hardware
     accelerator: str = _setting("auto", "auto: CUDA when present, else CPU", choices=ACCELERATORS,
                                 flag="--device", aliases=("--accelerator",))
@@ -203,6 +218,12 @@ class TrainConfig:
                          "use --init-from MODEL_DIR to start from a trained model")
         if self.encoder_weights is not None and self.init_from is not None:
             found.append("encoder_weights, init_from: both set the starting weights; give one of them")
+        if self.deep_supervision and self.compile:
+            found.append("deep_supervision: not with --compile (its hooks on the decoder stages need eager mode)")
+        if self.curriculum_epochs and self.paired_batches:
+            found.append("curriculum_epochs: not with --paired-batches (pairs are drawn as they are); pick one")
+        if self.small_mask_power and self.loss != "bce-dice":
+            found.append(f"small_mask_power: only the bce-dice loss takes per-image weights, got loss {self.loss}")
         if self.degrade_jpeg_quality_min > self.degrade_jpeg_quality_max:
             found.append(f"degrade_jpeg_quality_min: expected at most degrade_jpeg_quality_max "
                          f"({self.degrade_jpeg_quality_max}), got {self.degrade_jpeg_quality_min}")

@@ -71,8 +71,10 @@ class BCEDiceLoss(nn.Module):
     Shape: logits, target (B, C, H, W) -> scalar. `target` holds 0/1 (or soft labels in [0, 1]).
     """
 
-    def __init__(self, bce_weight: float = 1.0, dice_weight: float = 1.0, smooth: float = 1.0) -> None:
+    def __init__(self, bce_weight: float = 1.0, dice_weight: float = 1.0, smooth: float = 1.0,
+                 small_mask_power: float = 0.0) -> None:
         super().__init__()
+        self.small_mask_power = _check_weight("small_mask_power", small_mask_power)
         self.bce_weight = _check_weight("bce_weight", bce_weight)
         self.dice_weight = _check_weight("dice_weight", dice_weight)
         if self.bce_weight == 0 and self.dice_weight == 0:
@@ -90,11 +92,39 @@ class BCEDiceLoss(nn.Module):
         return {"bce": bce, "dice": _mean_image_dice(logits, target, self.smooth)}
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if self.small_mask_power:
+            return self._weighted(logits, target)
         parts = self.components(logits, target)
         return self.bce_weight * parts["bce"] + self.dice_weight * (1.0 - parts["dice"])
 
+    def _weighted(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Per-image BCE and 1 - soft Dice, averaged with `small_mask_weights` (equal weights: `forward`)."""
+        logits, target = _float_pair("BCEDiceLoss", logits, target)
+        dims = tuple(range(1, logits.ndim))
+        bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none").mean(dim=dims)
+        dice = soft_dice_score(torch.sigmoid(logits), target, self.smooth, dims=dims)
+        weights = small_mask_weights(target, self.small_mask_power)
+        return (weights * (self.bce_weight * bce + self.dice_weight * (1.0 - dice))).mean()
+
     def extra_repr(self) -> str:
-        return f"bce_weight={self.bce_weight}, dice_weight={self.dice_weight}, smooth={self.smooth}"
+        return (f"bce_weight={self.bce_weight}, dice_weight={self.dice_weight}, smooth={self.smooth}, "
+                f"small_mask_power={self.small_mask_power}")
+
+
+SMALL_MASK_REFERENCE = 0.25  # coverage that weighs 1 (about the demo data's median mask)
+SMALL_MASK_FLOOR = 0.04  # smaller masks weigh as this coverage: at most (0.25 / 0.04)^power
+
+
+def small_mask_weights(target: torch.Tensor, power: float) -> torch.Tensor:
+    """Per-image loss weights that favour small masks: (coverage / 0.25)^-power with the coverage clipped to
+    [0.04, 1], empty masks 1, scaled so the batch's weights average 1 (the loss keeps its scale).
+
+    Shape: target (B, C, H, W) in [0, 1] -> (B,)
+    """
+    coverage = target.detach().float().mean(dim=tuple(range(1, target.ndim)))
+    weights = (coverage.clamp(SMALL_MASK_FLOOR, 1.0) / SMALL_MASK_REFERENCE) ** -power
+    weights = torch.where(coverage > 0, weights, torch.ones_like(weights))
+    return weights / weights.mean()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -207,11 +237,12 @@ class LovaszHingeLoss(nn.Module):
         return lovasz_hinge(logits, target)
 
 
-def build_loss(name: str, bce_weight: float = 1.0, dice_weight: float = 1.0) -> nn.Module:
+def build_loss(name: str, bce_weight: float = 1.0, dice_weight: float = 1.0,
+               small_mask_power: float = 0.0) -> nn.Module:
     """The loss module of a `loss` choice: "bce-dice", "focal-dice" (bce_weight weighs the focal term)
     or "lovasz" (the weights do not apply)."""
     if name == "bce-dice":
-        return BCEDiceLoss(bce_weight=bce_weight, dice_weight=dice_weight)
+        return BCEDiceLoss(bce_weight=bce_weight, dice_weight=dice_weight, small_mask_power=small_mask_power)
     if name == "focal-dice":
         return FocalDiceLoss(focal_weight=bce_weight, dice_weight=dice_weight)
     if name == "lovasz":

@@ -43,7 +43,8 @@ class _DataModuleMethods:
 
     def __init__(self, data_dir, img_size: int = 256, input_mode: str = "resize", batch_size: int = 16,
                  val_fraction: float = 0.1, seed: int = 0, num_workers: int = 0,
-                 split: dict | None = None, degradations: dict | None = None, paired_batches: bool = False):
+                 split: dict | None = None, degradations: dict | None = None, paired_batches: bool = False,
+                 curriculum_epochs: int = 0):
         from inpaintseg.data.transforms import check_input_mode
 
         super().__init__()
@@ -61,6 +62,8 @@ class _DataModuleMethods:
         self.num_workers = int(num_workers)
         self.degradations = dict(degradations or {})
         self.paired_batches = bool(paired_batches)
+        self.curriculum_epochs = int(curriculum_epochs)
+        self.sampler = None  # data.curriculum.CurriculumSampler with curriculum_epochs
         self._given_split = self._validated_split(split) if split is not None else None
         self._split: dict[str, list[str]] | None = None
         self.summary: dict = {}
@@ -140,6 +143,14 @@ class _DataModuleMethods:
             self.summary["n_empty_masks"] = int(len(flags) - sum(flags))
         if self.paired_batches:
             self.summary["n_train_pairs"] = self.train_set.n_pairs
+        if self.curriculum_epochs:
+            from inpaintseg.data.curriculum import CurriculumSampler, read_difficulties
+
+            meta = training_folder(self.data_dir) / "meta.json"
+            difficulties = read_difficulties(meta, self.train_set.stems)
+            self.sampler = CurriculumSampler(difficulties, self.curriculum_epochs, self.seed)
+            self.summary["curriculum"] = {"epochs": self.curriculum_epochs,
+                                          "n_easy": int((difficulties == 0).sum())}
 
     @property
     def train_items_per_batch(self) -> int:
@@ -147,13 +158,14 @@ class _DataModuleMethods:
         return max(1, self.batch_size // 2) if self.paired_batches else self.batch_size
 
     def _loader(self, dataset, shuffle: bool, drop_last: bool, batch_size: int | None = None,
-                collate_fn=None):
+                collate_fn=None, sampler=None):
         import torch
         from torch.utils.data import DataLoader
 
         if dataset is None:
             raise RuntimeError("call InpaintDataModule.setup() before asking for a dataloader")
-        return DataLoader(dataset, batch_size=batch_size or self.batch_size, shuffle=shuffle, drop_last=drop_last,
+        return DataLoader(dataset, batch_size=batch_size or self.batch_size, shuffle=shuffle and sampler is None,
+                          sampler=sampler, drop_last=drop_last,
                           num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
                           pin_memory=torch.cuda.is_available(), worker_init_fn=seed_worker, collate_fn=collate_fn)
 
@@ -165,7 +177,7 @@ class _DataModuleMethods:
         if self.paired_batches:
             from inpaintseg.data.paired import collate_pairs as collate
         return self._loader(dataset, shuffle=True, drop_last=dataset is not None and len(dataset) > items,
-                            batch_size=items, collate_fn=collate)
+                            batch_size=items, collate_fn=collate, sampler=self.sampler)
 
     def val_dataloader(self):
         return self._loader(self.val_set, shuffle=False, drop_last=False)

@@ -3,6 +3,7 @@ model folder's config (exported by `train`)."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +57,11 @@ def calibrate(network: torch.nn.Module, model_config: dict, datamodule, config: 
     precision = predict_precision_choice(network, config, device, predict_precision).precision
     return calibrate_postprocessing(network, model_config, samples, device=device, batch_size=batch_size,
                                     progress=config.progress_bar, precision=precision,
-                                    **calibration_options(config))
+                                    report=_say, **calibration_options(config))
+
+
+def _say(line: str) -> None:
+    print(f"train: {line}", file=sys.stderr, flush=True)
 
 
 def build_model_config(config: TrainConfig, datamodule, postprocess: dict, metrics: dict,

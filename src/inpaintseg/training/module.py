@@ -37,11 +37,17 @@ class SegmentationModule(L.LightningModule):
     def __init__(self, model: torch.nn.Module, loss: torch.nn.Module, lr: float = 1e-3, epochs: int = 50,
                  weight_decay: float = 0.0, architecture: dict | None = None,
                  channels_last: bool = False, val_threshold: float = DEFAULT_THRESHOLD,
-                 encoder_lr_mult: float = 1.0) -> None:
+                 encoder_lr_mult: float = 1.0, lr_schedule: str = "cosine", warmup_fraction: float = 0.05,
+                 deep_supervision: float = 0.0) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["model", "loss"])
         self.model = model
         self.loss = loss
+        self.aux = None  # training-only decoder heads (training.deep_supervision); not part of the export
+        if deep_supervision:
+            from inpaintseg.training.deep_supervision import DeepSupervision
+
+            self.aux = DeepSupervision(model, deep_supervision)
         self.last_val_epoch = -1  # the epoch whose validation metrics are in callback_metrics
         self._val_sums: list[float] = []
 
@@ -57,7 +63,11 @@ class SegmentationModule(L.LightningModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         images, masks = self._inputs(batch)
+        if self.aux is not None:
+            self.aux.clear()
         loss = self.loss(self.model(images), masks)
+        if self.aux is not None:
+            loss = loss + self.aux.loss(self.loss, masks)
         self._stop_if_not_finite(loss, batch_idx)
         self.log("train_loss", loss.detach(), on_step=False, on_epoch=True, prog_bar=True,
                  batch_size=images.shape[0], sync_dist=True)
@@ -116,10 +126,16 @@ class SegmentationModule(L.LightningModule):
             constrain()
 
     def configure_optimizers(self):
-        optimizer = torch.optim.Adam(self.parameter_groups(), lr=self.hparams.lr,
-                                     weight_decay=self.hparams.weight_decay)
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=self.hparams.epochs)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+        from inpaintseg.training.schedules import build_scheduler
+
+        groups = self.parameter_groups()
+        if self.aux is not None:
+            groups[0]["params"] = groups[0]["params"] + list(self.aux.parameters())
+        optimizer = torch.optim.Adam(groups, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        schedule = self.hparams.get("lr_schedule", "cosine")
+        steps = int(self.trainer.estimated_stepping_batches) if schedule != "cosine" else 0
+        return build_scheduler(optimizer, schedule, self.hparams.epochs, steps,
+                               self.hparams.get("warmup_fraction", 0.05))
 
     def parameter_groups(self) -> list[dict]:
         """One group at lr; with encoder_lr_mult != 1, the encoder's parameters (`encoder_parameters` of

@@ -87,7 +87,8 @@ def build_datamodule(config: TrainConfig, hardware: Hardware, split: dict | None
     datamodule = InpaintDataModule(config.data, img_size=config.img_size, input_mode=config.input_mode,
                                    batch_size=config.batch_size, val_fraction=config.val_fraction,
                                    seed=config.seed, num_workers=hardware.num_workers, split=split,
-                                   degradations=config.degradations(), paired_batches=config.paired_batches)
+                                   degradations=config.degradations(), paired_batches=config.paired_batches,
+                                   curriculum_epochs=config.curriculum_epochs)
     check_training_files(datamodule.images_dir, datamodule.masks_dir)  # headers: pixel limit, mask sizes
     datamodule.setup("fit")
     n_train = len(datamodule.train_set)
@@ -116,10 +117,13 @@ def build_module(config: TrainConfig, model: torch.nn.Module | None = None,
         model = model.to(memory_format=torch.channels_last)
     if config.compile:
         model = torch.compile(model)
-    loss = build_loss(config.loss, bce_weight=config.bce_weight, dice_weight=config.dice_weight)
+    loss = build_loss(config.loss, bce_weight=config.bce_weight, dice_weight=config.dice_weight,
+                      small_mask_power=config.small_mask_power)
     return SegmentationModule(model, loss, lr=config.lr, epochs=config.epochs,
                               weight_decay=config.weight_decay, architecture=architecture,
-                              channels_last=config.channels_last, encoder_lr_mult=config.encoder_lr_mult)
+                              channels_last=config.channels_last, encoder_lr_mult=config.encoder_lr_mult,
+                              lr_schedule=config.lr_schedule, warmup_fraction=config.warmup_fraction,
+                              deep_supervision=config.deep_supervision)
 
 
 def check_logger(config: TrainConfig) -> None:
