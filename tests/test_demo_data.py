@@ -72,6 +72,7 @@ def test_meta_records_match_the_files(dataset):
     assert any(i["degradations"] for i in infos) and len({i["source"] for i in infos}) >= 5
 
 
+@pytest.mark.slow
 def test_same_seed_same_bytes_with_cached_or_retrained_generators(tmp_path, monkeypatch):
     args = dict(n_train=12, n_test=3, size=48, seed=7)
     generate_demo_data(tmp_path / "a", **args)  # generators from the session cache

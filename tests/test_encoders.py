@@ -194,6 +194,7 @@ def trained_folder(tmp_path_factory):
     return result.model_dir, data
 
 
+@pytest.mark.slow
 def test_init_from_takes_the_architecture_from_the_folder(trained_folder, tmp_path):
     folder, data = trained_folder
     config = resolve_init_from(tiny_config(data, tmp_path / "run", base_channels=16, depth=4,

@@ -36,6 +36,7 @@ def data(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stem, flags, tta", CASES, ids=[c[0] for c in CASES])
 def test_stem_trains_calibrates_exports_reloads_and_predicts(stem, flags, tta, data, tmp_path, capsys):
     run = tmp_path / "run"

@@ -61,6 +61,7 @@ def test_ctrl_c_in_train_exits_130_with_the_resume_hint(make_dataset, tmp_path, 
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Ctrl-C works again afterwards
 
 
+@pytest.mark.slow
 def test_a_run_stopped_before_its_first_checkpoint_resumes_in_place(make_dataset, tmp_path, capsys):
     data = make_dataset(n_train=8)
     run = tmp_path / "run"
@@ -75,6 +76,7 @@ def test_a_run_stopped_before_its_first_checkpoint_resumes_in_place(make_dataset
     assert [r["epoch"] for r in read_metric_rows(run / "metrics.csv")] == ["1"]
 
 
+@pytest.mark.slow
 def test_out_may_reuse_a_run_folder_without_checkpoints(make_dataset, tmp_path):
     data = make_dataset(n_train=8)
     run = tmp_path / "run"
@@ -103,6 +105,7 @@ def test_out_still_refuses_a_run_with_checkpoints(make_dataset, tmp_path):
         resume_point(run)
 
 
+@pytest.mark.slow
 def test_resume_from_best_after_a_truncated_last(make_dataset, tmp_path, capsys):
     data = make_dataset(n_train=8)
     run = tmp_path / "run"

@@ -132,6 +132,7 @@ def test_stage_summary_adds_up():
     assert sum(r[2] for r in rows) == model_flops(model, 32)
 
 
+@pytest.mark.slow
 def test_a_few_adam_steps_lower_the_loss():
     torch.manual_seed(0)
     model = AttentionUNet(base_channels=4, depth=2)

@@ -32,6 +32,7 @@ def loader(make_dataset):
     return CountingLoader(DataLoader(dataset, batch_size=4, shuffle=True))  # batches of 4 and 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("precision", ["32", "bf16-mixed"])
 def test_measure_train_rate_uses_real_batches_and_leaves_the_model_alone(loader, precision):
     torch.manual_seed(0)

@@ -206,6 +206,7 @@ def test_bf16_forward_matches_fp32_within_tolerance():
     assert agree > 0.97  # masks equal except for pixels within bf16 rounding of the threshold
 
 
+@pytest.mark.slow
 def test_real_probe_runs_in_both_modes():
     model = tiny_model()
     before = {k: v.clone() for k, v in model.state_dict().items()}

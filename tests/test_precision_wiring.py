@@ -254,6 +254,7 @@ def test_bad_precisions_are_refused_clearly(tmp_path, images, capsys):
 
 
 # ------------------------------------------------------------------------------------------ budget planner
+@pytest.mark.slow
 def test_plan_training_measures_at_the_chosen_precision_and_fits_the_budget(make_dataset, tmp_path, fake_probe,
                                                                             monkeypatch):
     from inpaintseg.training import budget

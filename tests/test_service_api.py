@@ -279,6 +279,7 @@ def test_a_chunked_upload_is_refused_while_it_streams(model):
     assert b"payload_too_large" in answer
 
 
+@pytest.mark.slow
 def test_inpaintseg_serve_end_to_end(model_dir, tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

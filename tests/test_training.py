@@ -69,6 +69,7 @@ def test_a_few_steps_lower_the_loss(make_dataset):
     assert after < before * 0.9, (before, after)
 
 
+@pytest.mark.slow
 def test_cli_train_end_to_end(make_dataset, tmp_path, capsys):
     data = make_dataset(n_train=10)
     run = tmp_path / "run"
@@ -152,6 +153,7 @@ class RecordResumeState(L.Callback):
         self.lr = optimizer.param_groups[0]["lr"]
 
 
+@pytest.mark.slow
 def test_resume_continues_with_optimizer_and_scheduler_state(make_dataset, tmp_path):
     data = make_dataset(n_train=10)
     run = tmp_path / "run"
@@ -203,6 +205,7 @@ class PoisonWeights(L.Callback):
                 next(pl_module.model.parameters()).fill_(float("nan"))
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_naming_epoch_and_batch(make_dataset, tmp_path):
     data = make_dataset(n_train=10)
     run = tmp_path / "run"
@@ -217,6 +220,7 @@ def test_nan_loss_stops_naming_epoch_and_batch(make_dataset, tmp_path):
     assert not (run / "model").exists()
 
 
+@pytest.mark.slow
 def test_deterministic_runs_give_equal_metrics(make_dataset, tmp_path):
     data = make_dataset(n_train=8)
     a = train(tiny_config(data, tmp_path / "a", deterministic=True, epochs=1))
@@ -294,6 +298,7 @@ def test_kill_9_mid_epoch_then_resume(make_dataset, tmp_path):
     assert config["training"]["epochs_completed"] == 4
 
 
+@pytest.mark.slow
 def test_a_network_passed_in_is_trained_and_returned(make_dataset, tmp_path):
     # The quality benchmark trains peer networks through the same path: a foreign network is
     # calibrated and returned but not exported (config.json could not rebuild it); an
@@ -312,6 +317,7 @@ def test_a_network_passed_in_is_trained_and_returned(make_dataset, tmp_path):
     assert config["architecture"]["attention"] is False
 
 
+@pytest.mark.slow
 def test_train_model_py_is_the_same_as_inpaintseg_train(make_dataset, tmp_path, monkeypatch):
     # The seed's entry point: `python train_model.py` in a folder holding train/ (the default --data .).
     import importlib.util
