@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+import cv2
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -53,3 +54,21 @@ def test_degraded_samples_keep_image_and_mask_aligned(tiny_bank):
         sizes.add(mask.shape)
         kept += any(op["op"] == "resize" and not op["back"] for op in info["degradations"])
     assert kept > 0 and len(sizes) > 1  # a kept resize changes the output size
+
+
+def test_tool_resave_is_recorded_and_applied_to_image_and_original_alike(tiny_bank):
+    """A JPEG re-save touches the original exactly as the edited image away from the fill (JPEG works on
+    16x16 macro-blocks with 4:2:0 chroma): only the blocks near the mask may differ."""
+    photos = PhotoCache(find_photos())
+    seen, checked = set(), 0
+    for index in range(60):
+        image, mask, info, original = make_sample(sample_rng(2, "train", index), photos, 64, False,
+                                                  ["telea"], "default", tiny_bank)
+        resave = info["resave"]
+        seen.add(resave["format"])
+        if resave["format"] == "jpeg" and not info["degradations"]:
+            far = cv2.dilate(mask, np.ones((49, 49), np.uint8)) == 0
+            checked += int(far.sum())
+            np.testing.assert_array_equal(image[far], original[far])
+            assert 75 <= resave["quality"] <= 95
+    assert seen == {"png", "jpeg"} and checked > 0
