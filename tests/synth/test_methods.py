@@ -48,7 +48,8 @@ def test_select_methods_by_family_name_and_exclusion():
     assert select_methods() == list(REGISTRY)
     assert select_methods(families="classical") == ["telea", "ns"]
     assert select_methods(methods="all", exclude_families="learned,autoencoder,selfblend,copy") == ["telea", "ns"]
-    assert select_methods(families=["classical", "copy"], exclude_methods="patch") == ["telea", "ns", "copy_move", "splice"]
+    assert select_methods(families=["classical", "copy"], exclude_methods="patch,patchmatch") == \
+        ["telea", "ns", "copy_move", "splice"]
     with pytest.raises(InpaintsegError, match="--families: unknown family.*lama.*Known: classical"):
         select_methods(families="lama")
     with pytest.raises(InpaintsegError, match="--test-methods: unknown method"):
@@ -110,3 +111,48 @@ def test_hard_negatives_process_the_whole_image(textured):
             kinds.add(record["op"])
             assert out.shape == image.shape and not np.array_equal(out, image)
     assert kinds == {"blur", "denoise", "sharpen", "resample"}
+
+
+@pytest.mark.parametrize("name", list(REGISTRY))
+def test_every_method_is_deterministic_at_64_px(name, make_ctx, textured):
+    image = textured(64, seed=2)
+    mask = np.zeros((64, 64), np.uint8)
+    mask[20:40, 12:44] = 1
+    first = REGISTRY[name].fn(make_ctx(5, 64), image, mask)
+    again = REGISTRY[name].fn(make_ctx(5, 64), image, mask)
+    np.testing.assert_array_equal(first.image, again.image)
+    np.testing.assert_array_equal(first.mask, again.mask)
+    assert first.info == again.info
+
+
+def test_patchmatch_copies_texture_of_the_same_photo(make_ctx):
+    """Content-aware fill re-arranges known pixels: on an image of two flat colours with the hole inside the
+    blue half, every filled pixel is a colour of the photo (no invented, blurred or averaged one)."""
+    pytest.importorskip("patchmatch_cython")
+    image = np.zeros((64, 64, 3), np.uint8)
+    image[:, :32] = (200, 30, 30)
+    image[:, 32:] = (20, 40, 220)
+    image[24:40, 44:56] = (0, 255, 0)                   # the object to remove
+    mask = np.zeros((64, 64), np.uint8)
+    mask[22:42, 42:58] = 1
+    fill = REGISTRY["patchmatch"].fn(make_ctx(1, 64), image, mask)
+    inside = fill.image[mask == 1].astype(int)
+    assert np.abs(inside - (20, 40, 220)).max() <= 2, "the hole in the blue half is not filled with blue"
+    np.testing.assert_array_equal(fill.image[mask == 0], image[mask == 0])
+    assert fill.info["patch_size"] in (5, 7, 9) and isinstance(fill.info["seed"], int)
+
+
+def test_a_method_without_its_optional_package_is_named_or_left_out(monkeypatch):
+    import dataclasses
+
+    from inpaintseg.synth import registry
+
+    fake = dataclasses.replace(REGISTRY["patchmatch"], requires=("no_such_module_xyz", "patchmatch"))
+    monkeypatch.setitem(registry.METHODS, "patchmatch", fake)
+    assert "patchmatch" not in select_methods() and "patchmatch" not in select_methods(families="copy")
+    with pytest.raises(InpaintsegError, match=r"needs the optional package.*inpaintseg\[patchmatch\].*"
+                                              r"--exclude-methods patchmatch"):
+        select_methods(methods="telea,patchmatch")
+    from inpaintseg.synth.engine import method_table
+
+    assert "[not installed: pip install 'inpaintseg[patchmatch]']" in method_table()

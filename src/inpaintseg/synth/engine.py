@@ -85,7 +85,9 @@ def method_table() -> str:
     registry = all_methods()
     width = max(len(n) for n in registry)
     fam_width = max(len(m.family) for m in registry.values())
-    return "\n".join(f"{m.name:<{width}}  {m.family:<{fam_width}}  {m.description}" for m in registry.values())
+    return "\n".join(f"{m.name:<{width}}  {m.family:<{fam_width}}  {m.description}"
+                     + (f" [not installed: pip install 'inpaintseg[{m.requires[1]}]']" if m.missing() else "")
+                     for m in registry.values())
 
 
 def make_sample(rng: np.random.Generator, photos: PhotoCache, size: int, untouched: bool, methods: list[str],
