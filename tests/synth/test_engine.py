@@ -39,8 +39,17 @@ def test_sample_changes_only_the_masked_pixels(tiny_bank):
         image, mask, info, original = make_sample(sample_rng(0, "train", index), photos, 64, False,
                                                   list(all_methods()), "none", tiny_bank)
         assert info["degradations"] == [] and info["pre_jpeg"] is None
-        np.testing.assert_array_equal(image[mask == 0], original[mask == 0])
+        if not info["fill"].get("whole_frame"):  # ldm_whole keeps its whole decoded crop (next test)
+            np.testing.assert_array_equal(image[mask == 0], original[mask == 0])
         assert mask.any() and info["coverage"] == round(float(mask.mean()), 6)
+
+
+def test_whole_frame_fills_replace_the_known_pixels_too(tiny_bank):
+    photos = PhotoCache(find_photos())
+    image, mask, info, original = make_sample(sample_rng(0, "train", 3), photos, 64, False, ["ldm_whole"], "none",
+                                              tiny_bank)
+    assert info["method"] == "ldm_whole" and info["fill"]["whole_frame"] is True
+    assert np.abs(image.astype(int) - original)[mask == 0].mean() > 1.0
 
 
 def test_degraded_samples_keep_image_and_mask_aligned(tiny_bank):

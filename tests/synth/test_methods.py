@@ -19,7 +19,12 @@ def test_registry_has_enough_methods_families_and_learned_upsamplers():
     assert families == set(FAMILIES) and len(families) >= 5
     learned = [m for m in REGISTRY.values() if m.family == "learned"]
     upsamplers = {SPECS[m.generators[0]].upsampler for m in learned}
-    assert len(learned) >= 3 and len(upsamplers) == len(learned) >= 3
+    assert len(learned) >= 3 and len(upsamplers) >= 4
+    # Each learned method is its own network: up-sampler, blocks and training (masked L1 or adversarial).
+    networks = {(SPECS[m.generators[0]].upsampler, SPECS[m.generators[0]].arch, SPECS[m.generators[0]].adversarial > 0)
+                for m in learned}
+    assert len(networks) == len(learned)
+    assert {"gen_lama_gan", "gen_gated_gan", "ldm_latent", "ldm_whole"} <= set(REGISTRY)
     assert all(m.description for m in REGISTRY.values())
 
 
@@ -156,3 +161,17 @@ def test_a_method_without_its_optional_package_is_named_or_left_out(monkeypatch)
     from inpaintseg.synth.engine import method_table
 
     assert "[not installed: pip install 'inpaintseg[patchmatch]']" in method_table()
+
+
+def test_latent_paths_keep_or_replace_the_known_pixels(make_ctx, textured):
+    """ldm_latent: the engine composites the hole (the decoded crop's outside is ignored); ldm_whole: the whole
+    decoded crop is the result, so the pixels outside the hole carry the decoder's traces too."""
+    image = textured(64, seed=4)
+    mask = np.zeros((64, 64), np.uint8)
+    mask[16:40, 16:40] = 1
+    kept = REGISTRY["ldm_latent"].fn(make_ctx(2, 64), image, mask)
+    whole = REGISTRY["ldm_whole"].fn(make_ctx(2, 64), image, mask)
+    assert not kept.whole_frame and whole.whole_frame and whole.info["whole_frame"] is True
+    np.testing.assert_array_equal(kept.image, whole.image)     # the same decode; only the compositing differs
+    outside = np.abs(whole.image.astype(int) - image)[mask == 0].mean()
+    assert outside > 1.0                                       # the decoder changed the known pixels

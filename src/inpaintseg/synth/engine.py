@@ -8,7 +8,8 @@ Each sample:
    whole (hard negatives, `blend.retouch_whole`);
 3. otherwise a random mask (`masks`) and a method: a family drawn uniformly among the selected
    ones, then a method of it; the method's fill, sometimes with noise re-injected, sharpened or
-   blurred (`blend.break_shortcuts`), is copied into the photo inside the mask only;
+   blurred (`blend.break_shortcuts`), is copied into the photo inside the mask only (or, for a method whose
+   `Fill.whole_frame` is set, its whole output is the image: decoder traces outside the label too);
 4. the editing tool's save (`degrade.sample_resave`: PNG, or JPEG at an export quality), for the image and
    its original alike, untouched samples included;
 5. a chain of global degradations (`degrade`), the same kind of chain for untouched samples.
@@ -121,9 +122,12 @@ def make_sample(rng: np.random.Generator, photos: PhotoCache, size: int, untouch
         fill = method.fn(MethodContext(rng, donor, generators), source, mask)
         mask = fill.mask
         filled, post = blend.break_shortcuts(rng, source, fill.image, mask, method.family)
-        image = source.copy()
-        inside = mask.astype(bool)
-        image[inside] = filled[inside]
+        if fill.whole_frame:  # the method's whole output is the edited image (ldm_whole)
+            image = filled.copy()
+        else:
+            image = source.copy()
+            inside = mask.astype(bool)
+            image[inside] = filled[inside]
         info.update(method=name, family=method.family, mask_kind=kind, hard_negative=None, fill=fill.info,
                     post_fill=post)
     resave = degrade.sample_resave(rng, level)

@@ -1,7 +1,7 @@
 """The method registry: each manipulation method is a small named function plus one `@method` line.
 
 A method takes (ctx, image, mask) and returns a `Fill`: the image with the region replaced (pixels
-outside `Fill.mask` are ignored: the engine copies only the masked pixels), the mask actually
+outside `Fill.mask` are ignored -- the engine copies only the masked pixels -- unless `Fill.whole_frame`), the mask actually
 manipulated (usually the one it was given) and a small dict of what it did (recorded in meta.json).
 """
 
@@ -24,6 +24,9 @@ class Fill:
     image: np.ndarray  # (H, W, 3) uint8
     mask: np.ndarray  # (H, W) uint8 {0, 1}
     info: dict = field(default_factory=dict)
+    # True: the whole `image` is the result (a latent-diffusion pipeline that does not paste the known pixels
+    # back); the label is still `mask`, where the content was re-generated.
+    whole_frame: bool = False
 
 
 @dataclass
