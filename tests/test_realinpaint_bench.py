@@ -151,3 +151,15 @@ def test_shared_real_inpaintings_score_when_present(tmp_path):
     assert all(row["n"] == 1 for row in result["folders"].values())
     assert result["folders"]["palette"]["n_originals"] == 0
     assert result["summary"][realinpaint.POOLED]["n_originals"] >= 4
+
+
+def test_lofo_tables_carry_the_real_row(tmp_path):
+    import lofo
+
+    test = {"dice_mean": 0.5, "pixel_auc": 0.8, "image_auc": 0.9, "false_positive": {"mean_area_fraction": 0.01}}
+    real = {"summary": {realinpaint.POOLED: {"image_auc": 0.61}, realinpaint.FOLDER_MEAN: {"pixel_auc": 0.57}}}
+    rows = {"all-s0": {"family": lofo.IN_DISTRIBUTION, "seed": 0, "test": test, "realinpaint": real},
+            "all-s1": {"family": lofo.IN_DISTRIBUTION, "seed": 1, "test": test, "realinpaint": real}}
+    (tmp_path / "results.json").write_text(json.dumps({"rows": rows, "setup": {}}))
+    assert "| 0.610 +- 0.000 / 0.570 +- 0.000 |" in lofo.compare([tmp_path])
+    assert "| 0.610 +- 0.000 / 0.570 +- 0.000 |" in lofo.table({"rows": rows})
