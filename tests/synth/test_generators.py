@@ -108,14 +108,14 @@ def test_texture_generators_are_built_as_the_real_methods(photos):
     assert "GatedConv" in gated
     vae = g.build_generator(g.spec_for("kl_vae", "tiny")[0]).eval()
     mean, logvar = vae.encode(torch.rand(1, 3, 32, 32))
-    assert mean.shape == logvar.shape == (1, 4, 4, 4)           # 8x down, 4 latent channels (the SD VAE's)
+    assert mean.shape == logvar.shape == (1, 4, 8, 8)           # 4x down (KL-f4), 4 latent channels
     assert vae.decode(mean).shape == (1, 3, 32, 32)
     assert all(g.SPECS[n].adversarial > 0 for n in ("lama_gan", "gated_gan", "kl_vae"))
 
 
 @pytest.mark.parametrize("name", ["lama_gan", "kl_vae"])
 def test_adversarial_training_is_bitwise_deterministic(name, photos):
-    spec, budget = g.spec_for(name, "tiny")                  # 12 steps: the discriminator joins at step 4
+    spec, budget = g.spec_for(name, "tiny")                  # >= 12 steps: the discriminator joins after 1/3
     a = g.train_generator(spec, budget, photos)
     b = g.train_generator(spec, budget, photos)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
@@ -139,7 +139,7 @@ def test_latent_fill_resamples_only_the_hole_latents_and_is_seeded(photos):
     model = g.build_generator(g.spec_for("kl_vae", "tiny")[0]).eval()
     image = photos[0][:96, :96].copy()
     mask = np.zeros((96, 96), np.uint8)
-    mask[8:16, 8:16] = 1                                     # exactly one 8x8 latent cell
+    mask[8:16, 8:16] = 1                                     # exactly 2x2 latent cells of 4x4 pixels
     a = latent_fill(model, image, mask, np.random.default_rng(0), 1.0)
     b = latent_fill(model, image, mask, np.random.default_rng(0), 1.0)
     c = latent_fill(model, image, mask, np.random.default_rng(1), 1.0)

@@ -9,9 +9,10 @@ trained decoder. The recipes, scaled down to minutes of CPU:
   convolutions to up-sample, a PatchGAN discriminator with a feature-matching term (`arch="ffc"`);
 - DeepFill v2 (Yu et al. 2019): gated convolutions, 2x nearest + convolution up-sampling, an SN-PatchGAN
   discriminator with the hinge loss (`GeneratorSpec(gated=True, upsampler="nearest", adversarial=...)`);
-- the Stable Diffusion VAE (AutoencoderKL + LPIPSWithDiscriminator in CompVis/latent-diffusion): an 8x
-  KL-regularised autoencoder (4 latent channels, KL weight 1e-6), nearest + convolution up-sampling in the
-  decoder, a hinge-loss PatchGAN switched on after a warm-up (`disc_start`) (`arch="kl"`). `latent_fill`
+- the Stable Diffusion VAE (AutoencoderKL + LPIPSWithDiscriminator in CompVis/latent-diffusion): a
+  KL-regularised autoencoder (4 latent channels, KL weight 1e-6; 4x down here, latent diffusion's KL-f4, as
+  8x did not converge in minutes of CPU), nearest + convolution up-sampling in the decoder, a hinge-loss
+  PatchGAN switched on after a warm-up (`disc_start`) (`arch="kl"`). `latent_fill`
   encodes a crop, re-samples the latent of the masked region (the Telea-filled hole's latent mixed with
   Gaussian noise at a sampled strength: one "noise + decode" step) and decodes: the caller composites the
   hole back, or keeps the whole decoded crop (diffusion pipelines that do not paste the known pixels back).

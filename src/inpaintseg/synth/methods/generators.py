@@ -61,7 +61,7 @@ def gen_gated_gan(ctx: MethodContext, image: np.ndarray, mask: np.ndarray) -> Fi
     return _learned(ctx, image, mask, "gated_gan")
 
 
-LATENT_STRENGTH = (0.3, 1.0)  # share of noise in the re-sampled latent of the hole
+LATENT_STRENGTH = (0.2, 0.8)  # share of noise in the re-sampled latent of the hole (1.0 decodes to blotches)
 
 
 def _latent(ctx: MethodContext, image: np.ndarray, mask: np.ndarray, whole: bool) -> Fill:
@@ -70,7 +70,7 @@ def _latent(ctx: MethodContext, image: np.ndarray, mask: np.ndarray, whole: bool
     return Fill(decoded, mask, {"generator": "kl_vae", "strength": strength, "whole_frame": whole}, whole_frame=whole)
 
 
-@method("ldm_latent", "autoencoder", "latent-diffusion-like: GAN-trained 8x KL autoencoder, the hole's latent "
+@method("ldm_latent", "autoencoder", "latent-diffusion-like: GAN-trained 4x KL autoencoder, the hole's latent "
         "re-sampled with noise and decoded, hole composited back", generators=("kl_vae",))
 def ldm_latent(ctx: MethodContext, image: np.ndarray, mask: np.ndarray) -> Fill:
     return _latent(ctx, image, mask, whole=False)
