@@ -18,6 +18,8 @@ from inpaintseg.synth.generator_bank import TRAINED
 from inpaintseg.synth.masks import MASK_KINDS
 from inpaintseg.synth.registry import FAMILIES, all_methods
 
+N_GENERATORS = len({g for m in all_methods().values() for g in m.generators})  # 8: 5 masked-L1 + 3 of issue 24
+
 METHODS = all_methods()
 
 
@@ -42,7 +44,7 @@ def test_layout_and_meta(dataset):
         on_disk = json.loads((out / split / "meta.json").read_text())
         assert on_disk == meta[split] and on_disk["complete"] is True and on_disk["format_version"] == 3
         assert sorted(on_disk["images"]) == stems and on_disk["methods"] == list(METHODS)
-        assert on_disk["generators"]["set"] == "tiny" and len(on_disk["generators"]["keys"]) == 5
+        assert on_disk["generators"]["set"] == "tiny" and len(on_disk["generators"]["keys"]) == N_GENERATORS
     assert sorted(p.stem for p in (out / "train" / "originals").iterdir()) == [f"train_{i:05d}" for i in range(60)]
     assert not (out / "test" / "originals").exists()
     assert not list(out.rglob(".*.tmp"))  # atomic writes left no temp files
@@ -78,9 +80,9 @@ def test_same_seed_same_bytes_with_cached_or_retrained_generators(tmp_path, monk
     monkeypatch.setenv("INPAINTSEG_CACHE_DIR", str(tmp_path / "fresh_cache"))
     trained = len(TRAINED)
     generate_demo_data(tmp_path / "b", **args)  # generators retrained from scratch
-    assert len(TRAINED) == trained + 5
+    assert len(TRAINED) == trained + N_GENERATORS
     generate_demo_data(tmp_path / "c", **args)  # ... and now loaded from that cache
-    assert len(TRAINED) == trained + 5
+    assert len(TRAINED) == trained + N_GENERATORS
     generate_demo_data(tmp_path / "w", **args, workers=2)  # spread over 2 processes
     a = files(tmp_path / "a")
     assert a == files(tmp_path / "b") == files(tmp_path / "c") == files(tmp_path / "w")
