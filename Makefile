@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install --quiet -e ".[dev,crf,serve,onnx]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,crf,serve,onnx,patchmatch]"
 	touch $(STAMP)
 
 install: $(STAMP)

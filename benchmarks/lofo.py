@@ -4,7 +4,8 @@ For each family F of the data engine (`inpaintseg demo-data --list-methods`), a 
 training split holds every family but F and whose test split holds F alone (`--exclude-families F
 --test-families F`), a detector is trained on it and scored on the held-out family. The in-distribution row
 trains and tests on all families. Every trained model is also scored on the real manipulations in
-`../shared/realworld` (splicing, copy-move, real edits; not inpainting): an honest out-of-domain row.
+`../shared/realworld` (splicing, copy-move, real edits; not inpainting): an honest out-of-domain row; and on the
+real deep-generative inpaintings of `../shared/realinpaint` (`realinpaint.py`: the real row of issue 24).
 
 Every row trains the same network for the same number of epochs on the same number of images (equal
 compute per row, which a wall-clock budget on a shared machine would not give), through the product's own
@@ -39,6 +40,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 from bench_common import ROBUSTNESS, perturbed_folder  # noqa: E402
+import realinpaint  # noqa: E402
 REALWORLD = ROOT.parent / "shared" / "realworld"
 
 
@@ -65,6 +67,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--generators", default="demo", help="generator set of the learned families (tiny|demo|full)")
     p.add_argument("--degrade", default="default", help="the engine's global degradations (none|default|strong)")
     p.add_argument("--no-realworld", action="store_true", help="skip the ../shared/realworld rows")
+    p.add_argument("--no-realinpaint", action="store_true", help="skip the ../shared/realinpaint rows")
     p.add_argument("--no-robustness", action="store_true", help="skip the test-time degradation rows")
     p.add_argument("--no-in-distribution", action="store_true",
                    help="only the held-out rows (e.g. more seeds of one held-out family)")
@@ -123,8 +126,18 @@ def run_row(args, family: str | None, seed: int, work: Path) -> dict:
         row["realworld"] = {
             sub.name: evaluate_model(model, sub / "images", sub / "masks", work / f"real_{sub.name}", None)
             for sub in sorted(REALWORLD.iterdir()) if (sub / "images").is_dir()}
+    if not args.no_realinpaint and realinpaint.REALINPAINT.is_dir():
+        predict, post = realinpaint.model_predictor(model)
+        score_threshold = post.threshold if post.score_threshold is None else post.score_threshold
+        row["realinpaint"] = realinpaint._jsonable(realinpaint.score_data(
+            realinpaint.REALINPAINT, predict, post.threshold, score_threshold, batch_size=args.batch_size))
     row["seconds"] = round(time.perf_counter() - t0, 1)
     return row
+
+
+def real_summary(entries: list[dict], key: str, row: str = realinpaint.POOLED) -> str:
+    """mean +- std over seeds of a realinpaint summary value (pooled image AUC, mean-of-folders pixel AUC)."""
+    return _stat([(e.get("realinpaint") or {}).get("summary", {}).get(row, {}).get(key) for e in entries])
 
 
 IN_DISTRIBUTION = "all (in distribution)"
@@ -169,8 +182,9 @@ def table(results: dict) -> str:
     for entry in results["rows"].values():
         rows.setdefault(entry["family"], []).append(entry)
     lines = ["| held-out family (test) | seeds | Dice (mean per image) | pixel AUC | image AUC | FP area on untouched"
-             " | realworld Dice (casia2 / hifi) | realworld pixel AUC (casia2 / hifi) |",
-             "|---|--:|--:|--:|--:|--:|--:|--:|"]
+             " | realworld Dice (casia2 / hifi) | realworld pixel AUC (casia2 / hifi) | realinpaint image AUC (pooled)"
+             " / pixel AUC (mean of folders) |",
+             "|---|--:|--:|--:|--:|--:|--:|--:|--:|"]
     for family, entries in rows.items():
         test = [e["test"] for e in entries]
         real = [e.get("realworld", {}) for e in entries]
@@ -183,7 +197,8 @@ def table(results: dict) -> str:
             f"{_stat([t.get('pixel_auc') for t in test])} | {_stat([t.get('image_auc') for t in test])} | "
             f"{_stat([t['false_positive']['mean_area_fraction'] for t in test])} | "
             f"{real_stat('dice_mean', 'casia2_gt')} / {real_stat('dice_mean', 'hifi_ifdl_mixed')} | "
-            f"{real_stat('pixel_auc', 'casia2_gt')} / {real_stat('pixel_auc', 'hifi_ifdl_mixed')} |")
+            f"{real_stat('pixel_auc', 'casia2_gt')} / {real_stat('pixel_auc', 'hifi_ifdl_mixed')} | "
+            f"{real_summary(entries, 'image_auc')} / {real_summary(entries, 'pixel_auc', realinpaint.FOLDER_MEAN)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -192,7 +207,8 @@ def compare(folders: list[Path], only: list[str] | None = None) -> str:
     held-out families count (so that folders holding different families out compare like with like)."""
     head = ("| configuration | seeds | in-dist Dice | LOFO mean Dice | held-out Dice per family | pixel AUC "
             "in-dist / LOFO | FP area (in-dist) | image AUC (in-dist) | JPEG 70 / 50 (x clean) | rescale 0.5 / 0.75 "
-            "(x clean) | noise 5 (x clean) | realworld pixel AUC (casia2 / hifi) | train img/s |")
+            "(x clean) | noise 5 (x clean) | realworld pixel AUC (casia2 / hifi) | realinpaint image AUC (pooled) / pixel "
+            "AUC (mean of folders) | train img/s |")
     lines = [head, "|---|" + "--:|" * (head.count("|") - 2)]
     for folder in folders:
         results = json.loads((folder / "results.json").read_text())
@@ -225,7 +241,9 @@ def compare(folders: list[Path], only: list[str] | None = None) -> str:
             f"{_stat([r['test']['false_positive']['mean_area_fraction'] for r in ind])} | "
             f"{_stat([r['test'].get('image_auc') for r in ind])} | {ratio('jpeg70')} / {ratio('jpeg50')} | "
             f"{ratio('down0.5')} / {ratio('down0.75')} | {ratio('noise5')} | {real('casia2_gt')} / "
-            f"{real('hifi_ifdl_mixed')} | {_stat([r.get('train_images_per_s') for r in rows])} |")
+            f"{real('hifi_ifdl_mixed')} | {real_summary(ind, 'image_auc')} / "
+            f"{real_summary(ind, 'pixel_auc', realinpaint.FOLDER_MEAN)} | "
+            f"{_stat([r.get('train_images_per_s') for r in rows])} |")
     return "\n".join(lines) + "\n"
 
 

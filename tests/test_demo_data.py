@@ -18,6 +18,8 @@ from inpaintseg.synth.generator_bank import TRAINED
 from inpaintseg.synth.masks import MASK_KINDS
 from inpaintseg.synth.registry import FAMILIES, all_methods
 
+N_GENERATORS = len({g for m in all_methods().values() for g in m.generators})  # 8: 5 masked-L1 + 3 of issue 24
+
 METHODS = all_methods()
 
 
@@ -40,9 +42,9 @@ def test_layout_and_meta(dataset):
         assert sorted(p.stem for p in (out / split / "images").iterdir()) == stems
         assert sorted(p.stem for p in (out / split / "masks").iterdir()) == stems
         on_disk = json.loads((out / split / "meta.json").read_text())
-        assert on_disk == meta[split] and on_disk["complete"] is True and on_disk["format_version"] == 2
+        assert on_disk == meta[split] and on_disk["complete"] is True and on_disk["format_version"] == 3
         assert sorted(on_disk["images"]) == stems and on_disk["methods"] == list(METHODS)
-        assert on_disk["generators"]["set"] == "tiny" and len(on_disk["generators"]["keys"]) == 5
+        assert on_disk["generators"]["set"] == "tiny" and len(on_disk["generators"]["keys"]) == N_GENERATORS
     assert sorted(p.stem for p in (out / "train" / "originals").iterdir()) == [f"train_{i:05d}" for i in range(60)]
     assert not (out / "test" / "originals").exists()
     assert not list(out.rglob(".*.tmp"))  # atomic writes left no temp files
@@ -79,9 +81,9 @@ def test_same_seed_same_bytes_with_cached_or_retrained_generators(tmp_path, monk
     monkeypatch.setenv("INPAINTSEG_CACHE_DIR", str(tmp_path / "fresh_cache"))
     trained = len(TRAINED)
     generate_demo_data(tmp_path / "b", **args)  # generators retrained from scratch
-    assert len(TRAINED) == trained + 5
+    assert len(TRAINED) == trained + N_GENERATORS
     generate_demo_data(tmp_path / "c", **args)  # ... and now loaded from that cache
-    assert len(TRAINED) == trained + 5
+    assert len(TRAINED) == trained + N_GENERATORS
     generate_demo_data(tmp_path / "w", **args, workers=2)  # spread over 2 processes
     a = files(tmp_path / "a")
     assert a == files(tmp_path / "b") == files(tmp_path / "c") == files(tmp_path / "w")
@@ -182,3 +184,19 @@ def test_cli_demo_data_with_photos_dir(tmp_path, capsys):
     assert "--out is required" in capsys.readouterr().err
     assert cli.main(["demo-data", "--out", str(tmp_path / "y"), "--exclude-methods", "telea,nope"]) == 2
     assert "unknown method(s) nope" in capsys.readouterr().err
+
+
+def test_cli_pools_repeated_photos_folders(tmp_path):
+    rng = np.random.default_rng(0)
+    for folder in ("p1", "p2"):
+        (tmp_path / folder).mkdir()
+        cv2.imwrite(str(tmp_path / folder / "x.png"), rng.integers(0, 256, (80, 80, 3), dtype=np.uint8))
+    out = tmp_path / "demo"
+    assert cli.main(["demo-data", "--out", str(out), "--n-train", "8", "--n-test", "1", "--img-size", "32",
+                     "--photos", str(tmp_path / "p1"), "--photos", str(tmp_path / "p2"), "--families", "classical",
+                     "--degrade", "none"]) == 0
+    meta = json.loads((out / "train" / "meta.json").read_text())
+    assert meta["photos"] == {"n": 2, "dir": [str(tmp_path / "p1"), str(tmp_path / "p2")], "max_short_side": 128}
+    assert {i["source"] for i in meta["images"].values()} == {"photos/x.png", "photos2/x.png"}
+    assert all(i["resave"] == {"format": "png"} and i["pre_jpeg"] is None for i in meta["images"].values())
+    assert meta["format_version"] == 3

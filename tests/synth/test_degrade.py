@@ -52,3 +52,27 @@ def test_chain_is_deterministic_and_changes_the_image(textured):
     b, _, _ = apply_degradations(image, None, ops)
     assert np.array_equal(a, b) and not np.array_equal(a, image)
     assert np.abs(jpeg(image, 30).astype(int) - image).mean() > np.abs(jpeg(image, 95).astype(int) - image).mean()
+
+
+def test_camera_jpeg_and_tool_resave_use_realistic_qualities():
+    from inpaintseg.synth.degrade import PROBABILITIES, sample_resave
+
+    pre = [sample_pre_jpeg(np.random.default_rng(s), "default") for s in range(400)]
+    qualities = [q for q in pre if q is not None]
+    assert min(qualities) >= 75 and max(qualities) <= 95
+    assert abs(len(qualities) / 400 - PROBABILITIES["default"]["pre_jpeg"]) < 0.08
+    saves = [sample_resave(np.random.default_rng(s), "default") for s in range(400)]
+    jpegs = [r["quality"] for r in saves if r["format"] == "jpeg"]
+    assert {r["format"] for r in saves} == {"png", "jpeg"} and 75 <= min(jpegs) and max(jpegs) <= 95
+    assert all(sample_resave(np.random.default_rng(s), "none") == {"format": "png"} for s in range(50))
+    assert sample_resave(np.random.default_rng(3), "strong") == sample_resave(np.random.default_rng(3), "strong")
+
+
+def test_resave_png_is_lossless_and_jpeg_matches_an_encoder_round_trip(textured):
+    from inpaintseg.synth.degrade import apply_resave
+
+    image = textured(32)
+    assert apply_resave(image, {"format": "png"}) is image
+    np.testing.assert_array_equal(apply_resave(image, {"format": "jpeg", "quality": 80}), jpeg(image, 80))
+    with pytest.raises(ValueError, match="gif"):
+        apply_resave(image, {"format": "gif"})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+import cv2
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -38,8 +39,17 @@ def test_sample_changes_only_the_masked_pixels(tiny_bank):
         image, mask, info, original = make_sample(sample_rng(0, "train", index), photos, 64, False,
                                                   list(all_methods()), "none", tiny_bank)
         assert info["degradations"] == [] and info["pre_jpeg"] is None
-        np.testing.assert_array_equal(image[mask == 0], original[mask == 0])
+        if not info["fill"].get("whole_frame"):  # ldm_whole keeps its whole decoded crop (next test)
+            np.testing.assert_array_equal(image[mask == 0], original[mask == 0])
         assert mask.any() and info["coverage"] == round(float(mask.mean()), 6)
+
+
+def test_whole_frame_fills_replace_the_known_pixels_too(tiny_bank):
+    photos = PhotoCache(find_photos())
+    image, mask, info, original = make_sample(sample_rng(0, "train", 3), photos, 64, False, ["ldm_whole"], "none",
+                                              tiny_bank)
+    assert info["method"] == "ldm_whole" and info["fill"]["whole_frame"] is True
+    assert np.abs(image.astype(int) - original)[mask == 0].mean() > 1.0
 
 
 def test_degraded_samples_keep_image_and_mask_aligned(tiny_bank):
@@ -53,3 +63,21 @@ def test_degraded_samples_keep_image_and_mask_aligned(tiny_bank):
         sizes.add(mask.shape)
         kept += any(op["op"] == "resize" and not op["back"] for op in info["degradations"])
     assert kept > 0 and len(sizes) > 1  # a kept resize changes the output size
+
+
+def test_tool_resave_is_recorded_and_applied_to_image_and_original_alike(tiny_bank):
+    """A JPEG re-save touches the original exactly as the edited image away from the fill (JPEG works on
+    16x16 macro-blocks with 4:2:0 chroma): only the blocks near the mask may differ."""
+    photos = PhotoCache(find_photos())
+    seen, checked = set(), 0
+    for index in range(60):
+        image, mask, info, original = make_sample(sample_rng(2, "train", index), photos, 64, False,
+                                                  ["telea"], "default", tiny_bank)
+        resave = info["resave"]
+        seen.add(resave["format"])
+        if resave["format"] == "jpeg" and not info["degradations"]:
+            far = cv2.dilate(mask, np.ones((49, 49), np.uint8)) == 0
+            checked += int(far.sum())
+            np.testing.assert_array_equal(image[far], original[far])
+            assert 75 <= resave["quality"] <= 95
+    assert seen == {"png", "jpeg"} and checked > 0

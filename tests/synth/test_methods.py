@@ -19,7 +19,12 @@ def test_registry_has_enough_methods_families_and_learned_upsamplers():
     assert families == set(FAMILIES) and len(families) >= 5
     learned = [m for m in REGISTRY.values() if m.family == "learned"]
     upsamplers = {SPECS[m.generators[0]].upsampler for m in learned}
-    assert len(learned) >= 3 and len(upsamplers) == len(learned) >= 3
+    assert len(learned) >= 3 and len(upsamplers) >= 4
+    # Each learned method is its own network: up-sampler, blocks and training (masked L1 or adversarial).
+    networks = {(SPECS[m.generators[0]].upsampler, SPECS[m.generators[0]].arch, SPECS[m.generators[0]].adversarial > 0)
+                for m in learned}
+    assert len(networks) == len(learned)
+    assert {"gen_lama_gan", "gen_gated_gan", "ldm_latent", "ldm_whole"} <= set(REGISTRY)
     assert all(m.description for m in REGISTRY.values())
 
 
@@ -48,7 +53,8 @@ def test_select_methods_by_family_name_and_exclusion():
     assert select_methods() == list(REGISTRY)
     assert select_methods(families="classical") == ["telea", "ns"]
     assert select_methods(methods="all", exclude_families="learned,autoencoder,selfblend,copy") == ["telea", "ns"]
-    assert select_methods(families=["classical", "copy"], exclude_methods="patch") == ["telea", "ns", "copy_move", "splice"]
+    assert select_methods(families=["classical", "copy"], exclude_methods="patch,patchmatch") == \
+        ["telea", "ns", "copy_move", "splice"]
     with pytest.raises(InpaintsegError, match="--families: unknown family.*lama.*Known: classical"):
         select_methods(families="lama")
     with pytest.raises(InpaintsegError, match="--test-methods: unknown method"):
@@ -110,3 +116,62 @@ def test_hard_negatives_process_the_whole_image(textured):
             kinds.add(record["op"])
             assert out.shape == image.shape and not np.array_equal(out, image)
     assert kinds == {"blur", "denoise", "sharpen", "resample"}
+
+
+@pytest.mark.parametrize("name", list(REGISTRY))
+def test_every_method_is_deterministic_at_64_px(name, make_ctx, textured):
+    image = textured(64, seed=2)
+    mask = np.zeros((64, 64), np.uint8)
+    mask[20:40, 12:44] = 1
+    first = REGISTRY[name].fn(make_ctx(5, 64), image, mask)
+    again = REGISTRY[name].fn(make_ctx(5, 64), image, mask)
+    np.testing.assert_array_equal(first.image, again.image)
+    np.testing.assert_array_equal(first.mask, again.mask)
+    assert first.info == again.info
+
+
+def test_patchmatch_copies_texture_of_the_same_photo(make_ctx):
+    """Content-aware fill re-arranges known pixels: on an image of two flat colours with the hole inside the
+    blue half, every filled pixel is a colour of the photo (no invented, blurred or averaged one)."""
+    pytest.importorskip("patchmatch_cython")
+    image = np.zeros((64, 64, 3), np.uint8)
+    image[:, :32] = (200, 30, 30)
+    image[:, 32:] = (20, 40, 220)
+    image[24:40, 44:56] = (0, 255, 0)                   # the object to remove
+    mask = np.zeros((64, 64), np.uint8)
+    mask[22:42, 42:58] = 1
+    fill = REGISTRY["patchmatch"].fn(make_ctx(1, 64), image, mask)
+    inside = fill.image[mask == 1].astype(int)
+    assert np.abs(inside - (20, 40, 220)).max() <= 2, "the hole in the blue half is not filled with blue"
+    np.testing.assert_array_equal(fill.image[mask == 0], image[mask == 0])
+    assert fill.info["patch_size"] in (5, 7, 9) and isinstance(fill.info["seed"], int)
+
+
+def test_a_method_without_its_optional_package_is_named_or_left_out(monkeypatch):
+    import dataclasses
+
+    from inpaintseg.synth import registry
+
+    fake = dataclasses.replace(REGISTRY["patchmatch"], requires=("no_such_module_xyz", "patchmatch"))
+    monkeypatch.setitem(registry.METHODS, "patchmatch", fake)
+    assert "patchmatch" not in select_methods() and "patchmatch" not in select_methods(families="copy")
+    with pytest.raises(InpaintsegError, match=r"needs the optional package.*inpaintseg\[patchmatch\].*"
+                                              r"--exclude-methods patchmatch"):
+        select_methods(methods="telea,patchmatch")
+    from inpaintseg.synth.engine import method_table
+
+    assert "[not installed: pip install 'inpaintseg[patchmatch]']" in method_table()
+
+
+def test_latent_paths_keep_or_replace_the_known_pixels(make_ctx, textured):
+    """ldm_latent: the engine composites the hole (the decoded crop's outside is ignored); ldm_whole: the whole
+    decoded crop is the result, so the pixels outside the hole carry the decoder's traces too."""
+    image = textured(64, seed=4)
+    mask = np.zeros((64, 64), np.uint8)
+    mask[16:40, 16:40] = 1
+    kept = REGISTRY["ldm_latent"].fn(make_ctx(2, 64), image, mask)
+    whole = REGISTRY["ldm_whole"].fn(make_ctx(2, 64), image, mask)
+    assert not kept.whole_frame and whole.whole_frame and whole.info["whole_frame"] is True
+    np.testing.assert_array_equal(kept.image, whole.image)     # the same decode; only the compositing differs
+    outside = np.abs(whole.image.astype(int) - image)[mask == 0].mean()
+    assert outside > 1.0                                       # the decoder changed the known pixels

@@ -88,3 +88,28 @@ def test_photo_cache_keeps_a_bounded_number(photo_dir):
     cache.image(photos[1])
     assert len(cache._images) == 1
     assert np.array_equal(cache.image(photos[0]), first)
+
+
+def test_photo_cache_keeps_a_bounded_number_of_bytes(photo_dir):
+    photos = user_photos(photo_dir, warn=lambda m: None)   # a: 40x90 (10,800 bytes), b: 300x200 (180,000)
+    cache = PhotoCache(photos, capacity=10, max_bytes=100_000)
+    cache.image(photos[0])
+    assert cache.nbytes == 40 * 90 * 3
+    cache.image(photos[1])                                  # over the byte cap: a goes, b (the newest) stays
+    assert list(cache._images) == [photos[1].name] and cache.nbytes == 300 * 200 * 3
+
+
+def test_several_photo_folders_are_pooled_with_distinct_names(photo_dir, tmp_path):
+    second = tmp_path / "more"
+    second.mkdir()
+    cv2.imwrite(str(second / "a.png"), np.full((64, 64, 3), 7, np.uint8))  # the same file name as in photo_dir
+    photos = find_photos([photo_dir, second, photo_dir / "."], warn=lambda m: None)  # a repeat counts once
+    assert [p.name for p in photos] == ["photos/a.png", "photos/sub/b.jpg", "photos2/a.png"]
+    assert [p.name for p in find_photos(photo_dir, warn=lambda m: None)] == ["photos/a.png", "photos/sub/b.jpg"]
+
+
+def test_photo_cache_shrinks_large_photos_to_the_short_side_cap(photo_dir):
+    photos = user_photos(photo_dir, warn=lambda m: None)   # a: 90x40, b: 200x300 (w x h)
+    cache = PhotoCache(photos, max_short_side=100)
+    assert cache.image(photos[0]).shape == (40, 90, 3)      # short side 40 <= 100: kept whole
+    assert cache.image(photos[1]).shape == (150, 100, 3)    # short side 200 -> 100, aspect kept

@@ -75,9 +75,10 @@ def register(subparsers) -> None:
                         help="the test split uses only these families (default: the train selection)")
     parser.add_argument("--degrade", choices=LEVELS, default="default",
                         help="global degradations after the edit: none, default or strong (default: default)")
-    parser.add_argument("--photos", metavar="DIR",
+    parser.add_argument("--photos", metavar="DIR", action="append",
                         help="your own pristine photos (any size/count, searched recursively) instead of the "
-                        "bundled ones; files that are not decodable images are named and skipped")
+                        "bundled ones; repeat to pool several folders; files that are not decodable images are "
+                        "named and skipped")
     parser.add_argument("--packaged-photos", action="store_true",
                         help="with --photos: use the bundled photos too")
     parser.add_argument("--untouched-fraction", type=fraction, default=0.1, metavar="F",

@@ -6,7 +6,11 @@ size, else the image keeps the new size and the mask is resized with nearest-exa
 binary and aligned), Gaussian blur, Gaussian noise, JPEG (quality 30-100). Every sample gets a chain,
 untouched ones too. `apply_degradations` applies a chain deterministically (the noise has its own
 seed in the record), so the same chain can be applied to the pristine original (--with-originals).
-Separately, `sample_pre_jpeg` sometimes JPEG-compresses the source photo before the edit.
+Separately, two steps model how a photo reaches the editor and leaves it: `sample_pre_jpeg` JPEG-compresses
+the source photo before the edit at a camera's qualities (75-95, the way photos arrive), so the authentic
+region carries a JPEG grid and the fill does not; `sample_resave` picks how the editing tool saves its result
+(PNG, or JPEG at a tool's export qualities), applied after the edit to the image and its pristine original
+alike, before the degradation chain.
 """
 
 from __future__ import annotations
@@ -18,12 +22,19 @@ from inpaintseg.errors import InpaintsegError
 
 LEVELS = ("none", "default", "strong")
 PROBABILITIES = {
-    "none": {"pre_jpeg": 0.0, "resize": 0.0, "blur": 0.0, "noise": 0.0, "jpeg": 0.0},
-    "default": {"pre_jpeg": 0.2, "resize": 0.25, "blur": 0.1, "noise": 0.15, "jpeg": 0.4},
-    "strong": {"pre_jpeg": 0.4, "resize": 0.5, "blur": 0.25, "noise": 0.3, "jpeg": 0.7},
+    "none": {"pre_jpeg": 0.0, "resave_jpeg": 0.0, "resize": 0.0, "blur": 0.0, "noise": 0.0, "jpeg": 0.0},
+    "default": {"pre_jpeg": 0.5, "resave_jpeg": 0.3, "resize": 0.25, "blur": 0.1, "noise": 0.15, "jpeg": 0.4},
+    "strong": {"pre_jpeg": 0.7, "resave_jpeg": 0.5, "resize": 0.5, "blur": 0.25, "noise": 0.3, "jpeg": 0.7},
 }
 JPEG_QUALITY = (30, 100)
-PRE_JPEG_QUALITY = (60, 98)
+# Cameras and phones save at 75-95 (phones ~85-95, consumer cameras' "fine" ~90-95, older/"normal" ~75-85); a
+# photo below 75 has usually been re-shared, which the degradation chain's JPEG covers. Half the default
+# samples start as such a JPEG and half stay lossless (as PNG datasets and RAW conversions arrive), so the
+# JPEG grid alone never tells an authentic photo from a fill.
+PRE_JPEG_QUALITY = (75, 95)
+# Editing tools' JPEG export: GIMP's default 90, Photoshop's "high"-"maximum" 8-12 (~ libjpeg 75-95), web
+# exports ~75-85. The rest save PNG (lossless: nothing changes).
+RESAVE_JPEG_QUALITY = (75, 95)
 RESIZE_SCALE = (0.5, 1.5)
 RESIZE_BACK_PROBABILITY = 0.5
 BLUR_SIGMA = (0.3, 1.5)
@@ -51,6 +62,23 @@ def sample_pre_jpeg(rng: np.random.Generator, level: str) -> int | None:
     if rng.random() < PROBABILITIES[level]["pre_jpeg"]:
         return int(rng.integers(PRE_JPEG_QUALITY[0], PRE_JPEG_QUALITY[1] + 1))
     return None
+
+
+def sample_resave(rng: np.random.Generator, level: str) -> dict:
+    """How the editing tool saves its result: {"format": "png"} or {"format": "jpeg", "quality": q}."""
+    roll, quality = rng.random(), int(rng.integers(RESAVE_JPEG_QUALITY[0], RESAVE_JPEG_QUALITY[1] + 1))
+    if roll < PROBABILITIES[level]["resave_jpeg"]:
+        return {"format": "jpeg", "quality": quality}
+    return {"format": "png"}
+
+
+def apply_resave(image: np.ndarray, resave: dict) -> np.ndarray:
+    """The image as the tool's file holds it (`sample_resave`). Shape: (H, W, 3) uint8 -> same."""
+    if resave["format"] == "jpeg":
+        return jpeg(image, resave["quality"])
+    if resave["format"] != "png":
+        raise ValueError(f"unknown re-save format {resave['format']!r}")
+    return image
 
 
 def sample_degradations(rng: np.random.Generator, level: str) -> list[dict]:

@@ -1,15 +1,18 @@
 """The manipulation engine behind `inpaintseg demo-data`: sampling, determinism, layout, meta.json.
 
 Each sample:
-1. a multi-scale random crop of a pristine photo (`photos`), sometimes JPEG-compressed first
-   (`degrade.sample_pre_jpeg`);
+1. a multi-scale random crop of a pristine photo (`photos`), often JPEG-compressed first at a camera's
+   quality (`degrade.sample_pre_jpeg`);
 2. a share `untouched_fraction` of samples (spread evenly over the indices) is left untouched:
    empty mask, method "none"; some of them are blurred / denoised / sharpened / resampled as a
    whole (hard negatives, `blend.retouch_whole`);
 3. otherwise a random mask (`masks`) and a method: a family drawn uniformly among the selected
    ones, then a method of it; the method's fill, sometimes with noise re-injected, sharpened or
-   blurred (`blend.break_shortcuts`), is copied into the photo inside the mask only;
-4. a chain of global degradations (`degrade`), the same kind of chain for untouched samples.
+   blurred (`blend.break_shortcuts`), is copied into the photo inside the mask only (or, for a method whose
+   `Fill.whole_frame` is set, its whole output is the image: decoder traces outside the label too);
+4. the editing tool's save (`degrade.sample_resave`: PNG, or JPEG at an export quality), for the image and
+   its original alike, untouched samples included;
+5. a chain of global degradations (`degrade`), the same kind of chain for untouched samples.
 
 Every sample has its own random generator seeded from (seed, split, index): the output does not
 depend on the order of generation, and the same arguments give the same bytes (the learned
@@ -38,11 +41,11 @@ from inpaintseg.errors import InpaintsegError
 from inpaintseg.fileio import atomic_write_text, write_png
 from inpaintseg.synth import blend, degrade
 from inpaintseg.synth.masks import random_mask
-from inpaintseg.synth.photos import Photo, PhotoCache, find_photos, random_crop, warn_stderr
+from inpaintseg.synth.photos import PHOTO_SIDE_PER_CROP, Photo, PhotoCache, find_photos, random_crop, warn_stderr
 from inpaintseg.synth.registry import FAMILIES, MethodContext, all_methods, select_methods
 
 GENERATOR = "inpaintseg demo-data"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # 3: meta.json records each image's "resave"; pre_jpeg at camera qualities
 SPLITS = ("train", "test")
 _SPLIT_CODES = {"train": 1, "test": 2}
 DEFAULT_UNTOUCHED_FRACTION = 0.10
@@ -83,7 +86,9 @@ def method_table() -> str:
     registry = all_methods()
     width = max(len(n) for n in registry)
     fam_width = max(len(m.family) for m in registry.values())
-    return "\n".join(f"{m.name:<{width}}  {m.family:<{fam_width}}  {m.description}" for m in registry.values())
+    return "\n".join(f"{m.name:<{width}}  {m.family:<{fam_width}}  {m.description}"
+                     + (f" [not installed: pip install 'inpaintseg[{m.requires[1]}]']" if m.missing() else "")
+                     for m in registry.values())
 
 
 def make_sample(rng: np.random.Generator, photos: PhotoCache, size: int, untouched: bool, methods: list[str],
@@ -117,14 +122,20 @@ def make_sample(rng: np.random.Generator, photos: PhotoCache, size: int, untouch
         fill = method.fn(MethodContext(rng, donor, generators), source, mask)
         mask = fill.mask
         filled, post = blend.break_shortcuts(rng, source, fill.image, mask, method.family)
-        image = source.copy()
-        inside = mask.astype(bool)
-        image[inside] = filled[inside]
+        if fill.whole_frame:  # the method's whole output is the edited image (ldm_whole)
+            image = filled.copy()
+        else:
+            image = source.copy()
+            inside = mask.astype(bool)
+            image[inside] = filled[inside]
         info.update(method=name, family=method.family, mask_kind=kind, hard_negative=None, fill=fill.info,
                     post_fill=post)
+    resave = degrade.sample_resave(rng, level)
+    image, source = degrade.apply_resave(image, resave), degrade.apply_resave(source, resave)
     ops = degrade.sample_degradations(rng, level)
     image, mask, applied = degrade.apply_degradations(image, mask, ops)
     original, _, _ = degrade.apply_degradations(source, None, applied)
+    info["resave"] = resave
     info["degradations"] = applied
     info["shape"] = list(mask.shape)
     info["coverage"] = round(float(mask.mean()), 6)
@@ -197,7 +208,7 @@ def _write_samples(job: _Job, indices: range, photos: PhotoCache | None = None, 
     the photos are decoded again and the generators loaded from the cache the parent filled."""
     from inpaintseg.synth.generator_bank import GeneratorBank
 
-    photos = photos or PhotoCache(list(job.photos))
+    photos = photos or PhotoCache(list(job.photos), max_short_side=PHOTO_SIDE_PER_CROP * job.size)
     if bank is None:
         bank = GeneratorBank(job.generator_set, workers=1)
         bank.prepare([g for name in job.methods for g in all_methods()[name].generators])
@@ -232,6 +243,14 @@ def _run_jobs(job: _Job, n: int, workers: int, photos: PhotoCache, bank) -> dict
     return infos
 
 
+def _photos_record(photos_dir) -> str | list[str] | None:
+    """meta.json's photos.dir: None, the folder, or the list of pooled folders."""
+    from inpaintseg.synth.photos import photo_dirs
+
+    dirs = [str(d) for d in photo_dirs(photos_dir)]
+    return None if not dirs else dirs[0] if len(dirs) == 1 else dirs
+
+
 def _write_meta(path: Path, meta: dict) -> None:
     atomic_write_text(path, json.dumps(meta, indent=1, sort_keys=True) + "\n")
 
@@ -249,7 +268,8 @@ def generate_demo_data(out: str | os.PathLike, n_train: int = 400, n_test: int =
     Methods: `methods` / `families` ("all", names, comma-separated or lists) minus the exclusions
     select the train split's methods; `test_methods` / `test_families`, when given, select the test
     split's (else the test split uses the train selection): the leave-one-family-out set-up is
-    `exclude_families="F", test_families="F"`. `generators` is the learned generator set
+    `exclude_families="F", test_families="F"`. `photos_dir`: one folder of pristine photos or a list of
+    folders (pooled). `generators` is the learned generator set
     (tiny / demo / full; None: $INPAINTSEG_GENERATORS, else demo). `workers` > 1 spreads the samples
     over that many processes (the bytes do not change). `out` must be missing, empty, or an earlier
     demo-data output (then it is overwritten and files beyond the new counts are removed). Raises
@@ -268,7 +288,7 @@ def generate_demo_data(out: str | os.PathLike, n_train: int = 400, n_test: int =
         selection["test"] = select_methods(test_methods, None, test_families, None, flag_prefix="test-")
     out = Path(out)
     _prepare_out(out)
-    photos = PhotoCache(find_photos(photos_dir, packaged_photos, warn))
+    photos = PhotoCache(find_photos(photos_dir, packaged_photos, warn), max_short_side=PHOTO_SIDE_PER_CROP * size)
     registry = all_methods()
     needed = [g for split in SPLITS for name in selection[split] for g in registry[name].generators]
     bank = GeneratorBank(generators, rebuild=rebuild_generators, log=log)
@@ -284,7 +304,8 @@ def generate_demo_data(out: str | os.PathLike, n_train: int = 400, n_test: int =
             "families": sorted({registry[n].family for n in selection[split]}, key=FAMILIES.index),
             "degrade": degrade_level, "untouched_fraction": untouched_fraction,
             "generators": {"set": bank.generator_set, "keys": {g: bank.key(g)[:16] for g in sorted(set(needed))}},
-            "photos": {"n": len(photos.photos), "dir": None if photos_dir is None else str(photos_dir)},
+            "photos": {"n": len(photos.photos), "dir": _photos_record(photos_dir),
+                       "max_short_side": photos.max_short_side},
             "images": {},
         }
         # Mark the folder as ours before writing images, so an interrupted run can be re-run.

@@ -13,7 +13,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 
 from inpaintseg.cache import cache_dir
@@ -22,6 +22,7 @@ from inpaintseg.synth.generators import (GENERATOR_SETS, SET_SETTINGS, TRAINING_
                                          build_generator, default_generator_set, spec_for, train_generator)
 
 CACHE_FORMAT = 1
+LATER_SPEC_FIELDS = ("arch", "adversarial", "feature_matching")
 # Names of the generators trained in this process (tests check that a cached one is not retrained).
 TRAINED: list[str] = []
 
@@ -35,10 +36,17 @@ def _photo_digest(paths: Sequence[Path]) -> str:
     return digest.hexdigest()
 
 
+def _spec_record(spec: GeneratorSpec) -> dict:
+    """The spec as hashed: fields added later (issue 24's arch / adversarial / feature_matching) only when they
+    differ from their defaults, so the generators cached before them keep their keys (no retraining)."""
+    record, defaults = asdict(spec), {f.name: f.default for f in fields(GeneratorSpec)}
+    return {k: v for k, v in record.items() if k not in LATER_SPEC_FIELDS or v != defaults[k]}
+
+
 def generator_key(spec: GeneratorSpec, budget: TrainBudget, photo_digest: str) -> str:
     import torch
 
-    record = {"format": CACHE_FORMAT, "spec": asdict(spec), "budget": asdict(budget), "seed": TRAINING_SEED,
+    record = {"format": CACHE_FORMAT, "spec": _spec_record(spec), "budget": asdict(budget), "seed": TRAINING_SEED,
               "photos": photo_digest, "torch": torch.__version__.split("+")[0]}
     return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
 

@@ -20,6 +20,7 @@ The set (tiny / demo / full: width and training budget) defaults to $INPAINTSEG_
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -45,6 +46,11 @@ class GeneratorSpec:
     gated: bool = False  # DeepFill-style gated convolutions
     blocks: int = 2  # dilated residual blocks at the bottleneck
     task: str = "inpaint"  # "inpaint" (fill the hole) or "autoencode" (reconstruct everything)
+    # Issue 24 (synth.texture_generators); the defaults are the original networks and leave their cache keys as
+    # they were: "plain" | "ffc" (LaMa's Fourier-convolution blocks) | "kl" (KL autoencoder, SD VAE recipe).
+    arch: str = "plain"
+    adversarial: float = 0.0  # weight of the hinge adversarial term (a PatchGAN trained alongside)
+    feature_matching: float = 0.0  # weight of the discriminator feature-matching L1
 
 
 @dataclass(frozen=True)
@@ -63,7 +69,15 @@ SPECS = {
     "bilinear": GeneratorSpec("bilinear", depth=3, width=16, blocks=3),
     "shuffle": GeneratorSpec("shuffle", depth=2, width=24),
     "vae": GeneratorSpec("nearest", depth=3, width=24, task="autoencode"),  # latent-diffusion decoder-like
+    # Texture synthesisers (issue 24): adversarially trained, as real inpainters are.
+    "lama_gan": GeneratorSpec("transposed", depth=3, width=24, blocks=3, arch="ffc", adversarial=0.1,
+                              feature_matching=1.0),  # LaMa: FFC ResNet, transposed convs, PatchGAN + FM
+    "gated_gan": GeneratorSpec("nearest", depth=2, width=24, gated=True, adversarial=0.1),  # DeepFill v2, SN-PatchGAN
+    # SD VAE recipe at latent diffusion's KL-f4 scale (4x down, 4 latent channels): at 8x the demo budget left
+    # it a colour-shifted blur (L1 27 vs 12 grey levels on a 256 px photo); a light adversarial weight.
+    "kl_vae": GeneratorSpec("nearest", depth=2, width=24, task="autoencode", arch="kl", adversarial=0.02),
 }
+KL_STEPS_FACTOR, KL_LR_FACTOR = 3, 0.5  # the autoencoder's longer, gentler training (150 steps did not converge)
 SET_SETTINGS = {  # width divisor, training budget
     "tiny": (4, TrainBudget(steps=12, batch=4, crop=32)),
     "demo": (2, TrainBudget(steps=150, batch=8, crop=64)),
@@ -84,8 +98,9 @@ def spec_for(name: str, generator_set: str) -> tuple[GeneratorSpec, TrainBudget]
         raise InpaintsegError(f"--generators must be one of {', '.join(GENERATOR_SETS)}, got {generator_set!r}.")
     divisor, budget = SET_SETTINGS[generator_set]
     spec = SPECS[name]
-    spec = GeneratorSpec(spec.upsampler, spec.depth, max(4, spec.width // divisor), spec.gated, spec.blocks, spec.task)
-    return spec, budget
+    if spec.arch == "kl":
+        budget = dataclasses.replace(budget, steps=budget.steps * KL_STEPS_FACTOR, lr=budget.lr * KL_LR_FACTOR)
+    return dataclasses.replace(spec, width=max(4, spec.width // divisor)), budget
 
 
 # ------------------------------------------------------------------------------ networks
@@ -142,6 +157,15 @@ def build_generator(spec: GeneratorSpec):
 
         def forward(self, x):
             return x + self.conv2(self.act(self.conv1(x)))
+
+    if spec.arch == "ffc":
+        from inpaintseg.synth.texture_generators import build_ffc_generator
+
+        return build_ffc_generator(spec, UpSample, conv)
+    if spec.arch == "kl":
+        from inpaintseg.synth.texture_generators import build_kl_autoencoder
+
+        return build_kl_autoencoder(spec)
 
     class InpaintGenerator(nn.Module):
         def __init__(self):
@@ -225,37 +249,52 @@ def _batch(rng: np.random.Generator, photos: Sequence[np.ndarray], budget: Train
     return images, masks
 
 
-def train_generator(spec: GeneratorSpec, budget: TrainBudget, photos: Sequence[np.ndarray],
-                    seed: int = TRAINING_SEED) -> dict:
-    """Train one generator deterministically; return its state dict (CPU tensors)."""
+def reconstruction_loss(spec: GeneratorSpec, budget: TrainBudget, out, x, m):
+    """Masked L1 (hole + 0.1 x known pixels; every pixel for an autoencoder) + `budget.hf_weight` x the L1 of
+    Laplacians (inside the hole). Shapes: (B, 3, H, W) in [0, 1], mask (B, 1, H, W)."""
     import torch
     import torch.nn.functional as F
+
+    error = (out - x).abs()
+    if spec.task == "inpaint":
+        hole = (error * m).sum() / (3 * m.sum()).clamp(min=1)
+        known = (error * (1 - m)).sum() / (3 * (1 - m).sum()).clamp(min=1)
+        loss, weight = hole + 0.1 * known, m
+    else:
+        loss, weight = error.mean(), torch.ones_like(m)
+    if budget.hf_weight:
+        laplace = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]]).expand(3, 1, 3, 3)
+        detail = (F.conv2d(out, laplace, padding=1, groups=3) - F.conv2d(x, laplace, padding=1, groups=3)).abs()
+        loss = loss + budget.hf_weight * (detail * weight).sum() / (3 * weight.sum()).clamp(min=1)
+    return loss
+
+
+def train_generator(spec: GeneratorSpec, budget: TrainBudget, photos: Sequence[np.ndarray],
+                    seed: int = TRAINING_SEED) -> dict:
+    """Train one generator deterministically; return its state dict (CPU tensors). Specs with an adversarial
+    term or the KL autoencoder train through `texture_generators.train_adversarial`."""
+    import torch
 
     deterministic = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(True)
     try:
         with one_thread():
+            if spec.adversarial or spec.arch == "kl":
+                from inpaintseg.synth.texture_generators import train_adversarial
+
+                return train_adversarial(spec, budget, photos, seed,
+                                         lambda rng: _batch(rng, photos, budget, spec.task),
+                                         lambda out, x, m: reconstruction_loss(spec, budget, out, x, m))
             torch.manual_seed(seed)
             rng = np.random.default_rng([seed, UPSAMPLERS.index(spec.upsampler), spec.depth, spec.width])
             model = build_generator(spec).train()
             optimiser = torch.optim.Adam(model.parameters(), lr=budget.lr, betas=(0.5, 0.9))
             schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, budget.steps)
-            laplace = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]]).expand(3, 1, 3, 3)
             for _ in range(budget.steps):
                 images, masks = _batch(rng, photos, budget, spec.task)
                 x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0
                 m = torch.from_numpy(masks).float()[:, None]
-                out = torch.sigmoid(model(x, m))
-                error = (out - x).abs()
-                if spec.task == "inpaint":
-                    hole = (error * m).sum() / (3 * m.sum()).clamp(min=1)
-                    known = (error * (1 - m)).sum() / (3 * (1 - m).sum()).clamp(min=1)
-                    loss, weight = hole + 0.1 * known, m
-                else:
-                    loss, weight = error.mean(), torch.ones_like(m)
-                if budget.hf_weight:
-                    detail = (F.conv2d(out, laplace, padding=1, groups=3) - F.conv2d(x, laplace, padding=1, groups=3)).abs()
-                    loss = loss + budget.hf_weight * (detail * weight).sum() / (3 * weight.sum()).clamp(min=1)
+                loss = reconstruction_loss(spec, budget, torch.sigmoid(model(x, m)), x, m)
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
                 optimiser.step()

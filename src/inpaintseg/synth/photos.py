@@ -4,13 +4,15 @@ Two sources, nothing downloaded:
 - the photos shipped inside installed packages: scikit-image (``skimage/data``), scikit-learn
   (``sklearn/datasets/images``), matplotlib (``mpl-data/sample_data``) and, when installed,
   PyWavelets (``pywt/data/*.npz``, read with ``allow_pickle=False``);
-- ``--photos DIR``: the user's own photos (any size, any count; searched recursively). A file that is
-  not an image, or that cannot be decoded, is named through ``warn`` and skipped.
+- ``--photos DIR`` (repeatable: the folders are pooled): the user's own photos (any size, any count;
+  searched recursively). A file that is not an image (an SVG wallpaper, a text file), or that cannot be
+  decoded, is named through ``warn`` and skipped.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 from collections import OrderedDict
 from collections.abc import Callable
@@ -40,6 +42,11 @@ MIN_PHOTO_SIDE = 32  # smaller user photos are skipped (named)
 MIN_CROP_FRACTION = 0.25  # smallest crop side, as a fraction of the photo's short side
 MAX_UPSCALE = 2.0  # a crop is never enlarged by more than this (it would look blurred)
 CACHE_PHOTOS = 64  # decoded photos kept in memory at once
+CACHE_BYTES = 1 << 30  # ... and at most this many bytes of them (64 4K wallpapers would be 1.6 GB)
+# The engine keeps a photo's short side at most this many crop sizes: the smallest crop (MIN_CROP_FRACTION of
+# the short side) is then still >= the crop size, so the crops' scale range and sharpness stay those of the
+# full photo, while a pool of 12-megapixel photos fits the cache (a 4000x3000 photo at size 256: 1365x1024).
+PHOTO_SIDE_PER_CROP = 4
 
 
 def warn_stderr(message: str) -> None:
@@ -48,7 +55,7 @@ def warn_stderr(message: str) -> None:
 
 @dataclass(frozen=True)
 class Photo:
-    name: str  # "skimage/astronaut.png", or "photos/<path relative to DIR>"
+    name: str  # "skimage/astronaut.png", or "photos/<path relative to DIR>" ("photos2/..." for a second DIR)
     path: Path
 
 
@@ -101,7 +108,7 @@ def load_photo(photo: Photo) -> np.ndarray:
     return read_image(photo.path)
 
 
-def user_photos(folder: str | Path, warn: Callable[[str], None] = warn_stderr) -> list[Photo]:
+def user_photos(folder: str | Path, warn: Callable[[str], None] = warn_stderr, prefix: str = "photos") -> list[Photo]:
     """Every decodable photo under `folder` (recursive, sorted); other files are named and skipped.
 
     Each photo is decoded once here, so a corrupt file is found before any sample depends on it.
@@ -127,21 +134,36 @@ def user_photos(folder: str | Path, warn: Callable[[str], None] = warn_stderr) -
             warn(f"skipping {path}: {image.shape[1]}x{image.shape[0]} px is smaller than "
                  f"{MIN_PHOTO_SIDE} px on a side")
             continue
-        photos.append(Photo(f"photos/{relative.as_posix()}", path))
+        photos.append(Photo(f"{prefix}/{relative.as_posix()}", path))
     if not photos:
         raise InpaintsegError(f"--photos {root}: no usable photo found (png, jpg, bmp, tif, webp; at least "
                               f"{MIN_PHOTO_SIDE} px on a side). Add photos or leave --photos out.")
     return photos
 
 
-def find_photos(photos_dir: str | Path | None = None, packaged: bool | None = None,
+def photo_dirs(photos_dir) -> list[Path]:
+    """`photos_dir` (None, one folder, or a sequence of folders) as a list of distinct folders."""
+    if photos_dir is None:
+        return []
+    dirs = [photos_dir] if isinstance(photos_dir, (str, os.PathLike)) else list(photos_dir)
+    out = []
+    for folder in map(Path, dirs):
+        if all(folder.resolve() != seen.resolve() for seen in out):
+            out.append(folder)
+    return out
+
+
+def find_photos(photos_dir=None, packaged: bool | None = None,
                 warn: Callable[[str], None] = warn_stderr) -> list[Photo]:
-    """The photo list: packaged photos, the user's (`photos_dir`), or both (`packaged=True`).
+    """The photo list: packaged photos, the user's (`photos_dir`: one folder or several, pooled in the
+    given order; the second folder's photos are named "photos2/...", and so on), or both (`packaged=True`).
 
     `packaged=None` means: packaged photos only when no `photos_dir` is given.
     """
-    use_packaged = photos_dir is None if packaged is None else packaged
-    photos = user_photos(photos_dir, warn) if photos_dir is not None else []
+    dirs = photo_dirs(photos_dir)
+    use_packaged = not dirs if packaged is None else packaged
+    photos = [photo for i, folder in enumerate(dirs)
+              for photo in user_photos(folder, warn, "photos" if i == 0 else f"photos{i + 1}")]
     if use_packaged:
         bundled = packaged_photos()
         if len(bundled) < 3:
@@ -154,19 +176,37 @@ def find_photos(photos_dir: str | Path | None = None, packaged: bool | None = No
 
 
 class PhotoCache:
-    """Decode photos on demand, keeping the most recently used CACHE_PHOTOS in memory."""
+    """Decode photos on demand, keeping the most recently used ones in memory: at most `capacity` photos
+    and `max_bytes` bytes (the newest one always stays, whatever its size). `max_short_side`: a photo whose
+    short side is longer is shrunk to it on decoding (INTER_AREA, aspect kept); None keeps every photo whole."""
 
-    def __init__(self, photos: list[Photo], capacity: int = CACHE_PHOTOS):
+    def __init__(self, photos: list[Photo], capacity: int = CACHE_PHOTOS, max_bytes: int = CACHE_BYTES,
+                 max_short_side: int | None = None):
         self.photos = photos
         self.capacity = capacity
+        self.max_bytes = max_bytes
+        self.max_short_side = max_short_side
         self._images: OrderedDict[str, np.ndarray] = OrderedDict()
+
+    def _load(self, photo: Photo) -> np.ndarray:
+        image = load_photo(photo)
+        short = min(image.shape[:2])
+        if self.max_short_side is None or short <= self.max_short_side:
+            return image
+        scale = self.max_short_side / short
+        size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
+        return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(image.nbytes for image in self._images.values())
 
     def image(self, photo: Photo) -> np.ndarray:
         if photo.name in self._images:
             self._images.move_to_end(photo.name)
         else:
-            self._images[photo.name] = load_photo(photo)
-            if len(self._images) > self.capacity:
+            self._images[photo.name] = self._load(photo)
+            while len(self._images) > 1 and (len(self._images) > self.capacity or self.nbytes > self.max_bytes):
                 self._images.popitem(last=False)
         return self._images[photo.name]
 

@@ -1,7 +1,7 @@
 """The method registry: each manipulation method is a small named function plus one `@method` line.
 
 A method takes (ctx, image, mask) and returns a `Fill`: the image with the region replaced (pixels
-outside `Fill.mask` are ignored: the engine copies only the masked pixels), the mask actually
+outside `Fill.mask` are ignored -- the engine copies only the masked pixels -- unless `Fill.whole_frame`), the mask actually
 manipulated (usually the one it was given) and a small dict of what it did (recorded in meta.json).
 """
 
@@ -24,6 +24,9 @@ class Fill:
     image: np.ndarray  # (H, W, 3) uint8
     mask: np.ndarray  # (H, W) uint8 {0, 1}
     info: dict = field(default_factory=dict)
+    # True: the whole `image` is the result (a latent-diffusion pipeline that does not paste the known pixels
+    # back); the label is still `mask`, where the content was re-generated.
+    whole_frame: bool = False
 
 
 @dataclass
@@ -42,20 +45,35 @@ class Method:
     description: str
     fn: Callable[[MethodContext, np.ndarray, np.ndarray], Fill]
     generators: tuple[str, ...] = ()  # learned generators it needs
+    requires: tuple[str, str] | None = None  # (module, pip extra) of an optional package it needs
+
+    def missing(self) -> str | None:
+        """Why the method cannot run here (its optional package is not installed), or None."""
+        if self.requires is None:
+            return None
+        import importlib.util
+
+        module, extra = self.requires
+        if importlib.util.find_spec(module) is not None:
+            return None
+        return (f"method {self.name!r} needs the optional package {module} (pip install 'inpaintseg[{extra}]'); "
+                f"install it or leave the method out (--exclude-methods {self.name}).")
 
 
 METHODS: dict[str, Method] = {}
 
 
-def method(name: str, family: str, description: str, generators: tuple[str, ...] = ()):
-    """Decorator: register `fn` as method `name` of `family`."""
+def method(name: str, family: str, description: str, generators: tuple[str, ...] = (),
+           requires: tuple[str, str] | None = None):
+    """Decorator: register `fn` as method `name` of `family` (`requires`: (module, pip extra) of an optional
+    package; without it the method is left out of selections that do not name it)."""
     if family not in FAMILIES:
         raise ValueError(f"unknown family {family!r}; add it to FAMILIES")
 
     def register(fn):
         if name in METHODS:
             raise ValueError(f"method {name!r} registered twice")
-        METHODS[name] = Method(name, family, description, fn, tuple(generators))
+        METHODS[name] = Method(name, family, description, fn, tuple(generators), requires)
         return fn
 
     return register
@@ -106,6 +124,12 @@ def select_methods(methods=None, exclude_methods=None, families=None, exclude_fa
         and (chosen_families is None or m.family in chosen_families)
         and name not in dropped_methods and m.family not in dropped_families
     ]
+    # A method whose optional package is missing: an error when named, else quietly not selected (its absence
+    # is in meta.json's method list and in --list-methods).
+    for name in [n for n in selected if registry[n].missing()]:
+        if chosen_methods is not None and name in chosen_methods:
+            raise InpaintsegError(f"--{flag_prefix}methods: {registry[name].missing()}")
+        selected.remove(name)
     if not selected:
         raise InpaintsegError(f"the method selection is empty (after --{flag_prefix}methods/--{flag_prefix}families "
                               f"and the exclusions). See inpaintseg demo-data --list-methods.")
