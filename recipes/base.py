@@ -99,6 +99,7 @@ def make_data(folder: Path, engine_args: dict, log_fn=log) -> dict:
         shutil.rmtree(folder)
     started = time.perf_counter()
     args = dict(engine_args)
+    args.pop("engine_format_version", None)  # recorded so data of another engine version is never reused
     photos = args.pop("photos_dir")
     generate_demo_data(folder, photos_dir=photos, log=log_fn, **args)
     stamp.write_text(json.dumps(engine_args, indent=2))
@@ -193,9 +194,12 @@ def main(argv=None) -> int:
     work = args.work
     n_train, n_test, size = (48, 16, 64) if args.tiny else (args.n_train, args.n_test, 256)
     photos = None if args.tiny else args.photos
+    from inpaintseg.synth.engine import FORMAT_VERSION as ENGINE_FORMAT
+
     engine = {"n_train": n_train, "n_test": 8 if args.tiny else 200, "size": size, "seed": DATA_SEED,
               "photos_dir": str(photos) if photos else None, "packaged_photos": True if photos else None,
-              "generators": "tiny" if args.tiny else "demo", "workers": args.workers}
+              "generators": "tiny" if args.tiny else "demo", "workers": args.workers,
+              "engine_format_version": ENGINE_FORMAT}
     fresh = {**engine, "n_train": 1, "n_test": n_test, "seed": TEST_SEED, "workers": args.workers}
     held_out = {**fresh, "n_test": 24 if args.tiny else VERDICT_IMAGES, "seed": VERDICT_SEED}
     if args.verdicts_only is not None:

@@ -119,3 +119,19 @@ def test_a_stored_crf_is_skipped_with_a_note_when_pydensecrf_is_missing(monkeypa
     assert resolve_postprocess(config, threshold=0.4).threshold == 0.4  # an explicit threshold wins
     monkeypatch.setattr(crf_mod, "crf_available", lambda: True)
     assert resolve_postprocess(config).crf == "gaussian" and resolve_postprocess(config).threshold == 0.1
+
+
+@pytest.mark.slow
+def test_report_and_evaluate_accept_base(tmp_path, make_dataset, capsys):
+    root = make_dataset(n_train=2, n_test=3, size=48)
+    images, truth = root / "test" / "images", root / "test" / "masks"
+    assert main(["report", "base", "--images", str(images), "--truth", str(truth), "--out", str(tmp_path / "r"),
+                 "--device", "cpu"]) == 0
+    html = (tmp_path / "r" / "report.html").read_text()
+    assert "model &#x27;base&#x27;" in html
+    assert main(["report", "base", "--images", str(images)]) == 2
+    assert "shipped detector, not a training run" in capsys.readouterr().err
+    sub = tmp_path / "sub.csv"
+    assert main(["predict", "--model", "base", "--images", str(images), "--submission", str(sub),
+                 "--device", "cpu"]) == 0
+    assert main(["evaluate", "--truth", str(truth), "--submission", str(sub), "--model", "base"]) == 0

@@ -26,8 +26,9 @@ def register(subparsers) -> None:
         "  inpaintseg report runs/demo --images data/test/images --truth data/test/masks --examples 8\n"
         "  inpaintseg report runs/demo --images new_photos/ --out new_photos_report   # predictions only\n",
     )
-    p.add_argument("run_dir", type=Path, metavar="RUN_DIR",
-                   help="training run folder (holds model/ and metrics.csv); its model/ folder works too")
+    p.add_argument("run_dir", metavar="RUN_DIR",
+                   help="training run folder (holds model/ and metrics.csv); its model/ folder works too; or base (the "
+                   "shipped detector: give --images, --truth and --out)")
     p.add_argument("--images", type=Path, metavar="DIR", help="images to report on (default: the run's "
                    "test/images if it has masks, else its validation split)")
     p.add_argument("--truth", type=Path, metavar="MASKS_DIR", help="truth masks for --images; without them the "

@@ -128,6 +128,21 @@ def run_folder(path: Path) -> Path:
     return path
 
 
+def _run_and_model(value, images_dir, out_dir) -> tuple[Path, Path]:
+    """(run folder, model folder): a training run's, or for the shipped `base` detector its package folder for
+    both (it has no training curves; the images and the output folder must then be given)."""
+    from inpaintseg.model.shipped import is_shipped_name, shipped_dir
+
+    if is_shipped_name(value):
+        if images_dir is None or out_dir is None:
+            raise InpaintsegError(f"{value} is the shipped detector, not a training run: pass the images to report "
+                                  "on (--images, with --truth for scores) and an output folder (--out).")
+        folder = shipped_dir(str(value))
+        return folder, folder
+    run_dir = run_folder(Path(value))
+    return run_dir, run_dir / MODEL_DIR
+
+
 def report_title(model, run_dir: Path) -> str:
     """'inpaintseg report: model RUN (AttentionUNet, resize 256, trained on 216 images of DATA)'."""
     config = model.config
@@ -216,13 +231,13 @@ def write_report(run_dir: str | os.PathLike, images_dir=None, truth_dir=None, ou
     from inpaintseg.outputs import check_outputs
 
     truth_dir = truth_dir if truth_dir is not None else masks_dir
-    run_dir = run_folder(Path(run_dir))
+    run_dir, model_dir = _run_and_model(run_dir, images_dir, out_dir)
     for name, value in (("--max-images", max_images), ("--examples", n_examples)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise InpaintsegError(f"{name} must be a positive integer, got {value!r}.")
     out_dir = Path(out_dir) if out_dir is not None else run_dir / REPORT_DIR
-    check_outputs(folders={"--out": out_dir}, inputs=(images_dir, truth_dir, meta, run_dir / MODEL_DIR))
-    model = load_model(run_dir / MODEL_DIR, device=device)
+    check_outputs(folders={"--out": out_dir}, inputs=(images_dir, truth_dir, meta, model_dir))
+    model = load_model(model_dir, device=device)
     post = model.postprocess()
     score_threshold = post.threshold if post.score_threshold is None else post.score_threshold
     samples, truth, source, found_meta = _pick_images(run_dir, model.config, images_dir, truth_dir)
