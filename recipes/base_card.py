@@ -126,6 +126,9 @@ def main(argv=None) -> int:
     p.add_argument("--model", default="base", help="model folder or base (default base)")
     p.add_argument("--fresh", type=Path, required=True, help="the fresh engine test split (images/, masks/, meta.json)")
     p.add_argument("--out", type=Path, required=True, help="work folder for predictions")
+    p.add_argument("--current-engine", type=Path, default=None, metavar="DIR",
+                   help="also score a test split of the current engine version (when the model was trained on an "
+                   "older one: its new methods are then unseen)")
     p.add_argument("--write", action="store_true", help="store the card in the model's config.json")
     args = p.parse_args(argv)
     from inpaintseg.api import load_model
@@ -136,12 +139,18 @@ def main(argv=None) -> int:
     model = load_model(args.model, device="cpu")
     fresh, untouched = fresh_rows(model, args.fresh, args.out)
     print(f"fresh: {json.dumps(fresh)}\nuntouched: {json.dumps(untouched)}", flush=True)
+    current = None
+    if args.current_engine is not None:
+        current, current_untouched = fresh_rows(model, args.current_engine, args.out / "current")
+        current["untouched"] = current_untouched
+        print(f"current engine: {json.dumps(current)}", flush=True)
     robustness = robustness_rows(model, args.fresh, args.out)
     print(f"robustness: {json.dumps(robustness)}", flush=True)
     real = realinpaint_rows(model) + realworld_rows(model, args.out)
     for row in real:
         print(f"real: {json.dumps(row)}", flush=True)
-    card = {"fresh_test": fresh, "untouched": untouched, "robustness": robustness, "real_rows": real,
+    card = {"fresh_test": fresh, "untouched": untouched, "current_engine_test": current,
+            "robustness": robustness, "real_rows": real,
             "measured": time.strftime("%Y-%m-%d", time.gmtime()),
             "command": "python recipes/base_card.py " + " ".join(sys.argv[1:] if argv is None else argv),
             "seconds": round(time.perf_counter() - started)}

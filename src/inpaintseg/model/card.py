@@ -42,6 +42,12 @@ def score_lines(card: Mapping) -> list[str]:
         lines.append(f"fresh engine test set ({fresh.get('n')} images): Dice {_num(fresh.get('dice_mean'))} "
                      f"(all-full {_num(base.get('all-full'))}, all-empty {_num(base.get('all-empty'))}), "
                      f"pixel AUC {_num(fresh.get('pixel_auc'))}, image AUC {_num(fresh.get('image_auc'))}")
+    current = card.get("current_engine_test")
+    if current:
+        base = current.get("baselines", {})
+        lines.append(f"test set of the current data engine ({current.get('n')} images, methods the model never saw "
+                     f"included): Dice {_num(current.get('dice_mean'))} (all-full {_num(base.get('all-full'))}), "
+                     f"pixel AUC {_num(current.get('pixel_auc'))}")
     untouched = card.get("untouched")
     if untouched:
         lines.append(f"untouched photos ({untouched.get('n')}): false alarms {_pct(untouched.get('false_alarm_rate'))}, "
