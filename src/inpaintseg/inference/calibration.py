@@ -176,8 +176,8 @@ def _tta_choice(variants: dict, modes: Sequence[str], margin: float) -> str:
 def _measure_crf(predictor, samples, indices, batch_size, crf_modes, crf_variants, crf_params, variants, search,
                  margin) -> dict:
     """CRF variants after each of `crf_modes` on `indices` (the first visited images), next to no-CRF on the
-    same images; the adaptive search drops a variant that cannot gain more than the margin and stops once
-    every kept variant's gain is settled."""
+    same images (maps kept from the TTA pass when they fit); the adaptive search drops a variant that cannot
+    gain more than max(margin, tolerance) and stops once every kept variant's gain is settled."""
     tolerance = search["tolerance"]
     kept = list(crf_variants)
     off_subset = {mode: Measurement() for mode in crf_modes}
