@@ -81,13 +81,23 @@ def fresh_rows(model, fresh: Path, out: Path) -> tuple[dict, dict]:
     return row, untouched_rates(pred / "scores.csv", meta)
 
 
-def robustness_rows(model, fresh: Path, out: Path) -> dict:
+def robustness_rows(model, fresh: Path, out: Path, limit: int | None) -> dict:
+    """Dice after each degradation of the first `limit` test images, next to the same images clean."""
+    import shutil
+
     bench = _module(REPO / "benchmarks" / "bench_common.py", "bench_common")
+    subset = out / "subset"
+    for sub in ("images", "masks"):
+        (subset / sub).mkdir(parents=True, exist_ok=True)
+        for path in sorted((fresh / sub).glob("*.png"))[:limit]:
+            shutil.copy2(path, subset / sub / path.name)
     rows = {}
-    for kind in ROBUSTNESS:
-        images = bench.perturbed_folder(fresh / "images", kind, out / "perturbed" / kind)
+    for kind in ("clean", *ROBUSTNESS):
+        images = subset / "images" if kind == "clean" else bench.perturbed_folder(
+            subset / "images", kind, out / "perturbed" / kind)
         pred = _predict(model, images, out / "robust" / kind)
-        rows[kind] = round(_evaluate(fresh / "masks", pred, model.postprocess().threshold)["dice_mean"], 4)
+        rows[kind] = round(_evaluate(subset / "masks", pred, model.postprocess().threshold)["dice_mean"], 4)
+    rows["n"] = len(list((subset / "images").glob("*.png")))
     return rows
 
 
@@ -129,6 +139,12 @@ def main(argv=None) -> int:
     p.add_argument("--current-engine", type=Path, default=None, metavar="DIR",
                    help="also score a test split of the current engine version (when the model was trained on an "
                    "older one: its new methods are then unseen)")
+    p.add_argument("--parts", default="fresh,robustness,real",
+                   help="what to measure (comma-separated: fresh, robustness, real); --write merges them into the "
+                   "card already stored")
+    p.add_argument("--robust-limit", type=int, default=None, help="robustness on the first N test images only")
+    p.add_argument("--tta", default="auto", help="TTA for the robustness and real rows (default: the stored one)")
+    p.add_argument("--crf", default="auto", help="CRF for the robustness and real rows (default: the stored one)")
     p.add_argument("--write", action="store_true", help="store the card in the model's config.json")
     args = p.parse_args(argv)
     from inpaintseg.api import load_model
@@ -136,29 +152,50 @@ def main(argv=None) -> int:
     from inpaintseg.model.shipped import resolve_model_dir
 
     started = time.perf_counter()
+    parts = set(args.parts.split(","))
     model = load_model(args.model, device="cpu")
-    fresh, untouched = fresh_rows(model, args.fresh, args.out)
-    print(f"fresh: {json.dumps(fresh)}\nuntouched: {json.dumps(untouched)}", flush=True)
-    current = None
-    if args.current_engine is not None:
-        current, current_untouched = fresh_rows(model, args.current_engine, args.out / "current")
-        current["untouched"] = current_untouched
-        print(f"current engine: {json.dumps(current)}", flush=True)
-    robustness = robustness_rows(model, args.fresh, args.out)
-    print(f"robustness: {json.dumps(robustness)}", flush=True)
-    real = realinpaint_rows(model) + realworld_rows(model, args.out)
-    for row in real:
-        print(f"real: {json.dumps(row)}", flush=True)
-    card = {"fresh_test": fresh, "untouched": untouched, "current_engine_test": current,
-            "robustness": robustness, "real_rows": real,
-            "measured": time.strftime("%Y-%m-%d", time.gmtime()),
-            "command": "python recipes/base_card.py " + " ".join(sys.argv[1:] if argv is None else argv),
-            "seconds": round(time.perf_counter() - started)}
-    (args.out / "card.json").write_text(json.dumps(card, indent=2))
+    card = {}
+    if "fresh" in parts:
+        card["fresh_test"], card["untouched"] = fresh_rows(model, args.fresh, args.out)
+        print(f"fresh: {json.dumps(card['fresh_test'])}\nuntouched: {json.dumps(card['untouched'])}", flush=True)
+        if args.current_engine is not None:
+            current, current_untouched = fresh_rows(model, args.current_engine, args.out / "current")
+            card["current_engine_test"] = {**current, "untouched": current_untouched}
+            print(f"current engine: {json.dumps(current)}", flush=True)
+    fast = load_model(args.model, device="cpu")
+    if (args.tta, args.crf) != ("auto", "auto"):
+        # The rows below at cheaper settings than the stored ones (recorded): on CPU the stored TTA x CRF costs
+        # minutes per large real image.
+        fast.config["postprocess"] = {**fast.config["postprocess"],
+                                      **{k: v for k, v in (("tta", args.tta), ("crf", args.crf)) if v != "auto"}}
+    settings = f"tta {fast.postprocess().tta}, crf {fast.postprocess().crf}, threshold {fast.postprocess().threshold}"
+    if "robustness" in parts:
+        card["robustness"] = {**robustness_rows(fast, args.fresh, args.out, args.robust_limit), "settings": settings}
+        print(f"robustness: {json.dumps(card['robustness'])}", flush=True)
+    if "real" in parts:
+        card["real_rows"] = realinpaint_rows(fast) + realworld_rows(fast, args.out)
+        card["real_settings"] = settings
+        for row in card["real_rows"]:
+            print(f"real: {json.dumps(row)}", flush=True)
+    card.update(measured=time.strftime("%Y-%m-%d", time.gmtime()), machine=_machine())
+    card.setdefault("commands", []).append("python recipes/base_card.py " + " ".join(sys.argv[1:] if argv is None
+                                                                                      else argv))
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"card-{'-'.join(sorted(parts))}.json").write_text(json.dumps(card, indent=2))
     if args.write:
-        update_model_config(resolve_model_dir(args.model), {"card": card})
-    print(f"card: {args.out / 'card.json'} ({card['seconds']} s)")
+        folder = resolve_model_dir(args.model)
+        stored = json.loads((folder / "config.json").read_text()).get("card") or {}
+        card["commands"] = stored.get("commands", []) + card["commands"]
+        update_model_config(folder, {"card": card})
+    print(f"card: {args.out} ({time.perf_counter() - started:.0f} s)")
     return 0
+
+
+def _machine() -> str:
+    sys.path.insert(0, str(REPO / "recipes"))
+    from base import machine
+
+    return machine()
 
 
 if __name__ == "__main__":

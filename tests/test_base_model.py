@@ -135,3 +135,15 @@ def test_report_and_evaluate_accept_base(tmp_path, make_dataset, capsys):
     assert main(["predict", "--model", "base", "--images", str(images), "--submission", str(sub),
                  "--device", "cpu"]) == 0
     assert main(["evaluate", "--truth", str(truth), "--submission", str(sub), "--model", "base"]) == 0
+
+
+def test_the_service_card_carries_the_base_models_measured_rows():
+    import inpaintseg
+    from inpaintseg.service.results import model_card
+
+    model = inpaintseg.load_model(device="cpu")
+    rows = model_card(model, model.postprocess())
+    card = [text for label, text in rows if label == "Model card"]
+    assert any(text.startswith("training:") for text in card)
+    assert any("fresh engine test set" in text for text in card)
+    assert any("held-out images" in text for label, text in rows if label == "Verdict levels")

@@ -146,3 +146,15 @@ def test_crf_pass_reuses_the_tta_pass_maps():
     calibrate_postprocessing(model, CONFIG, samples, batch_size=8, crf_variants=(), tta_modes=("none", "flip"))
     assert calls_with_crf == model.calls  # no forward pass for the CRF images
     assert post["calibration"]["n_crf_images"] == 8 and "maps" not in post["calibration"]["search"]
+
+
+def test_search_record_has_no_infinite_bound_for_json():
+    # Regression: one validation image gives an infinite regret bound; config.json (strict JSON) refused it.
+    import json
+
+    from inpaintseg.inference.calibration import _search_record
+
+    record = _search_record({"tolerance": 0.01, "stopped": None, "dropped": {},
+                             "threshold_regret_bound": float("inf")}, 0.005)
+    assert record["threshold_regret_bound"] is None
+    json.dumps(record, allow_nan=False)

@@ -23,6 +23,8 @@ The model runs at ``precision``, the one `predict` will use on this machine (tra
 
 from __future__ import annotations
 
+import math
+
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -339,7 +341,10 @@ def _search_record(search: dict, margin: float) -> dict:
         return {"mode": "full", "stopped": search["stopped"]}
     return {"mode": "adaptive", "tolerance": search["tolerance"], "z": sequential.Z, "min_images": MIN_IMAGES,
             "stopped": search["stopped"], "crf_stopped": search.get("crf_stopped", "all CRF images measured"),
-            "dropped": search["dropped"], "threshold_regret_bound": search["threshold_regret_bound"],
+            "dropped": search["dropped"],
+            # inf with too few images for a standard error: JSON has no inf, and "no bound" is what it means
+            "threshold_regret_bound": (search["threshold_regret_bound"]
+                                       if math.isfinite(search["threshold_regret_bound"]) else None),
             "rule": (f"images in a fixed random order; after each batch (from {MIN_IMAGES} images) a mode or CRF "
                      f"variant whose gain's upper {sequential.Z}-SE bound is below max(margin {margin}, tolerance) "
                      "stops running; "

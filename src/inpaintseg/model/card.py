@@ -52,8 +52,12 @@ def score_lines(card: Mapping) -> list[str]:
     if untouched:
         lines.append(f"untouched photos ({untouched.get('n')}): false alarms {_pct(untouched.get('false_alarm_rate'))}, "
                      f"mean false-positive area {_pct(untouched.get('fp_area_mean'))}")
-    if card.get("robustness"):
-        lines.append("robustness (Dice): " + ", ".join(f"{k} {_num(v)}" for k, v in card["robustness"].items()))
+    robust = card.get("robustness") or {}
+    if robust:
+        rows = ", ".join(f"{k} {_num(v)}" for k, v in robust.items() if k not in ("n", "settings"))
+        lines.append(f"robustness (Dice, {robust.get('n', '?')} images, {robust.get('settings', 'stored settings')}): {rows}")
+    if card.get("real_rows") and card.get("real_settings"):
+        lines.append(f"real rows at {card['real_settings']}:")
     for row in card.get("real_rows", []):
         lines.append(f"{row['name']} ({row.get('n')} images): Dice {_num(row.get('dice_mean'))}, pixel AUC "
                      f"{_num(row.get('pixel_auc'))}, image AUC {_num(row.get('image_auc'))}")

@@ -118,12 +118,19 @@ def model_card(model, post) -> list[list[str]]:
         c = record["cutoffs"]
         rows.append(["Verdict levels", f"likely untouched < {c['uncertain']:.2f} <= uncertain < "
                                        f"{c['likely_manipulated']:.2f} <= likely manipulated (image score; from "
-                                       f"{record['n_untouched']} untouched and {record['n_manipulated']} "
-                                       "manipulated validation images)"])
+                                       f"{record['n_untouched']} untouched and {record['n_manipulated']} manipulated "
+                                       f"{'held-out' if record.get('source') else 'validation'} images)"])
     else:
         rows.append(["Verdict levels", "no false-alarm table in this model folder: manipulated when the image "
                                        f"score >= {post.threshold:g}"])
     rows.append(["Post-processing", f"threshold {post.threshold:g}, TTA {post.tta}, CRF {post.crf}"])
+    if config.get("recipe") or config.get("card"):
+        from inpaintseg.model.card import card_lines
+
+        # The shipped model's card (docs/model-card.md): how it was trained and what it measurably scores.
+        lines = [line for line in card_lines(config) if not line.startswith(("  chunk", "realinpaint/crfill",
+                 "realinpaint/ldm", "realinpaint/palette", "realinpaint/plural", "realinpaint/repaint"))]
+        rows += [["Model card", line] for line in lines]
     return rows
 
 
