@@ -36,18 +36,14 @@ def training_lines(recipe: Mapping) -> list[str]:
 
 def score_lines(card: Mapping) -> list[str]:
     lines = []
-    fresh = card.get("fresh_test")
-    if fresh:
-        base = fresh.get("baselines", {})
-        lines.append(f"fresh engine test set ({fresh.get('n')} images): Dice {_num(fresh.get('dice_mean'))} "
-                     f"(all-full {_num(base.get('all-full'))}, all-empty {_num(base.get('all-empty'))}), "
-                     f"pixel AUC {_num(fresh.get('pixel_auc'))}, image AUC {_num(fresh.get('image_auc'))}")
-    current = card.get("current_engine_test")
-    if current:
-        base = current.get("baselines", {})
-        lines.append(f"test set of the current data engine ({current.get('n')} images, methods the model never saw "
-                     f"included): Dice {_num(current.get('dice_mean'))} (all-full {_num(base.get('all-full'))}), "
-                     f"pixel AUC {_num(current.get('pixel_auc'))}")
+    for key, what in (("fresh_test", "fresh engine test set"),
+                      ("current_engine_test", "test set of the current data engine, methods it never saw included")):
+        row = card.get(key)
+        if row:
+            base = row.get("baselines", {})
+            lines.append(f"{what} ({row.get('n')} images): Dice {_num(row.get('dice_mean'))} (all-full "
+                         f"{_num(base.get('all-full'))}, all-empty {_num(base.get('all-empty'))}), pixel AUC "
+                         f"{_num(row.get('pixel_auc'))}, image AUC {_num(row.get('image_auc'))}")
     untouched = card.get("untouched")
     if untouched:
         lines.append(f"untouched photos ({untouched.get('n')}): false alarms {_pct(untouched.get('false_alarm_rate'))}, "
