@@ -110,3 +110,10 @@ def export_tiny_model(folder: Path, mode: str = "resize", size: int = 32, postpr
     config = {"architecture": TINY_ARCH, "input": input_section(mode, size),
               "postprocess": postprocess or {"threshold": 0.5, "tta": "flip", "crf": "off", "calibration": {}}}
     return save_model_dir(folder, build_model(TINY_ARCH), config)
+
+
+@pytest.fixture(autouse=True)
+def quiet_machine_for_the_precision_cache(monkeypatch):
+    """The precision probe skips its cache on a busy machine (`precision_probe.busy_machine`); a test's outcome
+    must not depend on the load of the machine running it, so tests see a quiet one unless they say otherwise."""
+    monkeypatch.setattr("inpaintseg.precision.busy_machine", lambda: None)

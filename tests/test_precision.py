@@ -234,3 +234,26 @@ def test_probe_keeps_to_its_time_budget(monkeypatch, max_seconds, calls):
     monkeypatch.setattr("inpaintseg.timing.time.perf_counter", lambda: clock[0])  # the harness's clock
     rates = probe_rates(tiny_model(), 4, 32, "cpu", "train", warmup=2, steps=3, max_seconds=max_seconds)
     assert rates == {"32": 4.0, "bf16-mixed": 8.0} and len(seen) == calls
+
+
+def test_a_probe_on_a_busy_machine_is_not_cached(private_cache, monkeypatch):
+    # Regression: a probe taken while other jobs shared the cores (0.3 img/s either way) was cached for days
+    # and chose fp32 for every later run on an AMX machine.
+    import inpaintseg.precision as precision_mod
+
+    monkeypatch.setattr(precision_mod, "busy_machine", lambda: "load average 12.0 on 2 CPUs")
+    probe = FakeProbe(29.0, 74.1)
+    first = choose_precision(tiny_model(), 16, 64, "cpu", "train", probe=probe, cpu=BF16_CPU)
+    again = choose_precision(tiny_model(), 16, 64, "cpu", "train", probe=probe, cpu=BF16_CPU)
+    assert probe.calls == 2 and not again.cached and not (private_cache / CACHE_FILE).exists()
+    assert "not cached (load average 12.0 on 2 CPUs" in first.reason
+
+
+def test_busy_machine_compares_the_load_average_with_the_cpus(monkeypatch):
+    from inpaintseg import precision_probe
+
+    monkeypatch.setattr(precision_probe.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(precision_probe.os, "getloadavg", lambda: (2.0, 0.0, 0.0))
+    assert precision_probe.busy_machine() is None
+    monkeypatch.setattr(precision_probe.os, "getloadavg", lambda: (2.5, 0.0, 0.0))
+    assert precision_probe.busy_machine() == "load average 2.5 on 2 CPUs"

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from inpaintseg.cache import cache_dir
 from inpaintseg.errors import ConfigError
 from inpaintseg.precision_probe import (CACHE_FILE, MODES, PROBED, CpuInfo, cpu_info, probe_key, probe_rates,
-                                        read_cache, valid_entry, write_cache)
+                                        busy_machine, read_cache, valid_entry, write_cache)
 
 PRECISIONS = ("auto", "32", "bf16-mixed", "16-mixed")
 BF16_MARGIN = 0.10  # bf16 must be at least 10% faster than fp32 to be chosen
@@ -206,7 +206,10 @@ def choose_precision(model, batch_size: int, size: int, device="cpu", mode: str 
     if not all(r > 0 for r in rates.values()):
         raise ValueError(f"the precision probe returned non-positive rates: {rates}")
     precision, reason = decide(rates, margin)
-    if cache:
+    busy = busy_machine()
+    if cache and busy is None:
         write_cache(path, key, {"precision": precision, "rates": rates, "reason": reason,
                                  "created": time.time(), "key": fields})
+    elif cache:
+        reason += f"; not cached ({busy}: the next run probes again)"
     return PrecisionChoice(precision, rates, reason, cached=False)

@@ -184,6 +184,17 @@ def valid_entry(entry) -> bool:
         return False
 
 
+def busy_machine() -> str | None:
+    """Why a probe just taken should not be cached: the 1-minute load average above the CPU count (other jobs
+    shared the cores, so both rates are noise and the choice would stick for days); None on a quiet machine."""
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+    cpus = os.cpu_count() or 1
+    return f"load average {load:.1f} on {cpus} CPUs" if load > cpus else None
+
+
 def write_cache(path: Path, key: str, entry: dict) -> bool:
     """Add `entry` (keeping the newest CACHE_MAX_ENTRIES); False when the folder is not writable."""
     from inpaintseg.errors import OutputError  # noqa: PLC0415
