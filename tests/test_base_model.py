@@ -147,3 +147,16 @@ def test_the_service_card_carries_the_base_models_measured_rows():
     assert any(text.startswith("training:") for text in card)
     assert any("fresh engine test set" in text for text in card)
     assert any("held-out images" in text for label, text in rows if label == "Verdict levels")
+
+
+def test_export_accepts_base(tmp_path, monkeypatch):
+    # Regression: export_onnx turned its argument into a Path before resolving it, so `export --model base`
+    # said "base: model folder not found". (A copy of the package folder: the test never writes into it.)
+    import shutil
+
+    pytest.importorskip("onnxruntime")
+    shutil.copytree(shipped.SHIPPED_ROOT / "base", tmp_path / "weights" / "base")
+    monkeypatch.setattr(shipped, "SHIPPED_ROOT", tmp_path / "weights")
+    assert main(["export", "--model", "base", "--threads", "1"]) == 0
+    assert (tmp_path / "weights" / "base" / "model.onnx").is_file()
+    assert "onnx" in json.loads((tmp_path / "weights" / "base" / "config.json").read_text())

@@ -20,7 +20,7 @@ import numpy as np
 
 from inpaintseg.errors import InpaintsegError
 from inpaintseg.inference.predictor import network_inputs
-from inpaintseg.model.io import INT8_FILE, ONNX_FILE, read_model_config, update_model_config
+from inpaintseg.model.io import INT8_FILE, ONNX_FILE, model_folder, read_model_config, update_model_config
 from inpaintseg.model.onnx_export import (INPUT_NAME, ONNX_SECTION, OUTPUT_NAME, check_onnx_file, file_sha256,
                                           open_session)
 
@@ -71,7 +71,7 @@ def quantize_int8(model_dir: str | os.PathLike, images, threads: int | None = No
     from inpaintseg.metrics import mask_dice
 
     start = time.perf_counter()
-    model_dir = Path(model_dir)
+    model_dir = model_folder(model_dir)  # `base` and RUN -> RUN/model, as everywhere a model folder is read
     config = read_model_config(model_dir)
     source = check_onnx_file(model_dir, config)
     paths = calibration_paths(images)
@@ -112,7 +112,7 @@ def check_int8_file(model_dir: str | os.PathLike, config: dict) -> Path:
     against the weights) and is unchanged since."""
     from inpaintseg.errors import ModelLoadError
 
-    model_dir = Path(model_dir)
+    model_dir = model_folder(model_dir)  # `base` and RUN -> RUN/model, as everywhere a model folder is read
     path = model_dir / INT8_FILE
     fix = f"run `inpaintseg export --model {model_dir} --format onnx --int8 IMAGES` (or use --engine onnx)"
     record = config.get(INT8_SECTION) if isinstance(config, dict) else None

@@ -29,7 +29,8 @@ from pathlib import Path
 import numpy as np
 
 from inpaintseg.errors import InpaintsegError, ModelLoadError
-from inpaintseg.model.io import CONFIG_FILE, ONNX_FILE, WEIGHTS_FILE, load_model_dir, update_model_config
+from inpaintseg.model.io import (CONFIG_FILE, ONNX_FILE, WEIGHTS_FILE, load_model_dir, model_folder,
+                                 update_model_config)
 
 ONNX_SECTION = "onnx"  # the config.json key of the export record
 ONNX_OPSET = 17
@@ -99,7 +100,7 @@ def onnx_record(config: dict) -> dict | None:
 def check_onnx_file(model_dir: str | os.PathLike, config: dict) -> Path:
     """The folder's model.onnx, checked against its record: ModelLoadError when it is missing, was never
     recorded, or does not match the weights beside it (retrained or re-exported since) or its own checksum."""
-    model_dir = Path(model_dir)
+    model_dir = model_folder(model_dir)  # `base` and RUN -> RUN/model, as everywhere a model folder is read
     path = model_dir / ONNX_FILE
     fix = f"run `inpaintseg export --model {model_dir} --format onnx` (or use --engine torch)"
     record = onnx_record(config)
@@ -199,7 +200,7 @@ def export_onnx(model_dir: str | os.PathLike, opset: int = ONNX_OPSET, tolerance
     from inpaintseg.fileio import atomic_path
     from inpaintseg.outputs import check_output_file
 
-    model_dir = Path(model_dir)
+    model_dir = model_folder(model_dir)  # `base` and RUN -> RUN/model, as everywhere a model folder is read
     start = time.perf_counter()
     network, config = load_model_dir(model_dir, device="cpu")
     check_output_file(model_dir / ONNX_FILE, "--model")
