@@ -151,6 +151,11 @@ def verdict_levels(model_dir: Path, folder: Path, out: Path) -> dict:
     return record
 
 
+def portable(text: str, work: Path) -> str:
+    """`text` with this run's work folder written WORK (a command or path recorded in config.json)."""
+    return str(text).replace(str(work.resolve()), "WORK").replace(str(work), "WORK")
+
+
 def installed_dice(package_dir: Path) -> float | None:
     path = package_dir / "config.json"
     if not path.is_file():
@@ -238,8 +243,10 @@ def main(argv=None) -> int:
     if init_from is not None:
         earlier_recipe = json.loads((init_from / "config.json").read_text()).get("recipe", {})
         earlier = earlier_recipe.get("chunks", [])
-    chunk = {"chunk": len(earlier) + 1, "command": " ".join(["python", "recipes/base.py", *sys.argv[1:]]),
-             "init_from": "base" if args.init_from == "base" else args.init_from, "epochs": result.epochs_completed,
+    command = " ".join(["python", "recipes/base.py", *sys.argv[1:]])
+    chunk = {"chunk": len(earlier) + 1, "command": portable(command, work),
+             "init_from": None if args.init_from is None else portable(args.init_from, work),
+             "epochs": result.epochs_completed,
              "optimizer_steps": steps, "images_seen": steps * config.batch_size,
              "precision": result.precision_choice.get("precision"), "machine": machine(),
              "train_seconds": round(result.seconds), "fresh_test_dice_mean": round(scores["dice_mean"], 4),
@@ -251,7 +258,9 @@ def main(argv=None) -> int:
               "optimizer_steps_total": sum(c["optimizer_steps"] for c in [*earlier, chunk]),
               "images_seen_total": sum(c["images_seen"] for c in [*earlier, chunk]),
               "fresh_test": {k: scores[k] for k in ("dice_mean", "dice_pooled", "baselines") if k in scores}}
-    update_model_config(result.model_dir, {"recipe": recipe})
+    # Paths of this machine do not travel with the weights: the work folder is written WORK.
+    update_model_config(result.model_dir, {"recipe": recipe, "data": {"data_dir": "WORK/data"},
+                                           "training": {"init_from": chunk["init_from"]}})
     log(f"chunk {chunk['chunk']}: {json.dumps(chunk)}")
     log(f"fresh test Dice {scores['dice_mean']:.4f} (all-full {scores['baselines']['all-full']:.4f}, "
         f"all-empty {scores['baselines']['all-empty']:.4f})")

@@ -178,8 +178,8 @@ def main(argv=None) -> int:
         for row in card["real_rows"]:
             print(f"real: {json.dumps(row)}", flush=True)
     card.update(measured=time.strftime("%Y-%m-%d", time.gmtime()), machine=_machine())
-    card.setdefault("commands", []).append("python recipes/base_card.py " + " ".join(sys.argv[1:] if argv is None
-                                                                                      else argv))
+    command = "python recipes/base_card.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    card.setdefault("commands", []).append(command.replace(str(args.out.parent), "WORK"))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"card-{'-'.join(sorted(parts))}.json").write_text(json.dumps(card, indent=2))
     if args.write:

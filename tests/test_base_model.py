@@ -54,6 +54,23 @@ def test_base_config_records_how_it_was_made():
     assert recipe["optimizer_steps_total"] == sum(c["optimizer_steps"] for c in recipe["chunks"])
 
 
+def test_the_shipped_config_names_no_path_of_the_training_machine():
+    def strings(value):
+        if isinstance(value, dict):
+            for item in value.values():
+                yield from strings(item)
+        elif isinstance(value, list):
+            for item in value:
+                yield from strings(item)
+        elif isinstance(value, str):
+            yield value
+
+    config = json.loads((shipped.SHIPPED_ROOT / "base" / "config.json").read_text())
+    debian_photos = "/usr/share/backgrounds/"  # a Debian package's files: the same path on every machine
+    paths = [s for s in strings(config) if s.startswith("/") and not s.startswith(debian_photos)]
+    assert paths == [] and not any("/work/" in s or "/tmp/" in s for s in strings(config))
+
+
 def test_model_info_base_prints_the_card(capsys):
     assert main(["model-info", "base"]) == 0
     out = capsys.readouterr().out
@@ -104,6 +121,9 @@ def test_the_recipe_runs_end_to_end_at_tiny_settings(tmp_path):
     assert 0.0 <= recipe["fresh_test"]["dice_mean"] <= 1.0 and "all-full" in recipe["fresh_test"]["baselines"]
     assert config["postprocess"]["verdicts"]["baselines"]["all-full"] >= 0.0
     assert "fresh test Dice" in out.stderr
+    # Paths of the machine that trained it do not travel with the weights.
+    assert str(work) not in (work / "run" / "model" / "config.json").read_text()
+    assert recipe["chunks"][0]["command"].startswith("python recipes/base.py --work WORK ")
 
 
 def test_a_stored_crf_is_skipped_with_a_note_when_pydensecrf_is_missing(monkeypatch):
