@@ -180,3 +180,17 @@ def test_export_accepts_base(tmp_path, monkeypatch):
     assert main(["export", "--model", "base", "--threads", "1"]) == 0
     assert (tmp_path / "weights" / "base" / "model.onnx").is_file()
     assert "onnx" in json.loads((tmp_path / "weights" / "base" / "config.json").read_text())
+
+
+def test_the_brief_card_drops_chunks_and_per_folder_real_rows():
+    from inpaintseg.model.card import card_lines
+
+    config = {"recipe": {"chunks": [{"chunk": 1, "epochs": 1, "optimizer_steps": 2, "train_seconds": 60}],
+                         "optimizer_steps_total": 2, "images_seen_total": 16},
+              "card": {"real_rows": [{"name": "realinpaint/crfill", "n": 3, "dice_mean": 0.1},
+                                     {"name": "realinpaint/pooled (folders with originals)", "n": 3, "dice_mean": 0.1},
+                                     {"name": "realworld/casia2_gt", "n": 2, "dice_mean": 0.2}]}}
+    full, brief = card_lines(config), card_lines(config, brief=True)
+    assert any(line.startswith("  chunk 1") for line in full) and any("crfill" in line for line in full)
+    assert not any(line.startswith("  chunk") or "crfill" in line for line in brief)
+    assert any("pooled" in line for line in brief) and any("casia2_gt" in line for line in brief)

@@ -19,7 +19,7 @@ def _num(value: float | None) -> str:
     return "n/a" if value is None or value != value else f"{value:.3f}"
 
 
-def training_lines(recipe: Mapping) -> list[str]:
+def training_lines(recipe: Mapping, brief: bool = False) -> list[str]:
     chunks = recipe.get("chunks", [])
     engine = recipe.get("engine", {}).get("arguments", {})
     photos = [p.get("package") or p.get("source") for p in recipe.get("photos", [])]
@@ -27,14 +27,14 @@ def training_lines(recipe: Mapping) -> list[str]:
              f"data seed {recipe.get('data_seed', '?')}); photos: {'; '.join(str(p) for p in photos)}",
              f"training: {len(chunks)} chunk(s), {recipe.get('optimizer_steps_total', '?'):,} optimiser steps, "
              f"{recipe.get('images_seen_total', '?'):,} images seen"]
-    for c in chunks:
+    for c in [] if brief else chunks:
         lines.append(f"  chunk {c.get('chunk')}: {c.get('epochs')} epochs, {c.get('optimizer_steps')} steps, "
                      f"{c.get('train_seconds', 0) / 60:.0f} min on {c.get('machine')} ({c.get('precision')}), "
                      f"{c.get('date')}")
     return lines
 
 
-def score_lines(card: Mapping) -> list[str]:
+def score_lines(card: Mapping, brief: bool = False) -> list[str]:
     lines = []
     for key, what in (("fresh_test", "fresh engine test set"),
                       ("current_engine_test", "test set of the current data engine, methods it never saw included")):
@@ -55,6 +55,8 @@ def score_lines(card: Mapping) -> list[str]:
     if card.get("real_rows") and card.get("real_settings"):
         lines.append(f"real rows at {card['real_settings']}:")
     for row in card.get("real_rows", []):
+        if brief and row["name"].startswith("realinpaint/") and " " not in row["name"]:
+            continue  # the brief card keeps the summary rows ("pooled ...", "mean of ..."), not each folder
         lines.append(f"{row['name']} ({row.get('n')} images): Dice {_num(row.get('dice_mean'))}, pixel AUC "
                      f"{_num(row.get('pixel_auc'))}, image AUC {_num(row.get('image_auc'))}")
     for limit in card.get("limits", []):
@@ -62,13 +64,14 @@ def score_lines(card: Mapping) -> list[str]:
     return lines
 
 
-def card_lines(config: Mapping) -> list[str]:
-    """The card of a model from its config.json (empty sections give a short note)."""
+def card_lines(config: Mapping, brief: bool = False) -> list[str]:
+    """The card of a model from its config.json (empty sections give a short note); `brief` (the service page)
+    leaves out the per-chunk lines and the per-folder real rows."""
     lines = []
     if config.get("recipe"):
-        lines += training_lines(config["recipe"])
+        lines += training_lines(config["recipe"], brief)
     if config.get("card"):
-        lines += score_lines(config["card"])
+        lines += score_lines(config["card"], brief)
     if not lines:
         record = (config.get("postprocess") or {}).get("verdicts") or {}
         dice = record.get("model_dice")

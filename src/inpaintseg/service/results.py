@@ -128,9 +128,7 @@ def model_card(model, post) -> list[list[str]]:
         from inpaintseg.model.card import card_lines
 
         # The shipped model's card (docs/model-card.md): how it was trained and what it measurably scores.
-        lines = [line for line in card_lines(config) if not line.startswith(("  chunk", "realinpaint/crfill",
-                 "realinpaint/ldm", "realinpaint/palette", "realinpaint/plural", "realinpaint/repaint"))]
-        rows += [["Model card", line] for line in lines]
+        rows += [["Model card", line] for line in card_lines(config, brief=True)]
     return rows
 
 
