@@ -156,11 +156,12 @@ def portable(text: str, work: Path) -> str:
     return str(text).replace(str(work.resolve()), "WORK").replace(str(work), "WORK")
 
 
-def installed_dice(package_dir: Path) -> float | None:
-    path = package_dir / "config.json"
-    if not path.is_file():
+def installed_dice(package_dir: Path, test_dir: Path, out: Path) -> float | None:
+    """The installed model's Dice on this chunk's fresh test set: the number its config records may come from
+    another engine version's test set, so the comparison is re-measured on the same images."""
+    if not (package_dir / "config.json").is_file():
         return None
-    return json.loads(path.read_text()).get("recipe", {}).get("fresh_test", {}).get("dice_mean")
+    return score_fresh(package_dir, test_dir, out)["dice_mean"]
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -174,6 +175,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--init-from", default=None, metavar="MODEL_DIR|base",
                    help="continue from these weights (a new chunk; the schedule restarts)")
     p.add_argument("--n-train", type=int, default=2500, help="engine training images (default 2500)")
+    p.add_argument("--data-seed", type=int, default=DATA_SEED,
+                   help=f"engine seed of the training data (default {DATA_SEED}); a new seed per chunk shows the "
+                   "network new images")
     p.add_argument("--n-test", type=int, default=300, help="fresh engine test images (default 300)")
     p.add_argument("--photos", type=Path, default=DEBIAN_PHOTOS if DEBIAN_PHOTOS.is_dir() else None,
                    help=f"extra pristine photos (default {DEBIAN_PHOTOS} when installed: "
@@ -201,7 +205,7 @@ def main(argv=None) -> int:
     photos = None if args.tiny else args.photos
     from inpaintseg.synth.engine import FORMAT_VERSION as ENGINE_FORMAT
 
-    engine = {"n_train": n_train, "n_test": 8 if args.tiny else 200, "size": size, "seed": DATA_SEED,
+    engine = {"n_train": n_train, "n_test": 8 if args.tiny else 200, "size": size, "seed": args.data_seed,
               "photos_dir": str(photos) if photos else None, "packaged_photos": True if photos else None,
               "generators": "tiny" if args.tiny else "demo", "workers": args.workers,
               "engine_format_version": ENGINE_FORMAT}
@@ -248,11 +252,12 @@ def main(argv=None) -> int:
              "init_from": None if args.init_from is None else portable(args.init_from, work),
              "epochs": result.epochs_completed,
              "optimizer_steps": steps, "images_seen": steps * config.batch_size,
+             "data": {"seed": args.data_seed, "n_train": n_train, "engine_format_version": ENGINE_FORMAT},
              "precision": result.precision_choice.get("precision"), "machine": machine(),
              "train_seconds": round(result.seconds), "fresh_test_dice_mean": round(scores["dice_mean"], 4),
              "date": time.strftime("%Y-%m-%d", time.gmtime())}
     recipe = {"engine": {"generator": GENERATOR, "format_version": FORMAT_VERSION, "arguments": engine},
-              "photos": photo_sources(photos), "data_seed": DATA_SEED, "test_seed": TEST_SEED,
+              "photos": photo_sources(photos), "data_seed": args.data_seed, "test_seed": TEST_SEED,
               "train_config": config.to_dict() | {"data": "WORK/data", "out": "WORK/run", "init_from": chunk["init_from"]},
               "chunks": [*earlier, chunk],
               "optimizer_steps_total": sum(c["optimizer_steps"] for c in [*earlier, chunk]),
@@ -266,7 +271,7 @@ def main(argv=None) -> int:
         f"all-empty {scores['baselines']['all-empty']:.4f})")
     if args.install and not args.tiny:
         target = SHIPPED_ROOT / "base"
-        old = installed_dice(target)
+        old = installed_dice(target, work / "fresh" / "test", work / "score_installed")
         if old is not None and old >= scores["dice_mean"]:
             log(f"not installed: fresh-test Dice {scores['dice_mean']:.4f} <= the installed model's {old:.4f}")
         else:

@@ -112,11 +112,12 @@ def test_the_recipe_runs_end_to_end_at_tiny_settings(tmp_path):
     # The same code path as the shipped weights' recipe, tiny data and network; it never installs.
     work = tmp_path / "work"
     out = subprocess.run([sys.executable, str(REPO / "recipes" / "base.py"), "--work", str(work), "--tiny",
-                          "--workers", "1"], capture_output=True, text=True, timeout=900)
+                          "--workers", "1", "--data-seed", "7"], capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stderr[-3000:]
     config = json.loads((work / "run" / "model" / "config.json").read_text())
     recipe = config["recipe"]
-    assert recipe["engine"]["arguments"]["generators"] == "tiny" and recipe["data_seed"] == 22
+    assert recipe["engine"]["arguments"]["generators"] == "tiny" and recipe["data_seed"] == 7
+    assert recipe["engine"]["arguments"]["seed"] == 7 and recipe["chunks"][0]["data"]["seed"] == 7
     assert recipe["chunks"][0]["optimizer_steps"] > 0 and recipe["chunks"][0]["chunk"] == 1
     assert 0.0 <= recipe["fresh_test"]["dice_mean"] <= 1.0 and "all-full" in recipe["fresh_test"]["baselines"]
     assert config["postprocess"]["verdicts"]["baselines"]["all-full"] >= 0.0
