@@ -91,11 +91,21 @@ def default_generator_set() -> str:
     return os.environ.get(GENERATOR_SET_ENV) or DEFAULT_GENERATOR_SET
 
 
+def check_generator_set(generator_set: str | None, param: str = "generator_set") -> str:
+    """`generator_set`, or $INPAINTSEG_GENERATORS (else demo) when None; an InpaintsegError naming `param` (or the
+    variable) when it is not a set."""
+    value = generator_set or default_generator_set()
+    if value not in SET_SETTINGS:
+        where = param if generator_set else f"${GENERATOR_SET_ENV}"
+        raise InpaintsegError(f"{where} must be one of {', '.join(GENERATOR_SETS)}, got {value!r}.",
+                              params=[param] if generator_set else [])
+    return value
+
+
 def spec_for(name: str, generator_set: str) -> tuple[GeneratorSpec, TrainBudget]:
     if name not in SPECS:
         raise InpaintsegError(f"unknown generator {name!r}; known: {', '.join(SPECS)}.")
-    if generator_set not in SET_SETTINGS:
-        raise InpaintsegError(f"--generators must be one of {', '.join(GENERATOR_SETS)}, got {generator_set!r}.")
+    generator_set = check_generator_set(generator_set)
     divisor, budget = SET_SETTINGS[generator_set]
     spec = SPECS[name]
     if spec.arch == "kl":
