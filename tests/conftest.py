@@ -112,6 +112,21 @@ def export_tiny_model(folder: Path, mode: str = "resize", size: int = 32, postpr
     return save_model_dir(folder, build_model(TINY_ARCH), config)
 
 
+@pytest.fixture
+def three_images_and_model(tmp_path, make_dataset):
+    """(a folder of three 32x32 images, an exported width-4 model folder, tmp_path): the inputs of the
+    hardening tests of predict / export / evaluate."""
+    root = make_dataset(n_train=0, n_test=3, size=32)
+    return root / "test" / "images", export_tiny_model(tmp_path / "model"), tmp_path
+
+
+def predict_cli(images: Path, model: Path, *args: str) -> int:
+    """`inpaintseg predict --quiet --threads 1 --model MODEL --images IMAGES ARGS...` in-process; its exit status."""
+    from inpaintseg import cli
+
+    return cli.main(["predict", "--quiet", "--threads", "1", "--model", str(model), "--images", str(images), *args])
+
+
 @pytest.fixture(autouse=True)
 def quiet_machine_for_the_precision_cache(monkeypatch):
     """The precision probe skips its cache on a busy machine (`precision_probe.busy_machine`); a test's outcome

@@ -101,7 +101,7 @@ def test_leave_one_family_out_selection(tmp_path):
     test = Counter(i["family"] for i in meta["test"]["images"].values())
     assert "learned" not in train and len(train) == 5  # 4 families + none
     assert set(test) == {"learned", "none"} and meta["test"]["families"] == ["learned"]
-    with pytest.raises(InpaintsegError, match="--test-families: unknown family"):
+    with pytest.raises(InpaintsegError, match="^test_families: unknown family"):
         generate_demo_data(tmp_path / "x", n_train=2, n_test=1, size=32, test_families="lama")
 
 
@@ -139,11 +139,40 @@ def test_refuses_foreign_folder_and_bad_arguments(tmp_path):
     (["--n-train", "0"], "--n-train must be between 1 and"),
     (["--img-size", "8"], "--img-size must be between 32 and"),
     (["--workers", "0"], "--workers must be between 1 and 64, got 0."),
+    (["--test-families", "lama"], "--test-families: unknown family(ies) lama. Known: classical"),
+    (["--methods", "telea,ghost"], "--methods: unknown method(s) ghost."),
+    (["--families", "classical", "--exclude-methods", "telea,ns"],
+     "the method selection is empty (after --methods/--families and the exclusions)"),
+    (["--photos", "no_such_photos_dir"], "--photos no_such_photos_dir: not a folder."),
 ])
 def test_cli_names_flags_where_the_library_names_parameters(tmp_path, capsys, argv, message):
     assert cli.main(["demo-data", "--out", str(tmp_path / "x"), *argv]) == 2
     err = capsys.readouterr().err
     assert f"inpaintseg demo-data: error: {message}" in err or f"demo-data: error: {message}" in err, err
+
+
+def test_settings_object_or_keywords_and_errors_naming_parameters(tmp_path):
+    from inpaintseg.synth.engine import EngineSettings
+
+    args = dict(n_train=3, n_test=2, size=32, seed=4, families="classical", test_methods="ns")
+    keywords = generate_demo_data(tmp_path / "k", **args)
+    settings = EngineSettings(**args)
+    assert settings.selection == {"train": ["telea", "ns"], "test": ["ns"]}
+    assert generate_demo_data(tmp_path / "s", settings) == keywords
+    assert files(tmp_path / "k") == files(tmp_path / "s")
+    with pytest.raises(InpaintsegError, match="^n_test must be between 1") as error:
+        generate_demo_data(tmp_path / "x", settings, n_test=0)  # a keyword replaces the settings' field
+    assert error.value.params == ("n_test",)
+    with pytest.raises(InpaintsegError, match="^size must be a whole number, got '64'"):
+        EngineSettings(size="64")
+    with pytest.raises(InpaintsegError, match="^photos_dir no_such_dir: not a folder") as error:
+        generate_demo_data(tmp_path / "x", photos_dir="no_such_dir")
+    assert error.value.params == ("photos_dir",)
+    with pytest.raises(TypeError, match="unexpected setting.*n_trian"):
+        generate_demo_data(tmp_path / "x", n_trian=3)
+    with pytest.raises(TypeError, match="settings must be an EngineSettings"):
+        generate_demo_data(tmp_path / "x", 400)
+    assert not (tmp_path / "x").exists()
 
 
 def test_cli_list_methods(capsys):

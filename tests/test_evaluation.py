@@ -240,3 +240,14 @@ def test_the_image_threshold_comes_from_the_model_or_the_scores_file(folders, ca
     assert cli.main(args + [str(folders / "scores.json")]) == 0
     assert f"image threshold 0.3 (from {folders / 'scores.csv'})" in capsys.readouterr().err
     assert json.loads((folders / "scores.json").read_text())["score_threshold"] == 0.3
+
+
+def test_pred_or_submission_error_names_parameters_and_the_cli_its_flags(folders):
+    from inpaintseg.commands import flag_message
+    from inpaintseg.errors import InpaintsegError
+
+    with pytest.raises(InpaintsegError, match=r"^give exactly one of pred_dir \(a folder") as error:
+        evaluate(folders / "truth")
+    assert error.value.params == ("pred_dir", "submission")
+    assert flag_message(error.value).startswith("give exactly one of --pred (a folder of predicted masks) or "
+                                                "--submission (an ImageId,EncodedPixels CSV)")

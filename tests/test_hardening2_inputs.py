@@ -8,20 +8,10 @@ import os
 import threading
 
 import pytest
-from conftest import export_tiny_model
+from conftest import predict_cli
 
 from inpaintseg import cli
 from inpaintseg.errors import DataError, OutputError
-
-
-@pytest.fixture
-def setup(tmp_path, make_dataset):
-    root = make_dataset(n_train=0, n_test=3, size=32)
-    return root / "test" / "images", export_tiny_model(tmp_path / "model"), tmp_path
-
-
-def predict(images, model, *args: str) -> int:
-    return cli.main(["predict", "--quiet", "--threads", "1", "--model", str(model), "--images", str(images), *args])
 
 
 def no_hang(func, seconds: float = float(os.environ.get("HANG_SECONDS", "60"))):
@@ -45,26 +35,26 @@ def no_hang(func, seconds: float = float(os.environ.get("HANG_SECONDS", "60"))):
 
 # ---- 5: special files in an input folder ------------------------------------------------------------
 
-def test_predict_names_and_skips_a_fifo(setup, capsys):
-    images, model, tmp = setup
+def test_predict_names_and_skips_a_fifo(three_images_and_model, capsys):
+    images, model, tmp = three_images_and_model
     os.mkfifo(images / "x.png")
-    assert no_hang(lambda: predict(images, model, "--submission", str(tmp / "s.csv"))) == 0
+    assert no_hang(lambda: predict_cli(images, model, "--submission", str(tmp / "s.csv"))) == 0
     err = capsys.readouterr().err
     assert "special files" in err and "x.png (FIFO)" in err
     assert (tmp / "s.csv").read_text().count("\n") == 4  # header + the 3 real images
 
 
-def test_predict_recursive_skips_a_fifo(setup, capsys):
-    images, model, tmp = setup
+def test_predict_recursive_skips_a_fifo(three_images_and_model, capsys):
+    images, model, tmp = three_images_and_model
     os.mkfifo(images / "x.png")
-    assert no_hang(lambda: predict(images, model, "--recursive", "--submission", str(tmp / "s.csv"))) == 0
+    assert no_hang(lambda: predict_cli(images, model, "--recursive", "--submission", str(tmp / "s.csv"))) == 0
     assert "special files" in capsys.readouterr().err
 
 
-def test_the_api_refuses_a_fifo_without_opening_it(setup):
+def test_the_api_refuses_a_fifo_without_opening_it(three_images_and_model):
     import inpaintseg
 
-    images, model, _ = setup
+    images, model, _ = three_images_and_model
     os.mkfifo(images / "x.png")
     m = inpaintseg.load_model(model, device="cpu", precision="32")
     with pytest.raises(DataError, match="FIFO"):
@@ -82,11 +72,11 @@ def test_check_data_calls_a_fifo_a_special_file(make_dataset, capsys):
 
 # ---- 6: a non-UTF-8 file name ------------------------------------------------------------------------
 
-def test_a_non_utf8_file_name_is_refused_before_any_work(setup, capsys):
-    images, model, tmp = setup
+def test_a_non_utf8_file_name_is_refused_before_any_work(three_images_and_model, capsys):
+    images, model, tmp = three_images_and_model
     bad = os.fsdecode(os.fsencode(str(images)) + b"/bad\xff.png")
     os.link(images / "te_001.png", bad)
-    assert predict(images, model, "--submission", str(tmp / "s.csv")) == 2
+    assert predict_cli(images, model, "--submission", str(tmp / "s.csv")) == 2
     err = capsys.readouterr().err
     assert "not valid UTF-8" in err and "bad\\xff.png" in err and "Traceback" not in err
     assert not list(tmp.glob("s.csv*"))  # no CSV and no part file left
@@ -110,18 +100,18 @@ def test_disk_full_in_the_part_file_is_one_message_with_the_resume_hint(tmp_path
 
 # ---- 6 / also seen: export --opset 999, export --int8 BAD ---------------------------------------------
 
-def test_export_refuses_an_unknown_opset_before_writing(setup, capsys):
+def test_export_refuses_an_unknown_opset_before_writing(three_images_and_model, capsys):
     pytest.importorskip("onnx")
-    _, model, _ = setup
+    _, model, _ = three_images_and_model
     assert cli.main(["export", "--model", str(model), "--opset", "999", "--threads", "1"]) == 2
     captured = capsys.readouterr()
     assert "--opset must be an integer from 13 to" in captured.err and captured.out == ""
     assert not (model / "model.onnx").exists()
 
 
-def test_export_int8_with_a_bad_folder_writes_nothing(setup, capsys):
+def test_export_int8_with_a_bad_folder_writes_nothing(three_images_and_model, capsys):
     pytest.importorskip("onnx")
-    _, model, tmp = setup
+    _, model, tmp = three_images_and_model
     assert cli.main(["export", "--model", str(model), "--int8", str(tmp / "nowhere"), "--threads", "1"]) == 2
     assert "nowhere" in capsys.readouterr().err
     assert sorted(p.name for p in model.iterdir()) == ["config.json", "weights.safetensors"]

@@ -8,27 +8,17 @@ import os
 import stat
 
 import pytest
-from conftest import export_tiny_model
+from conftest import export_tiny_model, predict_cli
 
 from inpaintseg import cli, fileio
 from inpaintseg.errors import OutputError
 
 
-@pytest.fixture
-def setup(tmp_path, make_dataset):
-    root = make_dataset(n_train=0, n_test=3, size=32)
-    return root / "test" / "images", export_tiny_model(tmp_path / "model"), tmp_path
-
-
-def predict(images, model, *args: str) -> int:
-    return cli.main(["predict", "--quiet", "--threads", "1", "--model", str(model), "--images", str(images), *args])
-
-
 # ---- 1: a path that is not a regular file is refused, and left as it was ---------------------------
 
 @pytest.mark.parametrize("kind", ["fifo", "symlink", "device"])
-def test_a_special_submission_path_is_refused_and_kept(setup, capsys, kind):
-    images, model, tmp = setup
+def test_a_special_submission_path_is_refused_and_kept(three_images_and_model, capsys, kind):
+    images, model, tmp = three_images_and_model
     target = str(tmp / "special.csv")
     if kind == "device":
         # A device node of our own (the null device's numbers), never /dev/null itself: on code without the
@@ -42,7 +32,7 @@ def test_a_special_submission_path_is_refused_and_kept(setup, capsys, kind):
     else:
         os.symlink(tmp / "elsewhere.csv", target)
     before = os.lstat(target)
-    assert predict(images, model, "--submission", target) == 2
+    assert predict_cli(images, model, "--submission", target) == 2
     err = capsys.readouterr().err
     assert "--submission" in err and "not a regular file" in err and "Traceback" not in err
     after = os.lstat(target)
@@ -59,38 +49,38 @@ def test_atomic_writes_refuse_a_fifo_themselves(tmp_path):
     assert fifo.is_fifo()
 
 
-def test_submission_dash_is_refused(setup, capsys, monkeypatch):
-    images, model, tmp = setup
+def test_submission_dash_is_refused(three_images_and_model, capsys, monkeypatch):
+    images, model, tmp = three_images_and_model
     monkeypatch.chdir(tmp)
-    assert predict(images, model, "--submission", "-") == 2
+    assert predict_cli(images, model, "--submission", "-") == 2
     assert "standard output is not supported" in capsys.readouterr().err
     assert not (tmp / "-").exists()
 
 
-def test_a_folder_output_may_be_a_link_to_a_folder(setup):
+def test_a_folder_output_may_be_a_link_to_a_folder(three_images_and_model):
     # A link to a folder is not replaced (files are written inside it): still allowed.
-    images, model, tmp = setup
+    images, model, tmp = three_images_and_model
     (tmp / "real_masks").mkdir()
     os.symlink(tmp / "real_masks", tmp / "masks_link")
-    assert predict(images, model, "--submission", str(tmp / "s.csv"), "--masks-out", str(tmp / "masks_link")) == 0
+    assert predict_cli(images, model, "--submission", str(tmp / "s.csv"), "--masks-out", str(tmp / "masks_link")) == 0
     assert len(list((tmp / "real_masks").iterdir())) == 3
 
 
 # ---- 2: outputs never overwrite the model or another input file ------------------------------------
 
-def test_predict_never_writes_into_the_model_folder(setup, capsys):
-    images, model, _ = setup
+def test_predict_never_writes_into_the_model_folder(three_images_and_model, capsys):
+    images, model, _ = three_images_and_model
     config = (model / "config.json").read_bytes()
-    assert predict(images, model, "--submission", str(model / "config.json")) == 2
+    assert predict_cli(images, model, "--submission", str(model / "config.json")) == 2
     err = capsys.readouterr().err
     assert "--submission" in err and "input folder" in err and str(model) in err
     assert (model / "config.json").read_bytes() == config
 
 
-def test_evaluate_json_never_overwrites_its_submission(setup, capsys):
-    images, model, tmp = setup
+def test_evaluate_json_never_overwrites_its_submission(three_images_and_model, capsys):
+    images, model, tmp = three_images_and_model
     submission = tmp / "s.csv"
-    assert predict(images, model, "--submission", str(submission)) == 0
+    assert predict_cli(images, model, "--submission", str(submission)) == 0
     before = submission.read_bytes()
     assert cli.main(["evaluate", "--quiet", "--truth", str(images.parent / "masks"), "--submission",
                      str(submission), "--json", str(submission)]) == 2
@@ -102,13 +92,13 @@ def test_evaluate_json_never_overwrites_its_submission(setup, capsys):
 
 @pytest.mark.parametrize("first, second", [("--submission", "--scores-out"), ("--masks-out", "--probs-out"),
                                            ("--masks-out", "--overlays-out")])
-def test_two_outputs_on_one_path_are_refused_before_any_work(setup, capsys, first, second):
-    images, model, tmp = setup
+def test_two_outputs_on_one_path_are_refused_before_any_work(three_images_and_model, capsys, first, second):
+    images, model, tmp = three_images_and_model
     same = tmp / "same"
     args = [first, str(same), second, str(same)]
     if first != "--submission":
         args += ["--submission", str(tmp / "s.csv")]
-    assert predict(images, model, *args) == 2
+    assert predict_cli(images, model, *args) == 2
     err = capsys.readouterr().err
     assert f"{second} {same}: is also {first}" in err
     assert not same.exists() and not (tmp / "s.csv").exists()

@@ -15,12 +15,6 @@ from inpaintseg import cli, fileio, rle
 from inpaintseg.errors import InpaintsegError
 
 
-@pytest.fixture
-def setup(tmp_path, make_dataset):
-    root = make_dataset(n_train=0, n_test=3, size=32)
-    return root / "test" / "images", export_tiny_model(tmp_path / "model"), tmp_path
-
-
 def predict(*args: str) -> int:
     return cli.main(["predict", "--quiet", *args])
 
@@ -36,8 +30,8 @@ def snapshot(folder):
     ("--out", "images/sub.csv"), ("--scores-out", "images/scores.csv"),
     ("--masks-out", "masks"),  # the images' truth masks beside them
 ])
-def test_predict_never_writes_into_its_inputs(setup, capsys, flag, where):
-    images, model, tmp = setup
+def test_predict_never_writes_into_its_inputs(three_images_and_model, capsys, flag, where):
+    images, model, tmp = three_images_and_model
     truth = images.parent / "masks"
     before, truth_before = snapshot(images), snapshot(truth)
     target = images.parent / where
@@ -51,8 +45,8 @@ def test_predict_never_writes_into_its_inputs(setup, capsys, flag, where):
     assert not (tmp / "sub.csv").exists()
 
 
-def test_evaluate_json_never_goes_into_the_truth_folder(setup, capsys):
-    images, _, tmp = setup
+def test_evaluate_json_never_goes_into_the_truth_folder(three_images_and_model, capsys):
+    images, _, tmp = three_images_and_model
     truth = images.parent / "masks"
     before = snapshot(truth)
     assert cli.main(["evaluate", "--quiet", "--truth", str(truth), "--pred", str(truth),
@@ -111,8 +105,8 @@ def test_atomic_write_of_a_255_byte_name(tmp_path):
 
 # ---- 5 / 10: output locations checked up front, write errors as one message ----------------------
 
-def test_predict_checks_an_unwritable_out_before_any_work(setup, capsys):
-    images, model, tmp = setup
+def test_predict_checks_an_unwritable_out_before_any_work(three_images_and_model, capsys):
+    images, model, tmp = three_images_and_model
     (tmp / "blocker").write_text("a file, not a folder")
     masks = tmp / "masks"
     code = predict("--model", str(model), "--images", str(images), "--out", str(tmp / "blocker" / "sub.csv"),
@@ -130,8 +124,8 @@ def test_check_data_unwritable_json(make_dataset, tmp_path, capsys):
     assert "--json" in err and "cannot write" in err
 
 
-def test_evaluate_unwritable_json(setup, capsys):
-    images, _, tmp = setup
+def test_evaluate_unwritable_json(three_images_and_model, capsys):
+    images, _, tmp = three_images_and_model
     truth = images.parent / "masks"
     (tmp / "blocker").write_text("x")
     assert cli.main(["evaluate", "--quiet", "--truth", str(truth), "--pred", str(truth),
@@ -169,9 +163,9 @@ def test_disk_full_during_a_checkpoint_is_one_clear_message(tmp_path, monkeypatc
     assert not path.exists()
 
 
-def test_the_up_front_checks_let_normal_outputs_through(setup, capsys):
+def test_the_up_front_checks_let_normal_outputs_through(three_images_and_model, capsys):
     # Sanity: a good evaluate --json still writes (the up-front check does not block normal use).
-    images, model, tmp = setup
+    images, model, tmp = three_images_and_model
     truth = images.parent / "masks"
     assert predict("--model", str(model), "--images", str(images), "--out", str(tmp / "s.csv")) == 0
     assert cli.main(["evaluate", "--quiet", "--truth", str(truth), "--submission", str(tmp / "s.csv"),

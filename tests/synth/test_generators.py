@@ -95,9 +95,12 @@ def test_cache_trains_once_rebuild_retrains_same_bytes(monkeypatch, tmp_path):
     assert path.read_bytes() == data and any("unusable" in m for m in messages)
 
 
-def test_unknown_generator_set_is_a_user_error():
-    with pytest.raises(g.InpaintsegError, match="--generators must be one of tiny, demo, full"):
+def test_unknown_generator_set_is_a_user_error(monkeypatch):
+    with pytest.raises(g.InpaintsegError, match="^generator_set must be one of tiny, demo, full, got 'huge'"):
         GeneratorBank("huge")
+    monkeypatch.setenv(g.GENERATOR_SET_ENV, "huge")  # the default set comes from the variable: it is named
+    with pytest.raises(g.InpaintsegError, match=r"^\$INPAINTSEG_GENERATORS must be one of tiny, demo, full"):
+        GeneratorBank()
 
 
 def test_texture_generators_are_built_as_the_real_methods(photos):

@@ -55,12 +55,15 @@ def test_select_methods_by_family_name_and_exclusion():
     assert select_methods(methods="all", exclude_families="learned,autoencoder,selfblend,copy") == ["telea", "ns"]
     assert select_methods(families=["classical", "copy"], exclude_methods="patch,patchmatch") == \
         ["telea", "ns", "copy_move", "splice"]
-    with pytest.raises(InpaintsegError, match="--families: unknown family.*lama.*Known: classical"):
+    with pytest.raises(InpaintsegError, match="^families: unknown family.*lama.*Known: classical") as error:
         select_methods(families="lama")
-    with pytest.raises(InpaintsegError, match="--test-methods: unknown method"):
-        select_methods(methods="nope", flag_prefix="test-")
-    with pytest.raises(InpaintsegError, match="selection is empty"):
+    assert error.value.params == ("families",)
+    with pytest.raises(InpaintsegError, match="^test_methods: unknown method") as error:
+        select_methods(methods="nope", prefix="test_")
+    assert error.value.params == ("test_methods",)
+    with pytest.raises(InpaintsegError, match=r"selection is empty \(after methods/families") as error:
         select_methods(families="classical", exclude_methods="telea,ns")
+    assert error.value.params == ("methods", "families")
 
 
 def test_feather_alpha_by_hand():
@@ -156,7 +159,7 @@ def test_a_method_without_its_optional_package_is_named_or_left_out(monkeypatch)
     monkeypatch.setitem(registry.METHODS, "patchmatch", fake)
     assert "patchmatch" not in select_methods() and "patchmatch" not in select_methods(families="copy")
     with pytest.raises(InpaintsegError, match=r"needs the optional package.*inpaintseg\[patchmatch\].*"
-                                              r"--exclude-methods patchmatch"):
+                                              r"add patchmatch to exclude_methods"):
         select_methods(methods="telea,patchmatch")
     from inpaintseg.synth.engine import method_table
 

@@ -7,7 +7,7 @@ import sys
 
 
 # A library parameter whose flag is not `--` + the name with dashes (`n_train` -> `--n-train`).
-PARAMETER_FLAGS = {"size": "--img-size", "degrade_level": "--degrade", "photos_dir": "--photos"}
+PARAMETER_FLAGS = {"size": "--img-size", "degrade_level": "--degrade", "photos_dir": "--photos", "pred_dir": "--pred"}
 
 
 def flag_message(exc: BaseException) -> str:

@@ -27,35 +27,18 @@ so its numbers are the ones `inpaintseg evaluate --json` writes.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from inpaintseg.errors import DataError, name_list
 from inpaintseg.evaluation.sources import check_ids, folder_files, load_meta, predictions, read_probs, shape_text
+from inpaintseg.evaluation.summary import PerImage, Tally, group_tables, probability_metrics, summary
 
-# The other RLE reading must beat the given one by this much pooled Dice to warn. (It had to be twice as good
-# too, which a transposed submission of blob-like masks never is: a rectangle overlaps its own transpose, so a
-# column-major submission read row-major still scored pooled Dice ~0.7 against 1.0, silently.)
-ORDER_WARNING_MARGIN = 0.1
 BASELINES = ("all-empty", "all-full")
-DICE_RULE = ("Dice = mean over images of per-image Dice 2TP/(2TP+FP+FN); an image with empty truth and "
-             "empty prediction counts 1.0, one empty and the other not counts 0.0")
 DEFAULT_SCORE_THRESHOLD = 0.5  # without a model or a scores file to say which threshold predict used
 PROB_BINS = 256  # 8-bit probability PNGs: value v -> bin v, so binned metrics are exact
-
-
-@dataclass
-class _Tally:
-    """Per-image numbers gathered while streaming."""
-
-    stems: list[str] = field(default_factory=list)
-    counts: list[tuple[int, int, int, int]] = field(default_factory=list)  # tp, fp, fn, tn
-    scores: list[float] = field(default_factory=list)
-    mismatches: list[str] = field(default_factory=list)
-    dice_curve_sum: np.ndarray | None = None  # sum over images of dice_curve(probs, truth)
-    other_order_counts: list[tuple[int, int, int, int]] = field(default_factory=list)
 
 
 class EvaluationResult(dict):
@@ -129,7 +112,7 @@ class Evaluation:
 
 
 def _accumulate(truth_files: dict[str, Path], get_pred, probs_files: dict[str, Path] | None,
-                histogram, tally: _Tally, progress: bool, get_other=None) -> None:
+                histogram, tally: Tally, progress: bool, get_other=None) -> None:
     """One image at a time: decode truth, prediction (and probabilities), keep only the counts."""
     from inpaintseg.progress import progress_bar
 
@@ -139,7 +122,7 @@ def _accumulate(truth_files: dict[str, Path], get_pred, probs_files: dict[str, P
             bar.update(1)
 
 
-def _accumulate_one(stem: str, truth_file: Path, get_pred, probs_files, histogram, tally: _Tally,
+def _accumulate_one(stem: str, truth_file: Path, get_pred, probs_files, histogram, tally: Tally,
                     get_other) -> None:
     from inpaintseg.fileio import read_mask
     from inpaintseg.metrics import dice_curve, image_score, mask_counts
@@ -202,20 +185,49 @@ def evaluate_detailed(truth_dir: str | os.PathLike, pred_dir: str | os.PathLike 
     ``stems``: evaluate only these truth ids (default: every truth mask). Missing or extra ids, and size
     mismatches, raise a DataError naming them.
     """
-    from inpaintseg.metrics import (PixelHistogram, check_threshold, dice_from_counts, iou_from_counts,
-                                    precision_recall_f1, roc_auc)
+    from inpaintseg.metrics import PixelHistogram, check_threshold
     from inpaintseg.rle import rle_order_code
 
     threshold = check_threshold(score_threshold, "score_threshold")
     order = rle_order_code(rle_order)
-    truth_dir = Path(truth_dir)
+    truth_files, left_out = _truth_files(Path(truth_dir), stems)
+    get_pred, get_other, probs_files, problems = _prediction_sources(truth_files, left_out, pred_dir, submission,
+                                                                     probs_dir, order)
+    methods = load_meta(Path(meta)) if meta is not None else None
+    if problems:
+        raise DataError("the predictions do not match the truth masks:\n" + "\n".join(f"  - {p}" for p in problems)
+                        + "\nPredict every truth image (ids are file stems) or evaluate against the matching truth folder.")
+
+    histogram = PixelHistogram(PROB_BINS) if probs_files is not None else None
+    tally = Tally()
+    _accumulate(truth_files, get_pred, probs_files, histogram, tally, progress, get_other)
+    if tally.mismatches:
+        raise DataError(f"{len(tally.mismatches)} image(s) differ in size from their truth mask: "
+                        f"{name_list(tally.mismatches)}. Predictions must have the truth's exact size.")
+    scored = PerImage.of(tally, threshold, with_probs=probs_files is not None)
+    result = summary(scored, tally, threshold, rle_order, with_probs=probs_files is not None,
+                     from_submission=submission is not None)
+    if histogram is not None:
+        result.update(probability_metrics(histogram, tally))
+    result.update(group_tables(scored, methods))
+    return Evaluation(summary=EvaluationResult(result), images=_image_results(scored), histogram=histogram)
+
+
+def _truth_files(truth_dir: Path, stems) -> tuple[dict[str, Path], frozenset]:
+    """The truth masks to score ({stem: file}, only ``stems`` when given) and the truth ids left out."""
     truth_files = folder_files(truth_dir)
-    if stems is not None:
-        unknown = sorted(set(stems) - set(truth_files))
-        if unknown:
-            raise DataError(f"{truth_dir}: no truth mask for {len(unknown)} image(s): {name_list(unknown)}.")
-    left_out = frozenset(set(truth_files) - set(stems)) if stems is not None else frozenset()
-    truth_files = {s: truth_files[s] for s in (stems if stems is not None else truth_files)}
+    if stems is None:
+        return truth_files, frozenset()
+    unknown = sorted(set(stems) - set(truth_files))
+    if unknown:
+        raise DataError(f"{truth_dir}: no truth mask for {len(unknown)} image(s): {name_list(unknown)}.")
+    return {s: truth_files[s] for s in stems}, frozenset(set(truth_files) - set(stems))
+
+
+def _prediction_sources(truth_files: dict[str, Path], left_out: frozenset, pred_dir, submission, probs_dir,
+                        order: str) -> tuple:
+    """(get_pred, get_other, probs_files or None, problems): the readers of the predictions (`sources.predictions`),
+    the probability maps, and every id that does not match the truth."""
     truth_ids = set(truth_files)
     get_pred, problems, get_other = predictions(Path(pred_dir) if pred_dir else None,
                                                  Path(submission) if submission else None, truth_ids, order, left_out)
@@ -223,128 +235,13 @@ def evaluate_detailed(truth_dir: str | os.PathLike, pred_dir: str | os.PathLike 
     if probs_dir is not None:
         probs_files = folder_files(Path(probs_dir))
         problems += check_ids(truth_ids, set(probs_files), str(probs_dir), "probability map", left_out)
-    methods = load_meta(Path(meta)) if meta is not None else None
-    if problems:
-        raise DataError("the predictions do not match the truth masks:\n" + "\n".join(f"  - {p}" for p in problems)
-                        + "\nPredict every truth image (ids are file stems) or evaluate against the matching truth folder.")
-
-    histogram = PixelHistogram(PROB_BINS) if probs_files is not None else None
-    tally = _Tally()
-    _accumulate(truth_files, get_pred, probs_files, histogram, tally, progress, get_other)
-    if tally.mismatches:
-        raise DataError(f"{len(tally.mismatches)} image(s) differ in size from their truth mask: "
-                        f"{name_list(tally.mismatches)}. Predictions must have the truth's exact size.")
-
-    counts = np.array(tally.counts, dtype=np.int64).reshape(-1, 4)
-    tp, fp, fn, tn = counts.T
-    dice = dice_from_counts(tp, fp, fn)
-    iou = iou_from_counts(tp, fp, fn)
-    precision, recall, f1 = precision_recall_f1(tp.sum(), fp.sum(), fn.sum())
-    truth_positive = (tp + fn) > 0
-    scores = np.array(tally.scores, dtype=np.float64)
-    predicted = scores >= threshold if probs_files is not None else scores > 0
-    empty_truth = ~truth_positive
-    pixels = tp + fp + fn + tn
-    result: dict = {
-        "n_images": int(len(counts)),
-        "n_manipulated": int(truth_positive.sum()),
-        "n_untouched": int(empty_truth.sum()),
-        "dice_rule": DICE_RULE,
-        "dice_mean": float(dice.mean()),
-        "dice_pooled": float(dice_from_counts(tp.sum(), fp.sum(), fn.sum())),
-        "iou_mean": float(iou.mean()),
-        "iou_pooled": float(iou_from_counts(tp.sum(), fp.sum(), fn.sum())),
-        "precision": float(precision),
-        "recall": float(recall),
-        "f1": float(f1),
-        "image_score": ("inference.image_score of the probability map (mean of the top 1% probabilities), "
-                        f"label = score >= {threshold:g}") if probs_files is not None
-        else "predicted mask non-empty (no probability maps given)",
-        "image_auc": _nan_to_none(roc_auc(scores, truth_positive)),
-        "image_accuracy": float((predicted == truth_positive).mean()),
-        "manipulated_images_flagged": int(predicted[truth_positive].sum()),
-        "false_positive": {
-            "n_empty_truth_images": int(empty_truth.sum()),
-            "images_with_any_predicted_pixel": int((fp[empty_truth] > 0).sum()),
-            "images_flagged_manipulated": int(predicted[empty_truth].sum()),
-            "mean_area_fraction": float((fp[empty_truth] / np.maximum(pixels[empty_truth], 1)).mean())
-            if empty_truth.any() else None,
-        },
-        "score_threshold": float(threshold),
-        "rle_order": rle_order,
-        "per_image": {stem: round(float(d), 6) for stem, d in zip(tally.stems, dice)},
-        "warnings": _order_warnings(tally, rle_order, dice_from_counts) if submission is not None else [],
-    }
-    if histogram is not None:
-        best_t, best_f1 = histogram.best_f1()
-        result["best_f1"] = float(best_f1)
-        result["best_f1_threshold"] = float(best_t)
-        result["pixel_auc"] = _nan_to_none(histogram.auc())
-        result["pixel_average_precision"] = _nan_to_none(histogram.average_precision())
-        result["pixel_prevalence"] = _nan_to_none(histogram.prevalence())
-        result["dice_vs_threshold"] = _dice_vs_threshold(tally)
-    result["by_coverage"] = _by_coverage(tally.stems, dice, (tp + fn) / np.maximum(pixels, 1))
-    if methods is not None:
-        for key, name in (("family", "by_family"), ("method", "by_method"), ("mask_kind", "by_mask_kind"),
-                          ("degradation", "by_degradation")):
-            if key == "method" or any(key in record for record in methods.values()):
-                result[name] = _by_group(tally.stems, dice, methods, key)
-    images = [ImageResult(stem, int(a), int(b), int(c), int(d), float(e), float(s), bool(m))
-              for stem, (a, b, c, d), e, s, m in zip(tally.stems, counts, dice, scores, truth_positive)]
-    return Evaluation(summary=EvaluationResult(result), images=images, histogram=histogram)
+    return get_pred, get_other, probs_files, problems
 
 
-def _dice_vs_threshold(tally: _Tally) -> dict:
-    from inpaintseg.metrics import THRESHOLD_GRID, best_of_curve
-
-    mean = tally.dice_curve_sum / max(len(tally.stems), 1)
-    best_t, best_dice = best_of_curve(mean, THRESHOLD_GRID)
-    return {"thresholds": [float(t) for t in THRESHOLD_GRID], "dice_mean": [round(float(d), 6) for d in mean],
-            "best_threshold": best_t, "best_dice_mean": round(best_dice, 6),
-            "note": "from the 8-bit probability maps (p = value / 255), so it can differ slightly from the "
-                    "binary masks' Dice at the same threshold"}
-
-
-def _order_warnings(tally: _Tally, rle_order: str, dice_from_counts) -> list[str]:
-    """A warning when reading the submission in the other RLE order fits the truth much better."""
-    if not tally.other_order_counts or not tally.counts:
-        return []
-    given = np.array(tally.counts).sum(axis=0)
-    other = np.array(tally.other_order_counts).sum(axis=0)
-    d_given = float(dice_from_counts(*given[:3]))
-    d_other = float(dice_from_counts(*other[:3]))
-    if d_other > d_given + ORDER_WARNING_MARGIN:
-        other_name = "column" if rle_order == "row" else "row"
-        return [f"the submission fits the truth much better when its RLE is read {other_name}-major (pooled "
-                f"Dice {d_other:.4f}) than {rle_order}-major (pooled Dice {d_given:.4f}): it was probably "
-                f"written in {other_name}-major order. Evaluate it with --rle-order {other_name}, or re-write "
-                f"it with `inpaintseg predict --rle-order {rle_order}`."]
-    return []
-
-
-def _nan_to_none(value: float) -> float | None:
-    return None if value is None or not np.isfinite(value) else float(value)
-
-
-def _by_group(stems: list[str], dice: np.ndarray, records: dict[str, dict[str, str]], key: str) -> dict[str, dict]:
-    """Mean Dice per value of `key` ("method" or "family"); images without a record count as "unknown"."""
-    groups: dict[str, list[float]] = {}
-    for stem, d in zip(stems, dice):
-        groups.setdefault(records.get(stem, {}).get(key, "unknown"), []).append(float(d))
-    return {m: {"n": len(v), "dice_mean": float(np.mean(v))} for m, v in sorted(groups.items())}
-
-
-COVERAGE_BUCKETS = ((0.0, "untouched (0%)"), (0.05, "small (<= 5%)"), (0.15, "medium (5-15%)"),
-                    (0.30, "large (15-30%)"), (1.0, "very large (> 30%)"))
-
-
-def _by_coverage(stems: list[str], dice: np.ndarray, coverage: np.ndarray) -> dict[str, dict]:
-    """Mean Dice per bucket of the truth mask's share of the image (`COVERAGE_BUCKETS`, upper bounds)."""
-    records = {}
-    for stem, share in zip(stems, coverage):
-        records[stem] = {"coverage": next(name for bound, name in COVERAGE_BUCKETS if share <= bound)}
-    groups = _by_group(stems, dice, records, "coverage")
-    return {name: groups[name] for _, name in COVERAGE_BUCKETS if name in groups}
+def _image_results(scored: PerImage) -> list[ImageResult]:
+    return [ImageResult(stem, int(a), int(b), int(c), int(d), float(e), float(s), bool(m))
+            for stem, (a, b, c, d), e, s, m in zip(scored.stems, scored.counts, scored.dice, scored.scores,
+                                                  scored.truth_positive)]
 
 
 def _fmt(value) -> str:

@@ -27,11 +27,13 @@ Layout::
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import numbers
 import os
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +42,7 @@ from inpaintseg.data.pairing import ORIGINALS_FOLDER
 from inpaintseg.errors import InpaintsegError
 from inpaintseg.fileio import atomic_write_text, write_png
 from inpaintseg.synth import blend, degrade
+from inpaintseg.synth.generators import check_generator_set
 from inpaintseg.synth.masks import random_mask
 from inpaintseg.synth.photos import PHOTO_SIDE_PER_CROP, Photo, PhotoCache, find_photos, random_crop, warn_stderr
 from inpaintseg.synth.registry import FAMILIES, MethodContext, all_methods, select_methods
@@ -51,6 +54,7 @@ _SPLIT_CODES = {"train": 1, "test": 2}
 DEFAULT_UNTOUCHED_FRACTION = 0.10
 MIN_SIZE, MAX_SIZE = 32, 2048
 MAX_IMAGES = 100_000
+MAX_WORKERS = 64
 ORIGINALS_SPLIT = "train"  # --with-originals writes train/originals/
 META_FILE = "meta.json"  # OUT/<split>/meta.json: method, family and settings of every image
 _UNTOUCHED_STREAM = 0x4E4F4E45  # separates the untouched-offset generator from sample_rng
@@ -142,17 +146,96 @@ def make_sample(rng: np.random.Generator, photos: PhotoCache, size: int, untouch
     return image, mask, info, original
 
 
-def check_args(n_train: int, n_test: int, size: int, seed: int, untouched_fraction: float) -> None:
-    for name, value in (("n_train", n_train), ("n_test", n_test)):
-        if not 1 <= value <= MAX_IMAGES:
-            raise InpaintsegError(f"{name} must be between 1 and {MAX_IMAGES}, got {value}.", params=[name])
-    if not MIN_SIZE <= size <= MAX_SIZE:
-        raise InpaintsegError(f"size must be between {MIN_SIZE} and {MAX_SIZE} pixels, got {size}.", params=["size"])
-    if seed < 0:
-        raise InpaintsegError(f"seed must be a non-negative integer, got {seed}.", params=["seed"])
-    if not 0.0 <= untouched_fraction <= 1.0:
-        raise InpaintsegError(f"untouched_fraction must lie in [0, 1], got {untouched_fraction}.",
-                              params=["untouched_fraction"])
+Selection = str | Sequence[str] | None  # "all", names, comma-separated or a list; None: every one
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """Every setting of one `generate_demo_data` run (one per `inpaintseg demo-data` flag), checked here once
+    when made: a bad value raises InpaintsegError naming the parameter (listed in `params`, so the CLI names
+    its flag).
+
+    Methods: ``methods`` / ``families`` minus ``exclude_methods`` / ``exclude_families`` select the train
+    split's methods; ``test_methods`` / ``test_families``, when given, select the test split's (else it uses
+    the train selection): leave-one-family-out for F is ``exclude_families="F", test_families="F"``.
+    ``photos_dir``: one folder of pristine photos or a list of folders (pooled); ``packaged_photos`` None:
+    the bundled photos only when no ``photos_dir`` is given. ``generators``: the learned generator set (tiny /
+    demo / full; None: $INPAINTSEG_GENERATORS, else demo). ``workers`` > 1 spreads the samples over that many
+    processes (the bytes do not change). ``selection`` ({split: method names}) is derived, not given.
+    """
+
+    n_train: int = 400
+    n_test: int = 100
+    size: int = 256
+    seed: int = 0
+    methods: Selection = None
+    exclude_methods: Selection = None
+    families: Selection = None
+    exclude_families: Selection = None
+    test_methods: Selection = None
+    test_families: Selection = None
+    degrade_level: str = "default"
+    photos_dir: str | os.PathLike | Sequence[str | os.PathLike] | None = None
+    packaged_photos: bool | None = None
+    untouched_fraction: float = DEFAULT_UNTOUCHED_FRACTION
+    with_originals: bool = False
+    generators: str | None = None
+    rebuild_generators: bool = False
+    workers: int = 1
+    selection: dict[str, list[str]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        for name in ("n_train", "n_test"):
+            self._check_whole(name, 1, MAX_IMAGES, f"{name} must be between 1 and {MAX_IMAGES}")
+        self._check_whole("size", MIN_SIZE, MAX_SIZE, f"size must be between {MIN_SIZE} and {MAX_SIZE} pixels")
+        self._check_whole("seed", 0, None, "seed must be a non-negative integer")
+        fraction = self.untouched_fraction
+        if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real) or not 0.0 <= fraction <= 1.0:
+            raise InpaintsegError(f"untouched_fraction must lie in [0, 1], got {fraction}.",
+                                  params=["untouched_fraction"])
+        self._check_whole("workers", 1, MAX_WORKERS, f"workers must be between 1 and {MAX_WORKERS}")
+        degrade.check_level(self.degrade_level)
+        selection = {"train": select_methods(self.methods, self.exclude_methods, self.families,
+                                             self.exclude_families)}
+        if self.test_methods is None and self.test_families is None:
+            selection["test"] = selection["train"]
+        else:
+            selection["test"] = select_methods(self.test_methods, None, self.test_families, None, prefix="test_")
+        if self.generators is not None:
+            check_generator_set(self.generators, "generators")
+        object.__setattr__(self, "selection", selection)
+
+    def _check_whole(self, name: str, low: int, high: int | None, message: str) -> None:
+        """A whole number in [low, high] (high None: unbounded), stored as a plain int."""
+        value = getattr(self, name)
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise InpaintsegError(f"{name} must be a whole number, got {value!r}.", params=[name])
+        if not low <= value <= (value if high is None else high):
+            raise InpaintsegError(f"{message}, got {value}.", params=[name])
+        object.__setattr__(self, name, int(value))
+
+    def count(self, split: str) -> int:
+        return self.n_train if split == "train" else self.n_test
+
+    def generators_needed(self) -> list[str]:
+        """The learned generators the selected methods use (in selection order, repeats kept)."""
+        registry = all_methods()
+        return [g for split in SPLITS for name in self.selection[split] for g in registry[name].generators]
+
+
+def engine_settings(settings: EngineSettings | None = None, **options) -> EngineSettings:
+    """`settings` (default: every default) with `options` (EngineSettings fields by name) replacing fields;
+    an unknown name is a TypeError naming it, a bad value an InpaintsegError naming it."""
+    if settings is not None and not isinstance(settings, EngineSettings):
+        raise TypeError(f"settings must be an EngineSettings, got {type(settings).__name__}; give n_train, "
+                        f"n_test, size, seed etc. as keywords")
+    known = [f.name for f in fields(EngineSettings) if f.init]
+    unknown = [name for name in options if name not in known]
+    if unknown:
+        raise TypeError(f"unexpected setting(s) {', '.join(unknown)}; the settings are {', '.join(known)}")
+    if settings is None:
+        return EngineSettings(**options)
+    return dataclasses.replace(settings, **options) if options else settings
 
 
 def _is_demo_meta(path: Path) -> bool:
@@ -255,67 +338,59 @@ def _write_meta(path: Path, meta: dict) -> None:
     atomic_write_text(path, json.dumps(meta, indent=1, sort_keys=True) + "\n")
 
 
-def generate_demo_data(out: str | os.PathLike, n_train: int = 400, n_test: int = 100, size: int = 256,
-                       seed: int = 0, *, methods=None, exclude_methods=None, families=None, exclude_families=None,
-                       test_methods=None, test_families=None, degrade_level: str = "default",
-                       photos_dir: str | os.PathLike | None = None, packaged_photos: bool | None = None,
-                       untouched_fraction: float = DEFAULT_UNTOUCHED_FRACTION, with_originals: bool = False,
-                       generators: str | None = None, rebuild_generators: bool = False, workers: int = 1,
+def generate_demo_data(out: str | os.PathLike, settings: EngineSettings | None = None, *,
                        warn: Callable[[str], None] = warn_stderr, log: Callable[[str], None] | None = warn_stderr,
-                       ) -> dict[str, dict]:
+                       **options) -> dict[str, dict]:
     """Write the dataset to `out` (layout in the module docstring); return {split: meta}.
 
-    Methods: `methods` / `families` ("all", names, comma-separated or lists) minus the exclusions
-    select the train split's methods; `test_methods` / `test_families`, when given, select the test
-    split's (else the test split uses the train selection): the leave-one-family-out set-up is
-    `exclude_families="F", test_families="F"`. `photos_dir`: one folder of pristine photos or a list of
-    folders (pooled). `generators` is the learned generator set
-    (tiny / demo / full; None: $INPAINTSEG_GENERATORS, else demo). `workers` > 1 spreads the samples
-    over that many processes (the bytes do not change). `out` must be missing, empty, or an earlier
-    demo-data output (then it is overwritten and files beyond the new counts are removed). Raises
-    InpaintsegError for bad arguments or `out`.
+    `settings`: an `EngineSettings`, or its fields as keywords (``generate_demo_data(out, n_train=60,
+    size=64, families="classical")``; with both, the keywords replace the settings' fields). `warn` gets the
+    skipped photo files, `log` the generator training. `out` must be missing, empty, or an earlier demo-data
+    output (then it is overwritten and files beyond the new counts are removed). Raises InpaintsegError for
+    bad settings (naming the parameter) or `out`.
     """
     from inpaintseg.synth.generator_bank import GeneratorBank
 
-    check_args(n_train, n_test, size, seed, untouched_fraction)
-    if not 1 <= workers <= 64:
-        raise InpaintsegError(f"workers must be between 1 and 64, got {workers}.", params=["workers"])
-    degrade.check_level(degrade_level)
-    selection = {"train": select_methods(methods, exclude_methods, families, exclude_families)}
-    if test_methods is None and test_families is None:
-        selection["test"] = selection["train"]
-    else:
-        selection["test"] = select_methods(test_methods, None, test_families, None, flag_prefix="test-")
+    settings = engine_settings(settings, **options)
     out = Path(out)
     _prepare_out(out)
-    photos = PhotoCache(find_photos(photos_dir, packaged_photos, warn), max_short_side=PHOTO_SIDE_PER_CROP * size)
-    registry = all_methods()
-    needed = [g for split in SPLITS for name in selection[split] for g in registry[name].generators]
-    bank = GeneratorBank(generators, rebuild=rebuild_generators, log=log)
+    photos = PhotoCache(find_photos(settings.photos_dir, settings.packaged_photos, warn),
+                        max_short_side=PHOTO_SIDE_PER_CROP * settings.size)
+    needed = settings.generators_needed()
+    bank = GeneratorBank(settings.generators, rebuild=settings.rebuild_generators, log=log)
     bank.prepare(needed)
-    counts = {"train": n_train, "test": n_test}
-    result = {}
-    for split in SPLITS:
-        split_dir = out / split
-        stems = [f"{split}_{index:05d}" for index in range(counts[split])]
-        meta = {
-            "generator": GENERATOR, "format_version": FORMAT_VERSION, "split": split, "n": counts[split],
-            "size": size, "seed": seed, "complete": False, "methods": selection[split],
-            "families": sorted({registry[n].family for n in selection[split]}, key=FAMILIES.index),
-            "degrade": degrade_level, "untouched_fraction": untouched_fraction,
-            "generators": {"set": bank.generator_set, "keys": {g: bank.key(g)[:16] for g in sorted(set(needed))}},
-            "photos": {"n": len(photos.photos), "dir": _photos_record(photos_dir),
-                       "max_short_side": photos.max_short_side},
-            "images": {},
-        }
-        # Mark the folder as ours before writing images, so an interrupted run can be re-run.
-        _write_meta(split_dir / META_FILE, meta)
-        _remove_stale(split_dir, set(stems))
-        job = _Job(out, split, size, seed, degrade_level, untouched_fraction, tuple(selection[split]),
-                   tuple(photos.photos), bank.generator_set, with_originals and split == ORIGINALS_SPLIT)
-        infos = _run_jobs(job, counts[split], workers, photos, bank)
-        meta["images"] = {stem: infos[stem] for stem in stems}
-        meta["complete"] = True
-        _write_meta(split_dir / META_FILE, meta)
-        result[split] = meta
-    return result
+    return {split: _write_split(out, split, settings, photos, bank, needed) for split in SPLITS}
+
+
+def _split_meta(split: str, settings: EngineSettings, photos: PhotoCache, bank, needed: list[str]) -> dict:
+    """meta.json of one split before its images are written ("complete": False, "images" empty)."""
+    registry, methods = all_methods(), settings.selection[split]
+    return {
+        "generator": GENERATOR, "format_version": FORMAT_VERSION, "split": split, "n": settings.count(split),
+        "size": settings.size, "seed": settings.seed, "complete": False, "methods": methods,
+        "families": sorted({registry[n].family for n in methods}, key=FAMILIES.index),
+        "degrade": settings.degrade_level, "untouched_fraction": settings.untouched_fraction,
+        "generators": {"set": bank.generator_set, "keys": {g: bank.key(g)[:16] for g in sorted(set(needed))}},
+        "photos": {"n": len(photos.photos), "dir": _photos_record(settings.photos_dir),
+                   "max_short_side": photos.max_short_side},
+        "images": {},
+    }
+
+
+def _write_split(out: Path, split: str, settings: EngineSettings, photos: PhotoCache, bank,
+                 needed: list[str]) -> dict:
+    """Write one split's images, masks (originals) and meta.json; return the meta."""
+    split_dir = out / split
+    stems = [f"{split}_{index:05d}" for index in range(settings.count(split))]
+    meta = _split_meta(split, settings, photos, bank, needed)
+    # Mark the folder as ours before writing images, so an interrupted run can be re-run.
+    _write_meta(split_dir / META_FILE, meta)
+    _remove_stale(split_dir, set(stems))
+    job = _Job(out, split, settings.size, settings.seed, settings.degrade_level, settings.untouched_fraction,
+               tuple(settings.selection[split]), tuple(photos.photos), bank.generator_set,
+               settings.with_originals and split == ORIGINALS_SPLIT)
+    infos = _run_jobs(job, len(stems), settings.workers, photos, bank)
+    meta["images"] = {stem: infos[stem] for stem in stems}
+    meta["complete"] = True
+    _write_meta(split_dir / META_FILE, meta)
+    return meta

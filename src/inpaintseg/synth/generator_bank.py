@@ -18,8 +18,8 @@ from pathlib import Path
 
 from inpaintseg.cache import cache_dir
 from inpaintseg.errors import InpaintsegError
-from inpaintseg.synth.generators import (GENERATOR_SETS, SET_SETTINGS, TRAINING_SEED, GeneratorSpec, TrainBudget,
-                                         build_generator, default_generator_set, spec_for, train_generator)
+from inpaintseg.synth.generators import (TRAINING_SEED, GeneratorSpec, TrainBudget, build_generator,
+                                         check_generator_set, spec_for, train_generator)
 
 CACHE_FORMAT = 1
 LATER_SPEC_FIELDS = ("arch", "adversarial", "feature_matching")
@@ -74,10 +74,7 @@ class GeneratorBank:
                  log: Callable[[str], None] | None = None):
         from inpaintseg.synth.photos import packaged_photos
 
-        generator_set = generator_set or default_generator_set()
-        if generator_set not in SET_SETTINGS:
-            raise InpaintsegError(f"--generators must be one of {', '.join(GENERATOR_SETS)}, got {generator_set!r}.")
-        self.generator_set = generator_set
+        self.generator_set = check_generator_set(generator_set)
         self.rebuild = rebuild
         self.workers = workers
         self.log = log or (lambda message: None)

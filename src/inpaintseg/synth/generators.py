@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import os
+import types
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -91,11 +93,21 @@ def default_generator_set() -> str:
     return os.environ.get(GENERATOR_SET_ENV) or DEFAULT_GENERATOR_SET
 
 
+def check_generator_set(generator_set: str | None, param: str = "generator_set") -> str:
+    """`generator_set`, or $INPAINTSEG_GENERATORS (else demo) when None; an InpaintsegError naming `param` (or the
+    variable) when it is not a set."""
+    value = generator_set or default_generator_set()
+    if value not in SET_SETTINGS:
+        where = param if generator_set else f"${GENERATOR_SET_ENV}"
+        raise InpaintsegError(f"{where} must be one of {', '.join(GENERATOR_SETS)}, got {value!r}.",
+                              params=[param] if generator_set else [])
+    return value
+
+
 def spec_for(name: str, generator_set: str) -> tuple[GeneratorSpec, TrainBudget]:
     if name not in SPECS:
         raise InpaintsegError(f"unknown generator {name!r}; known: {', '.join(SPECS)}.")
-    if generator_set not in SET_SETTINGS:
-        raise InpaintsegError(f"--generators must be one of {', '.join(GENERATOR_SETS)}, got {generator_set!r}.")
+    generator_set = check_generator_set(generator_set)
     divisor, budget = SET_SETTINGS[generator_set]
     spec = SPECS[name]
     if spec.arch == "kl":
@@ -107,15 +119,30 @@ def spec_for(name: str, generator_set: str) -> tuple[GeneratorSpec, TrainBudget]
 
 
 def build_generator(spec: GeneratorSpec):
-    """The nn.Module for `spec` (torch is imported here, not at module import)."""
+    """The nn.Module for `spec` (torch is imported here, not at module import).
+
+    The masked-L1 and the FFC generators share one encoder-decoder (`_nets().InpaintGenerator`: head, downs,
+    body blocks, ups, tail, created in that order, so the parameters and their random initialisation are
+    those of the networks before the split); they differ in their body blocks. The KL autoencoder is its own
+    network (`texture_generators.build_kl_autoencoder`)."""
+    if spec.arch == "kl":
+        from inpaintseg.synth.texture_generators import build_kl_autoencoder
+
+        return build_kl_autoencoder(spec)
+    nets = _nets()
+    if spec.arch == "ffc":
+        from inpaintseg.synth.texture_generators import ffc_body_block
+
+        return nets.FFCInpaintGenerator(spec, ffc_body_block())
+    return nets.InpaintGenerator(spec, lambda channels, i: nets.DilatedBlock(spec, channels, 2 ** (1 + i % 3)))
+
+
+@functools.cache
+def _blocks() -> types.SimpleNamespace:
+    """The layers of the learned inpainters (`conv`, `UpSample`, `DilatedBlock`), defined once on first use
+    (importing this module does not import torch)."""
     import torch
     from torch import nn
-
-    def conv(cin: int, cout: int, k: int = 3, stride: int = 1, dilation: int = 1) -> nn.Module:
-        pad = dilation * (k - 1) // 2
-        if spec.gated:
-            return GatedConv(cin, cout, k, stride, pad, dilation)
-        return nn.Conv2d(cin, cout, k, stride, pad, dilation)
 
     class GatedConv(nn.Module):
         """DeepFill v2's gated convolution: features x sigmoid(gate)."""
@@ -128,10 +155,17 @@ def build_generator(spec: GeneratorSpec):
             features, gate = self.conv(x).chunk(2, dim=1)
             return features * torch.sigmoid(gate)
 
-    class UpSample(nn.Module):
-        """One 2x up-sampling stage of the chosen kind, then an activation."""
+    def conv(spec: GeneratorSpec, cin: int, cout: int, k: int = 3, stride: int = 1, dilation: int = 1) -> nn.Module:
+        """A 'same' convolution, gated when `spec.gated`."""
+        pad = dilation * (k - 1) // 2
+        if spec.gated:
+            return GatedConv(cin, cout, k, stride, pad, dilation)
+        return nn.Conv2d(cin, cout, k, stride, pad, dilation)
 
-        def __init__(self, cin: int, cout: int):
+    class UpSample(nn.Module):
+        """One 2x up-sampling stage of `spec.upsampler`'s kind, then an activation."""
+
+        def __init__(self, spec: GeneratorSpec, cin: int, cout: int):
             super().__init__()
             kind = spec.upsampler
             if kind == "transposed":  # LaMa: ConvTranspose2d k3 s2 p1 op1
@@ -140,7 +174,7 @@ def build_generator(spec: GeneratorSpec):
                 self.body = nn.Sequential(nn.Conv2d(cin, 4 * cout, 3, padding=1), nn.PixelShuffle(2))
             elif kind in ("nearest", "bilinear"):
                 up = nn.Upsample(scale_factor=2, mode=kind, **({"align_corners": False} if kind == "bilinear" else {}))
-                self.body = nn.Sequential(up, conv(cin, cout))
+                self.body = nn.Sequential(up, conv(spec, cin, cout))
             else:
                 raise ValueError(f"unknown upsampler {kind!r}; expected one of {UPSAMPLERS}")
             self.act = nn.ELU()
@@ -149,35 +183,42 @@ def build_generator(spec: GeneratorSpec):
             return self.act(self.body(x))
 
     class DilatedBlock(nn.Module):
-        def __init__(self, channels: int, dilation: int):
+        def __init__(self, spec: GeneratorSpec, channels: int, dilation: int):
             super().__init__()
-            self.conv1 = conv(channels, channels, dilation=dilation)
-            self.conv2 = conv(channels, channels)
+            self.conv1 = conv(spec, channels, channels, dilation=dilation)
+            self.conv2 = conv(spec, channels, channels)
             self.act = nn.ELU()
 
         def forward(self, x):
             return x + self.conv2(self.act(self.conv1(x)))
 
-    if spec.arch == "ffc":
-        from inpaintseg.synth.texture_generators import build_ffc_generator
+    return types.SimpleNamespace(conv=conv, UpSample=UpSample, DilatedBlock=DilatedBlock)
 
-        return build_ffc_generator(spec, UpSample, conv)
-    if spec.arch == "kl":
-        from inpaintseg.synth.texture_generators import build_kl_autoencoder
 
-        return build_kl_autoencoder(spec)
+@functools.cache
+def _nets() -> types.SimpleNamespace:
+    """The encoder-decoder of the learned inpainters (`InpaintGenerator`, `FFCInpaintGenerator`, `DilatedBlock`),
+    defined once on first use."""
+    import torch
+    from torch import nn
+
+    blocks = _blocks()
+    conv, UpSample = blocks.conv, blocks.UpSample
 
     class InpaintGenerator(nn.Module):
-        def __init__(self):
+        """Head (5x5), `depth` stride-2 downs, `spec.blocks` body blocks (`body_block(channels, index)`),
+        `depth` up-sampling stages, 3x3 tail; no skip connections."""
+
+        def __init__(self, spec: GeneratorSpec, body_block):
             super().__init__()
             self.spec = spec
             w = spec.width
             chans = [min(w * 2**i, 4 * w) for i in range(spec.depth + 1)]
-            self.head = nn.Sequential(conv(4, w, 5), nn.ELU())
+            self.head = nn.Sequential(conv(spec, 4, w, 5), nn.ELU())
             self.down = nn.ModuleList(
-                nn.Sequential(conv(chans[i], chans[i + 1], 3, stride=2), nn.ELU()) for i in range(spec.depth))
-            self.body = nn.Sequential(*(DilatedBlock(chans[-1], 2 ** (1 + i % 3)) for i in range(spec.blocks)))
-            self.up = nn.ModuleList(UpSample(chans[i + 1], chans[i]) for i in reversed(range(spec.depth)))
+                nn.Sequential(conv(spec, chans[i], chans[i + 1], 3, stride=2), nn.ELU()) for i in range(spec.depth))
+            self.body = nn.Sequential(*(body_block(chans[-1], i) for i in range(spec.blocks)))
+            self.up = nn.ModuleList(UpSample(spec, chans[i + 1], chans[i]) for i in reversed(range(spec.depth)))
             self.tail = nn.Conv2d(w, 3, 3, padding=1)
 
         def forward(self, image, mask):
@@ -191,7 +232,11 @@ def build_generator(spec: GeneratorSpec):
                 x = stage(x)
             return self.tail(x)
 
-    return InpaintGenerator()
+    class FFCInpaintGenerator(InpaintGenerator):
+        """LaMa-like: the same encoder-decoder with Fast Fourier Convolution ResNet blocks as its body."""
+
+    return types.SimpleNamespace(InpaintGenerator=InpaintGenerator, FFCInpaintGenerator=FFCInpaintGenerator,
+                                 DilatedBlock=blocks.DilatedBlock)
 
 
 @contextlib.contextmanager

@@ -116,7 +116,8 @@ def user_photos(folder: str | Path, warn: Callable[[str], None] = warn_stderr, p
     """
     root = Path(folder)
     if not root.is_dir():
-        raise InpaintsegError(f"--photos {root}: not a folder. Pass a folder of pristine photos.")
+        raise InpaintsegError(f"photos_dir {root}: not a folder. Pass a folder of pristine photos.",
+                              params=["photos_dir"])
     photos = []
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         relative = path.relative_to(root)
@@ -136,8 +137,9 @@ def user_photos(folder: str | Path, warn: Callable[[str], None] = warn_stderr, p
             continue
         photos.append(Photo(f"{prefix}/{relative.as_posix()}", path))
     if not photos:
-        raise InpaintsegError(f"--photos {root}: no usable photo found (png, jpg, bmp, tif, webp; at least "
-                              f"{MIN_PHOTO_SIDE} px on a side). Add photos or leave --photos out.")
+        raise InpaintsegError(f"photos_dir {root}: no usable photo found (png, jpg, bmp, tif, webp; at least "
+                              f"{MIN_PHOTO_SIDE} px on a side). Add photos or leave photos_dir out.",
+                              params=["photos_dir"])
     return photos
 
 
@@ -169,8 +171,8 @@ def find_photos(photos_dir=None, packaged: bool | None = None,
         if len(bundled) < 3:
             raise InpaintsegError(
                 f"demo-data needs the sample photos bundled with scikit-image and scikit-learn, but found "
-                f"only {len(bundled)}. Install them (pip install scikit-image scikit-learn) or pass --photos DIR."
-            )
+                f"only {len(bundled)}. Install them (pip install scikit-image scikit-learn) or pass photos_dir=DIR.",
+                params=["photos_dir"])
         photos = bundled + photos
     return photos
 

@@ -57,7 +57,7 @@ class Method:
         if importlib.util.find_spec(module) is not None:
             return None
         return (f"method {self.name!r} needs the optional package {module} (pip install 'inpaintseg[{extra}]'); "
-                f"install it or leave the method out (--exclude-methods {self.name}).")
+                f"install it or leave the method out (add {self.name} to exclude_methods).")
 
 
 METHODS: dict[str, Method] = {}
@@ -95,29 +95,30 @@ def _names(values: Iterable[str] | str | None) -> list[str] | None:
 
 
 def select_methods(methods=None, exclude_methods=None, families=None, exclude_families=None,
-                   flag_prefix: str = "") -> list[str]:
+                   prefix: str = "") -> list[str]:
     """Method names chosen by name and family (comma-separated strings or lists; "all" = every one).
 
     Unknown names raise InpaintsegError listing the known ones; an empty selection too. Error
-    messages name the flags as --{flag_prefix}methods etc. (flag_prefix "test-" for the test split).
+    messages name the parameters as {prefix}methods etc. (prefix "test_" for the test split), listed in the
+    error's `params`.
     """
     registry = all_methods()
     known_methods, known_families = list(registry), [f for f in FAMILIES if any(m.family == f for m in registry.values())]
 
-    def check(values, known, kind, flag):
+    def check(values, known, kind, param):
         values = _names(values)
         if values is None or values == ["all"]:
             return None
         unknown = [v for v in values if v not in known]
         if unknown:
-            raise InpaintsegError(f"{flag}: unknown {kind} {', '.join(unknown)}. Known: {', '.join(known)} "
-                                  f"(see inpaintseg demo-data --list-methods).")
+            raise InpaintsegError(f"{param}: unknown {kind} {', '.join(unknown)}. Known: {', '.join(known)} "
+                                  f"(see inpaintseg demo-data --list-methods).", params=[param])
         return values
 
-    chosen_methods = check(methods, known_methods, "method(s)", f"--{flag_prefix}methods")
-    chosen_families = check(families, known_families, "family(ies)", f"--{flag_prefix}families")
-    dropped_methods = check(exclude_methods, known_methods, "method(s)", f"--{flag_prefix}exclude-methods") or []
-    dropped_families = check(exclude_families, known_families, "family(ies)", f"--{flag_prefix}exclude-families") or []
+    chosen_methods = check(methods, known_methods, "method(s)", f"{prefix}methods")
+    chosen_families = check(families, known_families, "family(ies)", f"{prefix}families")
+    dropped_methods = check(exclude_methods, known_methods, "method(s)", f"{prefix}exclude_methods") or []
+    dropped_families = check(exclude_families, known_families, "family(ies)", f"{prefix}exclude_families") or []
     selected = [
         name for name, m in registry.items()
         if (chosen_methods is None or name in chosen_methods)
@@ -128,9 +129,11 @@ def select_methods(methods=None, exclude_methods=None, families=None, exclude_fa
     # is in meta.json's method list and in --list-methods).
     for name in [n for n in selected if registry[n].missing()]:
         if chosen_methods is not None and name in chosen_methods:
-            raise InpaintsegError(f"--{flag_prefix}methods: {registry[name].missing()}")
+            raise InpaintsegError(f"{prefix}methods: {registry[name].missing()}",
+                                  params=[f"{prefix}methods", "exclude_methods"])
         selected.remove(name)
     if not selected:
-        raise InpaintsegError(f"the method selection is empty (after --{flag_prefix}methods/--{flag_prefix}families "
-                              f"and the exclusions). See inpaintseg demo-data --list-methods.")
+        raise InpaintsegError(f"the method selection is empty (after {prefix}methods/{prefix}families "
+                              f"and the exclusions). See inpaintseg demo-data --list-methods.",
+                              params=[f"{prefix}methods", f"{prefix}families"])
     return selected

@@ -26,6 +26,7 @@ texture. Training is deterministic (one thread, fixed seeds), cached by `Generat
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -36,11 +37,12 @@ DISC_START_FRACTION = 1 / 3  # reconstruction first, then the adversarial terms 
 
 
 # ------------------------------------------------------------------------------ networks
-def _modules():
-    """The torch building blocks (defined on first use: importing this module does not import torch)."""
+@functools.cache
+def _ffc_modules() -> dict:
+    """LaMa's Fast Fourier Convolution blocks (defined once on first use: importing this module does not import
+    torch)."""
     import torch
     from torch import nn
-    from torch.nn.utils.parametrizations import spectral_norm
 
     class FourierUnit(nn.Module):
         """LaMa/FFC: 1x1 convolution of the real and imaginary parts of the 2-D real FFT (a global receptive
@@ -95,6 +97,15 @@ def _modules():
         def forward(self, x):
             return x + self.body(x)
 
+    return {"FFCResBlock": FFCResBlock}
+
+
+@functools.cache
+def _kl_gan_modules() -> dict:
+    """The KL autoencoder's residual block and the PatchGAN discriminator (defined once on first use)."""
+    from torch import nn
+    from torch.nn.utils.parametrizations import spectral_norm
+
     class ResBlock(nn.Module):
         def __init__(self, channels: int):
             super().__init__()
@@ -124,40 +135,14 @@ def _modules():
                 features.append(x)
             return self.out(x), features
 
-    return {"FFCResBlock": FFCResBlock, "ResBlock": ResBlock, "PatchDiscriminator": PatchDiscriminator}
+    return {"ResBlock": ResBlock, "PatchDiscriminator": PatchDiscriminator}
 
 
-def build_ffc_generator(spec, upsample_stage, conv):
-    """LaMa-like: head, `depth` stride-2 downs, `blocks` FFC ResNet blocks, `depth` up-sampling stages of
-    `spec.upsampler` kind (built by `generators.build_generator`'s `upsample_stage`), tail."""
-    import torch
-    from torch import nn
-
-    blocks = _modules()
-
-    class FFCInpaintGenerator(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.spec = spec
-            w = spec.width
-            chans = [min(w * 2**i, 4 * w) for i in range(spec.depth + 1)]
-            self.head = nn.Sequential(conv(4, w, 5), nn.ELU())
-            self.down = nn.ModuleList(
-                nn.Sequential(conv(chans[i], chans[i + 1], 3, stride=2), nn.ELU()) for i in range(spec.depth))
-            self.body = nn.Sequential(*(blocks["FFCResBlock"](chans[-1]) for _ in range(spec.blocks)))
-            self.up = nn.ModuleList(upsample_stage(chans[i + 1], chans[i]) for i in reversed(range(spec.depth)))
-            self.tail = nn.Conv2d(w, 3, 3, padding=1)
-
-        def forward(self, image, mask):
-            x = self.head(torch.cat([(image * 2 - 1) * (1 - mask), mask], dim=1))
-            for stage in self.down:
-                x = stage(x)
-            x = self.body(x)
-            for stage in self.up:
-                x = stage(x)
-            return self.tail(x)
-
-    return FFCInpaintGenerator()
+def ffc_body_block():
+    """`generators.build_generator`'s body block for `arch="ffc"` (LaMa-like): (channels, index) -> an FFC ResNet
+    block; the encoder-decoder around it is the masked-L1 generators' (`generators._nets().InpaintGenerator`)."""
+    block = _ffc_modules()["FFCResBlock"]
+    return lambda channels, _index: block(channels)
 
 
 def build_kl_autoencoder(spec):
@@ -168,7 +153,7 @@ def build_kl_autoencoder(spec):
     import torch
     from torch import nn
 
-    blocks = _modules()
+    blocks = _kl_gan_modules()
 
     class KLAutoencoder(nn.Module):
         def __init__(self):
@@ -224,7 +209,7 @@ def train_adversarial(spec, budget, photos: Sequence[np.ndarray], seed: int, bat
     rng = np.random.default_rng([seed, UPSAMPLERS.index(spec.upsampler), spec.depth, spec.width, 7])
     model = build_generator(spec).train()
     kl = spec.arch == "kl"
-    disc = _modules()["PatchDiscriminator"](3 if kl else 4, max(8, spec.width)).train()
+    disc = _kl_gan_modules()["PatchDiscriminator"](3 if kl else 4, max(8, spec.width)).train()
     g_opt = torch.optim.Adam(model.parameters(), lr=budget.lr, betas=(0.5, 0.9))
     d_opt = torch.optim.Adam(disc.parameters(), lr=budget.lr, betas=(0.5, 0.9))
     g_sched = torch.optim.lr_scheduler.CosineAnnealingLR(g_opt, budget.steps)
