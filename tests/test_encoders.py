@@ -13,7 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import synthetic_sample, write_pair
+import yaml
+from lightning.pytorch.callbacks import Callback
+from conftest import export_tiny_model, synthetic_sample, write_pair
 from inpaintseg import cli
 from inpaintseg.config import TrainConfig
 from inpaintseg.errors import ConfigError, InpaintsegError
@@ -213,11 +215,35 @@ def test_init_from_a_missing_folder_is_a_clear_error(make_dataset, tmp_path, cap
     assert "model folder not found" in capsys.readouterr().err
 
 
+class WreckWeights(Callback):
+    """Makes every trained epoch worse than the start: the weights are scaled by -20 before validation."""
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        with torch.no_grad():
+            for parameter in pl_module.model.parameters():
+                parameter.mul_(-20.0)
+
+
+@pytest.mark.parametrize("keep_start", [True, False])
+def test_fine_tuning_keeps_the_starting_weights_when_no_epoch_beats_them(trained_folder, tmp_path, capsys,
+                                                                           keep_start):
+    folder, data = trained_folder
+    result = train(tiny_config(data, tmp_path / "run", init_from=str(folder), keep_start=keep_start),
+                   callbacks=[WreckWeights()])
+    start, _ = load_model_dir(folder)
+    tuned, config = load_model_dir(result.model_dir)
+    same = all(torch.equal(tuned.state_dict()[n], v) for n, v in start.state_dict().items())
+    assert same is keep_start
+    assert result.best_epoch == (0 if keep_start else 1)
+    assert config["training"]["best_epoch"] == result.best_epoch
+    assert ("no epoch beat the starting weights" in capsys.readouterr().err) is keep_start
+
+
 def test_init_from_with_a_frozen_encoder_keeps_the_folders_encoder(trained_folder, tmp_path, capsys):
     folder, data = trained_folder
     run = tmp_path / "finetune"
     code = cli.main(["train", "--data", str(data), "--out", str(run), *TINY, "--init-from", str(folder),
-                     "--freeze-encoder-epochs", "1", "--lr", "0.01"])
+                     "--freeze-encoder-epochs", "1", "--lr", "0.01", "--no-keep-start"])
     assert code == 0, capsys.readouterr().err
     start, _ = load_model_dir(folder)
     tuned, config = load_model_dir(run / "model")
@@ -228,3 +254,21 @@ def test_init_from_with_a_frozen_encoder_keeps_the_folders_encoder(trained_folde
     changed = [n for n, v in start.decoders.state_dict().items()
                if v.is_floating_point() and not torch.equal(tuned.decoders.state_dict()[n], v)]
     assert changed   # the decoder trained from the folder's weights
+
+
+def test_fine_tuning_takes_the_folders_input_mode_and_size_unless_set(tmp_path, make_dataset, capsys):
+    folder = export_tiny_model(tmp_path / "crop_model", mode="crop", size=48)
+    data = make_dataset(n_train=4)
+    base_args = ["train", "--data", str(data), "--init-from", str(folder), "--print-config"]
+    assert cli.main(base_args) == 0
+    captured = capsys.readouterr()
+    config = yaml.safe_load(captured.out)
+    assert (config["input_mode"], config["img_size"]) == ("crop", 48)
+    assert "input_mode crop, img_size 48" in captured.err
+    assert cli.main([*base_args, "--input-mode", "resize"]) == 0
+    config = yaml.safe_load(capsys.readouterr().out)
+    assert (config["input_mode"], config["img_size"]) == ("resize", 48)
+    (tmp_path / "c.yaml").write_text("img_size: 64\n")
+    assert cli.main([*base_args, "--config", str(tmp_path / "c.yaml")]) == 0
+    config = yaml.safe_load(capsys.readouterr().out)
+    assert (config["input_mode"], config["img_size"]) == ("crop", 64)

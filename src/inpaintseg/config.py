@@ -110,6 +110,8 @@ class TrainConfig:
     encoder_lr_mult: float = _setting(1.0, "the encoder's learning rate is lr x this (e.g. 0.1 when "
                                       "fine-tuning pretrained weights)", minimum=0.0, maximum=100.0,
                                       exclusive_min=True)
+    keep_start: bool = _setting(True, "fine-tune: export the init_from weights unchanged when no epoch beats "
+                                "their validation loss (they are validated before the first epoch)")
     # optimisation (the seed: Adam lr 1e-3, cosine annealing over the epochs, BCE + Dice)
     epochs: int = _setting(50, "training epochs (the cosine schedule spans them)", minimum=1, maximum=100000)
     batch_size: int = _setting(16, "images per batch per device", minimum=1, maximum=4096)

@@ -72,9 +72,16 @@ def run(args: argparse.Namespace) -> int:
                               "(or start a new run with --config and --out).")
         config = resume_config(args.resume, overrides)
     else:
-        from inpaintseg.training.finetune import resolve_init_from
+        from inpaintseg.config import load_yaml
+        from inpaintseg.training.finetune import inherit_input, resolve_init_from
 
         config = resolve_init_from(load_config(args.config, overrides), explicit=overrides)
+        in_file = set(load_yaml(args.config)) if args.config else set()
+        config, inherited = inherit_input(config, given=set(overrides) | in_file)
+        if inherited:
+            print(f"train: input from --init-from {config.init_from}: "
+                  + ", ".join(f"{k} {v}" for k, v in inherited.items())
+                  + " (set --input-mode / --img-size to change)", file=sys.stderr)
     if args.print_config:
         sys.stdout.write(yaml.safe_dump(config.to_dict(), sort_keys=False))
         return 0

@@ -4,6 +4,7 @@
 - `resolve_init_from(config, explicit)`: with `config.init_from`, the model folder's architecture replaces the
   model settings of the config (base_channels, depth, attention, input_stem, encoder), so config.yaml records
   what is trained; a model setting given explicitly (a flag) that disagrees with the folder is a ConfigError.
+- `inherit_input(config, given)`: the folder's input mode and size too, where the user did not set them.
 - `build_network(config, load_weights)`: the network a run starts from: the model folder's (validated by
   `model.io.load_model_dir`, never unpickled), or a new one (timm encoder weights from `--encoder-weights`).
   A resumed run passes `load_weights=False`: its checkpoint holds the weights, nothing is read or downloaded.
@@ -12,11 +13,17 @@
   stay those of the pretrained / initial weights); from epoch `epochs` on everything trains. It decides by the
   epoch number, so a resumed run freezes exactly as the uninterrupted one.
 - The encoder learning rate (lr x encoder_lr_mult) is a parameter group of `SegmentationModule`.
+- `measure_starting_point` / `keeps_starting_point`: a fine-tuning run validates its starting weights before the
+  first epoch, and keeps them when no epoch beats their validation loss -- the starting weights are one more
+  candidate of the best-checkpoint choice, so a short fine-tune on little data never exports a model worse (on
+  validation) than the one it started from.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import lightning as L
@@ -55,6 +62,21 @@ def resolve_init_from(config: TrainConfig, explicit: Iterable[str] = ()) -> Trai
                           f"disagree: {', '.join(clash)}. Drop them (the architecture comes from the folder), or "
                           "train a new model without init_from.", params=["init_from"])
     return config.replace(**changes)
+
+
+def inherit_input(config: TrainConfig, given: Iterable[str] = ()) -> tuple[TrainConfig, dict[str, Any]]:
+    """`config` with the input mode and size of its `init_from` folder for the ones not in `given` (the keys
+    the user set), and the fields it changed. A crop-mode detector fine-tuned on resized images would learn
+    from images whose traces the resize erased, so the folder's input is the default, not a rule."""
+    if config.init_from is None:
+        return config, {}
+    from inpaintseg.model.io import read_model_config
+
+    section = read_model_config(config.init_from).get("input") or {}
+    given = set(given)
+    changes = {field: section[key] for field, key in (("input_mode", "mode"), ("img_size", "size"))
+               if field not in given and key in section and getattr(config, field) != section[key]}
+    return (config.replace(**changes) if changes else config), changes
 
 
 def build_network(config: TrainConfig, load_weights: bool = True) -> torch.nn.Module:
@@ -120,3 +142,36 @@ class FreezeEncoder(Callback):
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._apply(pl_module, False)
+
+
+@dataclass
+class StartingPoint:
+    """The starting weights of a fine-tuning run and their validation metrics (val_loss, val_dice, ...)."""
+
+    metrics: dict[str, float]
+    state: dict[str, torch.Tensor]
+
+
+def measure_starting_point(module: L.LightningModule, datamodule: L.LightningDataModule, accelerator: str,
+                           precision: Any) -> StartingPoint:
+    """Validate `module`'s current weights on the run's validation split (a throw-away Trainer: no logger, no
+    checkpoints) and keep a copy of them."""
+    from inpaintseg.model.io import unwrap_model
+    from inpaintseg.training.console import quiet_lightning_warnings
+
+    state = {k: v.detach().clone() for k, v in unwrap_model(module.model).state_dict().items()}
+    trainer = L.Trainer(accelerator="gpu" if accelerator == "cuda" else accelerator, devices=1, precision=precision,
+                        logger=False, callbacks=[], enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False)
+    with warnings.catch_warnings():
+        quiet_lightning_warnings()
+        (metrics,) = trainer.validate(module, datamodule=datamodule, verbose=False)
+    return StartingPoint(metrics={k: float(v) for k, v in metrics.items()}, state=state)
+
+
+def keeps_starting_point(start: StartingPoint | None, best: dict[str, float]) -> bool:
+    """True when the starting weights' validation loss is strictly lower than the best epoch's (or no epoch
+    was validated)."""
+    if start is None or "val_loss" not in start.metrics:
+        return False
+    return "val_loss" not in best or start.metrics["val_loss"] < best["val_loss"]

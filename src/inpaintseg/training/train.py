@@ -278,6 +278,11 @@ def _train(config: TrainConfig, run_dir: Path, hardware: Hardware, ckpt_path: Pa
     if is_primary_process():
         print(describe_run(config, hardware, module, datamodule, run_dir), file=sys.stderr, flush=True)
         print(f"train: {choice.describe()}", file=sys.stderr, flush=True)
+    start = None
+    if config.init_from is not None and config.keep_start and not resume and hardware.strategy != "ddp":
+        from inpaintseg.training.finetune import measure_starting_point
+
+        start = measure_starting_point(module, datamodule, hardware.accelerator, hardware.precision)
     fit_started = time.perf_counter()
     _fit(trainer, module, datamodule, ckpt_path, run_dir, config)
     if trainer.is_global_zero:
@@ -289,7 +294,7 @@ def _train(config: TrainConfig, run_dir: Path, hardware: Hardware, ckpt_path: Pa
                          timings={"setup": round(fit_started - started, 2),
                                   "fit": round(time.perf_counter() - fit_started, 2)})
     if trainer.is_global_zero:
-        _finalize(result, config, hardware, trainer, module, datamodule, choice, started, predict_precision)
+        _finalize(result, config, hardware, trainer, module, datamodule, choice, started, predict_precision, start)
     return result
 
 
@@ -347,13 +352,24 @@ def _fit(trainer, module, datamodule, ckpt_path: Path | None, run_dir: Path, con
 
 
 def _finalize(result: TrainResult, config: TrainConfig, hardware: Hardware, trainer, module, datamodule,
-              choice: PrecisionChoice, started: float, predict_precision: str) -> None:
-    """After the fit, on the primary process: the best weights, the model config, validation calibration
-    and the model folder (`training.finalize` holds the steps), recorded in `result`."""
+              choice: PrecisionChoice, started: float, predict_precision: str, start=None) -> None:
+    """After the fit, on the primary process: the best weights (the starting weights of a fine-tuning run
+    when no epoch beat them), the model config, validation calibration and the model folder
+    (`training.finalize` holds the steps), recorded in `result`."""
+    from inpaintseg.training.finetune import keeps_starting_point
+
     best = checkpoint_path(result.run_dir, BEST_NAME)
     if best.is_file():
         result.best_epoch = load_best_weights(module, best)
     result.metrics = best_epoch_metrics(result.run_dir / METRICS_FILE, result.best_epoch)
+    if keeps_starting_point(start, result.metrics):
+        from inpaintseg.model.io import unwrap_model
+
+        print(f"train: no epoch beat the starting weights (init_from) on validation loss "
+              f"({start.metrics['val_loss']:.4f} vs {result.metrics.get('val_loss', float('nan')):.4f}): "
+              "keeping them", file=sys.stderr, flush=True)
+        unwrap_model(module.model).load_state_dict(start.state)
+        result.best_epoch, result.metrics = 0, {"epoch": 0, **start.metrics}
     network = export_network(module)
     device = "cuda" if hardware.accelerator == "cuda" else "cpu"
     training = {**{k: v for k, v in config.to_dict().items() if k not in ("data", "out")},
