@@ -39,3 +39,72 @@ def test_node_rank_names_the_parameters():
     exc = raised(check_node_rank, 1, 5)
     assert str(exc) == "node_rank must lie in 0..0 for num_nodes 1, got 5."
     assert flag_message(exc) == "--node-rank must lie in 0..0 for --num-nodes 1, got 5."
+
+
+def test_run_folder_errors_name_out_and_resume(tmp_path):
+    from inpaintseg.run_dir import check_new_run_dir, resume_config
+
+    (tmp_path / "out").write_text("")  # a file where the run folder should go, named like the parameter
+    exc = raised(check_new_run_dir, tmp_path / "out")
+    assert str(exc) == f"out: {tmp_path / 'out'} is a file; expected a run folder path. Choose another out."
+    assert flag_message(exc) == (f"--out: {tmp_path / 'out'} is a file; expected a run folder path. "
+                                 "Choose another --out.")  # the path's last part stays as it is
+    missing = raised(resume_config, tmp_path / "nope")
+    assert flag_message(missing).startswith(f"--resume {tmp_path / 'nope'}: folder not found.")
+    assert "--" not in str(missing)
+
+
+def test_hardware_errors_name_the_training_settings(monkeypatch):
+    from inpaintseg.config import TrainConfig
+    from inpaintseg.training import hardware
+
+    monkeypatch.setattr(hardware.torch.cuda, "is_available", lambda: False)
+    exc = raised(hardware.resolve_hardware, TrainConfig(accelerator="cuda"))
+    assert "Set accelerator to cpu" in str(exc)
+    assert flag_message(exc).startswith("--device: expected a CUDA GPU") and "Set --device to cpu" in flag_message(exc)
+    monkeypatch.setattr(runtime, "available_cpus", lambda: 1)
+    workers = raised(hardware.check_training_limits, TrainConfig(num_workers=9), "cuda")
+    assert flag_message(workers).startswith("--num-workers 9: at most 2 on this machine")
+    devices = raised(hardware.check_training_limits, TrainConfig(devices=9), "cpu")
+    assert flag_message(devices).startswith("--num-devices 9: at most")  # TrainConfig's flag for `devices`
+
+
+def test_output_checks_name_a_parameter_label(tmp_path):
+    from inpaintseg.outputs import check_outputs
+
+    (tmp_path / "report").write_text("")
+    exc = raised(check_outputs, folders={"out_dir": tmp_path / "report"})
+    assert str(exc).startswith("out_dir ") and flag_message(exc).startswith(f"--out {tmp_path / 'report'}: is a file")
+    flag = raised(check_outputs, files={"--json": tmp_path})  # a flag label (not converted callers): as it is
+    assert flag_message(flag) == str(flag) and str(flag).startswith("--json ")
+
+
+def test_library_argument_errors_name_parameters(tmp_path):
+    from inpaintseg.config import load_yaml
+    from inpaintseg.evaluation.sources import predictions
+    from inpaintseg.fileio import pixel_limit_scope
+    from inpaintseg.model.encoders import build_encoder
+
+    cases = [
+        (lambda: predictions(None, None, set()),
+         "give exactly one of --pred (a masks folder) or --submission (a CSV)."),
+        (lambda: pixel_limit_scope(0).__enter__(), "--max-pixels must be a whole number >= 1, got 0."),
+        (lambda: load_yaml(tmp_path / "none.yaml"), f"{tmp_path / 'none.yaml'}: file not found. "
+                                                    "Check the --config path."),
+        (lambda: build_encoder("unet", 3, 8, 2, weights="w.pth"),
+         "--encoder-weights: the unet backbone has no pretrained weights; use --encoder timm:<name>, or "
+         "--init-from MODEL_DIR to start from a trained model."),
+    ]
+    for call, printed in cases:
+        exc = raised(call)
+        assert flag_message(exc) == printed
+        assert "--" not in str(exc), str(exc)
+
+
+def test_demo_refuses_an_earlier_run_naming_out(tmp_path):
+    from inpaintseg.demo import run_demo
+
+    (tmp_path / "run" / "model").mkdir(parents=True)
+    exc = raised(run_demo, tmp_path, precision="32")
+    assert str(exc).endswith("Remove it or pass another out.")
+    assert flag_message(exc).endswith("Remove it or pass another --out.")

@@ -86,7 +86,8 @@ def predictions(pred_dir: Path | None, submission: Path | None, truth_ids: set[s
     from inpaintseg.rle import read_submission, rle_decode
 
     if (pred_dir is None) == (submission is None):
-        raise InpaintsegError("give exactly one of --pred MASKS_DIR or --submission CSV.")
+        raise InpaintsegError("give exactly one of pred_dir (a masks folder) or submission (a CSV).",
+                              params=["pred_dir", "submission"])
     if pred_dir is not None:
         files = folder_files(pred_dir)
         problems = check_ids(truth_ids, set(files), str(pred_dir), "predicted mask", ignore)
