@@ -231,14 +231,11 @@ def write_report(run_dir: str | os.PathLike, images_dir=None, truth_dir=None, ou
     name of ``truth_dir``."""
     from inpaintseg.api import load_model
     from inpaintseg.evaluation.evaluate import baseline_submissions, evaluate_detailed
-    from inpaintseg.inference.pipeline import SUBMISSION_FILE, predict_folder
     from inpaintseg.outputs import check_outputs
 
     truth_dir = truth_dir if truth_dir is not None else masks_dir
     run_dir, model_dir = _run_and_model(run_dir, images_dir, out_dir)
-    for name, value in (("max_images", max_images), ("n_examples", n_examples)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise InpaintsegError(f"{name} must be a positive integer, got {value!r}.", params=[name])
+    _check_counts(max_images=max_images, n_examples=n_examples)
     out_dir = Path(out_dir) if out_dir is not None else run_dir / REPORT_DIR
     check_outputs(folders={"out_dir": out_dir}, inputs=(images_dir, truth_dir, meta, model_dir))
     model = load_model(model_dir, device=device)
@@ -251,13 +248,7 @@ def write_report(run_dir: str | os.PathLike, images_dir=None, truth_dir=None, ou
     out_dir.mkdir(parents=True, exist_ok=True)
 
     if predictions is None:
-        predictions = PredictionFiles(pred_dir / SUBMISSION_FILE, pred_dir / "masks", pred_dir / "probs")
-        done = predict_folder(model, [s.image_path for s in samples], out=predictions.submission,
-                              masks_out=predictions.masks_dir, probs_out=predictions.probs_dir,
-                              scores_out=pred_dir / "scores.csv", progress=progress)
-        if done.failures:
-            raise InpaintsegError(f"{len(done.failures)} image(s) could not be predicted: "
-                                  f"{name_list(m for _, m in done.failures)}. Fix or remove them and run again.")
+        predictions = _predict_samples(model, samples, pred_dir, progress)
     sections = [_header(model, run_dir, post, source, len(samples), model.device, score_threshold)]
     lead = 0
     by_stem = {s.stem: s for s in samples}
@@ -283,6 +274,28 @@ def write_report(run_dir: str | os.PathLike, images_dir=None, truth_dir=None, ou
     path = out_dir / REPORT_FILE
     fileio.atomic_write_text(path, page(report_title(model, run_dir), sections, lead))
     return path
+
+
+def _check_counts(**counts) -> None:
+    """Each count (parameter name -> value) a whole number >= 1, else an error naming the parameter."""
+    for name, value in counts.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InpaintsegError(f"{name} must be a positive integer, got {value!r}.", params=[name])
+
+
+def _predict_samples(model, samples: list[Sample], pred_dir: Path, progress: bool) -> PredictionFiles:
+    """Predict the samples into PRED_DIR (submission, masks, probability maps, scores) as `inpaintseg predict`
+    does; an error naming the images that could not be predicted."""
+    from inpaintseg.inference.pipeline import SUBMISSION_FILE, predict_folder
+
+    predictions = PredictionFiles(pred_dir / SUBMISSION_FILE, pred_dir / "masks", pred_dir / "probs")
+    done = predict_folder(model, [s.image_path for s in samples], out=predictions.submission,
+                          masks_out=predictions.masks_dir, probs_out=predictions.probs_dir,
+                          scores_out=pred_dir / "scores.csv", progress=progress)
+    if done.failures:
+        raise InpaintsegError(f"{len(done.failures)} image(s) could not be predicted: "
+                              f"{name_list(m for _, m in done.failures)}. Fix or remove them and run again.")
+    return predictions
 
 
 def _level_order(level: str) -> int:
