@@ -108,3 +108,14 @@ def test_demo_refuses_an_earlier_run_naming_out(tmp_path):
     exc = raised(run_demo, tmp_path, precision="32")
     assert str(exc).endswith("Remove it or pass another out.")
     assert flag_message(exc).endswith("Remove it or pass another --out.")
+
+
+def test_init_from_architecture_errors_name_init_from(monkeypatch, tmp_path):
+    from inpaintseg.config import TrainConfig
+    from inpaintseg.model import io as model_io
+    from inpaintseg.training.finetune import resolve_init_from
+
+    monkeypatch.setattr(model_io, "read_model_config", lambda folder: {"architecture": "unet"})
+    exc = raised(resolve_init_from, TrainConfig(init_from=str(tmp_path / "m")))
+    assert str(exc).startswith(f"init_from {tmp_path / 'm'}: config.json architecture: expected a mapping")
+    assert flag_message(exc).startswith(f"--init-from {tmp_path / 'm'}: config.json architecture")
