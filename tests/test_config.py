@@ -113,7 +113,7 @@ def test_bad_yaml_files(tmp_path, text, expected):
 
 
 def test_missing_config_file(tmp_path):
-    with pytest.raises(ConfigError, match="config file not found"):
+    with pytest.raises(ConfigError, match="file not found. Check the config path"):
         load_config(tmp_path / "nope.yaml")
 
 

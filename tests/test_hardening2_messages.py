@@ -85,7 +85,7 @@ def test_serve_blames_the_host_not_the_port(host, words):
 
 def test_a_422_does_not_echo_a_huge_field():
     pytest.importorskip("fastapi")
-    from inpaintseg.service.app import echo
+    from inpaintseg.service.jobs import echo
 
     shown = echo("x" * 5_000_000)
     assert len(shown) < 100 and "5,000,000 characters" in shown

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from inpaintseg import cli
+from inpaintseg.commands import flag_message
 from inpaintseg.config import TrainConfig
 from inpaintseg.errors import ConfigError
 from inpaintseg.run_dir import read_metric_rows, resume_point
@@ -92,8 +93,9 @@ def test_out_still_refuses_a_run_with_checkpoints(make_dataset, tmp_path):
     run = tmp_path / "run"
     with pytest.raises(TrainingInterrupted):
         train(tiny_config(data, run, epochs=2), callbacks=[CtrlC(1)])
-    with pytest.raises(ConfigError, match="--resume"):
+    with pytest.raises(ConfigError, match="continue it with `resume ") as info:
         train(tiny_config(data, run, epochs=2))
+    assert "continue it with `--resume " in flag_message(info.value)  # what the CLI prints
 
     # A truncated last.ckpt: resume falls back to best.ckpt and says so; with both truncated it explains.
     last, best = run / "checkpoints" / "last.ckpt", run / "checkpoints" / "best.ckpt"

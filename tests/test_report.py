@@ -135,8 +135,10 @@ def test_report_cli_and_bad_inputs(run_dir, tmp_path, capsys):
     captured = capsys.readouterr()
     assert "--masks is now --truth" in captured.err and "report written" in captured.out
     assert "2 from" in (tmp_path / "r" / "report.html").read_text()
-    with pytest.raises(InpaintsegError, match="--truth needs --images"):
+    with pytest.raises(InpaintsegError, match="truth_dir needs images_dir"):
         write_report(run_dir, truth_dir=data / "test" / "masks", device="cpu")
+    assert cli.main(["report", str(run_dir), "--truth", str(data / "test" / "masks"), "--device", "cpu"]) == 2
+    assert "error: --truth needs --images (the images whose masks" in capsys.readouterr().err
     with pytest.raises(InpaintsegError, match="run folder not found"):
         write_report(tmp_path / "nope", device="cpu")
 

@@ -216,14 +216,14 @@ class TrainConfig:
         except ConfigError as exc:
             found.append(str(exc).rstrip("."))
         if self.encoder_weights is not None and self.encoder == UNET_ENCODER:
-            found.append("encoder_weights: only a timm encoder (--encoder timm:<name>) takes pretrained weights; "
-                         "use --init-from MODEL_DIR to start from a trained model")
+            found.append("encoder_weights: only a timm encoder (encoder: timm:<name>) takes pretrained weights; "
+                         "use init_from: MODEL_DIR to start from a trained model")
         if self.encoder_weights is not None and self.init_from is not None:
             found.append("encoder_weights, init_from: both set the starting weights; give one of them")
         if self.deep_supervision and self.compile:
-            found.append("deep_supervision: not with --compile (its hooks on the decoder stages need eager mode)")
+            found.append("deep_supervision: not with compile (its hooks on the decoder stages need eager mode)")
         if self.curriculum_epochs and self.paired_batches:
-            found.append("curriculum_epochs: not with --paired-batches (pairs are drawn as they are); pick one")
+            found.append("curriculum_epochs: not with paired_batches (pairs are drawn as they are); pick one")
         if self.small_mask_power and self.loss != "bce-dice":
             found.append(f"small_mask_power: only the bce-dice loss takes per-image weights, got loss {self.loss}")
         if self.degrade_jpeg_quality_min > self.degrade_jpeg_quality_max:
@@ -319,7 +319,7 @@ def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found. Check the --config path.") from None
+        raise ConfigError(f"{path}: file not found. Check the config path.", params=["config"]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read the config file ({exc}). Expected a UTF-8 YAML file.") from None
     try:

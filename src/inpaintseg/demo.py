@@ -90,12 +90,13 @@ def run_demo(out: Path, budget_minutes: float = 7.0, n_train: int = 400, n_test:
 
     if not budget_minutes > 0:
         raise InpaintsegError(f"budget_minutes must be positive, got {budget_minutes}.", params=["budget_minutes"])
-    precision = check_precision(precision, "--precision")
+    precision = check_precision(precision, "precision")
     started = time.perf_counter()
     out = Path(out)
     data, run_dir = out / "data", out / "run"
     if (run_dir / MODEL_DIR).exists() or (run_dir / CHECKPOINT_DIR).exists():
-        raise InpaintsegError(f"{out} already holds a demo run ({run_dir}). Remove it or pass another --out.")
+        raise InpaintsegError(f"{out} already holds a demo run ({run_dir}). Remove it or pass another out.",
+                              params=["out"])
     device = resolve_device(device)
 
     _log(f"1/7 generating demo data in {data} ({n_train} train, {n_test} test images, 256x256)")

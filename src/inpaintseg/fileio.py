@@ -64,7 +64,7 @@ def pixel_limit_scope(max_pixels: int | None) -> Iterator[None]:
         yield
         return
     if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
-        raise DataError(f"--max-pixels must be a whole number >= 1, got {max_pixels!r}.")
+        raise DataError(f"max_pixels must be a whole number >= 1, got {max_pixels!r}.", params=["max_pixels"])
     old = os.environ.get(MAX_PIXELS_ENV)
     os.environ[MAX_PIXELS_ENV] = str(max_pixels)
     try:

@@ -20,6 +20,12 @@ from inpaintseg.errors import OutputError
 from inpaintseg.fileio import special_kind, special_output_message, write_error_message
 
 
+def _error(message: str, *labels: str) -> OutputError:
+    """The error about the outputs `labels`; a label that is a Python parameter (``out_dir``, not a flag
+    ``--out``) is listed in `params`, so that the CLI prints its flag."""
+    return OutputError(message, params=[label for label in labels if not label.startswith("-")])
+
+
 def _real(path: str | os.PathLike) -> Path:
     return Path(os.path.realpath(os.path.abspath(path)))
 
@@ -44,12 +50,12 @@ def check_outside_inputs(path: str | os.PathLike, flag: str, inputs: Iterable[st
     for folder in inputs:
         source = _real(folder)
         if target == source and not source.is_dir():
-            raise OutputError(f"{flag} {path}: is the input file {folder}; writing it would overwrite the input. "
-                              "Choose another path.")
+            raise _error(f"{flag} {path}: is the input file {folder}; writing it would overwrite the input. "
+                         "Choose another path.", flag)
         if target == source or source in target.parents:
             where = "is" if target == source else "lies inside"
-            raise OutputError(f"{flag} {path}: {where} the input folder {folder}; writing there would mix "
-                              "outputs with (or overwrite) the input files. Choose a folder outside it.")
+            raise _error(f"{flag} {path}: {where} the input folder {folder}; writing there would mix "
+                         "outputs with (or overwrite) the input files. Choose a folder outside it.", flag)
 
 
 def check_not_above_inputs(path: str | os.PathLike, flag: str, inputs: Iterable[str | os.PathLike]) -> None:
@@ -58,8 +64,8 @@ def check_not_above_inputs(path: str | os.PathLike, flag: str, inputs: Iterable[
     target = _real(path)
     for folder in inputs:
         if target in _real(folder).parents:
-            raise OutputError(f"{flag} {path}: holds the input folder {folder}; the outputs would be written among "
-                              "the input files. Choose a folder outside it (e.g. runs/my-run).")
+            raise _error(f"{flag} {path}: holds the input folder {folder}; the outputs would be written among "
+                         "the input files. Choose a folder outside it (e.g. runs/my-run).", flag)
 
 
 def _probe(folder: Path, flag: str, shown: str | os.PathLike) -> None:
@@ -69,14 +75,14 @@ def _probe(folder: Path, flag: str, shown: str | os.PathLike) -> None:
     while not existing.exists() and existing.parent != existing:
         existing = existing.parent
     if not existing.is_dir():
-        raise OutputError(f"{flag} {shown}: cannot write there ({existing} is a file, not a folder); choose "
-                          "another path.")
+        raise _error(f"{flag} {shown}: cannot write there ({existing} is a file, not a folder); choose "
+                     "another path.", flag)
     try:
         fd, name = tempfile.mkstemp(prefix=".inpaintseg-write-check.", dir=existing)
         os.close(fd)
         os.unlink(name)
     except OSError as exc:
-        raise OutputError(f"{flag} {write_error_message(shown, exc)}") from None
+        raise _error(f"{flag} {write_error_message(shown, exc)}", flag) from None
 
 
 def check_output_file(path: str | os.PathLike | None, flag: str, inputs: Iterable[str | os.PathLike] = ()) -> None:
@@ -84,14 +90,14 @@ def check_output_file(path: str | os.PathLike | None, flag: str, inputs: Iterabl
     if path is None:
         return
     if str(path) == "-":
-        raise OutputError(f"{flag} -: writing to standard output is not supported (it would create a file "
-                          "named '-'). Give a file path, e.g. out.csv.")
+        raise _error(f"{flag} -: writing to standard output is not supported (it would create a file "
+                     "named '-'). Give a file path, e.g. out.csv.", flag)
     kind = special_kind(path)
     if kind is not None:
-        raise OutputError(f"{flag} {special_output_message(path, kind)}")
+        raise _error(f"{flag} {special_output_message(path, kind)}", flag)
     path = Path(path)
     if path.is_dir():
-        raise OutputError(f"{flag} {path}: is a folder; expected a file path (e.g. {path / 'out.csv'}).")
+        raise _error(f"{flag} {path}: is a folder; expected a file path (e.g. {path / 'out.csv'}).", flag)
     check_outside_inputs(path, flag, inputs)
     _probe(path.parent, flag, path)
 
@@ -103,10 +109,10 @@ def check_output_dir(path: str | os.PathLike | None, flag: str, inputs: Iterable
     path = Path(path)
     kind = special_kind(path)
     if kind is not None and not path.is_dir():  # a link to a folder is fine: files are written inside it
-        raise OutputError(f"{flag} {path}: is {kind}, not a folder. Remove it or choose another path.")
+        raise _error(f"{flag} {path}: is {kind}, not a folder. Remove it or choose another path.", flag)
     if path.exists() and not path.is_dir():
-        raise OutputError(f"{flag} {path}: is a file; expected a folder. Pass a folder path (it is created "
-                          "when missing).")
+        raise _error(f"{flag} {path}: is a file; expected a folder. Pass a folder path (it is created "
+                     "when missing).", flag)
     check_outside_inputs(path, flag, inputs)
     _probe(path, flag, path)
 
@@ -114,15 +120,15 @@ def check_output_dir(path: str | os.PathLike | None, flag: str, inputs: Iterable
 def check_distinct(outputs: dict[str, str | os.PathLike | None]) -> None:
     """OutputError when two outputs of one run (flag -> path; None = not written) are the same path (symlinks
     resolved): one would silently replace the other."""
-    seen: dict[Path, str] = {}
+    seen: dict[Path, tuple[str, str]] = {}  # target -> (what to show, its label)
     for flag, path in outputs.items():
         if path is None:
             continue
         target = _real(path)
         if target in seen:
-            raise OutputError(f"{flag} {path}: is also {seen[target]}; one output would replace the other. "
-                              "Give each output its own path.")
-        seen[target] = f"{flag} {path}"
+            raise _error(f"{flag} {path}: is also {seen[target][0]}; one output would replace the other. "
+                         "Give each output its own path.", flag, seen[target][1])
+        seen[target] = (f"{flag} {path}", flag)
 
 
 def check_outputs(files: dict[str, str | os.PathLike | None] | None = None,

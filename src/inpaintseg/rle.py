@@ -130,6 +130,13 @@ def parse_runs(rle: str, where: str = "RLE string") -> np.ndarray:
     text = rle.strip()
     if not text:
         return np.zeros((0, 2), dtype=np.int64)
+    runs = _token_pairs(text, where)
+    _check_runs(runs, where)
+    return runs
+
+
+def _token_pairs(text: str, where: str) -> np.ndarray:
+    """The syntax: whitespace-separated decimal integers that fit a pixel index, an even count; (R, 2) int64."""
     tokens = text.split()
     digits = "".join(tokens)
     if not (digits.isascii() and digits.isdigit()):
@@ -148,7 +155,11 @@ def parse_runs(rle: str, where: str = "RLE string") -> np.ndarray:
             f"{where}: malformed RLE: odd number of values ({len(tokens)}); expected "
             f"'start length' pairs. The last start has no length."
         )
-    runs = np.array(tokens, dtype=np.int64).reshape(-1, 2)
+    return np.array(tokens, dtype=np.int64).reshape(-1, 2)
+
+
+def _check_runs(runs: np.ndarray, where: str) -> None:
+    """The runs themselves: 1-based starts, lengths >= 1, sorted by start and not overlapping."""
     starts, lengths = runs[:, 0], runs[:, 1]
     if starts.min() < 1:
         pair = int(np.argmin(starts)) + 1
@@ -169,7 +180,6 @@ def parse_runs(rle: str, where: str = "RLE string") -> np.ndarray:
             f"{where}: bad RLE: run {i + 2} (start {starts[i + 1]}) {kind} run {i + 1} "
             f"(pixels {starts[i]}..{ends[i] - 1}); runs must be sorted by start and must not overlap."
         )
-    return runs
 
 
 def _decode_runs(runs: np.ndarray, shape: tuple[int, int], order: str, where: str) -> np.ndarray:

@@ -157,16 +157,17 @@ def is_unstarted_run(run_dir: str | os.PathLike) -> bool:
 def check_new_run_dir(run_dir: Path) -> None:
     """A new run must not overwrite an earlier one (a run that never finished an epoch may be reused)."""
     if run_dir.exists() and not run_dir.is_dir():
-        raise ConfigError(f"out: {run_dir} is a file; expected a run folder path. Choose another --out.")
+        raise ConfigError(f"out: {run_dir} is a file; expected a run folder path. Choose another out.",
+                          params=["out"])
     if run_dir.is_dir() and is_unstarted_run(run_dir):
         return
     if run_dir.is_dir() and any(run_dir.iterdir()):
         if (run_dir / CONFIG_FILE).exists():
-            raise ConfigError(f"out: {run_dir} already holds files; continue it with `--resume {run_dir}`, or "
-                              "choose another --out for a new run.")
+            raise ConfigError(f"out: {run_dir} already holds files; continue it with `resume {run_dir}`, or "
+                              "choose another out for a new run.", params=["out", "resume"])
         # Not "empty it": the folder may hold anything (a dataset, a home folder); a run wants its own folder.
         raise ConfigError(f"out: {run_dir} already holds files that are not a run's; choose a new (or empty) "
-                          "folder as --out for a new run, e.g. runs/my-run.")
+                          "folder as out for a new run, e.g. runs/my-run.", params=["out"])
 
 
 @dataclass(frozen=True)
@@ -210,10 +211,10 @@ def resume_point(run_dir: str | os.PathLike) -> ResumePoint:
         why = "is missing" if last_problem == "missing" else f"is truncated or corrupt ({last_problem})"
         return ResumePoint(best, f"{CHECKPOINT_DIR}/{LAST_NAME}.ckpt {why}; resuming falls back to "
                                  f"{BEST_NAME}.ckpt (the best epoch so far): the epochs after it run again")
-    raise ConfigError(f"--resume {run_dir}: {CHECKPOINT_DIR}/{LAST_NAME}.ckpt is truncated or corrupt "
+    raise ConfigError(f"resume {run_dir}: {CHECKPOINT_DIR}/{LAST_NAME}.ckpt is truncated or corrupt "
                       f"({last_problem}) and so is {CHECKPOINT_DIR}/{BEST_NAME}.ckpt ({best_problem}). Nothing can "
-                      f"be resumed: delete {run_dir / CHECKPOINT_DIR} and run `--resume {run_dir}` again to start "
-                      "the run over in place, or start a new run with --out.")
+                      f"be resumed: delete {run_dir / CHECKPOINT_DIR} and run `resume {run_dir}` again to start "
+                      "the run over in place, or start a new run with out.", params=["resume", "out"])
 
 
 def newest_model_dir(runs_dir: str | os.PathLike = DEFAULT_RUNS_ROOT) -> Path:
@@ -243,11 +244,11 @@ def resume_config(run_dir: str | os.PathLike, overrides: dict[str, Any] | None =
     run_dir = Path(run_dir)
     path = run_dir / CONFIG_FILE
     if not run_dir.is_dir():
-        raise ConfigError(f"--resume {run_dir}: folder not found. Pass the RUN_DIR of an earlier "
-                          "`inpaintseg train` run.")
+        raise ConfigError(f"resume {run_dir}: folder not found. Pass the RUN_DIR of an earlier "
+                          "`inpaintseg train` run.", params=["resume"])
     if not path.is_file():
-        raise ConfigError(f"--resume {run_dir}: not a run folder (no config.yaml). Pass the RUN_DIR of an "
-                          "earlier `inpaintseg train` run.")
+        raise ConfigError(f"resume {run_dir}: not a run folder (no config.yaml). Pass the RUN_DIR of an "
+                          "earlier `inpaintseg train` run.", params=["resume"])
     saved = load_config(path)
     # precision `auto` on resume means "as the run chose" (config.yaml holds the resolved value).
     changed = {k: v for k, v in (overrides or {}).items()
@@ -255,7 +256,7 @@ def resume_config(run_dir: str | os.PathLike, overrides: dict[str, Any] | None =
     fixed = [k for k in changed if k not in RESUME_OVERRIDABLE]
     if fixed:
         details = ", ".join(f"{k} (run: {getattr(saved, k)!r}, given: {changed[k]!r})" for k in fixed)
-        raise ConfigError(f"--resume {run_dir}: these settings are fixed by the run and cannot change: "
-                          f"{details}. Only {', '.join(RESUME_OVERRIDABLE)} may change on resume; start a "
-                          "new run (--out) to change the others.")
+        raise ConfigError(f"resume {run_dir}: these settings are fixed by the run and cannot change: "
+                          f"{details}. Only {', '.join(RESUME_OVERRIDABLE)} may change when resuming; start a "
+                          "new run (another out) to change the others.", params=["resume"])
     return saved.replace(**changed, out=str(run_dir))

@@ -71,7 +71,7 @@ def tune_cpu_runtime(threads: int | None = None, malloc: bool = True) -> dict:
     import torch
 
     applied_malloc = tune_malloc() if malloc else False
-    check_count("--threads", threads)
+    check_count("threads", threads)
     if threads is None:
         env = os.environ.get("OMP_NUM_THREADS", "")
         threads = int(env) if env.isdigit() and int(env) > 0 else available_cpus()
@@ -101,10 +101,13 @@ def memory_bytes() -> int | None:
         return None
 
 
-def _limit_error(flag: str, value: int, bound: int, why: str):
+def _limit_error(name: str, value: int, bound: int, why: str):
+    """The error for `name` (a Python parameter, listed in `params` so that the CLI prints its flag; or a flag
+    spelled out, ``--threads``) set to `value` above `bound`."""
     from inpaintseg.errors import ConfigError
 
-    return ConfigError(f"{flag} {value}: at most {bound} on this machine ({why}). Lower {flag}.")
+    params = [] if name.startswith("-") else [name]
+    return ConfigError(f"{name} {value}: at most {bound} on this machine ({why}). Lower {name}.", params=params)
 
 
 def count_bound(processes: bool = False) -> tuple[int, str]:
@@ -119,21 +122,22 @@ def count_bound(processes: bool = False) -> tuple[int, str]:
     return bound, why
 
 
-def check_count(flag: str, value: int | None, processes: bool = False) -> None:
-    """ConfigError naming the bound when a thread/worker (or, `processes`, process) count exceeds `count_bound`."""
+def check_count(name: str, value: int | None, processes: bool = False) -> None:
+    """ConfigError naming the bound when a thread/worker (or, `processes`, process) count exceeds `count_bound`;
+    `name` is the Python parameter (the CLI prints its flag), or a flag spelled out (``--threads``)."""
     if value is None:
         return
     bound, why = count_bound(processes)
     if value > bound:
-        raise _limit_error(flag, value, bound, why)
+        raise _limit_error(name, value, bound, why)
 
 
-def check_image_side(flag: str, side: int, bytes_per_pixel: float, what: str) -> None:
+def check_image_side(name: str, side: int, bytes_per_pixel: float, what: str) -> None:
     """ConfigError when a square image of `side` pixels at about `bytes_per_pixel` (what `what` needs per pixel)
     would not fit in this machine's memory; the message names the largest side that would."""
     memory = memory_bytes()
     if memory is None or side * side * bytes_per_pixel <= memory:
         return
     bound = int((memory / bytes_per_pixel) ** 0.5)
-    raise _limit_error(flag, side, bound, f"{what} needs about {side * side * bytes_per_pixel / 2 ** 30:,.0f} GiB "
+    raise _limit_error(name, side, bound, f"{what} needs about {side * side * bytes_per_pixel / 2 ** 30:,.0f} GiB "
                        f"at this size, this machine has {memory / 2 ** 30:.1f} GiB")

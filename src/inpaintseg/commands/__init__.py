@@ -6,8 +6,21 @@ import re
 import sys
 
 
-# A library parameter whose flag is not `--` + the name with dashes (`n_train` -> `--n-train`).
-PARAMETER_FLAGS = {"size": "--img-size", "degrade_level": "--degrade", "photos_dir": "--photos", "pred_dir": "--pred"}
+# A library parameter whose flag is not `--` + the name with dashes (`n_train` -> `--n-train`); the training
+# settings' own (TrainConfig's `flag=`: accelerator -> --device, devices -> --num-devices) come from `config`.
+PARAMETER_FLAGS = {"size": "--img-size", "degrade_level": "--degrade", "photos_dir": "--photos",
+                   "images_dir": "--images", "truth_dir": "--truth", "pred_dir": "--pred", "out_dir": "--out",
+                   "n_examples": "--examples"}
+
+
+def parameter_flag(name: str) -> str:
+    """The CLI flag that sets the library parameter `name`."""
+    if name in PARAMETER_FLAGS:
+        return PARAMETER_FLAGS[name]
+    from inpaintseg.config import TrainConfig
+
+    meta = TrainConfig.__dataclass_fields__.get(name)
+    return (meta and meta.metadata.get("flag")) or "--" + name.replace("_", "-")
 
 
 def flag_message(exc: BaseException) -> str:
@@ -15,8 +28,9 @@ def flag_message(exc: BaseException) -> str:
     CLI flag that sets it: the library names its parameters, the CLI's user its flags."""
     text = str(exc)
     for name in getattr(exc, "params", ()):
-        flag = PARAMETER_FLAGS.get(name, "--" + name.replace("_", "-"))
-        text = re.sub(rf"(?<![\w-]){re.escape(name)}(?![\w-])", flag, text)
+        flag = parameter_flag(name)
+        # the name as a word, not part of a path (runs/out, out/x) or a file name (out.csv)
+        text = re.sub(rf"(?<![\w./\\-]){re.escape(name)}(?![\w/\\-]|\.\w)", flag, text)
     return text
 
 

@@ -120,19 +120,6 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def check_counts(args: argparse.Namespace) -> None:
-    """The count flags against this machine's bounds (`runtime.check_count`) and --node-rank against --num-nodes,
-    before the model is loaded (the process count is checked again where the processes start)."""
-    from inpaintseg.errors import ConfigError
-    from inpaintseg.runtime import check_count
-
-    check_count("--threads", args.threads)
-    check_count("--crf-workers", args.crf_workers, processes=True)
-    if not 0 <= args.node_rank < args.num_nodes:
-        raise ConfigError(f"--node-rank must lie in 0..{args.num_nodes - 1} for --num-nodes {args.num_nodes}, "
-                          f"got {args.node_rank}.")
-
-
 def resume_hint(args: argparse.Namespace) -> str:
     """What Ctrl-C prints: where the finished rows are and the command that continues (cli.run_guarded)."""
     from inpaintseg.inference import journal
@@ -145,80 +132,68 @@ def resume_hint(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from inpaintseg.api import load_model
-    from inpaintseg.errors import name_list
-    from inpaintseg.inference import journal
-    from inpaintseg.inference.inputs import resolve_images
-    from inpaintseg.inference.pipeline import check_output_paths, predict_folder
-    from inpaintseg.runtime import tune_cpu_runtime
+    from inpaintseg.prediction import plan_prediction
 
-    # Every check that can fail happens before any work.
-    check_counts(args)
-    precision = args.precision
-    if args.resume:  # `auto` resumes at the interrupted run's precision
-        precision = journal.resumed_precision(journal.part_target(args.submission, args.scores_out), precision)
-    model = load_model(args.model, device=args.device, batch_size=args.batch_size,
-                       precision=precision, engine=args.engine)
-    inputs = resolve_images(args.images, recursive=args.recursive)
-    paths, notes = inputs.paths, inputs.notes
-    post = model.postprocess(threshold=args.threshold, tta=args.tta, crf=args.crf,
-                             score_threshold=args.score_threshold)
-    check_output_paths(args.submission, args.masks_out, args.probs_out, args.scores_out, args.overlays_out,
-                       inputs=paths, folders=inputs.folders, model_dir=args.model)
-    processes = args.num_devices * args.num_nodes
-    runtime = tune_cpu_runtime(args.threads) if model.device == "cpu" and processes == 1 else {}
-
-    def log(*a) -> None:
-        print(*a, file=sys.stderr, flush=True)
-
-    # What is used always prints (also with --quiet); --quiet only turns progress bars into plain lines.
-    log(f"predict: {len(paths)} images from {args.images}; model {args.model} "
-        f"(input {model.input['mode']} {model.input['size']}); device {model.device}"
-        + (f", {runtime['threads']} threads" if runtime else ""))
-    log(f"predict: using {post.describe()}; RLE {args.rle_order}-major")
-    log(f"predict: {model.describe_precision()}")
-    log(f"predict: {model.engine_choice.describe()}"
-        + (f"; {processes} processes ({args.num_devices} per node x {args.num_nodes} nodes)"
-           if processes > 1 else ""))
-    for note in notes:
-        log(f"predict: skipped {note}")
-
-    options = dict(out=args.submission, masks_out=args.masks_out, probs_out=args.probs_out,
-                   scores_out=args.scores_out, threshold=args.threshold, tta=args.tta, crf=args.crf,
-                   crf_workers=args.crf_workers, overlays_out=args.overlays_out,
-                   score_threshold=args.score_threshold, rle_order=args.rle_order, resume=args.resume)
+    plan = plan_prediction(  # every check that can fail happens here, before any work
+        args.model, args.images, out=args.submission, masks_out=args.masks_out, probs_out=args.probs_out,
+        scores_out=args.scores_out, overlays_out=args.overlays_out, threshold=args.threshold, tta=args.tta,
+        crf=args.crf, score_threshold=args.score_threshold, rle_order=args.rle_order, resume=args.resume,
+        crf_workers=args.crf_workers, device=args.device, batch_size=args.batch_size, precision=args.precision,
+        engine=args.engine, recursive=args.recursive, threads=args.threads, num_devices=args.num_devices,
+        num_nodes=args.num_nodes, node_rank=args.node_rank)
+    print_plan(plan, args)
     try:
-        if processes > 1:
-            from inpaintseg.sharding import predict_sharded
-
-            result = predict_sharded(model, inputs, devices=args.num_devices, num_nodes=args.num_nodes,
-                                     node_rank=args.node_rank, threads=args.threads, **options)
-            if result is None:
-                log(f"predict: node {args.node_rank} finished its shards; node 0 merges {args.submission}")
-                return 0
-        else:
-            result = predict_folder(model, inputs, **options)
+        result = plan.run()
     except KeyboardInterrupt:
         raise KeyboardInterrupt(resume_hint(args)) from None
+    if result is None:
+        _log(f"predict: node {args.node_rank} finished its shards; node 0 merges {args.submission}")
+        return 0
+    return print_result(result, plan.model, args.submission)
+
+
+def _log(*a) -> None:
+    print(*a, file=sys.stderr, flush=True)
+
+
+def print_plan(plan, args: argparse.Namespace) -> None:
+    """What is used: always printed (also with --quiet, which only turns progress bars into plain lines)."""
+    model, runtime, processes = plan.model, plan.runtime, plan.processes
+    _log(f"predict: {len(plan.inputs.paths)} images from {args.images}; model {args.model} "
+         f"(input {model.input['mode']} {model.input['size']}); device {model.device}"
+         + (f", {runtime['threads']} threads" if runtime else ""))
+    _log(f"predict: using {plan.post.describe()}; RLE {args.rle_order}-major")
+    _log(f"predict: {model.describe_precision()}")
+    _log(f"predict: {model.engine_choice.describe()}"
+         + (f"; {processes} processes ({args.num_devices} per node x {args.num_nodes} nodes)"
+            if processes > 1 else ""))
+    for note in plan.inputs.notes:
+        _log(f"predict: skipped {note}")
+
+
+def print_result(result, model, submission) -> int:
+    """What was written, the verdict counts and the images that failed; the exit status (1: some failed)."""
+    from inpaintseg.errors import name_list
+
     for note in result.notes:
-        log(f"predict: {note}")
+        _log(f"predict: {note}")
     n = len(result.encoded)
-    log(f"predict: wrote {args.submission} ({n} rows)")
+    _log(f"predict: wrote {submission} ({n} rows)")
     for key, what in (("masks", "masks"), ("probs", "probability maps"), ("overlays", "heat-map overlays")):
         if key in result.written:
-            log(f"predict: wrote {n} {what} to {result.written[key]}")
+            _log(f"predict: wrote {n} {what} to {result.written[key]}")
     if "scores" in result.written:
-        log(f"predict: wrote {result.written['scores']} (score, verdict and false-alarm rate per image)")
+        _log(f"predict: wrote {result.written['scores']} (score, verdict and false-alarm rate per image)")
     if result.verdicts:
         levels: dict[str, int] = {}
         for verdict in result.verdicts.values():
             levels[verdict.level] = levels.get(verdict.level, 0) + 1
-        log("predict: verdicts: " + ", ".join(f"{k} {level}" for level, k in sorted(levels.items())))
+        _log("predict: verdicts: " + ", ".join(f"{k} {level}" for level, k in sorted(levels.items())))
     if model.quality_warning:
-        log(f"predict: note: {model.quality_warning}")
+        _log(f"predict: note: {model.quality_warning}")
     if result.failures:
         print(f"predict: {len(result.failures)} of {result.n_images} images could not be predicted and are not "
-              f"in {args.submission}: {name_list(name for name, _ in result.failures)}", file=sys.stderr)
+              f"in {submission}: {name_list(name for name, _ in result.failures)}", file=sys.stderr)
         for _, msg in result.failures[:20]:
             print(f"  - {msg}", file=sys.stderr)
         return 1

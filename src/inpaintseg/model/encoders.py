@@ -115,21 +115,24 @@ def import_timm(encoder: str) -> Any:
         raise InpaintsegError(
             f"encoder {encoder!r} needs the timm package, which is not installed ({exc}). Install the optional "
             f"extra with `{INSTALL_HINT}` (it brings timm and torchvision, and torchvision may replace this "
-            "torch build: see the README section \"Encoders\"); or train with the default --encoder unet.") from None
+            "torch build: see the README section \"Encoders\"); or use the default encoder unet.",
+            params=["encoder"]) from None
     return timm
 
 
-def load_weights_file(path: str | os.PathLike, source: str = "--encoder-weights") -> dict[str, torch.Tensor]:
+def load_weights_file(path: str | os.PathLike, source: str = "encoder_weights") -> dict[str, torch.Tensor]:
     """A state dict from a local `.safetensors` (safetensors) or `.pth`/`.pt`/`.bin` file (`torch.load` with
     `weights_only=True`); a checkpoint dict holding it under "state_dict", "model" or "state_dict_ema" is
-    unwrapped. Every problem is a ConfigError naming the file and the fix."""
+    unwrapped. Every problem is a ConfigError naming the file and the fix; `source` is the parameter that gave
+    the file (listed in `params`: the CLI prints its flag)."""
+    params = [source]
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{source} {path}: file not found. Pass a .safetensors or .pth state dict of the "
-                          f"encoder, or \"{IMAGENET_WEIGHTS}\" for timm's pretrained weights (needs internet).")
+                          f"encoder, or \"{IMAGENET_WEIGHTS}\" for timm's pretrained weights (needs internet).", params=params)
     if path.suffix.lower() not in WEIGHT_SUFFIXES:
         raise ConfigError(f"{source} {path}: unknown weights format {path.suffix!r}; expected one of "
-                          f"{', '.join(WEIGHT_SUFFIXES)} (a state dict).")
+                          f"{', '.join(WEIGHT_SUFFIXES)} (a state dict).", params=params)
     try:
         if path.suffix.lower() == ".safetensors":
             from safetensors.torch import load_file
@@ -140,7 +143,7 @@ def load_weights_file(path: str | os.PathLike, source: str = "--encoder-weights"
     except Exception as exc:  # noqa: BLE001 - any reader failure is a bad file for the user
         raise ConfigError(f"{source} {path}: cannot be read as a state dict ({type(exc).__name__}: "
                           f"{str(exc).splitlines()[0] if str(exc) else ''}). Pass a .safetensors file or a "
-                          ".pth file holding only tensors (torch.save(model.state_dict(), path)).") from None
+                          ".pth file holding only tensors (torch.save(model.state_dict(), path)).", params=params) from None
     if isinstance(state, dict):
         for key in ("state_dict_ema", "model_ema", "state_dict", "model"):
             if isinstance(state.get(key), dict):
@@ -148,7 +151,7 @@ def load_weights_file(path: str | os.PathLike, source: str = "--encoder-weights"
                 break
     if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ConfigError(f"{source} {path}: expected a state dict (tensor names -> tensors), found "
-                          f"{type(state).__name__}. Save one with torch.save(model.state_dict(), path).")
+                          f"{type(state).__name__}. Save one with torch.save(model.state_dict(), path).", params=params)
     return {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
 
 
@@ -181,12 +184,13 @@ def create_backbone(encoder: str, in_channels: int = 3, weights: str | os.PathLi
         raise
     except RuntimeError as exc:
         if "Unknown model" in str(exc) or "Unknown model" in repr(exc.args):
-            raise ConfigError(f"--encoder {encoder}: timm has no model {name!r}. List the names with "
-                              "`python -c \"import timm; print(timm.list_models('*resnet*'))\"`.") from None
+            raise ConfigError(f"encoder {encoder}: timm has no model {name!r}. List the names with "
+                              "`python -c \"import timm; print(timm.list_models('*resnet*'))\"`.",
+                              params=["encoder"]) from None
         if "features_only" in str(exc):
-            raise ConfigError(f"--encoder {encoder}: timm model {name!r} cannot be a feature extractor "
+            raise ConfigError(f"encoder {encoder}: timm model {name!r} cannot be a feature extractor "
                               f"({_first_line(exc)}); choose a CNN (resnet18, convnext_tiny, efficientnet_b0) "
-                              "or a Swin model.") from None
+                              "or a Swin model.", params=["encoder"]) from None
         raise
 
 
@@ -252,9 +256,9 @@ class TimmEncoder(nn.Module):
         strides = sorted(deepest)
         doubling = all(b == 2 * a for a, b in zip(strides, strides[1:]))
         if not strides or strides[0] < 1 or strides[0] & (strides[0] - 1) or not doubling:
-            raise ConfigError(f"--encoder {encoder}: its feature strides {list(info.reduction())} are not a "
+            raise ConfigError(f"encoder {encoder}: its feature strides {list(info.reduction())} are not a "
                               "pyramid whose strides double (e.g. 4, 8, 16, 32); choose a CNN (resnet18, "
-                              "convnext_tiny, efficientnet_b0) or a Swin model.")
+                              "convnext_tiny, efficientnet_b0) or a Swin model.", params=["encoder"])
         self.feature_indices = [deepest[s] for s in strides]
         backbone_channels = [int(info.channels()[i]) for i in self.feature_indices]
         below = int(math.log2(strides[0]))        # levels at strides 1 .. strides[0] / 2
@@ -296,8 +300,9 @@ def build_encoder(encoder: str, in_channels: int, base_channels: int, depth: int
     a timm encoder (a model folder records it), must equal its pyramid's."""
     if encoder == UNET_ENCODER:
         if weights is not None:
-            raise ConfigError("--encoder-weights: the unet encoder has no pretrained weights; use "
-                              f"--encoder {TIMM_PREFIX}<name>, or --init-from MODEL_DIR to start from a trained model.")
+            raise ConfigError("encoder_weights: the unet backbone has no pretrained weights; use "
+                              f"encoder {TIMM_PREFIX}<name>, or init_from MODEL_DIR to start from a trained model.",
+                              params=["encoder_weights", "encoder", "init_from"])
         return UNetEncoder(in_channels, base_channels, depth)
     module = TimmEncoder(encoder, in_channels, base_channels, weights)
     if depth is not None and depth != module.depth:

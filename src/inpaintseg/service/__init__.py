@@ -8,7 +8,11 @@
                  sniffing, the pixel count from the header, decoding (413 / 415 / 422)
 - `gate.py`      InferenceGate: bounded concurrency in a thread pool, a bounded queue, 503 + Retry-After
 - `results.py`   the JSON bodies: a prediction (RLE, base64 PNGs) and the model description
-- `app.py`       create_app(model, settings): the FastAPI routes, auth, JSON errors, the static page
+- `jobs.py`      predict_upload: one upload through the gate, decoding, inference and encoding to the answer
+- `handlers.py`  the exception handlers: every error as JSON {error, status, message}
+- `docs_page.py` /docs: the OpenAPI schema as a plain page (no CDN)
+- `routes.py`    the APIRouter: page, healthz, model, predict, docs; the bearer-token dependency
+- `app.py`       create_app(model, settings): assembles them; lifecycle (the gate), access log, CORS
 - `server.py`    serve(...) (blocking, what the command runs) and BackgroundServer (tests, benchmarks)
 - `static/`      index.html, app.js, style.css: the page (no CDN, works offline)
 

@@ -33,7 +33,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             except RuntimeError as exc:
                 # torch's zip writer reports a short write (ENOSPC) as "unexpected pos ..."
                 raise OutputError(f"{path}: cannot write the checkpoint (the disk is full, or the write failed: "
-                                  f"{str(exc).splitlines()[0]}); free space or choose another --out.") from None
+                                  f"{str(exc).splitlines()[0]}); free space or choose another out.",
+                                  params=["out"]) from None
 
     def load_checkpoint(self, path, map_location: Any | None = None, weights_only: bool | None = None) -> dict:
         return torch.load(path, map_location=map_location or "cpu", weights_only=True)

@@ -48,7 +48,10 @@ def resolve_init_from(config: TrainConfig, explicit: Iterable[str] = ()) -> Trai
 
     folder = config.init_from
     arch = read_model_config(folder)["architecture"]
-    values = check_architecture(arch, source=f"--init-from {folder}: config.json architecture")
+    try:
+        values = check_architecture(arch, source=f"init_from {folder}: config.json architecture")
+    except ConfigError as exc:  # names init_from, which the CLI prints as --init-from
+        raise ConfigError(str(exc), params=["init_from"]) from None
     for key, wanted in FIXED_ARCH.items():
         if values[key] != wanted:
             raise ConfigError(f"init_from {folder}: its model has {key} {values[key]}, training needs {wanted}. "

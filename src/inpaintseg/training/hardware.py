@@ -27,15 +27,15 @@ def is_primary_process() -> bool:
 
 
 def check_training_limits(config: TrainConfig, accelerator: str) -> None:
-    """The count flags and --img-size against this machine (`runtime.check_count`, `check_image_side`)."""
+    """The counts and img_size against this machine (`runtime.check_count`, `check_image_side`)."""
     from inpaintseg.runtime import FORWARD_BYTES_PER_PIXEL_CHANNEL, check_count, check_image_side
 
     if accelerator == "cpu":  # each DDP process on a CPU is a full torch process (CUDA: the GPU count decides)
-        check_count("--num-devices", config.devices, processes=True)
-        check_image_side("--img-size", config.img_size,
+        check_count("devices", config.devices, processes=True)
+        check_image_side("img_size", config.img_size,
                          config.batch_size * config.base_channels * FORWARD_BYTES_PER_PIXEL_CHANNEL,
                          f"a training batch of {config.batch_size} (its forward pass alone)")
-    check_count("--num-workers", config.num_workers, processes=True)
+    check_count("num_workers", config.num_workers, processes=True)
 
 
 def resolve_hardware(config: TrainConfig) -> Hardware:
@@ -50,15 +50,16 @@ def resolve_hardware(config: TrainConfig) -> Hardware:
     elif wanted in ("gpu", "cuda"):
         if not cuda:
             raise ConfigError(f"accelerator: expected a CUDA GPU for {wanted!r}, but none is available here. "
-                              "Use --device cpu (or auto).")
+                              "Set accelerator to cpu (or auto).", params=["accelerator"])
         accelerator = "cuda"
     elif wanted == "mps" and not mps:
-        raise ConfigError("accelerator: 'mps' is not available here. Use --device cpu (or auto).")
+        raise ConfigError("accelerator: 'mps' is not available here. Set accelerator to cpu (or auto).",
+                          params=["accelerator"])
     else:
         accelerator = wanted
     if accelerator == "cuda" and config.devices > torch.cuda.device_count():
         raise ConfigError(f"devices: expected at most the {torch.cuda.device_count()} CUDA GPU(s) of this node, "
-                          f"got {config.devices}. Lower --num-devices.")
+                          f"got {config.devices}. Lower devices.", params=["devices"])
     check_fp16_device(config.precision, accelerator, "training runs")  # accelerator: cpu, cuda or mps
     check_training_limits(config, accelerator)
     processes = config.devices
@@ -72,8 +73,8 @@ def resolve_hardware(config: TrainConfig) -> Hardware:
             else max(0, min(8, per_process - 1))
     multi = processes * config.num_nodes > 1
     if config.num_nodes > 1 and not config.out:
-        raise ConfigError("out: multi-node training needs an explicit --out RUN_DIR on a filesystem shared "
-                          "by all nodes (each node runs the same command).")
+        raise ConfigError("out: multi-node training needs an explicit out (a run folder) on a filesystem shared "
+                          "by all nodes (each node runs the same command).", params=["out"])
     precision = "auto" if config.precision == "auto" else lightning_precision(config.precision)
     return Hardware(accelerator, processes, workers, "ddp" if multi else "auto", precision)
 

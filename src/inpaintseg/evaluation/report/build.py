@@ -64,7 +64,8 @@ def _pick_images(run_dir: Path, model_config: dict, images_dir, truth_dir):
         return found(images_dir, Path(truth_dir) if truth_dir else None, str(images_dir),
                      images_dir.parent / META_FILE)
     if truth_dir is not None:
-        raise InpaintsegError("--truth needs --images (the images whose masks these are).")
+        raise InpaintsegError("truth_dir needs images_dir (the images whose masks these are).",
+                              params=["truth_dir", "images_dir"])
     root = dataset_root(model_config.get("data", {}).get("data_dir", ""))
     test_images, test_masks = root / "test" / "images", root / "test" / "masks"
     if test_images.is_dir() and test_masks.is_dir():
@@ -78,7 +79,8 @@ def _pick_images(run_dir: Path, model_config: dict, images_dir, truth_dir):
         return [s for s in samples if s.stem in set(stems)], masks, f"validation split of {root}", meta
     raise InpaintsegError(
         f"{run_dir}: found no images to report on (looked for {test_images} with {test_masks}, and the "
-        f"validation split in {split_file}). Pass --images DIR (and --truth MASKS_DIR to score them).")
+        f"validation split in {split_file}). Pass images_dir (and truth_dir to score them).",
+        params=["images_dir", "truth_dir"])
 
 
 def _header(model, run_dir: Path, post, source: str, n_images: int, device: str, score_threshold: float) -> str:
@@ -117,14 +119,15 @@ def run_folder(path: Path) -> Path:
     from inpaintseg.model.io import CONFIG_FILE
 
     if not path.is_dir():
-        raise InpaintsegError(f"{path}: run folder not found. Pass the --out folder of `inpaintseg train`.")
+        raise InpaintsegError(f"{path}: run folder not found. Pass the folder a training run wrote "
+                              "(`inpaintseg train --out`).")
     if not (path / MODEL_DIR).is_dir() and (path / CONFIG_FILE).is_file() and path.name == MODEL_DIR:
         return path.parent  # runs/x/model -> runs/x
     if not (path / MODEL_DIR).is_dir():
         hint = [p.parent for p in sorted(path.glob(f"*/{MODEL_DIR}/{CONFIG_FILE}"))[:3]]
         raise InpaintsegError(f"{path}: not a training run folder (no {MODEL_DIR}/ folder in it)."
                               + (f" Did you mean {' or '.join(map(str, hint))}?" if hint else
-                                 " Pass the --out folder of `inpaintseg train`."))
+                                 " Pass the folder a training run wrote (`inpaintseg train --out`)."))
     return path
 
 
@@ -136,7 +139,8 @@ def _run_and_model(value, images_dir, out_dir) -> tuple[Path, Path]:
     if is_shipped_name(value):
         if images_dir is None or out_dir is None:
             raise InpaintsegError(f"{value} is the shipped detector, not a training run: pass the images to report "
-                                  "on (--images, with --truth for scores) and an output folder (--out).")
+                                  "on (images_dir, with truth_dir for scores) and an output folder (out_dir).",
+                                  params=["images_dir", "truth_dir", "out_dir"])
         folder = shipped_dir(str(value))
         return folder, folder
     run_dir = run_folder(Path(value))
@@ -227,16 +231,13 @@ def write_report(run_dir: str | os.PathLike, images_dir=None, truth_dir=None, ou
     name of ``truth_dir``."""
     from inpaintseg.api import load_model
     from inpaintseg.evaluation.evaluate import baseline_submissions, evaluate_detailed
-    from inpaintseg.inference.pipeline import SUBMISSION_FILE, predict_folder
     from inpaintseg.outputs import check_outputs
 
     truth_dir = truth_dir if truth_dir is not None else masks_dir
     run_dir, model_dir = _run_and_model(run_dir, images_dir, out_dir)
-    for name, value in (("--max-images", max_images), ("--examples", n_examples)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise InpaintsegError(f"{name} must be a positive integer, got {value!r}.")
+    _check_counts(max_images=max_images, n_examples=n_examples)
     out_dir = Path(out_dir) if out_dir is not None else run_dir / REPORT_DIR
-    check_outputs(folders={"--out": out_dir}, inputs=(images_dir, truth_dir, meta, model_dir))
+    check_outputs(folders={"out_dir": out_dir}, inputs=(images_dir, truth_dir, meta, model_dir))
     model = load_model(model_dir, device=device)
     post = model.postprocess()
     score_threshold = post.threshold if post.score_threshold is None else post.score_threshold
@@ -247,13 +248,7 @@ def write_report(run_dir: str | os.PathLike, images_dir=None, truth_dir=None, ou
     out_dir.mkdir(parents=True, exist_ok=True)
 
     if predictions is None:
-        predictions = PredictionFiles(pred_dir / SUBMISSION_FILE, pred_dir / "masks", pred_dir / "probs")
-        done = predict_folder(model, [s.image_path for s in samples], out=predictions.submission,
-                              masks_out=predictions.masks_dir, probs_out=predictions.probs_dir,
-                              scores_out=pred_dir / "scores.csv", progress=progress)
-        if done.failures:
-            raise InpaintsegError(f"{len(done.failures)} image(s) could not be predicted: "
-                                  f"{name_list(m for _, m in done.failures)}. Fix or remove them and run again.")
+        predictions = _predict_samples(model, samples, pred_dir, progress)
     sections = [_header(model, run_dir, post, source, len(samples), model.device, score_threshold)]
     lead = 0
     by_stem = {s.stem: s for s in samples}
@@ -279,6 +274,28 @@ def write_report(run_dir: str | os.PathLike, images_dir=None, truth_dir=None, ou
     path = out_dir / REPORT_FILE
     fileio.atomic_write_text(path, page(report_title(model, run_dir), sections, lead))
     return path
+
+
+def _check_counts(**counts) -> None:
+    """Each count (parameter name -> value) a whole number >= 1, else an error naming the parameter."""
+    for name, value in counts.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InpaintsegError(f"{name} must be a positive integer, got {value!r}.", params=[name])
+
+
+def _predict_samples(model, samples: list[Sample], pred_dir: Path, progress: bool) -> PredictionFiles:
+    """Predict the samples into PRED_DIR (submission, masks, probability maps, scores) as `inpaintseg predict`
+    does; an error naming the images that could not be predicted."""
+    from inpaintseg.inference.pipeline import SUBMISSION_FILE, predict_folder
+
+    predictions = PredictionFiles(pred_dir / SUBMISSION_FILE, pred_dir / "masks", pred_dir / "probs")
+    done = predict_folder(model, [s.image_path for s in samples], out=predictions.submission,
+                          masks_out=predictions.masks_dir, probs_out=predictions.probs_dir,
+                          scores_out=pred_dir / "scores.csv", progress=progress)
+    if done.failures:
+        raise InpaintsegError(f"{len(done.failures)} image(s) could not be predicted: "
+                              f"{name_list(m for _, m in done.failures)}. Fix or remove them and run again.")
+    return predictions
 
 
 def _level_order(level: str) -> int:
