@@ -117,7 +117,7 @@ def test_train_export_reload_predict_from_the_cli_offline(timm_run, data, tmp_pa
     model, config = load_model_dir(timm_run / "model")
     assert config["architecture"] == {"name": "AttentionUNet", "in_channels": 3, "out_channels": 1,
                                       "base_channels": 8, "depth": 5, "attention": True, "input_stem": "rgb",
-                                      "encoder": ENCODER}
+                                      "encoder": ENCODER, "norm": "batch"}
     assert config["training"]["encoder_weights"] is None
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():

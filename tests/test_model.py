@@ -94,7 +94,7 @@ def test_architecture_roundtrips_through_build_model():
     model = AttentionUNet(in_channels=3, out_channels=1, base_channels=8, depth=3, attention=False)
     arch = model.architecture()
     assert arch == {"name": "AttentionUNet", "in_channels": 3, "out_channels": 1, "base_channels": 8,
-                    "depth": 3, "attention": False, "input_stem": "rgb", "encoder": "unet"}
+                    "depth": 3, "attention": False, "input_stem": "rgb", "encoder": "unet", "norm": "batch"}
     rebuilt = build_model(arch)
     assert rebuilt.architecture() == arch
     rebuilt.load_state_dict(model.state_dict())   # same parameter names and shapes

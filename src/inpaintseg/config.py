@@ -26,8 +26,8 @@ import yaml
 from inpaintseg.data.input_spec import INPUT_MODES
 from inpaintseg.errors import ConfigError
 from inpaintseg.fileio import atomic_write_text
-from inpaintseg.model.spec import (INPUT_STEMS, MAX_BASE_CHANNELS, MAX_DEPTH, UNET_ENCODER, architecture_section,
-                                   check_encoder)
+from inpaintseg.model.spec import (INPUT_STEMS, MAX_BASE_CHANNELS, MAX_DEPTH, NORMS, UNET_ENCODER,
+                                   architecture_section, check_encoder)
 from inpaintseg.precision import PRECISIONS
 
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
@@ -99,6 +99,9 @@ class TrainConfig:
     encoder: str = _setting(UNET_ENCODER, "unet (the U-Net's own encoder, sized by base_channels and depth) or "
                             "timm:<name> for a timm backbone, e.g. timm:resnet18, timm:convnext_tiny (needs the "
                             "[encoders] extra; its feature pyramid sets the depth)", metavar="NAME")
+    norm: str = _setting("batch", "normalisation in the U-Net's conv blocks: batch (BatchNorm) or group (GroupNorm, "
+                         "independent of the batch size: >= 4 channels per group, at most 32 groups; a timm "
+                         "backbone keeps its own)", choices=NORMS)
     encoder_weights: str | None = _setting(None, "initial weights of a timm encoder: imagenet (timm's "
                                            "pretrained weights, downloaded: needs internet) or a local .safetensors "
                                            "/ .pth state dict; default: random initialisation", metavar="WEIGHTS")
@@ -240,7 +243,8 @@ class TrainConfig:
         """The `architecture` section of the model folder's config.json."""
         return architecture_section(in_channels=3, out_channels=1, base_channels=self.base_channels,
                                     depth=self.depth if self.encoder == UNET_ENCODER else None,  # timm: the backbone's
-                                    attention=self.attention, input_stem=self.input_stem, encoder=self.encoder)
+                                    attention=self.attention, input_stem=self.input_stem, encoder=self.encoder,
+                                    norm=self.norm)
 
 
 def _suggest(key: str, known: dict[str, Any]) -> str:

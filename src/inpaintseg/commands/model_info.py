@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 from inpaintseg.commands import add_command, add_renamed, int_at_least
-from inpaintseg.model.spec import INPUT_STEMS
+from inpaintseg.model.spec import INPUT_STEMS, NORMS
 
 
 def register(subparsers) -> None:
@@ -44,6 +44,8 @@ def register(subparsers) -> None:
                    help="plain U-Net (no attention gates), the ablation baseline")
     p.add_argument("--input-stem", choices=INPUT_STEMS, default="rgb",
                    help="input stem: rgb, or rgb next to forensic residuals (default rgb)")
+    p.add_argument("--norm", choices=NORMS, default="batch",
+                   help="normalisation in the conv blocks: batch or group (GroupNorm) (default batch)")
     p.set_defaults(func=run)
 
 
@@ -59,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         return _run_folder(args)
     arch = {"name": ARCH_NAME, "in_channels": args.in_channels, "base_channels": args.base_channels,
             "depth": args.depth, "attention": not args.no_attention, "input_stem": args.input_stem,
-            "encoder": args.encoder}
+            "encoder": args.encoder, "norm": args.norm}
     if args.encoder != "unet":
         del arch["depth"]
     model = build_model(arch, source="model-info")

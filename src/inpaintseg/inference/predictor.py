@@ -82,12 +82,14 @@ class Predictor:
     ``channels_last`` defaults to True on CPU (measured faster there, see benchmarks/predict_speed.py).
     ``precision`` is a resolved precision name (``auto`` is resolved by `inpaintseg.load_model`).
     ``engine`` (`inference.engines`: `TorchEngine` of ``model`` unless given, or an `OnnxEngine`) maps the
-    normalised batch to logits; an ONNX engine runs fp32 only (`check_engine_precision`).
+    normalised batch to logits; an ONNX engine runs fp32 only (`check_engine_precision`). ``fold_bn`` (default
+    True) lets the default `TorchEngine` fold BatchNorm into the convolutions (`engines.fold_batchnorm`).
     """
 
     def __init__(self, model, model_config: dict, device: str = "cpu", tta: str = "none",
                  batch_size: int = DEFAULT_BATCH_SIZE, channels_last: bool | None = None,
-                 tile_overlap: float = 0.25, precision: str = "32", engine=None):
+                 tile_overlap: float = 0.25, precision: str = "32", engine=None,
+                 fold_bn: bool = True):
         import torch
 
         if tta not in TTA_CHOICES:
@@ -106,7 +108,7 @@ class Predictor:
         self.scales = tta_scales(tta)
         self.batch_size = batch_size
         # The engine maps a normalised batch to logits (inference/engines.py): PyTorch unless one is given.
-        self.engine = engine if engine is not None else TorchEngine(model, str(self.device), channels_last)
+        self.engine = engine if engine is not None else TorchEngine(model, str(self.device), channels_last, fold_bn)
         check_engine_precision(getattr(self.engine, "name", "torch"), self.precision)
         self.model = getattr(self.engine, "model", None)
         self.memory_format = self.engine.memory_format

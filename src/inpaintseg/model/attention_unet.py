@@ -32,7 +32,10 @@ Choices (measured on a 2-core AVX-512 CPU with torch 2.13, see benchmarks/README
   as in MONAI's `AttentionBlock`), with F_int = skip channels // 2.
 - Inputs of any size are padded (replicate, bottom/right) to a multiple of 2^depth and the logits are
   cropped back, so the output always has the input's height and width.
-- Kaiming-normal init (fan_out, ReLU) for every convolution, BN weight 1 / bias 0.
+- Kaiming-normal init (fan_out, ReLU) for every convolution, BN / GN weight 1 / bias 0.
+- The ConvBlocks' normalisation is architecture key "norm": BatchNorm ("batch", the default) or GroupNorm
+  ("group", `spec.group_count` groups: >= 4 channels per group, at most 32 groups), which does not depend on
+  the batch size or on running statistics (small batches, batch-size-1 fine-tuning).
 - channels_last: all ops work on it (no `.view` on activations), and after
   `model.to(memory_format=torch.channels_last)` the input is converted too. On CPU this made a
   training step 1.3-1.6x faster (oneDNN skips its layout reorders); see benchmarks/README.md.
@@ -46,7 +49,7 @@ from torch import nn
 
 from inpaintseg.data.input_spec import IMAGENET_MEAN, IMAGENET_STD
 from inpaintseg.model.encoders import ConvBlock, build_encoder  # noqa: F401 (ConvBlock's old home)
-from inpaintseg.model.spec import INPUT_STEMS, MAX_DEPTH, UNET_ENCODER, architecture_section
+from inpaintseg.model.spec import INPUT_STEMS, MAX_DEPTH, NORMS, UNET_ENCODER, architecture_section
 from inpaintseg.model.stems import build_stem
 
 
@@ -78,11 +81,11 @@ class UpBlock(nn.Module):
     (and alpha (B, 1, H, W), or None without attention).
     """
 
-    def __init__(self, in_channels: int, out_channels: int, attention: bool = True) -> None:
+    def __init__(self, in_channels: int, out_channels: int, attention: bool = True, norm: str = "batch") -> None:
         super().__init__()
         self.up = nn.ConvTranspose2d(in_channels, out_channels, 2, stride=2)
         self.gate = AttentionGate(out_channels, out_channels, max(out_channels // 2, 1)) if attention else None
-        self.conv = ConvBlock(2 * out_channels, out_channels)
+        self.conv = ConvBlock(2 * out_channels, out_channels, norm)
 
     def forward(self, deep: torch.Tensor, skip: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         g = self.up(deep)                                      # (B, C, H, W)
@@ -99,7 +102,8 @@ class AttentionUNet(nn.Module):
     (`encoder="timm:<name>"`) the channels are the backbone's and `depth` its pyramid's (None: take it).
     `encoder_weights` (timm only: "imagenet" or a state-dict file) initialises the backbone. `input_stem`
     (one of `INPUT_STEMS`) adds forensic residuals before the encoder; `mean`/`std` are the normalisation of
-    the input (fractions of 255) that the stem undoes (not stored in the weights).
+    the input (fractions of 255) that the stem undoes (not stored in the weights). `norm` (one of `NORMS`) is
+    the ConvBlocks' normalisation.
 
     Shape: (B, in_channels, H, W) -> (B, out_channels, H, W) for any H, W >= 1.
     """
@@ -107,7 +111,7 @@ class AttentionUNet(nn.Module):
     def __init__(self, in_channels: int = 3, out_channels: int = 1, base_channels: int = 16,
                  depth: int | None = 4, attention: bool = True, input_stem: str = "rgb",
                  mean=IMAGENET_MEAN, std=IMAGENET_STD, encoder: str = UNET_ENCODER,
-                 encoder_weights: str | None = None) -> None:
+                 encoder_weights: str | None = None, norm: str = "batch") -> None:
         super().__init__()
         for name, value, low in (("in_channels", in_channels, 1), ("out_channels", out_channels, 1),
                                  ("base_channels", base_channels, 1), ("depth", depth, 1)):
@@ -121,30 +125,33 @@ class AttentionUNet(nn.Module):
             raise ValueError(f"AttentionUNet: input_stem must be one of {', '.join(INPUT_STEMS)}, got {input_stem!r}")
         if input_stem != "rgb" and in_channels != 3:
             raise ValueError(f"AttentionUNet: input_stem {input_stem!r} needs in_channels 3, got {in_channels}")
+        if norm not in NORMS:
+            raise ValueError(f"AttentionUNet: norm must be one of {', '.join(NORMS)}, got {norm!r}")
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.base_channels = base_channels
         self.attention = bool(attention)
         self.input_stem = input_stem
         self.encoder = encoder
+        self.norm = norm
 
         # None for "rgb": no module, so no state-dict entry (old model folders keep loading).
         self.stem = build_stem(input_stem, mean, std)
         # The stem works in front of any encoder: the encoder takes the stem's channels.
         encoder_in = in_channels if self.stem is None else self.stem.out_channels
-        self.encoders = build_encoder(encoder, encoder_in, base_channels, depth, encoder_weights)
+        self.encoders = build_encoder(encoder, encoder_in, base_channels, depth, encoder_weights, norm)
         self.depth = self.encoders.depth
         widths = self.encoders.channels
         depth = self.depth
         # decoders[0] is the deepest stage (widths[depth] -> widths[depth-1]).
         self.decoders = nn.ModuleList(
-            [UpBlock(widths[i], widths[i - 1], self.attention) for i in range(depth, 0, -1)]
+            [UpBlock(widths[i], widths[i - 1], self.attention, norm) for i in range(depth, 0, -1)]
         )
         self.head = nn.Conv2d(widths[0], out_channels, 1)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Kaiming-normal (fan_out, ReLU) convolutions with zero bias; BatchNorm weight 1, bias 0 (a timm
+        """Kaiming-normal (fan_out, ReLU) convolutions with zero bias; BatchNorm / GroupNorm weight 1, bias 0 (a timm
         backbone keeps its own initialisation or pretrained weights)."""
         skip = {id(m) for m in getattr(self.encoders, "backbone", nn.Identity()).modules()}
         for module in self.modules():
@@ -154,7 +161,7 @@ class AttentionUNet(nn.Module):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.BatchNorm2d) and module.affine:
+            elif isinstance(module, (nn.BatchNorm2d, nn.GroupNorm)) and module.affine:
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
 
@@ -162,7 +169,7 @@ class AttentionUNet(nn.Module):
         """The config.json "architecture" section that `build_model` turns back into this model."""
         return architecture_section(in_channels=self.in_channels, out_channels=self.out_channels,
                                     base_channels=self.base_channels, depth=self.depth, attention=self.attention,
-                                    input_stem=self.input_stem, encoder=self.encoder)
+                                    input_stem=self.input_stem, encoder=self.encoder, norm=self.norm)
 
     def encoder_parameters(self) -> list[nn.Parameter]:
         """The parameters that --freeze-encoder-epochs freezes and --encoder-lr-mult scales (the U-Net

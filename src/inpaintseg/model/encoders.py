@@ -41,26 +41,36 @@ import torch.nn.functional as F
 from torch import nn
 
 from inpaintseg.errors import ConfigError, InpaintsegError, name_list
-from inpaintseg.model.spec import TIMM_PREFIX, UNET_ENCODER, timm_model_name
+from inpaintseg.model.spec import NORMS, TIMM_PREFIX, UNET_ENCODER, group_count, timm_model_name
 
 INSTALL_HINT = "pip install 'inpaintseg[encoders]'"
 IMAGENET_WEIGHTS = "imagenet"
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
 
 
-class ConvBlock(nn.Sequential):
-    """Two (3x3 conv, BatchNorm, ReLU) layers.
+def norm_layer(norm: str, channels: int) -> nn.Module:
+    """The normalisation of architecture key "norm": BatchNorm2d, or GroupNorm with `group_count` groups."""
+    if norm == "batch":
+        return nn.BatchNorm2d(channels)
+    if norm == "group":
+        return nn.GroupNorm(group_count(channels), channels)
+    raise ValueError(f"norm must be one of {', '.join(NORMS)}, got {norm!r}")
 
-    Shape: (B, in_channels, H, W) -> (B, out_channels, H, W).
+
+class ConvBlock(nn.Sequential):
+    """Two (3x3 conv, norm, ReLU) layers; norm is BatchNorm (the default) or GroupNorm (`norm_layer`).
+
+    Either norm has a weight and a bias at indices 1 and 4, so the state-dict names are the same; GroupNorm
+    has no running statistics. Shape: (B, in_channels, H, W) -> (B, out_channels, H, W).
     """
 
-    def __init__(self, in_channels: int, out_channels: int) -> None:
+    def __init__(self, in_channels: int, out_channels: int, norm: str = "batch") -> None:
         super().__init__(
             nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
-            nn.BatchNorm2d(out_channels),
+            norm_layer(norm, out_channels),
             nn.ReLU(inplace=True),
             nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False),
-            nn.BatchNorm2d(out_channels),
+            norm_layer(norm, out_channels),
             nn.ReLU(inplace=True),
         )
 
@@ -84,10 +94,10 @@ class UNetEncoder(nn.ModuleList):
     for i = 0..depth].
     """
 
-    def __init__(self, in_channels: int, base_channels: int, depth: int) -> None:
+    def __init__(self, in_channels: int, base_channels: int, depth: int, norm: str = "batch") -> None:
         widths = [base_channels * 2 ** i for i in range(depth + 1)]
-        super().__init__([ConvBlock(in_channels, widths[0])]
-                         + [ConvBlock(widths[i - 1], widths[i]) for i in range(1, depth + 1)])
+        super().__init__([ConvBlock(in_channels, widths[0], norm)]
+                         + [ConvBlock(widths[i - 1], widths[i], norm) for i in range(1, depth + 1)])
         self.channels = tuple(widths)
         self.depth = depth
 
@@ -245,7 +255,7 @@ class TimmEncoder(nn.Module):
     """
 
     def __init__(self, encoder: str, in_channels: int = 3, base_channels: int = 16,
-                 weights: str | os.PathLike | None = None) -> None:
+                 weights: str | os.PathLike | None = None, norm: str = "batch") -> None:
         super().__init__()
         self.encoder = encoder
         self.backbone = create_backbone(encoder, in_channels, weights)
@@ -263,7 +273,7 @@ class TimmEncoder(nn.Module):
         backbone_channels = [int(info.channels()[i]) for i in self.feature_indices]
         below = int(math.log2(strides[0]))        # levels at strides 1 .. strides[0] / 2
         widths = [base_channels * 2 ** i for i in range(below)]
-        self.hires = nn.ModuleList([ConvBlock(in_channels if i == 0 else widths[i - 1], w)
+        self.hires = nn.ModuleList([ConvBlock(in_channels if i == 0 else widths[i - 1], w, norm)
                                     for i, w in enumerate(widths)])
         self.strides = [2 ** i for i in range(below)] + strides
         self.channels = tuple(widths + backbone_channels)
@@ -295,16 +305,17 @@ class TimmEncoder(nn.Module):
 
 
 def build_encoder(encoder: str, in_channels: int, base_channels: int, depth: int | None,
-                  weights: str | os.PathLike | None = None) -> nn.Module:
+                  weights: str | os.PathLike | None = None, norm: str = "batch") -> nn.Module:
     """The encoder an architecture names. `weights` applies to timm encoders only; `depth`, when given for
-    a timm encoder (a model folder records it), must equal its pyramid's."""
+    a timm encoder (a model folder records it), must equal its pyramid's. `norm` is the ConvBlocks' (a timm
+    backbone keeps its own normalisation)."""
     if encoder == UNET_ENCODER:
         if weights is not None:
             raise ConfigError("encoder_weights: the unet backbone has no pretrained weights; use "
                               f"encoder {TIMM_PREFIX}<name>, or init_from MODEL_DIR to start from a trained model.",
                               params=["encoder_weights", "encoder", "init_from"])
-        return UNetEncoder(in_channels, base_channels, depth)
-    module = TimmEncoder(encoder, in_channels, base_channels, weights)
+        return UNetEncoder(in_channels, base_channels, depth, norm)
+    module = TimmEncoder(encoder, in_channels, base_channels, weights, norm)
     if depth is not None and depth != module.depth:
         raise ConfigError(f"architecture: \"depth\" {depth} does not match encoder {encoder}, whose feature "
                           f"pyramid has depth {module.depth} (strides up to {2 ** module.depth}). Remove \"depth\" "

@@ -2,7 +2,7 @@
 `--freeze-encoder-epochs N` and `--encoder-lr-mult X` (issue 15).
 
 - `resolve_init_from(config, explicit)`: with `config.init_from`, the model folder's architecture replaces the
-  model settings of the config (base_channels, depth, attention, input_stem, encoder), so config.yaml records
+  model settings of the config (base_channels, depth, attention, input_stem, encoder, norm), so config.yaml records
   what is trained; a model setting given explicitly (a flag) that disagrees with the folder is a ConfigError.
 - `inherit_input(config, given)`: the folder's input mode and size too, where the user did not set them.
 - `build_network(config, load_weights)`: the network a run starts from: the model folder's (validated by
@@ -35,7 +35,7 @@ from inpaintseg.errors import ConfigError
 
 # TrainConfig field -> architecture key, for the settings a model folder fixes under --init-from.
 INIT_FROM_FIELDS = {"base_channels": "base_channels", "depth": "depth", "attention": "attention",
-                    "input_stem": "input_stem", "encoder": "encoder"}
+                    "input_stem": "input_stem", "encoder": "encoder", "norm": "norm"}
 FIXED_ARCH = {"in_channels": 3, "out_channels": 1}
 
 
