@@ -237,7 +237,7 @@ def run_settings(model, post: PostProcess, masks_out=None, probs_out=None, overl
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     choice = getattr(model, "engine_choice", None)
-    return {"weights_sha256": digest.hexdigest(), "input": model.config.get("input"),
+    return {"weights_sha256": digest.hexdigest(), "input": model.config.input.to_dict(),
             "engine": choice.engine if choice else "torch", "precision": getattr(model, "precision", "32"),
             "batch_size": model.batch_size, "threshold": post.threshold, "tta": post.tta, "crf": post.crf,
             "crf_params": post.crf_params if post.crf != "off" else None, "score_threshold": post.score_threshold,
