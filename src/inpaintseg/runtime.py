@@ -102,9 +102,11 @@ def memory_bytes() -> int | None:
 
 
 def _limit_error(flag: str, value: int, bound: int, why: str):
+    """`flag` is a CLI flag (the commands' own checks) or a library parameter, which the CLI prints as its flag."""
     from inpaintseg.errors import ConfigError
 
-    return ConfigError(f"{flag} {value}: at most {bound} on this machine ({why}). Lower {flag}.")
+    return ConfigError(f"{flag} {value}: at most {bound} on this machine ({why}). Lower {flag}.",
+                       params=[] if flag.startswith("--") else [flag])
 
 
 def count_bound(processes: bool = False) -> tuple[int, str]:

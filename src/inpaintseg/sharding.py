@@ -99,25 +99,27 @@ def _rank_main(local_rank: int, job: ShardJob) -> None:
 def check_topology(devices: int, num_nodes: int, node_rank: int, device: str) -> tuple[str, str]:
     """(master address, port) for the process group, or ConfigError for an impossible layout."""
     if devices < 1 or num_nodes < 1:
-        raise ConfigError(f"--num-devices and --num-nodes must be >= 1, got {devices} and {num_nodes}.")
+        raise ConfigError(f"devices and num_nodes must be >= 1, got {devices} and {num_nodes}.",
+                          params=["devices", "num_nodes"])
     if not 0 <= node_rank < num_nodes:
-        raise ConfigError(f"--node-rank must lie in 0..{num_nodes - 1} for --num-nodes {num_nodes}, got {node_rank}.")
+        raise ConfigError(f"node_rank must lie in 0..{num_nodes - 1} for num_nodes {num_nodes}, got {node_rank}.",
+                          params=["node_rank", "num_nodes"])
     if device.startswith("cuda"):
         import torch
 
         if devices > torch.cuda.device_count():
-            raise ConfigError(f"--num-devices {devices}: this node has {torch.cuda.device_count()} CUDA GPU(s). "
-                              "Lower --num-devices.")
+            raise ConfigError(f"devices {devices}: this node has {torch.cuda.device_count()} CUDA GPU(s). "
+                              "Lower devices.", params=["devices"])
     else:  # CPU processes: bounded by the cores and memory (--num-devices 1000 once spawned hundreds)
         from inpaintseg.runtime import check_count
 
-        check_count("--num-devices", devices, processes=True)
+        check_count("devices", devices, processes=True)
     if num_nodes == 1:
         return "127.0.0.1", str(free_port())
     missing = [k for k in ("MASTER_ADDR", "MASTER_PORT") if not os.environ.get(k)]
     if missing:
-        raise ConfigError(f"--num-nodes {num_nodes} needs {' and '.join(missing)} in the environment on every node "
-                          "(node 0's address and a free port), as torchrun and Lightning use.")
+        raise ConfigError(f"num_nodes {num_nodes} needs {' and '.join(missing)} in the environment on every node "
+                          "(node 0's address and a free port), as torchrun and Lightning use.", params=["num_nodes"])
     return os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"]
 
 
@@ -138,8 +140,9 @@ def predict_sharded(model, images: ImageInputs, out=None, masks_out=None, probs_
         raise ConfigError("sharded prediction loads the model in every process: pass a model loaded from a folder.")
     target = journal.part_target(out, scores_out)
     if target is None:
-        raise ConfigError("--num-devices > 1 needs --submission or --scores-out: the ranks merge through part files "
-                          "beside it.")
+        # `out` is --submission on the command line: named in words, since flag_message maps names one to one
+        raise ConfigError("devices > 1 needs a submission file or scores_out: the ranks merge through part files "
+                          "beside it.", params=["devices", "scores_out"])
     post = model.postprocess(threshold=threshold, tta=tta, crf=crf, score_threshold=score_threshold)
     if post.crf != "off":
         from inpaintseg.inference.crf import require_pydensecrf
@@ -164,10 +167,11 @@ def predict_sharded(model, images: ImageInputs, out=None, masks_out=None, probs_
         mp.start_processes(_rank_main, args=(job,), nprocs=devices, join=True, start_method="spawn")
     except mp.ProcessExitedException as exc:
         raise InpaintsegError(f"rank process failed (exit status {exc.exit_code}; its message is above). Finished "
-                              "rows are kept in the part files: run again with --resume to continue.") from None
+                              "rows are kept in the part files: run again with resume to continue.",
+                              params=["resume"]) from None
     except mp.ProcessRaisedException as exc:
         raise InpaintsegError(f"a rank process failed:\n{exc}\nFinished rows are kept in the part files: run again "
-                              "with --resume to continue.") from None
+                              "with resume to continue.", params=["resume"]) from None
     if node_rank != 0:
         return None
     result = FolderPrediction(n_images=len(images.paths), skipped=list(images.notes), engine=job.engine)

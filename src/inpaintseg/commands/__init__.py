@@ -7,7 +7,8 @@ import sys
 
 
 # A library parameter whose flag is not `--` + the name with dashes (`n_train` -> `--n-train`).
-PARAMETER_FLAGS = {"size": "--img-size", "degrade_level": "--degrade", "photos_dir": "--photos"}
+PARAMETER_FLAGS = {"size": "--img-size", "degrade_level": "--degrade", "photos_dir": "--photos",
+                   "devices": "--num-devices"}
 
 
 def flag_message(exc: BaseException) -> str:

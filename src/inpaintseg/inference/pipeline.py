@@ -302,7 +302,8 @@ def predict_folder(model, images: str | os.PathLike | Sequence[Path] | ImageInpu
                        model_dir=getattr(model, "source", None))
     target = journal.part_target(out, scores_out)
     if resume and target is None:
-        raise ConfigError("resume needs a submission or scores file to continue (--submission or --scores-out).")
+        raise ConfigError("resume needs a submission file or scores_out to continue.",
+                          params=["resume", "scores_out"])
     settings = run_settings(model, post, masks_out, probs_out, overlays_out, rle_order)
     result = FolderPrediction(n_images=len(paths), skipped=list(inputs.notes))
     choice = getattr(model, "engine_choice", None)

@@ -43,7 +43,7 @@ def resolve_device(device: str | None) -> str:
         raise ConfigError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N.") from None
     if parsed.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {device!r} was asked for but CUDA is not available here; "
-                          "use --device cpu (or auto).")
+                          "use device cpu (or auto).", params=["device"])
     return str(parsed)
 
 

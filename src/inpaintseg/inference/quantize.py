@@ -99,7 +99,8 @@ def quantize_int8(model_dir: str | os.PathLike, images, threads: int | None = No
         if not dice >= AGREEMENT_MIN:
             raise InpaintsegError(f"{model_dir}: int8 quantisation changes the masks too much for this model (mean "
                                   f"Dice {dice:.4f} between int8 and fp32 masks on {len(held_out)} held-out images, "
-                                  f"at least {AGREEMENT_MIN} required); {INT8_FILE} was not written. Use --engine onnx.")
+                                  f"at least {AGREEMENT_MIN} required); {INT8_FILE} was not written. Use engine onnx.",
+                                  params=["engine"])
         sha = file_sha256(tmp)
     update_model_config(model_dir, {INT8_SECTION: {
         "file": INT8_FILE, "sha256": sha, "onnx_sha256": record_of(config, ONNX_SECTION)["sha256"], "format": "QDQ",

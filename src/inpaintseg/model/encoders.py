@@ -181,12 +181,13 @@ def create_backbone(encoder: str, in_channels: int = 3, weights: str | os.PathLi
         raise
     except RuntimeError as exc:
         if "Unknown model" in str(exc) or "Unknown model" in repr(exc.args):
-            raise ConfigError(f"--encoder {encoder}: timm has no model {name!r}. List the names with "
-                              "`python -c \"import timm; print(timm.list_models('*resnet*'))\"`.") from None
+            raise ConfigError(f"encoder {encoder}: timm has no model {name!r}. List the names with "
+                              "`python -c \"import timm; print(timm.list_models('*resnet*'))\"`.",
+                              params=["encoder"]) from None
         if "features_only" in str(exc):
-            raise ConfigError(f"--encoder {encoder}: timm model {name!r} cannot be a feature extractor "
+            raise ConfigError(f"encoder {encoder}: timm model {name!r} cannot be a feature extractor "
                               f"({_first_line(exc)}); choose a CNN (resnet18, convnext_tiny, efficientnet_b0) "
-                              "or a Swin model.") from None
+                              "or a Swin model.", params=["encoder"]) from None
         raise
 
 
@@ -252,9 +253,9 @@ class TimmEncoder(nn.Module):
         strides = sorted(deepest)
         doubling = all(b == 2 * a for a, b in zip(strides, strides[1:]))
         if not strides or strides[0] < 1 or strides[0] & (strides[0] - 1) or not doubling:
-            raise ConfigError(f"--encoder {encoder}: its feature strides {list(info.reduction())} are not a "
+            raise ConfigError(f"encoder {encoder}: its feature strides {list(info.reduction())} are not a "
                               "pyramid whose strides double (e.g. 4, 8, 16, 32); choose a CNN (resnet18, "
-                              "convnext_tiny, efficientnet_b0) or a Swin model.")
+                              "convnext_tiny, efficientnet_b0) or a Swin model.", params=["encoder"])
         self.feature_indices = [deepest[s] for s in strides]
         backbone_channels = [int(info.channels()[i]) for i in self.feature_indices]
         below = int(math.log2(strides[0]))        # levels at strides 1 .. strides[0] / 2
@@ -296,8 +297,10 @@ def build_encoder(encoder: str, in_channels: int, base_channels: int, depth: int
     a timm encoder (a model folder records it), must equal its pyramid's."""
     if encoder == UNET_ENCODER:
         if weights is not None:
-            raise ConfigError("--encoder-weights: the unet encoder has no pretrained weights; use "
-                              f"--encoder {TIMM_PREFIX}<name>, or --init-from MODEL_DIR to start from a trained model.")
+            # "encoding path", not "encoder": the CLI writes every standalone parameter name as its flag
+            raise ConfigError("encoder_weights: the unet encoding path has no pretrained weights; use "
+                              f"encoder {TIMM_PREFIX}<name>, or init_from MODEL_DIR to start from a trained model.",
+                              params=["encoder_weights", "encoder", "init_from"])
         return UNetEncoder(in_channels, base_channels, depth)
     module = TimmEncoder(encoder, in_channels, base_channels, weights)
     if depth is not None and depth != module.depth:

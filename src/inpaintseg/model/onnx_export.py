@@ -220,8 +220,8 @@ def export_onnx(model_dir: str | os.PathLike, opset: int = ONNX_OPSET, tolerance
                                   dynamic_axes={INPUT_NAME: dynamic, OUTPUT_NAME: dynamic})
             except (RuntimeError, ValueError) as exc:  # the exporter's own refusal: one line, not its graph dump
                 raise InpaintsegError(f"{model_dir}: torch could not export the network at opset {opset} "
-                                      f"({str(exc).splitlines()[0][:200]}). Use the default --opset {ONNX_OPSET}; "
-                                      f"{ONNX_FILE} was not written.") from None
+                                      f"({str(exc).splitlines()[0][:200]}). Use the default opset {ONNX_OPSET}; "
+                                      f"{ONNX_FILE} was not written.", params=["opset"]) from None
         session = open_session(tmp, "cpu", threads)
         measured = parity(network, session, parity_batches(section.size, section.mean, section.std))
         worst = max(measured.values())
@@ -229,7 +229,8 @@ def export_onnx(model_dir: str | os.PathLike, opset: int = ONNX_OPSET, tolerance
             raise InpaintsegError(
                 f"{model_dir}: the ONNX graph does not reproduce the PyTorch network (max |probability "
                 f"difference| {worst:.3g} > {tolerance:g}; per shape: {measured}); the network has Python "
-                f"control flow the tracer cannot record. {ONNX_FILE} was not written; use --engine torch.")
+                f"control flow the tracer cannot record. {ONNX_FILE} was not written; use engine torch.",
+                params=["engine"])
         onnx_sha = file_sha256(tmp)
     update_model_config(model_dir, {ONNX_SECTION: {
         "file": ONNX_FILE, "opset": opset, "sha256": onnx_sha, "weights_sha256": weights_sha,
