@@ -130,10 +130,8 @@ def predict_sharded(model, images: ImageInputs, out=None, masks_out=None, probs_
     """Predict `images` with devices x num_nodes processes; on node 0 returns the merged `FolderPrediction`
     (the same files and rows as one process), on other nodes None. ``model`` is the launcher's loaded
     `InpaintModel` (its folder, device, engine and batch size are what every rank loads)."""
-    import torch.multiprocessing as mp
-
     from inpaintseg import rle
-    from inpaintseg.inference.pipeline import FolderPrediction, check_output_paths, collect_rows, run_settings
+    from inpaintseg.inference.pipeline import check_output_paths, run_settings
     from inpaintseg.progress import get_progress_mode
 
     if model.source is None:
@@ -163,8 +161,19 @@ def predict_sharded(model, images: ImageInputs, out=None, masks_out=None, probs_
                     "rle_order": rle_order},
                    crf_workers, resume, devices, num_nodes, node_rank, addr, port, threads, progress,
                    get_progress_mode())
+    _spawn_ranks(job)
+    if node_rank != 0:
+        return None
+    return _merge_parts(model, images, job, target, settings, post)
+
+
+def _spawn_ranks(job: ShardJob) -> None:
+    """Run this node's ranks to the end; a rank's failure is one InpaintsegError (finished rows stay in the
+    part files)."""
+    import torch.multiprocessing as mp
+
     try:
-        mp.start_processes(_rank_main, args=(job,), nprocs=devices, join=True, start_method="spawn")
+        mp.start_processes(_rank_main, args=(job,), nprocs=job.devices, join=True, start_method="spawn")
     except mp.ProcessExitedException as exc:
         raise InpaintsegError(f"rank process failed (exit status {exc.exit_code}; its message is above). Finished "
                               "rows are kept in the part files: run again with resume to continue.",
@@ -172,15 +181,21 @@ def predict_sharded(model, images: ImageInputs, out=None, masks_out=None, probs_
     except mp.ProcessRaisedException as exc:
         raise InpaintsegError(f"a rank process failed:\n{exc}\nFinished rows are kept in the part files: run again "
                               "with resume to continue.", params=["resume"]) from None
-    if node_rank != 0:
-        return None
+
+
+def _merge_parts(model, images: ImageInputs, job: ShardJob, target, settings: dict, post):
+    """Node 0, after every rank: the part files merged into the outputs (as one process writes them), the
+    `FolderPrediction` returned, the part files removed."""
+    from pathlib import Path
+
+    from inpaintseg.inference.pipeline import FolderPrediction, collect_rows
+
+    outputs = job.outputs
     result = FolderPrediction(n_images=len(images.paths), skipped=list(images.notes), engine=job.engine)
     done, failed = journal.load_parts(target, settings)
-    collect_rows(result, images, done, failed, out, scores_out, model, post)
-    for key, folder in (("masks", masks_out), ("probs", probs_out), ("overlays", overlays_out)):
-        if folder:
-            from pathlib import Path
-
-            result.written[key] = Path(folder)
+    collect_rows(result, images, done, failed, outputs["out"], outputs["scores_out"], model, post)
+    for key in ("masks", "probs", "overlays"):
+        if outputs[f"{key}_out"]:
+            result.written[key] = Path(outputs[f"{key}_out"])
     journal.discard_parts(target)
     return result

@@ -270,6 +270,7 @@ def _finish_image(item: ImageResult, post: PostProcess, order: str, dirs: dict, 
     rows.append(row)
 
 
+# Not split further: its body (~40 lines) is the steps in order -- checks, resume, run, merge -- each a helper.
 def predict_folder(model, images: str | os.PathLike | Sequence[Path] | ImageInputs,
                    out: str | os.PathLike | None = SUBMISSION_FILE, masks_out=None, probs_out=None,
                    scores_out=None, *, threshold=None, tta=None, crf=None, crf_workers: int = 1,
