@@ -53,6 +53,7 @@ def test_an_old_config_reads_with_absent_keys_as_none_and_default_choices():
     resolved = resolve_postprocess(config)
     assert (resolved.tta, resolved.crf, resolved.threshold) == ("none", "off", 0.5)
     assert config.get("metrics") is None and "metrics" not in config
+    assert list(config) == ["format_version", "architecture", "input", "postprocess"] and dict(config) == minimal()
 
 
 def test_unknown_keys_survive_a_save_and_an_update_of_a_model_folder(tmp_path):

@@ -237,6 +237,12 @@ class ModelConfig:
     def keys(self) -> list[str]:
         return list(self.to_dict())
 
+    def items(self) -> list[tuple[str, Any]]:
+        return list(self.to_dict().items())
+
+    def __iter__(self):
+        return iter(self.keys())
+
     def updated(self, updates: Mapping, source: str | Path = "config.json") -> ModelConfig:
         """A new ModelConfig with `updates` merged in and validated: a top-level key whose old and new values
         are both objects is updated key by key (so {"postprocess": {"threshold": 0.4}} keeps the other
