@@ -166,8 +166,8 @@ def main(argv=None) -> int:
     if (args.tta, args.crf) != ("auto", "auto"):
         # The rows below at cheaper settings than the stored ones (recorded): on CPU the stored TTA x CRF costs
         # minutes per large real image.
-        fast.config["postprocess"] = {**fast.config["postprocess"],
-                                      **{k: v for k, v in (("tta", args.tta), ("crf", args.crf)) if v != "auto"}}
+        fast.config = fast.config.updated(
+            {"postprocess": {k: v for k, v in (("tta", args.tta), ("crf", args.crf)) if v != "auto"}})
     settings = f"tta {fast.postprocess().tta}, crf {fast.postprocess().crf}, threshold {fast.postprocess().threshold}"
     if "robustness" in parts:
         card["robustness"] = {**robustness_rows(fast, args.fresh, args.out, args.robust_limit), "settings": settings}

@@ -9,6 +9,7 @@ from torch import nn
 
 from inpaintseg import inference, metrics
 from inpaintseg.inference import tiling
+from inpaintseg.commands import flag_message
 from inpaintseg.errors import ConfigError, DataError
 from inpaintseg.inference import Predictor, View, tta_views
 
@@ -286,8 +287,15 @@ def test_resolve_postprocess_without_record_uses_defaults_and_says_so():
 
 
 def test_bad_stored_choices_are_config_errors():
-    with pytest.raises(ConfigError, match="postprocess.tta"):
+    with pytest.raises(ConfigError, match="stored TTA mode .*'rot45'") as info:
         inference.resolve_postprocess({"postprocess": {"tta": "rot45"}})
+    assert "Pass --tta explicitly" in flag_message(info.value)  # the CLI names the flag, the library the parameter
+    with pytest.raises(ConfigError, match="^tta must be one of") as info:
+        inference.resolve_postprocess({"postprocess": {}}, tta="rot45")
+    assert flag_message(info.value).startswith("--tta must be one of")
+    with pytest.raises(ConfigError, match="^crf must be one of") as info:
+        inference.resolve_postprocess({"postprocess": {}}, crf="dense")
+    assert flag_message(info.value).startswith("--crf must be one of")
     with pytest.raises(ConfigError, match="threshold"):
         inference.resolve_postprocess({"postprocess": {"threshold": 1.5}})
     with pytest.raises(ConfigError, match="TTA"):

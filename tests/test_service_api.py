@@ -363,8 +363,8 @@ def test_docs_page_is_served_offline_from_the_schema(client):
 def test_model_endpoint_has_no_absolute_paths_and_a_card(tmp_path):
     folder = export_tiny_model(tmp_path / "model")
     model = inpaintseg.load_model(folder, device="cpu")
-    model.config["data"] = {"data_dir": "/home/analyst/secret/data", "n_train": 8, "n_val": 2,
-                            "split_file": "split.json"}
+    model.config = model.config.updated({"data": {"data_dir": "/home/analyst/secret/data", "n_train": 8, "n_val": 2,
+                                                  "split_file": "split.json"}})
     with TestClient(create_app(model, ServiceSettings())) as c:
         body = c.get("/api/v1/model").json()
     assert str(tmp_path) not in str(body) and "/home/analyst" not in str(body)
@@ -379,7 +379,8 @@ def test_a_model_that_loses_to_a_baseline_says_so(tmp_path):
     folder = export_tiny_model(tmp_path / "model")
     model = inpaintseg.load_model(folder, device="cpu")
     # 3 untouched + 1 manipulated validation images: all-empty scores 0.75, the model only 0.40
-    model.config["postprocess"]["verdicts"] = calibrate_verdicts([(0.1, 0), (0.2, 0), (0.3, 0), (0.9, 0.2)], 0.40)
+    model.config = model.config.updated(
+        {"postprocess": {"verdicts": calibrate_verdicts([(0.1, 0), (0.2, 0), (0.3, 0), (0.9, 0.2)], 0.40)}})
     with TestClient(create_app(model, ServiceSettings())) as c:
         body = c.get("/api/v1/model").json()
         pred = upload(c, png_bytes(image())).json()

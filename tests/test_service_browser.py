@@ -59,7 +59,7 @@ def served(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("browser")
     model = inpaintseg.load_model(export_tiny_model(folder / "model"), device="cpu")
-    model.config["postprocess"]["verdicts"] = calibrate_verdicts(SCORED, model_dice=0.3)
+    model.config = model.config.updated({"postprocess": {"verdicts": calibrate_verdicts(SCORED, model_dice=0.3)}})
     yy, xx = np.mgrid[0:H, 0:W]
     rng = np.random.default_rng(0)
     image = np.dstack([(xx * 255 // W), (yy * 255 // H), ((xx + yy) % 256)]).astype(np.uint8)

@@ -148,13 +148,17 @@ class InpaintModel:
     ``16-mixed`` (CUDA).
     """
 
-    def __init__(self, network, config: dict, device: str = "cpu", batch_size: int = DEFAULT_BATCH_SIZE,
+    def __init__(self, network, config, device: str = "cpu", batch_size: int = DEFAULT_BATCH_SIZE,
                  source: Path | None = None, precision: str = "auto", engine: str = "auto") -> None:
         from inpaintseg.inference.engines import choose_engine
         from inpaintseg.precision import check_fp16_device, check_precision
 
+        from inpaintseg.model.model_config import as_model_config
+
         self.network = network
-        self.config = config
+        # The folder's config.json, typed (`model.model_config.ModelConfig`); a dict is validated into one.
+        # Frozen: to change it, assign a new one (`model.config = model.config.updated({...})`).
+        self.config = as_model_config(config)
         self.device = device
         self.batch_size = batch_size
         self.source = source
@@ -168,13 +172,14 @@ class InpaintModel:
         self._engine = None
 
     def __repr__(self) -> str:
-        arch = self.config.get("architecture", {})
-        return (f"InpaintModel({self.source or arch.get('name')}, input={self.config.get('input', {}).get('mode')}"
-                f" {self.config.get('input', {}).get('size')}, device={self.device!r})")
+        inp = self.config.input
+        return (f"InpaintModel({self.source or self.config.architecture.get('name')}, input={inp.mode}"
+                f" {inp.size}, device={self.device!r})")
 
     @property
     def input(self) -> dict:
-        return self.config["input"]
+        """The config.json `input` section as a dict (mode, size, mean, std); typed: `config.input`."""
+        return self.config.input.to_dict()
 
     @property
     def precision_choice(self):
@@ -188,7 +193,7 @@ class InpaintModel:
                 self._precision_choice = PrecisionChoice("32", reason=f"engine {self.engine_choice.engine} runs fp32",
                                                          requested=self.requested_precision)
                 return self._precision_choice
-            self._precision_choice = choose_precision(self.network, self.batch_size, self.input["size"],
+            self._precision_choice = choose_precision(self.network, self.batch_size, self.config.input.size,
                                                       self.device, mode="predict",
                                                       requested=self.requested_precision)
         return self._precision_choice
@@ -201,8 +206,8 @@ class InpaintModel:
     @property
     def calibration_precision(self) -> str | None:
         """The precision the stored threshold/TTA/CRF were calibrated at (None: a model from before issue 16)."""
-        calibration = (self.config.get("postprocess") or {}).get("calibration")
-        value = calibration.get("precision") if isinstance(calibration, dict) else None
+        calibration = self.config.postprocess.calibration
+        value = calibration.get("precision") if calibration is not None else None
         return value if isinstance(value, str) else None
 
     def describe_precision(self) -> str:
@@ -285,7 +290,7 @@ class InpaintModel:
 
         post = post or self.postprocess()
         threshold = post.threshold if post.score_threshold is None else post.score_threshold
-        return verdict_for(score, (self.config.get("postprocess") or {}).get("verdicts"), threshold)
+        return verdict_for(score, self.config.postprocess.verdicts, threshold)
 
     @property
     def quality_warning(self) -> str | None:
@@ -320,7 +325,7 @@ def load_model(model_dir: str | os.PathLike = "base", device: str = "auto", batc
     model_dir = model_folder(model_dir)  # a run folder means its model/
     network, config = load_model_dir(model_dir, device="cpu")
     try:
-        check_postprocess_section(config["postprocess"])
+        check_postprocess_section(config.postprocess)
     except ConfigError as exc:
         raise ModelLoadError(f"{Path(model_dir) / CONFIG_FILE}: {exc} Fix the file or re-export the model.") from None
     return InpaintModel(network, config, device=device, batch_size=batch_size, source=Path(model_dir),

@@ -99,25 +99,27 @@ def _rank_main(local_rank: int, job: ShardJob) -> None:
 def check_topology(devices: int, num_nodes: int, node_rank: int, device: str) -> tuple[str, str]:
     """(master address, port) for the process group, or ConfigError for an impossible layout."""
     if devices < 1 or num_nodes < 1:
-        raise ConfigError(f"--num-devices and --num-nodes must be >= 1, got {devices} and {num_nodes}.")
+        raise ConfigError(f"devices and num_nodes must be >= 1, got {devices} and {num_nodes}.",
+                          params=["devices", "num_nodes"])
     if not 0 <= node_rank < num_nodes:
-        raise ConfigError(f"--node-rank must lie in 0..{num_nodes - 1} for --num-nodes {num_nodes}, got {node_rank}.")
+        raise ConfigError(f"node_rank must lie in 0..{num_nodes - 1} for num_nodes {num_nodes}, got {node_rank}.",
+                          params=["node_rank", "num_nodes"])
     if device.startswith("cuda"):
         import torch
 
         if devices > torch.cuda.device_count():
-            raise ConfigError(f"--num-devices {devices}: this node has {torch.cuda.device_count()} CUDA GPU(s). "
-                              "Lower --num-devices.")
+            raise ConfigError(f"devices {devices}: this node has {torch.cuda.device_count()} CUDA GPU(s). "
+                              "Lower devices.", params=["devices"])
     else:  # CPU processes: bounded by the cores and memory (--num-devices 1000 once spawned hundreds)
         from inpaintseg.runtime import check_count
 
-        check_count("--num-devices", devices, processes=True)
+        check_count("devices", devices, processes=True)
     if num_nodes == 1:
         return "127.0.0.1", str(free_port())
     missing = [k for k in ("MASTER_ADDR", "MASTER_PORT") if not os.environ.get(k)]
     if missing:
-        raise ConfigError(f"--num-nodes {num_nodes} needs {' and '.join(missing)} in the environment on every node "
-                          "(node 0's address and a free port), as torchrun and Lightning use.")
+        raise ConfigError(f"num_nodes {num_nodes} needs {' and '.join(missing)} in the environment on every node "
+                          "(node 0's address and a free port), as torchrun and Lightning use.", params=["num_nodes"])
     return os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"]
 
 
@@ -128,18 +130,17 @@ def predict_sharded(model, images: ImageInputs, out=None, masks_out=None, probs_
     """Predict `images` with devices x num_nodes processes; on node 0 returns the merged `FolderPrediction`
     (the same files and rows as one process), on other nodes None. ``model`` is the launcher's loaded
     `InpaintModel` (its folder, device, engine and batch size are what every rank loads)."""
-    import torch.multiprocessing as mp
-
     from inpaintseg import rle
-    from inpaintseg.inference.pipeline import FolderPrediction, check_output_paths, collect_rows, run_settings
+    from inpaintseg.inference.pipeline import check_output_paths, run_settings
     from inpaintseg.progress import get_progress_mode
 
     if model.source is None:
         raise ConfigError("sharded prediction loads the model in every process: pass a model loaded from a folder.")
     target = journal.part_target(out, scores_out)
     if target is None:
-        raise ConfigError("--num-devices > 1 needs --submission or --scores-out: the ranks merge through part files "
-                          "beside it.")
+        # `out` is --submission on the command line: named in words, since flag_message maps names one to one
+        raise ConfigError("devices > 1 needs a submission file or scores_out: the ranks merge through part files "
+                          "beside it.", params=["devices", "scores_out"])
     post = model.postprocess(threshold=threshold, tta=tta, crf=crf, score_threshold=score_threshold)
     if post.crf != "off":
         from inpaintseg.inference.crf import require_pydensecrf
@@ -160,23 +161,41 @@ def predict_sharded(model, images: ImageInputs, out=None, masks_out=None, probs_
                     "rle_order": rle_order},
                    crf_workers, resume, devices, num_nodes, node_rank, addr, port, threads, progress,
                    get_progress_mode())
-    try:
-        mp.start_processes(_rank_main, args=(job,), nprocs=devices, join=True, start_method="spawn")
-    except mp.ProcessExitedException as exc:
-        raise InpaintsegError(f"rank process failed (exit status {exc.exit_code}; its message is above). Finished "
-                              "rows are kept in the part files: run again with --resume to continue.") from None
-    except mp.ProcessRaisedException as exc:
-        raise InpaintsegError(f"a rank process failed:\n{exc}\nFinished rows are kept in the part files: run again "
-                              "with --resume to continue.") from None
+    _spawn_ranks(job)
     if node_rank != 0:
         return None
+    return _merge_parts(model, images, job, target, settings, post)
+
+
+def _spawn_ranks(job: ShardJob) -> None:
+    """Run this node's ranks to the end; a rank's failure is one InpaintsegError (finished rows stay in the
+    part files)."""
+    import torch.multiprocessing as mp
+
+    try:
+        mp.start_processes(_rank_main, args=(job,), nprocs=job.devices, join=True, start_method="spawn")
+    except mp.ProcessExitedException as exc:
+        raise InpaintsegError(f"rank process failed (exit status {exc.exit_code}; its message is above). Finished "
+                              "rows are kept in the part files: run again with resume to continue.",
+                              params=["resume"]) from None
+    except mp.ProcessRaisedException as exc:
+        raise InpaintsegError(f"a rank process failed:\n{exc}\nFinished rows are kept in the part files: run again "
+                              "with resume to continue.", params=["resume"]) from None
+
+
+def _merge_parts(model, images: ImageInputs, job: ShardJob, target, settings: dict, post):
+    """Node 0, after every rank: the part files merged into the outputs (as one process writes them), the
+    `FolderPrediction` returned, the part files removed."""
+    from pathlib import Path
+
+    from inpaintseg.inference.pipeline import FolderPrediction, collect_rows
+
+    outputs = job.outputs
     result = FolderPrediction(n_images=len(images.paths), skipped=list(images.notes), engine=job.engine)
     done, failed = journal.load_parts(target, settings)
-    collect_rows(result, images, done, failed, out, scores_out, model, post)
-    for key, folder in (("masks", masks_out), ("probs", probs_out), ("overlays", overlays_out)):
-        if folder:
-            from pathlib import Path
-
-            result.written[key] = Path(folder)
+    collect_rows(result, images, done, failed, outputs["out"], outputs["scores_out"], model, post)
+    for key in ("masks", "probs", "overlays"):
+        if outputs[f"{key}_out"]:
+            result.written[key] = Path(outputs[f"{key}_out"])
     journal.discard_parts(target)
     return result

@@ -76,7 +76,7 @@ def visit_order(n: int, max_images: int) -> list[int]:
     return [int(i) for i in chosen[np.random.default_rng(ORDER_SEED).permutation(len(chosen))]]
 
 
-def measure(model, model_config: dict, samples: Sequence, device: str, batch_size: int,
+def measure(model, model_config, samples: Sequence, device: str, batch_size: int,
             tta_modes: Sequence[str], crf_variants: Sequence[str], crf_params: dict,
             max_images: int, crf_max_images: int, progress: bool = False, precision: str = "32",
             tolerance: float | None = DEFAULT_TOLERANCE, margin: float = DEFAULT_MARGIN,
@@ -267,7 +267,7 @@ def choose(rows: Sequence[dict], tta_modes: Sequence[str], crf_variants: Sequenc
 
 def calibrate_postprocessing(
     model,
-    model_config: dict,
+    model_config,
     samples: Sequence[tuple[np.ndarray, np.ndarray]],
     device: str = "cpu",
     batch_size: int = DEFAULT_BATCH_SIZE,
@@ -294,25 +294,39 @@ def calibrate_postprocessing(
         raise DataError("calibration needs at least one validation image; the validation split is empty.")
     for mode in tta_modes:
         tta_views(mode)  # validates
-    crf_note = None
-    if crf_variants and not crf_mod.crf_available():
-        crf_note = f"pydensecrf is not installed; CRF variants were not measured (`{crf_mod.INSTALL_HINT}`)."
-        crf_variants = ()
-    for name in crf_variants:
-        if name not in params:
-            raise ConfigError(f"crf_params has no entry for the CRF variant {name!r}; "
-                              f"expected keys {sorted(crf_mod.CRF_PRESETS)}.")
-        crf_mod.validate_params(params[name], f"crf_params.{name}")
-
+    crf_variants, crf_note = _measurable_crf_variants(crf_variants, params)
     measured = measure(model, model_config, samples, device, batch_size, tta_modes, crf_variants, params,
                        max_images, crf_max_images, progress, precision, tolerance, margin, report)
     table = tabulate(measured)
     search = measured.search
     chosen_tta, chosen_crf, threshold = choose(table, search.get("kept", tta_modes),
                                                search.get("crf_kept", crf_variants), margin)
+    calibration = _calibration_record(table, measured, len(samples), tta_modes, margin, device, precision, crf_note)
+    chosen_row = next(r for r in table if (r["tta"], r["crf"]) == (chosen_tta, chosen_crf))
+    verdicts = calibrate_verdicts(measured.variants[(chosen_tta, chosen_crf)].scores, chosen_row["dice"])
+    return {"threshold": threshold, "tta": chosen_tta, "crf": chosen_crf, "crf_params": params,
+            "calibration": calibration, "verdicts": verdicts}
+
+
+def _measurable_crf_variants(crf_variants: Sequence[str], params: dict) -> tuple[Sequence[str], str | None]:
+    """The CRF variants to measure (none without pydensecrf, with a note saying so); ConfigError for a variant
+    without valid parameters."""
+    if crf_variants and not crf_mod.crf_available():
+        return (), f"pydensecrf is not installed; CRF variants were not measured (`{crf_mod.INSTALL_HINT}`)."
+    for name in crf_variants:
+        if name not in params:
+            raise ConfigError(f"crf_params has no entry for the CRF variant {name!r}; "
+                              f"expected keys {sorted(crf_mod.CRF_PRESETS)}.")
+        crf_mod.validate_params(params[name], f"crf_params.{name}")
+    return crf_variants, None
+
+
+def _calibration_record(table: list, measured, n_val_images: int, tta_modes: Sequence[str], margin: float,
+                        device: str, precision: str, crf_note: str | None) -> dict:
+    """The `calibration` record stored in config.json's postprocess: the table and the rules that read it."""
     calibration = {
         "table": table,
-        "n_val_images": len(samples),
+        "n_val_images": n_val_images,
         "n_images": measured.n_images,
         "n_crf_images": measured.n_crf_images,
         "margin": margin,
@@ -326,14 +340,11 @@ def calibrate_postprocessing(
                         "image = that pass's time x the mode's share of the forward cost (views x scale^2)",
 
         "precision": precision,
-        "search": _search_record(search, margin),
+        "search": _search_record(measured.search, margin),
     }
     if crf_note:
         calibration["note"] = crf_note
-    chosen_row = next(r for r in table if (r["tta"], r["crf"]) == (chosen_tta, chosen_crf))
-    verdicts = calibrate_verdicts(measured.variants[(chosen_tta, chosen_crf)].scores, chosen_row["dice"])
-    return {"threshold": threshold, "tta": chosen_tta, "crf": chosen_crf, "crf_params": params,
-            "calibration": calibration, "verdicts": verdicts}
+    return calibration
 
 
 def _search_record(search: dict, margin: float) -> dict:

@@ -33,7 +33,7 @@ class CrfRunner:
     def __init__(self, params: dict, workers: int = 1):
         from inpaintseg.runtime import check_count
 
-        check_count("--crf-workers", workers, processes=True)
+        check_count("crf_workers", workers, processes=True)
         crf_mod.require_pydensecrf()
         self.params = crf_mod.validate_params(params)
         self.workers = workers

@@ -158,7 +158,7 @@ class EngineChoice:
         return f"engine {self.engine} ({self.reason})" if self.requested == "auto" else f"engine {self.engine}"
 
 
-def choose_engine(requested: str, model_dir: str | os.PathLike | None, config: dict, device: str = "cpu",
+def choose_engine(requested: str, model_dir: str | os.PathLike | None, config, device: str = "cpu",
                   precision: str | None = "32") -> EngineChoice:
     """Resolve `requested` without building anything. "onnx" is checked now (file, record, weights match,
     onnxruntime installed, fp32): every problem is an error before any work. "auto" falls back to torch,
@@ -189,7 +189,7 @@ def choose_engine(requested: str, model_dir: str | os.PathLike | None, config: d
     return EngineChoice("onnx", requested, f"{ONNX_FILE} present and matches the weights")
 
 
-def _onnx_ready(model_dir, config: dict, int8: bool = False) -> Path:
+def _onnx_ready(model_dir, config, int8: bool = False) -> Path:
     from inpaintseg.model.onnx_export import check_onnx_file, require_onnxruntime
 
     require_onnxruntime()

@@ -97,11 +97,12 @@ def _parse_header(path: Path, first_line: bytes) -> dict:
     header = first_line.decode("utf-8", "replace")
     if not header.startswith(MAGIC):
         raise DataError(f"{path}: not an inpaintseg part file (first line {header[:60]!r}). Remove it, or "
-                        "run without --resume to start over.")
+                        "run without resume to start over.", params=["resume"])
     try:
         return json.loads(header[len(MAGIC):])
     except json.JSONDecodeError:
-        raise DataError(f"{path}: its header is damaged. Run without --resume to start over.") from None
+        raise DataError(f"{path}: its header is damaged. Run without resume to start over.",
+                        params=["resume"]) from None
 
 
 def read_header(path: Path) -> dict:
@@ -133,7 +134,7 @@ def read_part(path: Path) -> tuple[dict, list[Row], int]:
                 valid_end = first_end + 1 + len(_rows_text(records[:index]).encode("utf-8"))
                 break
             raise DataError(f"{path}: row {index} is damaged ({len(record)} fields, expected {len(COLUMNS)}). "
-                            "Run without --resume to start over.")
+                            "Run without resume to start over.", params=["resume"])
         rows.append(Row(*record))
     return settings, rows, valid_end
 
@@ -159,8 +160,8 @@ def load_parts(target: Path, settings: dict) -> tuple[dict[str, Row], dict[str, 
         old, rows, _ = read_part(path)
         diff = _differences(old, settings)
         if diff:
-            raise DataError(f"{path}: written by a run with other settings ({'; '.join(diff)}); --resume would mix "
-                            "the two. Run with the same settings, or without --resume to start over.")
+            raise DataError(f"{path}: written by a run with other settings ({'; '.join(diff)}); resume would mix "
+                            "the two. Run with the same settings, or without resume to start over.", params=["resume"])
         for row in rows:
             if row.error:
                 failed[row.image_id] = row

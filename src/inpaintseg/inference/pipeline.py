@@ -237,7 +237,7 @@ def run_settings(model, post: PostProcess, masks_out=None, probs_out=None, overl
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     choice = getattr(model, "engine_choice", None)
-    return {"weights_sha256": digest.hexdigest(), "input": model.config.get("input"),
+    return {"weights_sha256": digest.hexdigest(), "input": model.config.input.to_dict(),
             "engine": choice.engine if choice else "torch", "precision": getattr(model, "precision", "32"),
             "batch_size": model.batch_size, "threshold": post.threshold, "tta": post.tta, "crf": post.crf,
             "crf_params": post.crf_params if post.crf != "off" else None, "score_threshold": post.score_threshold,
@@ -270,6 +270,7 @@ def _finish_image(item: ImageResult, post: PostProcess, order: str, dirs: dict, 
     rows.append(row)
 
 
+# Not split further: its body (~40 lines) is the steps in order -- checks, resume, run, merge -- each a helper.
 def predict_folder(model, images: str | os.PathLike | Sequence[Path] | ImageInputs,
                    out: str | os.PathLike | None = SUBMISSION_FILE, masks_out=None, probs_out=None,
                    scores_out=None, *, threshold=None, tta=None, crf=None, crf_workers: int = 1,
@@ -302,7 +303,8 @@ def predict_folder(model, images: str | os.PathLike | Sequence[Path] | ImageInpu
                        model_dir=getattr(model, "source", None))
     target = journal.part_target(out, scores_out)
     if resume and target is None:
-        raise ConfigError("resume needs a submission or scores file to continue (--submission or --scores-out).")
+        raise ConfigError("resume needs a submission file or scores_out to continue.",
+                          params=["resume", "scores_out"])
     settings = run_settings(model, post, masks_out, probs_out, overlays_out, rle_order)
     result = FolderPrediction(n_images=len(paths), skipped=list(inputs.notes))
     choice = getattr(model, "engine_choice", None)

@@ -3,6 +3,7 @@ model's calibration record, with where each choice came from."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -11,6 +12,7 @@ from inpaintseg.errors import ConfigError
 from inpaintseg.metrics import DEFAULT_THRESHOLD, check_threshold
 from inpaintseg.inference import crf as crf_mod
 from inpaintseg.inference.tta import TTA_CHOICES
+from inpaintseg.model.model_config import PostprocessConfig, thawed
 
 TTA_OPTIONS = ("auto", *TTA_CHOICES)  # what predict/the API accept: auto = the calibrated choice
 CRF_OPTIONS = ("auto", *crf_mod.CRF_CHOICES, "on")  # on = the calibrated variant, else gaussian
@@ -54,57 +56,67 @@ def _crf_summary(params: dict | None) -> str:
     return ", ".join(parts)
 
 
-def check_postprocess_section(post: dict) -> None:
-    """Validate the stored choices of a config.json `postprocess` section (ConfigError naming the field): tta and
-    crf among the known choices, every stored crf_params entry a known variant within the CRF bounds."""
-    if "tta" in post and post["tta"] not in TTA_CHOICES:
-        raise ConfigError(f"postprocess.tta is {post['tta']!r}; expected one of {', '.join(TTA_CHOICES)}.")
-    if "crf" in post and post["crf"] not in crf_mod.CRF_CHOICES:
-        raise ConfigError(f"postprocess.crf is {post['crf']!r}; expected one of {', '.join(crf_mod.CRF_CHOICES)}.")
-    params = post.get("crf_params")
+def check_postprocess_section(post) -> None:
+    """Validate the stored choices of a config.json `postprocess` section (a `PostprocessConfig` or its dict; a
+    ConfigError naming the field): tta and crf among the known choices, every stored crf_params entry a known
+    variant within the CRF bounds. (The section's structure is checked by `ModelConfig.from_dict`.)"""
+    post = post if isinstance(post, PostprocessConfig) else PostprocessConfig.from_dict(post)
+    if post.tta is not None and post.tta not in TTA_CHOICES:
+        raise ConfigError(f"postprocess.tta is {post.tta!r}; expected one of {', '.join(TTA_CHOICES)}.")
+    if post.crf is not None and post.crf not in crf_mod.CRF_CHOICES:
+        raise ConfigError(f"postprocess.crf is {post.crf!r}; expected one of {', '.join(crf_mod.CRF_CHOICES)}.")
+    params = post.crf_params
     if params is None:
         return
-    if not isinstance(params, dict):
+    if not isinstance(params, Mapping):
         raise ConfigError(f"postprocess.crf_params must be an object, got {type(params).__name__}.")
     for variant, values in params.items():
         if variant not in crf_mod.CRF_VARIANTS:
             raise ConfigError(f"postprocess.crf_params has an unknown variant {variant!r}; expected "
                               f"{', '.join(crf_mod.CRF_VARIANTS)}.")
-        crf_mod.validate_params(values, f"postprocess.crf_params.{variant}")
+        crf_mod.validate_params(thawed(values), f"postprocess.crf_params.{variant}")
 
 
-def _table_threshold(post: dict, tta: str, crf: str) -> float | None:
-    """The threshold validation calibration chose for (tta, crf), from its table; None when not measured."""
-    for row in (post.get("calibration") or {}).get("table") or []:
-        if isinstance(row, dict) and row.get("tta") == tta and row.get("crf") == crf:
-            return row.get("threshold")
-    return None
-
-
-def resolve_postprocess(model_config: dict, tta: str = "auto", crf: str = "auto",
+def resolve_postprocess(model_config, tta: str = "auto", crf: str = "auto",
                         threshold: str | float = "auto") -> PostProcess:
-    """Turn the CLI choices into concrete ones, following ``config["postprocess"]`` for ``auto``.
+    """Turn the CLI/API choices into concrete ones, following the model's stored postprocess for ``auto``.
 
-    ``crf="on"`` (a bare ``--crf``) means the CRF variant stored by calibration when it chose one,
-    otherwise ``gaussian`` (the variant that does not rely on colour edges, which inpainting hides).
-    Without a calibration record, ``auto`` means tta=none, crf=off, threshold=0.5.
+    ``model_config``: a `ModelConfig`, or a mapping with a "postprocess" section (read leniently). ``crf="on"``
+    (a bare ``--crf``) means the CRF variant stored by calibration when it chose one, otherwise ``gaussian``
+    (the variant that does not rely on colour edges, which inpainting hides). Without a calibration record,
+    ``auto`` means tta=none, crf=off, threshold=0.5.
     """
-    post = model_config.get("postprocess") if isinstance(model_config, dict) else None
-    post = post if isinstance(post, dict) else {}
-    calibrated = "calibration" in post
-    stored = "stored by validation calibration" if calibrated else "stored in config.json"
-    sources = {}
+    post = PostprocessConfig.of(model_config)
+    stored = "stored by validation calibration" if post.calibrated else "stored in config.json"
+    sources: dict[str, str] = {}
+    tta = _resolve_tta(post, tta, stored, sources)
+    crf, crf_skipped = _resolve_crf(post, crf, stored, sources)
+    params = None
+    if crf != "off":
+        stored_params = post.crf_params or {}
+        params = thawed(stored_params[crf]) if crf in stored_params else crf_mod.CRF_PRESETS[crf]
+        params = crf_mod.validate_params(params, f"postprocess.crf_params.{crf}")
+    value = _resolve_threshold(post, threshold, tta, crf_skipped, stored, sources)
+    return PostProcess(tta=tta, crf=crf, crf_params=params, threshold=value, sources=sources)
+
+
+def _resolve_tta(post: PostprocessConfig, tta: str, stored: str, sources: dict[str, str]) -> str:
     if tta == "auto":
-        tta = post.get("tta", "none")
-        sources["tta"] = stored if "tta" in post else "default: no calibration record"
+        tta = "none" if post.tta is None else post.tta
+        sources["tta"] = stored if post.tta is not None else "default: no calibration record"
     else:
         sources["tta"] = "--tta"
     if tta not in TTA_CHOICES:
         if sources["tta"] == "--tta":  # the caller's value, not the model's: name the argument
-            raise ConfigError(f"tta (--tta) must be one of {', '.join(TTA_CHOICES)} or 'auto', got {tta!r}.")
-        raise ConfigError(f"model config postprocess.tta is {tta!r}; expected one of {', '.join(TTA_CHOICES)}. "
-                          "Pass --tta explicitly or fix config.json.")
-    stored_crf = post.get("crf", "off")
+            raise ConfigError(f"tta must be one of {', '.join(TTA_CHOICES)} or 'auto', got {tta!r}.", params=["tta"])
+        raise ConfigError(f"model config: the stored TTA mode (postprocess section) {tta!r} is not one of "
+                          f"{', '.join(TTA_CHOICES)}. Pass tta explicitly or fix config.json.", params=["tta"])
+    return tta
+
+
+def _resolve_crf(post: PostprocessConfig, crf: str, stored: str, sources: dict[str, str]) -> tuple[str, bool]:
+    """The CRF choice and whether a stored CRF was skipped (pydensecrf2 missing)."""
+    stored_crf = "off" if post.crf is None else post.crf
     crf_skipped = False
     if crf == "auto" and stored_crf in crf_mod.CRF_VARIANTS and not crf_mod.crf_available():
         # A stored CRF is a refinement, not part of the model: without pydensecrf2 (a plain `pip install`)
@@ -113,7 +125,7 @@ def resolve_postprocess(model_config: dict, tta: str = "auto", crf: str = "auto"
         sources["crf"] = f"stored {stored_crf} skipped: pydensecrf2 not installed, pip install 'inpaintseg[crf]'"
     elif crf == "auto":
         crf = stored_crf
-        sources["crf"] = stored if "crf" in post else "default: no calibration record"
+        sources["crf"] = stored if post.crf is not None else "default: no calibration record"
     elif crf == "on":
         crf = stored_crf if stored_crf in crf_mod.CRF_VARIANTS else "gaussian"
         sources["crf"] = "--crf (stored variant)" if stored_crf in crf_mod.CRF_VARIANTS else "--crf (gaussian)"
@@ -121,24 +133,23 @@ def resolve_postprocess(model_config: dict, tta: str = "auto", crf: str = "auto"
         sources["crf"] = "--crf" if crf != "off" else "--crf off"
     if crf not in crf_mod.CRF_CHOICES:
         if sources["crf"].startswith("--crf"):
-            raise ConfigError(f"crf (--crf) must be one of {', '.join(crf_mod.CRF_CHOICES)}, 'on' or 'auto', "
-                              f"got {crf!r}.")
-        raise ConfigError(f"model config postprocess.crf is {crf!r}; expected one of "
-                          f"{', '.join(crf_mod.CRF_CHOICES)}. Pass --crf explicitly or fix config.json.")
-    params = None
-    if crf != "off":
-        stored_params = post.get("crf_params") or {}
-        params = stored_params.get(crf, crf_mod.CRF_PRESETS[crf])
-        params = crf_mod.validate_params(params, f"postprocess.crf_params.{crf}")
-    if threshold == "auto" and crf_skipped and _table_threshold(post, tta, "off") is not None:
-        value = _table_threshold(post, tta, "off")
+            raise ConfigError(f"crf must be one of {', '.join(crf_mod.CRF_CHOICES)}, 'on' or 'auto', got {crf!r}.",
+                              params=["crf"])
+        raise ConfigError(f"model config: the stored CRF variant (postprocess section) {crf!r} is not one of "
+                          f"{', '.join(crf_mod.CRF_CHOICES)}. Pass crf explicitly or fix config.json.",
+                          params=["crf"])
+    return crf, crf_skipped
+
+
+def _resolve_threshold(post: PostprocessConfig, threshold: str | float, tta: str, crf_skipped: bool, stored: str,
+                       sources: dict[str, str]) -> float:
+    if threshold == "auto" and crf_skipped and post.table_threshold(tta, "off") is not None:
+        value = post.table_threshold(tta, "off")
         sources["threshold"] = f"{stored} (tta {tta} without CRF)"
     elif threshold == "auto":
-        value = post.get("threshold", DEFAULT_THRESHOLD)
-        sources["threshold"] = stored if "threshold" in post else "default: no calibration record"
+        value = DEFAULT_THRESHOLD if post.threshold is None else post.threshold
+        sources["threshold"] = stored if post.threshold is not None else "default: no calibration record"
     else:
         value = threshold
         sources["threshold"] = "--threshold"
-    value = check_threshold(value if threshold == "auto" else threshold, "threshold",
-                            " (from config.json)" if threshold == "auto" else "")
-    return PostProcess(tta=tta, crf=crf, crf_params=params, threshold=value, sources=sources)
+    return check_threshold(value, "threshold", " (from config.json)" if threshold == "auto" else "")

@@ -21,11 +21,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from inpaintseg.data.input_spec import check_input_section
 from inpaintseg.errors import ConfigError, InpaintsegError
 from inpaintseg.inference.engines import TorchEngine, check_engine_precision
 from inpaintseg.inference.tiling import reflect_pad_to, resize_to, tile_windows
 from inpaintseg.inference.tta import TTA_CHOICES, tta_plan, tta_scales, tta_views
+from inpaintseg.model.model_config import InputConfig
 from inpaintseg.precision import autocast_context, check_precision, sigmoid_fp32
 
 DEFAULT_BATCH_SIZE = 8  # images (or tiles) per forward pass when the caller does not say
@@ -43,24 +43,24 @@ def resolve_device(device: str | None) -> str:
         raise ConfigError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N.") from None
     if parsed.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {device!r} was asked for but CUDA is not available here; "
-                          "use --device cpu (or auto).")
+                          "use device cpu (or auto).", params=["device"])
     return str(parsed)
 
 
-def input_scale(section: dict) -> tuple[np.ndarray, np.ndarray]:
+def input_scale(section: InputConfig) -> tuple[np.ndarray, np.ndarray]:
     """The input section's mean and std in uint8 pixel units, float32 (3,): normalisation is (x - mean) / std."""
-    return np.asarray(section["mean"], np.float32) * 255.0, np.asarray(section["std"], np.float32) * 255.0
+    return np.asarray(section.mean, np.float32) * 255.0, np.asarray(section.std, np.float32) * 255.0
 
 
-def network_inputs(images: list[np.ndarray], section: dict) -> list[np.ndarray]:
+def network_inputs(images: list[np.ndarray], section: InputConfig) -> list[np.ndarray]:
     """One normalised (1, 3, S, S) float32 input per image, as the predictor feeds the network (int8
     calibration, `inference.quantize`): the image
     resized to S (resize models) or its centre S x S tile, reflect-padded when smaller (crop models)."""
-    size = section["size"]
+    size = section.size
     mean, std = input_scale(section)
     out = []
     for img in images:
-        if section["mode"] == "resize":
+        if section.mode == "resize":
             tile = resize_to(img, size, size)
         else:
             padded = reflect_pad_to(img, size, size)
@@ -78,7 +78,8 @@ class Predictor:
     """Probability maps at the original image size for a loaded model.
 
     ``model`` returns logits (B, 1, H, W) for (B, 3, H, W) input; ``model_config`` is the model
-    folder's config dict (its ``input`` section decides resize vs crop, the size and normalisation).
+    folder's `ModelConfig` (or a mapping with an "input" section): its input decides resize vs crop, the size
+    and normalisation.
     ``channels_last`` defaults to True on CPU (measured faster there, see benchmarks/predict_speed.py).
     ``precision`` is a resolved precision name (``auto`` is resolved by `inpaintseg.load_model`).
     ``engine`` (`inference.engines`: `TorchEngine` of ``model`` unless given, or an `OnnxEngine`) maps the
@@ -86,7 +87,7 @@ class Predictor:
     True) lets the default `TorchEngine` fold BatchNorm into the convolutions (`engines.fold_batchnorm`).
     """
 
-    def __init__(self, model, model_config: dict, device: str = "cpu", tta: str = "none",
+    def __init__(self, model, model_config, device: str = "cpu", tta: str = "none",
                  batch_size: int = DEFAULT_BATCH_SIZE, channels_last: bool | None = None,
                  tile_overlap: float = 0.25, precision: str = "32", engine=None,
                  fold_bn: bool = True):
@@ -98,8 +99,7 @@ class Predictor:
             raise ConfigError(f"batch size must be a positive integer, got {batch_size!r}.")
         if not 0.0 <= tile_overlap < 0.5:
             raise ConfigError(f"tile overlap must lie in [0, 0.5), got {tile_overlap!r}.")
-        section = model_config.get("input") if isinstance(model_config, dict) else None
-        self.input = check_input_section(section, _config_problem)
+        self.input = InputConfig.of(model_config, _config_problem)
         self.device = torch.device(device)
         self.precision = check_precision(precision, "predictor precision", allow_auto=False)
         autocast_context(self.device, self.precision)  # 16-mixed off CUDA: a ConfigError now, not mid-folder
@@ -113,7 +113,7 @@ class Predictor:
         self.model = getattr(self.engine, "model", None)
         self.memory_format = self.engine.memory_format
         self.channels_last = self.memory_format == torch.channels_last
-        self.size = self.input["size"]  # the network input: the resize target, or the tile side (crop)
+        self.size = self.input.size  # the network input: the resize target, or the tile side (crop)
         self.overlap = int(round(self.size * tile_overlap))
         mean, std = input_scale(self.input)
         self._mean = torch.from_numpy(mean).to(self.device).view(1, 3, 1, 1)
@@ -229,7 +229,7 @@ class Predictor:
                 raise ValueError(f"expected uint8 (H, W, 3) RGB images, got {img.dtype} {img.shape}")
         if not images:
             return {mode: [] for mode in modes}
-        if self.input["mode"] == "resize":
+        if self.input.mode == "resize":
             maps = self._predict_resize(images, modes)
         else:
             maps = self._predict_tiled(images, modes)

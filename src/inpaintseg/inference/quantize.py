@@ -20,6 +20,7 @@ import numpy as np
 
 from inpaintseg.errors import InpaintsegError
 from inpaintseg.inference.predictor import network_inputs
+from inpaintseg.model.model_config import record_of
 from inpaintseg.model.io import INT8_FILE, ONNX_FILE, model_folder, read_model_config, update_model_config
 from inpaintseg.model.onnx_export import (INPUT_NAME, ONNX_SECTION, OUTPUT_NAME, check_onnx_file, file_sha256,
                                           open_session)
@@ -75,7 +76,7 @@ def quantize_int8(model_dir: str | os.PathLike, images, threads: int | None = No
     config = read_model_config(model_dir)
     source = check_onnx_file(model_dir, config)
     paths = calibration_paths(images)
-    inputs = network_inputs([fileio.read_image(p) for p in paths], config["input"])
+    inputs = network_inputs([fileio.read_image(p) for p in paths], config.input)
     calibration, held_out = inputs[0::2], inputs[1::2]
 
     class Reader(CalibrationDataReader):
@@ -88,7 +89,7 @@ def quantize_int8(model_dir: str | os.PathLike, images, threads: int | None = No
 
     from inpaintseg.fileio import atomic_path
 
-    threshold = float(config["postprocess"]["threshold"])
+    threshold = float(config.postprocess.threshold)
     with atomic_path(model_dir / INT8_FILE) as tmp:
         quantize_static(str(source), str(tmp), Reader(), quant_format=QuantFormat.QDQ,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True)
@@ -98,16 +99,17 @@ def quantize_int8(model_dir: str | os.PathLike, images, threads: int | None = No
         if not dice >= AGREEMENT_MIN:
             raise InpaintsegError(f"{model_dir}: int8 quantisation changes the masks too much for this model (mean "
                                   f"Dice {dice:.4f} between int8 and fp32 masks on {len(held_out)} held-out images, "
-                                  f"at least {AGREEMENT_MIN} required); {INT8_FILE} was not written. Use --engine onnx.")
+                                  f"at least {AGREEMENT_MIN} required); {INT8_FILE} was not written. Use engine onnx.",
+                                  params=["engine"])
         sha = file_sha256(tmp)
     update_model_config(model_dir, {INT8_SECTION: {
-        "file": INT8_FILE, "sha256": sha, "onnx_sha256": config[ONNX_SECTION]["sha256"], "format": "QDQ",
+        "file": INT8_FILE, "sha256": sha, "onnx_sha256": record_of(config, ONNX_SECTION)["sha256"], "format": "QDQ",
         "activations": "uint8", "weights": "int8 per channel", "calibration_images": len(calibration),
         "agreement_images": len(held_out), "agreement_dice_mean": dice}})
     return Int8Export(model_dir / INT8_FILE, len(calibration), len(held_out), dice, time.perf_counter() - start)
 
 
-def check_int8_file(model_dir: str | os.PathLike, config: dict) -> Path:
+def check_int8_file(model_dir: str | os.PathLike, config) -> Path:
     """model.int8.onnx, checked: it exists, is recorded, was made from the current model.onnx (itself checked
     against the weights) and is unchanged since."""
     from inpaintseg.errors import ModelLoadError
@@ -115,10 +117,10 @@ def check_int8_file(model_dir: str | os.PathLike, config: dict) -> Path:
     model_dir = model_folder(model_dir)  # `base` and RUN -> RUN/model, as everywhere a model folder is read
     path = model_dir / INT8_FILE
     fix = f"run `inpaintseg export --model {model_dir} --format onnx --int8 IMAGES` (or use --engine onnx)"
-    record = config.get(INT8_SECTION) if isinstance(config, dict) else None
-    if not path.is_file() or not isinstance(record, dict):
+    record = record_of(config, INT8_SECTION)
+    if not path.is_file() or record is None:
         raise ModelLoadError(f"{path}: no recorded int8 export in this model folder: {fix}.")
     check_onnx_file(model_dir, config)
-    if record.get("onnx_sha256") != config[ONNX_SECTION].get("sha256") or record.get("sha256") != file_sha256(path):
+    if record.get("onnx_sha256") != record_of(config, ONNX_SECTION).get("sha256") or record.get("sha256") != file_sha256(path):
         raise ModelLoadError(f"{path}: stale or altered (it does not match {ONNX_FILE} or its own record): {fix}.")
     return path

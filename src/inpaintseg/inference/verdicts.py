@@ -23,6 +23,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from inpaintseg.model.model_config import PostprocessConfig
+
 LEVELS = ("likely untouched", "uncertain", "likely manipulated")
 OLD_LEVELS = ("untouched", "manipulated")  # models without a verdict record: score < / >= the threshold
 TARGET_RATE = 0.05
@@ -117,16 +119,17 @@ NOT_USEFUL_ADVICE = ("Train longer (more epochs, a larger max_time_minutes) or f
                      "(init_from 'base').")
 
 
-def not_useful_message(config: dict) -> str | None:
+def not_useful_message(config) -> str | None:
     """The one plain line training and the demo print when the model does not beat a trivial answer yet."""
     warning = quality_warning(config)
     return None if warning is None else f"The model is not useful yet. {warning} {NOT_USEFUL_ADVICE}"
 
 
-def quality_warning(config: dict) -> str | None:
+def quality_warning(config) -> str | None:
     """A sentence when the model's validation Dice does not beat a trivial baseline on the same images, else
-    None (also None when the model folder does not record the baselines)."""
-    record = (config.get("postprocess") or {}).get("verdicts") or {}
+    None (also None when the model folder does not record the baselines). ``config``: a `ModelConfig` or a
+    mapping with a "postprocess" section."""
+    record = PostprocessConfig.of(config).verdicts or {}
     model_dice, baselines = record.get("model_dice"), record.get("baselines") or {}
     beaten = [(name, value) for name, value in baselines.items() if value is not None and model_dice is not None
               and model_dice <= value]

@@ -22,16 +22,14 @@ from typing import Any
 
 from inpaintseg.errors import ConfigError, ModelLoadError, name_list
 from inpaintseg.fileio import atomic_path, atomic_write_text
-from inpaintseg.data.input_spec import check_input_section
+from inpaintseg.model.model_config import (  # noqa: F401 - FORMAT_VERSION.. are read from here too
+    FORMAT_VERSION, REQUIRED_SECTIONS, SUPPORTED_FORMAT_VERSIONS, ModelConfig)
 from inpaintseg.model.shipped import resolve_model_dir
 
-FORMAT_VERSION = 1
-SUPPORTED_FORMAT_VERSIONS = (1,)
 WEIGHTS_FILE = "weights.safetensors"
 CONFIG_FILE = "config.json"
 ONNX_FILE = "model.onnx"  # optional: `inpaintseg export --format onnx` (see model/onnx_export.py)
 INT8_FILE = "model.int8.onnx"  # optional: `inpaintseg export --format onnx --int8 IMAGES` (inference/quantize.py)
-REQUIRED_SECTIONS = ("format_version", "architecture", "input", "postprocess")
 MISMATCH_LIMIT = 10
 
 
@@ -106,9 +104,9 @@ def save_model_dir(model_dir: str | os.PathLike, model: Any, config: Mapping) ->
 
     model_dir = Path(model_dir)
     config = {"format_version": FORMAT_VERSION, **dict(config)}
-    _check_config(config, model_dir / CONFIG_FILE)
+    typed = ModelConfig.from_dict(config, model_dir / CONFIG_FILE)
     weights = export_state_dict(model)
-    _check_weights_match(config["architecture"], _shapes_of(weights), model_dir, config.get("input"))
+    _check_weights_match(typed, _shapes_of(weights), model_dir)
     text = _config_json(config)  # fail on non-JSON values before touching the folder
     model_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(model_dir / WEIGHTS_FILE) as tmp:
@@ -141,8 +139,9 @@ def _model_folder_hint(path: Path) -> str:
             "writes it at the end of a run).")
 
 
-def read_model_config(model_dir: str | os.PathLike) -> dict:
-    """Read and validate `model_dir/config.json` (without touching the weights); `base` is the shipped model."""
+def read_model_config(model_dir: str | os.PathLike) -> ModelConfig:
+    """Read and validate `model_dir/config.json` (without touching the weights); `base` is the shipped model.
+    The network's architecture values are checked when it is built (`load_model_dir`)."""
     model_dir = model_folder(model_dir)
     if not model_dir.exists():
         raise ModelLoadError(f"{model_dir}: model folder not found. Pass the folder that holds "
@@ -163,43 +162,14 @@ def read_model_config(model_dir: str | os.PathLike) -> dict:
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ModelLoadError(f"{path}: not valid JSON ({exc}). Restore the file from the run that wrote "
                              "it or re-export the model.") from None
-    _check_config(config, path)
-    return config
+    return ModelConfig.from_dict(config, path)
 
 
-def _check_config(config: Any, path: Path) -> None:
-    """Raise ModelLoadError unless `config` has the required sections with usable values."""
-    def fail(problem: str) -> None:
-        raise ModelLoadError(f"{path}: {problem}. Fix the file or re-export the model.")
-
-    if not isinstance(config, dict):
-        fail(f"expected a JSON object, got {type(config).__name__}")
-    missing = [k for k in REQUIRED_SECTIONS if k not in config]
-    if missing:
-        fail(f"missing required key(s) {', '.join(missing)}; expected {', '.join(REQUIRED_SECTIONS)}")
-    version = config["format_version"]
-    if isinstance(version, bool) or not isinstance(version, int):
-        fail(f"format_version must be an integer, got {version!r}")
-    if version not in SUPPORTED_FORMAT_VERSIONS:
-        newer = " (written by a newer inpaintseg: upgrade this one)" if version > FORMAT_VERSION else ""
-        raise ModelLoadError(f"{path}: format_version {version} is not supported{newer}; this version "
-                             f"reads {', '.join(map(str, SUPPORTED_FORMAT_VERSIONS))}.")
-    if not isinstance(config["architecture"], dict):
-        fail(f"\"architecture\" must be an object, got {type(config['architecture']).__name__}")
-    check_input_section(config["input"], fail)
-    post = config["postprocess"]
-    if not isinstance(post, dict) or "threshold" not in post:
-        fail("\"postprocess\" must be an object with a \"threshold\"")
-    threshold = post["threshold"]
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0:
-        fail(f"postprocess.threshold must be a number in [0, 1], got {threshold!r}")
-
-
-def _build(architecture: dict, path: Path, input: dict | None = None):
+def _build(config: ModelConfig, path: Path):
     from inpaintseg.model import build_model
 
     try:
-        return build_model(architecture, source=f"{path} architecture", input=input)
+        return build_model(config.architecture, source=f"{path} architecture", input=config.input.to_dict())
     except ConfigError as exc:
         raise ModelLoadError(f"{exc} (in a model folder: fix config.json or re-export)") from None
 
@@ -208,14 +178,13 @@ def _shapes_of(state: Mapping) -> dict[str, tuple[int, ...]]:
     return {name: tuple(tensor.shape) for name, tensor in state.items()}
 
 
-def _check_weights_match(architecture: dict, shapes: dict[str, tuple[int, ...]], model_dir: Path,
-                         input: dict | None = None) -> None:
+def _check_weights_match(config: ModelConfig, shapes: dict[str, tuple[int, ...]], model_dir: Path) -> None:
     """Compare the architecture's tensor names/shapes with `shapes`. The network is built on the meta device
     (no memory), so a config.json claiming a huge network beside small weights allocates nothing."""
     import torch
 
     with torch.device("meta"):
-        skeleton = _build(architecture, model_dir / CONFIG_FILE, input)
+        skeleton = _build(config, model_dir / CONFIG_FILE)
     expected = _shapes_of(skeleton.state_dict())
     missing = [n for n in expected if n not in shapes]
     unexpected = [n for n in shapes if n not in expected]
@@ -231,13 +200,13 @@ def _check_weights_match(architecture: dict, shapes: dict[str, tuple[int, ...]],
             parts.append(f"{len(unexpected)} unexpected tensor(s): {name_list(unexpected, MISMATCH_LIMIT)}")
         raise ModelLoadError(
             f"{model_dir}: {WEIGHTS_FILE} does not match the architecture in {CONFIG_FILE} "
-            f"({json.dumps(architecture)}): " + "; ".join(parts)
+            f"({json.dumps(config.section('architecture'))}): " + "; ".join(parts)
             + ". The two files come from different models: re-export the model folder, or restore the "
               "config.json written with these weights.")
 
 
-def load_model_dir(model_dir: str | os.PathLike, device: Any = "cpu") -> tuple[Any, dict]:
-    """Load an exported model folder: `(model in eval mode on device, config dict)`.
+def load_model_dir(model_dir: str | os.PathLike, device: Any = "cpu") -> tuple[Any, ModelConfig]:
+    """Load an exported model folder: `(model in eval mode on device, its ModelConfig)`.
 
     Uses safetensors only (no pickle). Raises ModelLoadError for any problem with the folder.
     """
@@ -250,7 +219,7 @@ def load_model_dir(model_dir: str | os.PathLike, device: Any = "cpu") -> tuple[A
     try:
         with safe_open(str(weights_path), framework="pt") as handle:
             shapes = {name: tuple(handle.get_slice(name).get_shape()) for name in handle.keys()}
-        _check_weights_match(config["architecture"], shapes, model_dir, config["input"])
+        _check_weights_match(config, shapes, model_dir)
         state = load_file(str(weights_path), device="cpu")
     except (SafetensorError, OSError) as exc:
         raise ModelLoadError(f"{weights_path}: cannot be read as safetensors ({exc}); the file is "
@@ -261,7 +230,7 @@ def load_model_dir(model_dir: str | os.PathLike, device: Any = "cpu") -> tuple[A
         raise ModelLoadError(f"{weights_path}: unsupported tensor dtypes {name_list(dtypes)}; expected "
                              "float32 weights. Re-export the model.")
     _check_finite(state, weights_path)
-    model = _build(config["architecture"], model_dir / CONFIG_FILE, config["input"])  # as large as the weights prove
+    model = _build(config, model_dir / CONFIG_FILE)  # as large as the weights prove
     model.load_state_dict(state, strict=True)
     model.eval()
     return model.to(device), config
@@ -279,20 +248,11 @@ def _check_finite(state: Mapping, weights_path: Path) -> None:
                              "this export: re-export the model from a good run.")
 
 
-def update_model_config(model_dir: str | os.PathLike, updates: Mapping) -> dict:
-    """Merge `updates` into `model_dir/config.json` and rewrite it atomically; returns the new config.
-
-    Merge rule: a top-level key whose old and new values are both objects is updated key by key
-    (so `{"postprocess": {"threshold": 0.4}}` keeps the other postprocess keys); any other value
-    replaces the old one. The result is validated before it is written.
-    """
+def update_model_config(model_dir: str | os.PathLike, updates: Mapping) -> ModelConfig:
+    """Merge `updates` into `model_dir/config.json` (`ModelConfig.updated`: a section given as an object is
+    updated key by key, any other value replaces the old one), validate the result, rewrite the file
+    atomically; returns the new config."""
     model_dir = model_folder(model_dir)
-    config = read_model_config(model_dir)
-    for key, value in updates.items():
-        if isinstance(value, Mapping) and isinstance(config.get(key), dict):
-            config[key] = {**config[key], **dict(value)}
-        else:
-            config[key] = value
-    _check_config(config, model_dir / CONFIG_FILE)
-    atomic_write_text(model_dir / CONFIG_FILE, _config_json(config))
+    config = read_model_config(model_dir).updated(updates, model_dir / CONFIG_FILE)
+    atomic_write_text(model_dir / CONFIG_FILE, _config_json(config.to_dict()))
     return config

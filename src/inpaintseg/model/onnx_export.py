@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from inpaintseg.errors import InpaintsegError, ModelLoadError
+from inpaintseg.model.model_config import record_of
 from inpaintseg.model.io import (CONFIG_FILE, ONNX_FILE, WEIGHTS_FILE, load_model_dir, model_folder,
                                  update_model_config)
 
@@ -91,13 +92,13 @@ def open_session(path: str | os.PathLike, device: str = "cpu", threads: int | No
             from None
 
 
-def onnx_record(config: dict) -> dict | None:
-    """The config.json "onnx" section, or None when the folder was never exported."""
-    record = config.get(ONNX_SECTION) if isinstance(config, dict) else None
-    return record if isinstance(record, dict) else None
+def onnx_record(config) -> dict | None:
+    """The config.json "onnx" section (of a `ModelConfig` or a config mapping), or None when the folder was
+    never exported."""
+    return record_of(config, ONNX_SECTION)
 
 
-def check_onnx_file(model_dir: str | os.PathLike, config: dict) -> Path:
+def check_onnx_file(model_dir: str | os.PathLike, config) -> Path:
     """The folder's model.onnx, checked against its record: ModelLoadError when it is missing, was never
     recorded, or does not match the weights beside it (retrained or re-exported since) or its own checksum."""
     model_dir = model_folder(model_dir)  # `base` and RUN -> RUN/model, as everywhere a model folder is read
@@ -205,9 +206,9 @@ def export_onnx(model_dir: str | os.PathLike, opset: int = ONNX_OPSET, tolerance
     network, config = load_model_dir(model_dir, device="cpu")
     check_output_file(model_dir / ONNX_FILE, "--model")
     weights_sha = file_sha256(model_dir / WEIGHTS_FILE)
-    section = config["input"]
-    trace_side = min(section["size"], 128)
-    example = torch.from_numpy(parity_batches(trace_side, section["mean"], section["std"], seed=1)[0])
+    section = config.input
+    trace_side = min(section.size, 128)
+    example = torch.from_numpy(parity_batches(trace_side, section.mean, section.std, seed=1)[0])
     example = example[:, :, : trace_side - 3, : trace_side - 1]  # odd sizes: the padding branch is traced
     dynamic = {0: "batch", 2: "height", 3: "width"}
     with atomic_path(model_dir / ONNX_FILE) as tmp:
@@ -219,16 +220,17 @@ def export_onnx(model_dir: str | os.PathLike, opset: int = ONNX_OPSET, tolerance
                                   dynamic_axes={INPUT_NAME: dynamic, OUTPUT_NAME: dynamic})
             except (RuntimeError, ValueError) as exc:  # the exporter's own refusal: one line, not its graph dump
                 raise InpaintsegError(f"{model_dir}: torch could not export the network at opset {opset} "
-                                      f"({str(exc).splitlines()[0][:200]}). Use the default --opset {ONNX_OPSET}; "
-                                      f"{ONNX_FILE} was not written.") from None
+                                      f"({str(exc).splitlines()[0][:200]}). Use the default opset {ONNX_OPSET}; "
+                                      f"{ONNX_FILE} was not written.", params=["opset"]) from None
         session = open_session(tmp, "cpu", threads)
-        measured = parity(network, session, parity_batches(section["size"], section["mean"], section["std"]))
+        measured = parity(network, session, parity_batches(section.size, section.mean, section.std))
         worst = max(measured.values())
         if not worst <= tolerance:
             raise InpaintsegError(
                 f"{model_dir}: the ONNX graph does not reproduce the PyTorch network (max |probability "
                 f"difference| {worst:.3g} > {tolerance:g}; per shape: {measured}); the network has Python "
-                f"control flow the tracer cannot record. {ONNX_FILE} was not written; use --engine torch.")
+                f"control flow the tracer cannot record. {ONNX_FILE} was not written; use engine torch.",
+                params=["engine"])
         onnx_sha = file_sha256(tmp)
     update_model_config(model_dir, {ONNX_SECTION: {
         "file": ONNX_FILE, "opset": opset, "sha256": onnx_sha, "weights_sha256": weights_sha,
