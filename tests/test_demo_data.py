@@ -142,7 +142,7 @@ def test_refuses_foreign_folder_and_bad_arguments(tmp_path):
     (["--test-families", "lama"], "--test-families: unknown family(ies) lama. Known: classical"),
     (["--methods", "telea,ghost"], "--methods: unknown method(s) ghost."),
     (["--families", "classical", "--exclude-methods", "telea,ns"],
-     "the method selection is empty (after --methods/--families and the exclusions)"),
+     "the method selection is empty (after --methods, --families and the exclusions)"),
     (["--photos", "no_such_photos_dir"], "--photos no_such_photos_dir: not a folder."),
 ])
 def test_cli_names_flags_where_the_library_names_parameters(tmp_path, capsys, argv, message):

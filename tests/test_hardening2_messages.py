@@ -9,6 +9,7 @@ import pytest
 from conftest import export_tiny_model, write_pair
 
 from inpaintseg import cli, fileio, rle
+from inpaintseg.commands import flag_message
 from inpaintseg.errors import ConfigError, InpaintsegError
 
 # ---- 7: silent wrong data ----------------------------------------------------------------------------
@@ -55,11 +56,13 @@ def test_the_api_names_a_wrong_tta_argument(tmp_path):
 
     model = inpaintseg.load_model(export_tiny_model(tmp_path / "model"), device="cpu", precision="32")
     image = np.zeros((16, 16, 3), np.uint8)
-    with pytest.raises(ConfigError, match=r"tta \(--tta\) must be one of .*got 'rot'") as info:
+    with pytest.raises(ConfigError, match=r"^tta must be one of .*got 'rot'") as info:
         model.predict(image, tta="rot")
-    assert "config.json" not in str(info.value)
-    with pytest.raises(ConfigError, match=r"crf \(--crf\) must be one of .*got 'bogus'"):
+    assert "config.json" not in str(info.value) and info.value.params == ("tta",)
+    assert flag_message(info.value).startswith("--tta must be one of")
+    with pytest.raises(ConfigError, match=r"^crf must be one of .*got 'bogus'") as info:
         model.predict(image, crf="bogus")
+    assert flag_message(info.value).startswith("--crf must be one of")
 
 
 def test_a_checkpoint_given_as_model_points_at_the_runs_model_folder(tmp_path, capsys):

@@ -61,7 +61,7 @@ def test_select_methods_by_family_name_and_exclusion():
     with pytest.raises(InpaintsegError, match="^test_methods: unknown method") as error:
         select_methods(methods="nope", prefix="test_")
     assert error.value.params == ("test_methods",)
-    with pytest.raises(InpaintsegError, match=r"selection is empty \(after methods/families") as error:
+    with pytest.raises(InpaintsegError, match=r"selection is empty \(after methods, families") as error:
         select_methods(families="classical", exclude_methods="telea,ns")
     assert error.value.params == ("methods", "families")
 

@@ -133,7 +133,7 @@ def select_methods(methods=None, exclude_methods=None, families=None, exclude_fa
                                   params=[f"{prefix}methods", "exclude_methods"])
         selected.remove(name)
     if not selected:
-        raise InpaintsegError(f"the method selection is empty (after {prefix}methods/{prefix}families "
+        raise InpaintsegError(f"the method selection is empty (after {prefix}methods, {prefix}families "
                               f"and the exclusions). See inpaintseg demo-data --list-methods.",
                               params=[f"{prefix}methods", f"{prefix}families"])
     return selected
