@@ -20,8 +20,7 @@ from inpaintseg.model.io import CONFIG_FILE, load_model_dir, read_model_config, 
 from inpaintseg.model.model_config import InputConfig, ModelConfig, PostprocessConfig
 
 REPO = Path(__file__).resolve().parents[1]
-COMMITTED = [REPO / "src" / "inpaintseg" / "weights" / "base" / CONFIG_FILE,
-             REPO / "recipes" / "candidates" / "base-chunk3" / CONFIG_FILE]
+COMMITTED = [REPO / "src" / "inpaintseg" / "weights" / "base" / CONFIG_FILE]
 ARCH = {"name": "AttentionUNet", "in_channels": 3, "out_channels": 1, "base_channels": 2, "depth": 1,
         "attention": False}
 INPUT = {"mode": "resize", "size": 16, "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}
