@@ -9,6 +9,7 @@ import torch
 
 from inpaintseg.errors import ConfigError
 from inpaintseg.model import AttentionUNet
+from inpaintseg.precision_probe import CACHE_VERSION
 from inpaintseg.precision import (BF16_MARGIN, CACHE_FILE, PRECISIONS, CpuInfo, PrecisionChoice, autocast_context,
                                   cache_dir, check_precision, choose_precision, cpu_info, decide,
                                   forward_probs, lightning_precision, probe_rates)
@@ -123,7 +124,7 @@ def test_cache_hit_skips_the_probe_and_other_shapes_miss(private_cache):
 
 
 @pytest.mark.parametrize("content", ["{not json", "[]", '{"version": 99, "entries": {}}',
-                                     '{"version": 1, "entries": {"x": 1}}'])
+                                     '{"version": 2, "entries": {"x": 1}}'])
 def test_corrupt_cache_is_ignored_and_rewritten(private_cache, content):
     private_cache.mkdir(parents=True)
     (private_cache / CACHE_FILE).write_text(content)
@@ -131,7 +132,7 @@ def test_corrupt_cache_is_ignored_and_rewritten(private_cache, content):
     choice = choose_precision(tiny_model(), 4, 32, "cpu", "predict", probe=probe, cpu=BF16_CPU)
     assert (choice.precision, probe.calls) == ("32", 1)
     data = json.loads((private_cache / CACHE_FILE).read_text())
-    assert data["version"] == 1 and len(data["entries"]) == 1
+    assert data["version"] == CACHE_VERSION and len(data["entries"]) == 1
     assert choose_precision(tiny_model(), 4, 32, "cpu", "predict", probe=probe, cpu=BF16_CPU).cached
 
 
@@ -257,3 +258,13 @@ def test_busy_machine_compares_the_load_average_with_the_cpus(monkeypatch):
     assert precision_probe.busy_machine() is None
     monkeypatch.setattr(precision_probe.os, "getloadavg", lambda: (2.5, 0.0, 0.0))
     assert precision_probe.busy_machine() == "load average 2.5 on 2 CPUs"
+
+
+def test_a_cache_of_version_1_is_dropped_its_probes_may_come_from_a_loaded_machine(private_cache):
+    private_cache.mkdir(parents=True)
+    probe = FakeProbe(30.0, 20.0)
+    choose_precision(tiny_model(), 4, 32, "cpu", "predict", probe=probe, cpu=BF16_CPU)
+    data = json.loads((private_cache / CACHE_FILE).read_text())
+    (private_cache / CACHE_FILE).write_text(json.dumps({**data, "version": 1}))
+    assert not choose_precision(tiny_model(), 4, 32, "cpu", "predict", probe=probe, cpu=BF16_CPU).cached
+    assert probe.calls == 2
