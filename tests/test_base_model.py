@@ -95,6 +95,9 @@ def test_not_useful_message_only_when_a_trivial_answer_wins():
     assert "not useful yet" in message and "'all-full' answer (0.250)" in message and "'base'" in message
     good = {"postprocess": {"verdicts": {"model_dice": 0.3, "baselines": {"all-empty": 0.1, "all-full": 0.25}}}}
     assert not_useful_message(good) is None and not_useful_message({}) is None
+    tuned = {**weak, "training": {"init_from": "/models/base"}}
+    message = not_useful_message(tuned)
+    assert "already fine-tuned from '/models/base'" in message and "init_from 'base'" not in message
 
 
 @pytest.mark.slow

@@ -119,10 +119,19 @@ NOT_USEFUL_ADVICE = ("Train longer (more epochs, a larger max_time_minutes) or f
                      "(init_from 'base').")
 
 
+FINE_TUNED_ADVICE = ("It was already fine-tuned from {start}: give it more (or more varied) training images or "
+                     "more epochs, or use {start} as it is.")
+
+
 def not_useful_message(config) -> str | None:
-    """The one plain line training and the demo print when the model does not beat a trivial answer yet."""
+    """The one plain line training and the demo print when the model does not beat a trivial answer yet; the
+    advice for a fine-tuned model does not send the user to fine-tuning."""
     warning = quality_warning(config)
-    return None if warning is None else f"The model is not useful yet. {warning} {NOT_USEFUL_ADVICE}"
+    if warning is None:
+        return None
+    start = (config.get("training") or {}).get("init_from")
+    advice = FINE_TUNED_ADVICE.format(start=f"'{start}'") if start else NOT_USEFUL_ADVICE
+    return f"The model is not useful yet. {warning} {advice}"
 
 
 def quality_warning(config) -> str | None:
