@@ -108,26 +108,14 @@ def make_data(folder: Path, engine_args: dict, log_fn=log) -> dict:
 
 
 def score_fresh(model_dir: Path, test_dir: Path, out: Path) -> dict:
-    """Scores on a fresh engine test set: Dice next to the baselines, per family, untouched false alarms."""
-    from inpaintseg.api import load_model
-    from inpaintseg.evaluation.evaluate import baseline_submissions, evaluate
-    from inpaintseg.inference import predict_folder
+    """Scores on a fresh engine test set, as the model card measures them (base_card.fresh_rows: Dice next to
+    the baselines, AUCs, per family and method, rounded to 4 digits)."""
+    from base_card import fresh_rows  # recipes/ is the script's folder, so on sys.path
 
-    out.mkdir(parents=True, exist_ok=True)
-    model = load_model(model_dir, device="cpu")
-    started = time.perf_counter()
-    predict_folder(model, test_dir / "images", out=out / "submission.csv", probs_out=out / "probs",
-                   scores_out=out / "scores.csv")
-    seconds = time.perf_counter() - started
-    truth = test_dir / "masks"
-    result = evaluate(truth, submission=out / "submission.csv", probs_dir=out / "probs", meta=test_dir / "meta.json",
-                      score_threshold=model.postprocess().threshold)
-    baselines = {name: evaluate(truth, submission=path)["dice_mean"]
-                 for name, path in baseline_submissions(truth, out).items()}
-    result["baselines"] = baselines
-    result["predict_seconds"] = round(seconds, 1)
-    (out / "evaluation.json").write_text(json.dumps(result, indent=2))
-    return result
+    from inpaintseg.api import load_model
+
+    row, _ = fresh_rows(load_model(model_dir, device="cpu"), test_dir, out)
+    return row
 
 
 def verdict_levels(model_dir: Path, folder: Path, out: Path) -> dict:
