@@ -61,20 +61,19 @@ def _predict_and_score(model_dir, data: Path, out: Path, device: str, precision:
 
 def _train_config(data: Path, run_dir: Path, seed: int, precision: str, device: str, from_scratch: bool):
     from inpaintseg.config import load_config
-    from inpaintseg.model.io import read_model_config
     from inpaintseg.model.shipped import DEFAULT_MODEL, resolve_model_dir
-    from inpaintseg.training.finetune import resolve_init_from
+    from inpaintseg.training.finetune import inherit_input, resolve_init_from
 
     overrides = {"data": str(data), "out": str(run_dir), "img_size": DEMO_IMG_SIZE, "batch_size": DEMO_BATCH_SIZE,
                  "seed": seed, "precision": precision, "accelerator": "cuda" if device.startswith("cuda") else "cpu"}
     if from_scratch:
         overrides.update(base_channels=DEMO_BASE_CHANNELS, lr=DEMO_LR)
     else:
-        base = resolve_model_dir(DEFAULT_MODEL)
-        overrides.update(init_from=str(base), lr=DEMO_FINETUNE_LR,
-                         input_mode=read_model_config(base)["input"]["mode"])
-    # The base's architecture replaces the model settings before the planner builds the network to time it.
-    return resolve_init_from(load_config(overrides=overrides))
+        overrides.update(init_from=str(resolve_model_dir(DEFAULT_MODEL)), lr=DEMO_FINETUNE_LR)
+    # The base's architecture (and input mode) replace the model settings before the planner builds the network
+    # to time it.
+    config, _ = inherit_input(resolve_init_from(load_config(overrides=overrides)), given=overrides)
+    return config
 
 
 def run_demo(out: Path, budget_minutes: float = 7.0, n_train: int = 400, n_test: int = 100, seed: int = 0,
