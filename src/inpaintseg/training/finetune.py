@@ -32,6 +32,7 @@ from lightning.pytorch.callbacks import Callback
 
 from inpaintseg.config import TrainConfig
 from inpaintseg.errors import ConfigError
+from inpaintseg.training.hardware import Hardware
 
 # TrainConfig field -> architecture key, for the settings a model folder fixes under --init-from.
 INIT_FROM_FIELDS = {"base_channels": "base_channels", "depth": "depth", "attention": "attention",
@@ -155,15 +156,15 @@ class StartingPoint:
     state: dict[str, torch.Tensor]
 
 
-def measure_starting_point(module: L.LightningModule, datamodule: L.LightningDataModule, accelerator: str,
-                           precision: Any) -> StartingPoint:
+def measure_starting_point(module: L.LightningModule, datamodule: L.LightningDataModule,
+                           hardware: Hardware) -> StartingPoint:
     """Validate `module`'s current weights on the run's validation split (a throw-away Trainer: no logger, no
     checkpoints) and keep a copy of them."""
     from inpaintseg.model.io import unwrap_model
     from inpaintseg.training.console import quiet_lightning_warnings
 
     state = {k: v.detach().clone() for k, v in unwrap_model(module.model).state_dict().items()}
-    trainer = L.Trainer(accelerator="gpu" if accelerator == "cuda" else accelerator, devices=1, precision=precision,
+    trainer = L.Trainer(accelerator=hardware.lightning_accelerator, devices=1, precision=hardware.precision,
                         logger=False, callbacks=[], enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False)
     with warnings.catch_warnings():

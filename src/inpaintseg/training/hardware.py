@@ -20,6 +20,11 @@ class Hardware:
     strategy: str
     precision: str  # Lightning's name ("32-true", "bf16-mixed", ...), or "auto" until train() resolves it
 
+    @property
+    def lightning_accelerator(self) -> str:
+        """The Trainer's name for the accelerator (Lightning calls CUDA "gpu")."""
+        return "gpu" if self.accelerator == "cuda" else self.accelerator
+
 
 def is_primary_process() -> bool:
     """False in the DDP worker processes that Lightning launches (LOCAL_RANK/NODE_RANK > 0)."""

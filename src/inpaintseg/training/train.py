@@ -166,7 +166,7 @@ def build_trainer(config: TrainConfig, hardware: Hardware, run_dir: Path, n_trai
     batches = n_train_batches if config.limit_train_batches is None else min(n_train_batches,
                                                                              config.limit_train_batches)
     return L.Trainer(
-        accelerator="gpu" if hardware.accelerator == "cuda" else hardware.accelerator,
+        accelerator=hardware.lightning_accelerator,
         devices=config.devices, num_nodes=config.num_nodes, strategy=strategy,
         precision=hardware.precision, max_epochs=config.epochs,
         max_time={"minutes": config.max_time_minutes} if config.max_time_minutes else None,
@@ -282,7 +282,7 @@ def _train(config: TrainConfig, run_dir: Path, hardware: Hardware, ckpt_path: Pa
     if config.init_from is not None and config.keep_start and not resume and hardware.strategy != "ddp":
         from inpaintseg.training.finetune import measure_starting_point
 
-        start = measure_starting_point(module, datamodule, hardware.accelerator, hardware.precision)
+        start = measure_starting_point(module, datamodule, hardware)
     fit_started = time.perf_counter()
     _fit(trainer, module, datamodule, ckpt_path, run_dir, config)
     if trainer.is_global_zero:
