@@ -118,25 +118,43 @@ def score_fresh(model_dir: Path, test_dir: Path, out: Path) -> dict:
     return row
 
 
-def verdict_levels(model_dir: Path, folder: Path, out: Path) -> dict:
-    """Store the verdict levels (postprocess.verdicts: false-alarm table and cut-offs) measured on a held-out
-    engine set, larger than the validation split; returns the record."""
+def image_decisions(model_dir: Path, folder: Path) -> dict:
+    """Measure the image-level decisions on a held-out engine set, larger than the validation split (about 60
+    untouched images instead of 8-24), and store them in the model's config.json: the verdict levels
+    (postprocess.verdicts) and the image gate with the threshold chosen together with it (postprocess.gate,
+    .threshold, .calibration.gate; `inference.gate`), both at the stored TTA and CRF. Returns
+    {"verdicts": ..., "gate": ...}."""
     from inpaintseg.api import load_model
-    from inpaintseg.evaluation.evaluate import evaluate
     from inpaintseg.fileio import read_mask
-    from inpaintseg.inference import predict_folder
+    from inpaintseg.inference.calibration import DEFAULT_MARGIN
+    from inpaintseg.inference.gate import FALSE_ALARM_TARGET, calibrate_gate
     from inpaintseg.inference.verdicts import calibrate_verdicts
+    from inpaintseg.metrics import dice_curve
     from inpaintseg.model.io import update_model_config
+    from inpaintseg.model.model_config import thawed
 
     model = load_model(model_dir, device="cpu")
-    result = predict_folder(model, folder / "images", out=out / "submission.csv", progress=False)
-    dice = evaluate(folder / "masks", submission=out / "submission.csv")["dice_mean"]
-    pairs = [(score, float(read_mask(folder / "masks" / f"{stem}.png").mean())) for stem, score, _, _ in result.scores]
-    record = calibrate_verdicts(pairs, dice)
-    record["source"] = (f"{len(pairs)} held-out engine images (data seed {VERDICT_SEED}), not the validation split; "
-                        "model_dice and baselines on the same images")
-    update_model_config(model_dir, {"postprocess": {"verdicts": record}})
-    return record
+    paths = sorted(p for p in (folder / "images").iterdir() if p.suffix == ".png")
+    curves, scored = [], []
+    for start in range(0, len(paths), 16):
+        batch = paths[start:start + 16]
+        for path, pred in zip(batch, model.predict_batch(batch, gate="off")):
+            truth = read_mask(folder / "masks" / path.name)
+            curves.append(dice_curve(pred.probability, truth))
+            scored.append((pred.score, float(truth.mean())))
+    source = (f"{len(paths)} held-out engine images (data seed {VERDICT_SEED}), not the validation split; "
+              "model_dice and baselines on the same images")
+    gate = calibrate_gate(curves, scored, DEFAULT_MARGIN, FALSE_ALARM_TARGET) | {"source": source}
+    verdicts = calibrate_verdicts(scored, gate["dice"]) | {"source": source}
+    calibration = thawed(model.config.postprocess.calibration) or {}
+    update_model_config(model_dir, {"postprocess": {"verdicts": verdicts, "gate": gate["gate"],
+                                                    "threshold": gate["threshold"],
+                                                    "calibration": {**calibration, "gate": gate}}})
+    return {"verdicts": verdicts, "gate": gate}
+
+
+def _gate_summary(gate: dict) -> dict:
+    return {k: gate[k] for k in ("gate", "threshold", "dice", "without_gate", "false_alarm_target_gate")}
 
 
 def portable(text: str, work: Path) -> str:
@@ -174,8 +192,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--install", action="store_true",
                    help="copy the model into src/inpaintseg/weights/base when it beats the installed one")
     p.add_argument("--tiny", action="store_true", help="tiny settings (the CI test of this recipe); never installs")
-    p.add_argument("--verdicts-only", metavar="MODEL_DIR", default=None,
-                   help="only (re)measure the verdict levels of this model folder on the held-out set, then stop")
+    p.add_argument("--decisions-only", metavar="MODEL_DIR", default=None,
+                   help="only (re)measure the image decisions of this model folder (verdict levels, image gate "
+                   "and its threshold) on the held-out set, store them in its config.json, then stop")
     return p.parse_args(argv)
 
 
@@ -199,11 +218,12 @@ def main(argv=None) -> int:
               "engine_format_version": ENGINE_FORMAT}
     fresh = {**engine, "n_train": 1, "n_test": n_test, "seed": TEST_SEED, "workers": args.workers}
     held_out = {**fresh, "n_test": 24 if args.tiny else VERDICT_IMAGES, "seed": VERDICT_SEED}
-    if args.verdicts_only is not None:
+    if args.decisions_only is not None:
         make_data(work / "verdict_data", held_out)
-        record = verdict_levels(resolve_model_dir(args.verdicts_only), work / "verdict_data" / "test",
-                                work / "verdicts")
-        log(f"verdict levels of {args.verdicts_only}: {record['cutoffs']} from {record['n_untouched']} untouched / "
+        decisions = image_decisions(resolve_model_dir(args.decisions_only), work / "verdict_data" / "test")
+        log(f"image gate of {args.decisions_only}: {json.dumps(_gate_summary(decisions['gate']))}")
+        record = decisions["verdicts"]
+        log(f"verdict levels of {args.decisions_only}: {record['cutoffs']} from {record['n_untouched']} untouched / "
             f"{record['n_manipulated']} manipulated images")
         return 0
     make_data(work / "data", engine)
@@ -227,7 +247,9 @@ def main(argv=None) -> int:
 
     steps = result.epochs_completed * -(-round((1 - config.val_fraction) * n_train) // config.batch_size)
     make_data(work / "verdict_data", held_out)
-    verdicts = verdict_levels(result.model_dir, work / "verdict_data" / "test", work / "verdicts")
+    decisions = image_decisions(result.model_dir, work / "verdict_data" / "test")
+    verdicts = decisions["verdicts"]
+    log(f"image gate: {json.dumps(_gate_summary(decisions['gate']))}")
     log(f"verdict levels: {verdicts['cutoffs']} from {verdicts['n_untouched']} untouched images")
     make_data(work / "fresh", fresh)
     scores = score_fresh(result.model_dir, work / "fresh" / "test", work / "score")

@@ -127,7 +127,12 @@ def test_the_recipe_runs_end_to_end_at_tiny_settings(tmp_path):
     assert recipe["chunks"][0]["optimizer_steps"] > 0 and recipe["chunks"][0]["chunk"] == 1
     assert 0.0 <= recipe["fresh_test"]["dice_mean"] <= 1.0 and "all-full" in recipe["fresh_test"]["baselines"]
     assert config["postprocess"]["verdicts"]["baselines"]["all-full"] >= 0.0
-    assert "fresh test Dice" in out.stderr
+    # the image gate is chosen on the held-out set (24 images at tiny settings), next to the verdict levels
+    gate = config["postprocess"]["calibration"]["gate"]
+    assert gate["n_images"] == 24 and gate["source"].startswith("24 held-out engine images")
+    assert config["postprocess"]["gate"] == gate["gate"] and config["postprocess"]["threshold"] == gate["threshold"]
+    assert config["postprocess"]["calibration"]["table"]  # the validation calibration's record is kept
+    assert "image gate:" in out.stderr and "fresh test Dice" in out.stderr
     # Paths of the machine that trained it do not travel with the weights.
     assert str(work) not in (work / "run" / "model" / "config.json").read_text()
     assert recipe["chunks"][0]["command"].startswith("python recipes/base.py --work WORK ")

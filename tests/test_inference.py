@@ -236,7 +236,9 @@ def test_calibration_records_table_and_keeps_cheap_choice_when_nothing_helps():
     samples = red_samples(6, np.random.default_rng(8))
     post = inference.calibrate_postprocessing(RedDetector(), config("resize", 24), samples,
                                               batch_size=4, crf_max_images=3)
-    assert set(post) == {"threshold", "tta", "crf", "crf_params", "calibration", "verdicts"}
+    assert set(post) == {"threshold", "gate", "tta", "crf", "crf_params", "calibration", "verdicts"}
+    # a perfect detector raises no false alarm, so an image gate cannot gain anything
+    assert post["gate"] is None and post["calibration"]["gate"]["without_gate"]["false_alarm_rate"] == 0.0
     # the verdict record (issue 25): images 0 and 3 of 6 are untouched; a perfect detector separates them
     from inpaintseg.inference.verdicts import quality_warning, verdict_for
 

@@ -40,8 +40,9 @@ class Prediction:
     """One image's prediction at its original size.
 
     probability: float32 (H, W) in [0, 1] (after TTA and, when on, DenseCRF); mask: uint8 (H, W) {0, 1} =
-    probability >= threshold; score: the image-level score (mean of the top 1% probabilities); label: 1 when
-    score >= threshold (manipulated), else 0; timings: seconds per stage; verdict: the calibrated `Verdict`
+    probability >= threshold, or all 0 when the score is below the image gate (``gate``, `inference.gate`);
+    score: the image-level score (mean of the top 1% probabilities); label: 1 when score >= the larger of
+    threshold and gate (manipulated), else 0; timings: seconds per stage; verdict: the calibrated `Verdict`
     (level, false-alarm rate of untouched validation images at this score; see `inference.verdicts`).
     ``save(folder)`` writes the mask, the probability map, the overlay and a JSON summary; ``overlay()`` is the
     image with the predicted region drawn on it (a PIL image).
@@ -57,6 +58,17 @@ class Prediction:
     timings: dict[str, float] = field(default_factory=dict)
     verdict: Any = None  # inference.verdicts.Verdict
     image: np.ndarray | None = None  # the RGB image predicted (for overlay()); not copied
+    gate: float | None = None
+
+    @property
+    def gated(self) -> bool:
+        """Whether the gate left the mask empty (the score is below it)."""
+        return self.gate is not None and self.score < self.gate
+
+    @property
+    def image_threshold(self) -> float:
+        """The label's threshold: the larger of the pixel threshold and the gate."""
+        return self.threshold if self.gate is None else max(self.threshold, self.gate)
 
     @property
     def manipulated_pixels(self) -> int:
@@ -75,14 +87,15 @@ class Prediction:
             rate = self.verdict.false_alarm_rate
             verdict = f", verdict {self.verdict.level!r}" + ("" if rate is None else f" (false-alarm rate {rate:.0%})")
         return (f"Prediction({w}x{h}, score {self.score:.3f}{verdict}, {self.manipulated_fraction:.2%} of pixels "
-                f">= threshold {self.threshold:g}, tta {self.tta}, crf {self.crf})")
+                f">= threshold {self.threshold:g}{' (empty: score below the gate)' if self.gated else ''}, "
+                f"tta {self.tta}, crf {self.crf})")
 
     def summary(self) -> dict:
         """The numbers of this prediction as JSON-ready values (the API's names and units)."""
         h, w = self.mask.shape[:2]
         return {"width": int(w), "height": int(h), "score": round(float(self.score), 6), "label": int(self.label),
-                "threshold": float(self.threshold), "tta": self.tta, "crf": self.crf,
-                "manipulated_pixels": self.manipulated_pixels,
+                "threshold": float(self.threshold), "gate": self.gate, "gated": self.gated, "tta": self.tta,
+                "crf": self.crf, "manipulated_pixels": self.manipulated_pixels,
                 "manipulated_fraction": round(self.manipulated_fraction, 6),
                 "verdict": None if self.verdict is None else self.verdict.as_dict(),
                 "timings_seconds": {k: round(float(v), 4) for k, v in self.timings.items()}}
@@ -220,9 +233,10 @@ class InpaintModel:
                      f"(precision {calibrated} reproduces them exactly)")
         return line
 
-    def postprocess(self, threshold=None, tta=None, crf=None, score_threshold=None):
-        """The resolved `PostProcess`: None or "auto" = the stored choice (see `resolve_postprocess`);
-        ``score_threshold`` (image-level label) None or "auto" = the pixel threshold."""
+    def postprocess(self, threshold=None, tta=None, crf=None, score_threshold=None, gate=None):
+        """The resolved `PostProcess`: None or "auto" = the stored choice (see `resolve_postprocess`; ``gate``
+        also "off"); ``score_threshold`` (image-level label) None or "auto" = the larger of the pixel threshold
+        and the gate."""
         import dataclasses
 
         from inpaintseg.inference.postprocess import resolve_postprocess
@@ -230,7 +244,8 @@ class InpaintModel:
 
         post = resolve_postprocess(self.config, tta="auto" if tta is None else tta,
                                    crf="auto" if crf is None else crf,
-                                   threshold="auto" if threshold is None else threshold)
+                                   threshold="auto" if threshold is None else threshold,
+                                   gate="auto" if gate is None else gate)
         if score_threshold not in (None, "auto"):
             post = dataclasses.replace(post, score_threshold=check_threshold(score_threshold, "score_threshold"))
         return post
@@ -254,16 +269,17 @@ class InpaintModel:
                                               engine=self.engine)
         return self._predictors[tta]
 
-    def predict(self, image, *, threshold=None, tta=None, crf=None) -> Prediction:
+    def predict(self, image, *, threshold=None, tta=None, crf=None, gate=None) -> Prediction:
         """Predict one image (path, PIL image, or uint8 HxWx3 RGB array) at its original size."""
-        return self.predict_batch([image], threshold=threshold, tta=tta, crf=crf)[0]
+        return self.predict_batch([image], threshold=threshold, tta=tta, crf=crf, gate=gate)[0]
 
-    def predict_batch(self, images: Sequence, *, threshold=None, tta=None, crf=None) -> list[Prediction]:
-        """Predict several images (any sizes); the network sees them `batch_size` at a time."""
+    def predict_batch(self, images: Sequence, *, threshold=None, tta=None, crf=None, gate=None) -> list[Prediction]:
+        """Predict several images (any sizes); the network sees them `batch_size` at a time. ``gate``: None or
+        "auto" = the calibrated image gate, "off", or a number (`inference.gate`)."""
         from inpaintseg.inference import crf as crf_mod
         from inpaintseg.metrics import image_score
 
-        post = self.postprocess(threshold=threshold, tta=tta, crf=crf)
+        post = self.postprocess(threshold=threshold, tta=tta, crf=crf, gate=gate)
         t0 = time.perf_counter()
         arrays = [as_rgb_image(image) for image in images]
         t1 = time.perf_counter()
@@ -278,8 +294,8 @@ class InpaintModel:
                 p = crf_mod.refine(array, p, post.crf_params)
                 timings["crf"] = time.perf_counter() - t3
             score = image_score(p)
-            out.append(Prediction(probability=p, mask=post.binarize(p), score=score, label=post.label(score),
-                                  threshold=post.threshold, tta=post.tta, crf=post.crf, timings=timings,
+            out.append(Prediction(probability=p, mask=post.binarize(p, score), score=score, label=post.label(score),
+                                  threshold=post.threshold, tta=post.tta, crf=post.crf, timings=timings, gate=post.gate,
                                   verdict=self.verdict(score, post), image=array))
         return out
 
@@ -289,8 +305,7 @@ class InpaintModel:
         from inpaintseg.inference.verdicts import verdict_for
 
         post = post or self.postprocess()
-        threshold = post.threshold if post.score_threshold is None else post.score_threshold
-        return verdict_for(score, self.config.postprocess.verdicts, threshold)
+        return verdict_for(score, self.config.postprocess.verdicts, post.image_threshold)
 
     @property
     def quality_warning(self) -> str | None:

@@ -161,6 +161,10 @@ class TrainConfig:
     limit_train_batches: int | None = _setting(None, "use at most this many training batches per epoch",
                                                minimum=1, metavar="N")
     calibrate: bool = _setting(True, "after training, choose threshold/TTA/CRF on the validation images")
+    gate_false_alarm: float | None = _setting(0.10, "the image gate's target: the share of untouched validation "
+                                              "images left with a non-empty mask (inference.gate); null: the "
+                                              "gate maximises Dice only", minimum=0.0, maximum=1.0,
+                                              metavar="RATE")
     progress_bar: bool = _setting(True, "progress as bars on a terminal (false: one plain line per epoch; "
                                   "on the command line use --quiet)", hidden=True)
     logger: str = _setting("csv", "csv: metrics.csv only; tensorboard: also TensorBoard event files in "

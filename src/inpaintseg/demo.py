@@ -55,7 +55,7 @@ def _predict_and_score(model_dir, data: Path, out: Path, device: str, precision:
                               + "; ".join(message for _, message in predicted.failures[:5]))
     meta = data / "test" / META_FILE
     evaluation = evaluate(data / "test" / "masks", submission=files["submission"], probs_dir=files["probs"],
-                          meta=meta if meta.is_file() else None, score_threshold=model.postprocess().threshold)
+                          meta=meta if meta.is_file() else None, score_threshold=model.postprocess().image_threshold)
     return evaluation, model.precision_choice.as_dict()
 
 

@@ -63,7 +63,7 @@ def check_node_rank(num_nodes: int, node_rank: int) -> None:
 
 def plan_prediction(model_dir: str | os.PathLike, images, *, out=SUBMISSION_FILE, masks_out=None, probs_out=None,
                     scores_out=None, overlays_out=None, threshold="auto", tta="auto", crf="auto",
-                    score_threshold="auto", rle_order: str = "row", resume: bool = False, crf_workers: int = 1,
+                    gate="auto", score_threshold="auto", rle_order: str = "row", resume: bool = False, crf_workers: int = 1,
                     device: str = "auto", batch_size: int = DEFAULT_BATCH_SIZE, precision: str = "auto",
                     engine: str = "auto", recursive: bool = False, threads: int | None = None,
                     num_devices: int = 1, num_nodes: int = 1, node_rank: int = 0) -> PredictionPlan:
@@ -86,13 +86,13 @@ def plan_prediction(model_dir: str | os.PathLike, images, *, out=SUBMISSION_FILE
         precision = journal.resumed_precision(journal.part_target(out, scores_out), precision)
     model = load_model(model_dir, device=device, batch_size=batch_size, precision=precision, engine=engine)
     inputs = resolve_images(images, recursive=recursive)
-    post = model.postprocess(threshold=threshold, tta=tta, crf=crf, score_threshold=score_threshold)
+    post = model.postprocess(threshold=threshold, tta=tta, crf=crf, score_threshold=score_threshold, gate=gate)
     check_output_paths(out, masks_out, probs_out, scores_out, overlays_out, inputs=inputs.paths,
                        folders=inputs.folders, model_dir=model_dir)
     single = num_devices * num_nodes == 1
     runtime = tune_cpu_runtime(threads) if model.device == "cpu" and single else {}
     options = dict(out=out, masks_out=masks_out, probs_out=probs_out, scores_out=scores_out, threshold=threshold,
-                   tta=tta, crf=crf, crf_workers=crf_workers, overlays_out=overlays_out,
+                   tta=tta, crf=crf, gate=gate, crf_workers=crf_workers, overlays_out=overlays_out,
                    score_threshold=score_threshold, rle_order=rle_order, resume=resume)
     return PredictionPlan(model, inputs, post, options, num_devices=num_devices, num_nodes=num_nodes,
                           node_rank=node_rank, threads=threads, runtime=runtime)

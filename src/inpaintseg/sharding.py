@@ -124,7 +124,7 @@ def check_topology(devices: int, num_nodes: int, node_rank: int, device: str) ->
 
 
 def predict_sharded(model, images: ImageInputs, out=None, masks_out=None, probs_out=None, scores_out=None, *,
-                    devices: int, num_nodes: int = 1, node_rank: int = 0, threshold=None, tta=None, crf=None,
+                    devices: int, num_nodes: int = 1, node_rank: int = 0, threshold=None, tta=None, crf=None, gate=None,
                     crf_workers: int = 1, resume: bool = False, threads: int | None = None,
                     progress: bool = True, overlays_out=None, score_threshold=None, rle_order: str = "row"):
     """Predict `images` with devices x num_nodes processes; on node 0 returns the merged `FolderPrediction`
@@ -141,7 +141,7 @@ def predict_sharded(model, images: ImageInputs, out=None, masks_out=None, probs_
         # `out` is --submission on the command line: named in words, since flag_message maps names one to one
         raise ConfigError("devices > 1 needs a submission file or scores_out: the ranks merge through part files "
                           "beside it.", params=["devices", "scores_out"])
-    post = model.postprocess(threshold=threshold, tta=tta, crf=crf, score_threshold=score_threshold)
+    post = model.postprocess(threshold=threshold, tta=tta, crf=crf, score_threshold=score_threshold, gate=gate)
     if post.crf != "off":
         from inpaintseg.inference.crf import require_pydensecrf
 
@@ -157,7 +157,7 @@ def predict_sharded(model, images: ImageInputs, out=None, masks_out=None, probs_
                    model.batch_size, images,
                    {"out": out, "masks_out": masks_out, "probs_out": probs_out, "scores_out": scores_out,
                     "overlays_out": overlays_out},
-                   {"threshold": threshold, "tta": tta, "crf": crf, "score_threshold": score_threshold,
+                   {"threshold": threshold, "tta": tta, "crf": crf, "gate": gate, "score_threshold": score_threshold,
                     "rle_order": rle_order},
                    crf_workers, resume, devices, num_nodes, node_rank, addr, port, threads, progress,
                    get_progress_mode())

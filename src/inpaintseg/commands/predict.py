@@ -11,7 +11,7 @@ import sys
 
 from inpaintseg.commands import (MODEL_HELP, add_command, add_device_argument, add_max_pixels_argument,
                                  add_precision_argument, add_progress_arguments, add_renamed, int_at_least,
-                                 rle_order_argument, threshold_or_auto)
+                                 rle_order_argument, threshold_or_auto, gate_choice)
 from inpaintseg.inference.pipeline import SUBMISSION_FILE
 from inpaintseg.inference.postprocess import CRF_OPTIONS, TTA_OPTIONS
 from inpaintseg.inference.predictor import DEFAULT_BATCH_SIZE
@@ -51,9 +51,12 @@ def add_predict_arguments(p: argparse.ArgumentParser, model_required: bool = Tru
     p.add_argument("--threshold", type=threshold_or_auto, default="auto", metavar="auto|FLOAT",
                    help="pixel threshold: a pixel is manipulated when its probability is >= it; auto = the one "
                    "stored with the model (default)")
+    p.add_argument("--gate", type=gate_choice, default="auto", metavar="auto|off|FLOAT",
+                   help="image gate: an image whose score is below it gets an empty mask (its probability map is "
+                   "kept); auto = the gate validation calibration chose, if it chose one (default)")
     p.add_argument("--score-threshold", type=threshold_or_auto, default="auto", metavar="auto|FLOAT",
-                   help="image-level threshold: predicted_label = image score >= it; auto = the pixel threshold "
-                   "(default)")
+                   help="image-level threshold: predicted_label = image score >= it; auto = the larger of the "
+                   "pixel threshold and the gate (default)")
     p.add_argument("--batch-size", type=int_at_least(1), default=DEFAULT_BATCH_SIZE,
                    help=f"images (or tiles, for crop models) per forward pass (default {DEFAULT_BATCH_SIZE})")
     add_device_argument(p)
@@ -137,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
     plan = plan_prediction(  # every check that can fail happens here, before any work
         args.model, args.images, out=args.submission, masks_out=args.masks_out, probs_out=args.probs_out,
         scores_out=args.scores_out, overlays_out=args.overlays_out, threshold=args.threshold, tta=args.tta,
-        crf=args.crf, score_threshold=args.score_threshold, rle_order=args.rle_order, resume=args.resume,
+        crf=args.crf, gate=args.gate, score_threshold=args.score_threshold, rle_order=args.rle_order, resume=args.resume,
         crf_workers=args.crf_workers, device=args.device, batch_size=args.batch_size, precision=args.precision,
         engine=args.engine, recursive=args.recursive, threads=args.threads, num_devices=args.num_devices,
         num_nodes=args.num_nodes, node_rank=args.node_rank)

@@ -63,12 +63,12 @@ class EvaluationResult(dict):
 
 def model_score_threshold(model_dir: str | os.PathLike) -> float:
     """The image-level threshold a model folder (or a run folder) decides with: what `predict`, the report and
-    the service use (the calibrated pixel threshold unless the model stores another)."""
+    the service use (the larger of the calibrated pixel threshold and the image gate)."""
     from inpaintseg.inference.postprocess import resolve_postprocess
     from inpaintseg.model.io import model_folder, read_model_config
 
     post = resolve_postprocess(read_model_config(model_folder(model_dir)))
-    return post.threshold if post.score_threshold is None else post.score_threshold
+    return post.image_threshold
 
 
 def scores_file_threshold(path: str | os.PathLike) -> float | None:

@@ -14,7 +14,9 @@ record that `predict --tta auto --crf auto --threshold auto` and `load_model(...
 - **tabulate**: one row per variant: best threshold, its mean Dice, Dice at 0.5, seconds per image, and for
   CRF rows the gain over no-CRF on the same images;
 - **choose**: TTA cheapest first, a costlier mode only if it gains more than ``margin``; then a CRF variant only
-  if it gains more than ``margin``; the threshold is the best one of the chosen combination.
+  if it gains more than ``margin``; the threshold is the best one of the chosen combination;
+- **gate** (`inference.gate`): an image gate with its threshold, chosen together for each variant from the same
+  curves and image scores; the chosen combination keeps it only if it gains more than ``margin``.
 
 The model runs at ``precision``, the one `predict` will use on this machine (training resolves predict's
 ``auto``), recorded as ``calibration.precision`` so the stored threshold is known to match it.
@@ -37,6 +39,7 @@ from inpaintseg.inference import crf as crf_mod
 from inpaintseg.inference import sequential
 from inpaintseg.inference.predictor import DEFAULT_BATCH_SIZE, Predictor
 from inpaintseg.inference.tta import TTA_CHOICES, tta_cost, tta_plan, tta_views
+from inpaintseg.inference.gate import FALSE_ALARM_TARGET, calibrate_gate
 from inpaintseg.inference.verdicts import calibrate_verdicts
 from inpaintseg.metrics import THRESHOLD_GRID, best_of_curve, dice_curve, image_score
 from inpaintseg.progress import progress_bar
@@ -281,13 +284,15 @@ def calibrate_postprocessing(
     precision: str = "32",
     tolerance: float | None = DEFAULT_TOLERANCE,
     report=None,
+    gate_false_alarm: float | None = FALSE_ALARM_TARGET,
 ) -> dict:
     """Decide threshold, TTA and CRF on validation data; return ``config["postprocess"]``.
 
     ``samples``: (image uint8 (H, W, 3) RGB at original size, mask uint8 (H, W) {0,1}) pairs (indexed, may
     be lazy). Returns ``{"threshold", "tta", "crf", "crf_params", "calibration": {"table": [...], ...}}``.
     ``tolerance``: the adaptive search's Dice tolerance (None: full search). ``report``: called with one line
-    saying the expected time, after the first batch.
+    saying the expected time, after the first batch. ``gate_false_alarm``: the image gate's false-alarm target
+    (`inference.gate.calibrate_gate`).
     """
     params = crf_mod.default_crf_params() if crf_params is None else crf_params
     if not samples:
@@ -301,11 +306,16 @@ def calibrate_postprocessing(
     search = measured.search
     chosen_tta, chosen_crf, threshold = choose(table, search.get("kept", tta_modes),
                                                search.get("crf_kept", crf_variants), margin)
+    gates = {key: calibrate_gate(v.curves, v.scores, margin, gate_false_alarm) for key, v in measured.variants.items()}
+    for row in table:
+        row["gate"] = gates[(row["tta"], row["crf"])]["gate"]
     calibration = _calibration_record(table, measured, len(samples), tta_modes, margin, device, precision, crf_note)
-    chosen_row = next(r for r in table if (r["tta"], r["crf"]) == (chosen_tta, chosen_crf))
-    verdicts = calibrate_verdicts(measured.variants[(chosen_tta, chosen_crf)].scores, chosen_row["dice"])
-    return {"threshold": threshold, "tta": chosen_tta, "crf": chosen_crf, "crf_params": params,
-            "calibration": calibration, "verdicts": verdicts}
+    calibration["gate"] = gate = gates[(chosen_tta, chosen_crf)]
+    chosen = measured.variants[(chosen_tta, chosen_crf)]
+    verdicts = calibrate_verdicts(chosen.scores, gate["dice"])
+    return {"threshold": gate["threshold"] if gate["gate"] is not None else threshold, "gate": gate["gate"],
+            "tta": chosen_tta, "crf": chosen_crf, "crf_params": params, "calibration": calibration,
+            "verdicts": verdicts}
 
 
 def _measurable_crf_variants(crf_variants: Sequence[str], params: dict) -> tuple[Sequence[str], str | None]:

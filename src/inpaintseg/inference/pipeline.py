@@ -44,13 +44,15 @@ SUBMISSION_FILE = "submission.csv"  # the default --out of predict, and the name
 
 @dataclass
 class ImageResult:
-    """One image's outcome: ``probs``/``mask`` at the original size, or ``error`` when it failed."""
+    """One image's outcome: ``probs``/``mask`` at the original size and the image ``score``, or ``error`` when
+    it failed."""
 
     stem: str
     path: Path
     probs: np.ndarray | None = None
     mask: np.ndarray | None = None
     error: str | None = None
+    score: float | None = None
 
 
 @dataclass
@@ -147,7 +149,8 @@ def predict_paths(predictor: Predictor, paths: Sequence[Path], post: PostProcess
                         result.error = (f"{result.path}: DenseCRF ran out of memory on this {shape} image "
                                         "(it runs at native size); use --crf off for images this large.")
                 if result.error is None:
-                    result.mask = post.binarize(probs)
+                    result.score = image_score(probs)
+                    result.mask = post.binarize(probs, result.score)
                     result.probs = probs if keep_probs else None
             bar.update(1)
             yield result
@@ -244,7 +247,8 @@ def run_settings(model, post: PostProcess, masks_out=None, probs_out=None, overl
             "rle_order": rle.rle_order_code(rle_order),
             "masks_out": os.path.abspath(masks_out) if masks_out else None,
             "probs_out": os.path.abspath(probs_out) if probs_out else None,
-            "overlays_out": os.path.abspath(overlays_out) if overlays_out else None}
+            "overlays_out": os.path.abspath(overlays_out) if overlays_out else None,
+            **({} if post.gate is None else {"gate": post.gate})}  # part files from before the gate still match
 
 
 def _finish_image(item: ImageResult, post: PostProcess, order: str, dirs: dict, part, rows: list) -> None:
@@ -262,7 +266,7 @@ def _finish_image(item: ImageResult, post: PostProcess, order: str, dirs: dict, 
             from inpaintseg.inference.overlays import write_overlay
 
             write_overlay(dirs["overlays"] / f"{item.stem}.png", item.path, item.probs, post.threshold)
-        score = image_score(item.probs)
+        score = image_score(item.probs) if item.score is None else item.score
         fraction = float(item.mask.mean()) if item.mask.size else 0.0
         row = journal.result_row(item.stem, rle.rle_encode(item.mask, order), score, fraction, post.label(score))
     if part is not None:
@@ -273,19 +277,20 @@ def _finish_image(item: ImageResult, post: PostProcess, order: str, dirs: dict, 
 # Not split further: its body (~40 lines) is the steps in order -- checks, resume, run, merge -- each a helper.
 def predict_folder(model, images: str | os.PathLike | Sequence[Path] | ImageInputs,
                    out: str | os.PathLike | None = SUBMISSION_FILE, masks_out=None, probs_out=None,
-                   scores_out=None, *, threshold=None, tta=None, crf=None, crf_workers: int = 1,
+                   scores_out=None, *, threshold=None, tta=None, crf=None, gate=None, crf_workers: int = 1,
                    progress: bool = True, overlays_out=None, score_threshold=None, rle_order: str = "row",
                    recursive: bool = False, resume: bool = False, shard: tuple[int, int] = (0, 1),
                    merge: bool = True) -> FolderPrediction:
     """Predict every image of a folder (or one file, a glob pattern, a list of paths) and write the outputs.
 
     ``model`` is an `inpaintseg.InpaintModel` (`inpaintseg.load_model`). Post-processing defaults to what the
-    model stored (validation calibration); ``threshold``/``tta``/``crf`` override it (None or "auto" = stored).
+    model stored (validation calibration); ``threshold``/``tta``/``crf``/``gate`` override it (None or "auto" =
+    stored; ``gate`` also "off", `inference.gate`).
     Writes the RLE submission ``out`` (row-major, sorted by ImageId; None = do not write), optional 0/255 mask
     PNGs (``masks_out``), 8-bit probability PNGs (``probs_out``, value = round(p x 255)) and the image scores
     CSV (``scores_out``). Every write is atomic; output locations are checked before any work.
     ``overlays_out``: heat-map-on-image PNGs at native size (`inference.overlays`); ``score_threshold``: the
-    image-level label's threshold (None = the pixel threshold); ``rle_order``: "row" (default) or "column".
+    image-level label's threshold (None = the larger of the pixel threshold and the gate); ``rle_order``: "row" (default) or "column".
 
     Rows are appended to a part file as images finish (`inference.journal`); ``resume=True`` skips the images
     a killed run finished. ``shard=(rank, world)`` predicts only every world-th batch (`inpaintseg.sharding`);
@@ -293,7 +298,7 @@ def predict_folder(model, images: str | os.PathLike | Sequence[Path] | ImageInpu
     """
     inputs = as_inputs(images, recursive)
     paths, ids = inputs.paths, inputs.ids
-    post = model.postprocess(threshold=threshold, tta=tta, crf=crf, score_threshold=score_threshold)
+    post = model.postprocess(threshold=threshold, tta=tta, crf=crf, score_threshold=score_threshold, gate=gate)
     if post.crf != "off":
         from inpaintseg.inference.crf import require_pydensecrf
 
@@ -386,7 +391,7 @@ def collect_rows(result: FolderPrediction, inputs: ImageInputs, done: dict, fail
     result.encoded = {k: row.rle for k, row in sorted(done.items())}
     result.scores = [(k, float(r.score), float(r.fraction), int(r.label)) for k, r in sorted(done.items())]
     if post is not None:
-        result.score_threshold = post.threshold if post.score_threshold is None else post.score_threshold
+        result.score_threshold = post.image_threshold
     if model is not None and hasattr(model, "verdict"):
         result.verdicts = {k: model.verdict(score, post) for k, score, _, _ in result.scores}
     journal.write_final(out, scores_out, done, scores_text=result.to_csv)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from inpaintseg.errors import ConfigError
-from inpaintseg.metrics import DEFAULT_THRESHOLD, check_threshold
+from inpaintseg.metrics import DEFAULT_THRESHOLD, check_threshold, image_score
 from inpaintseg.inference import crf as crf_mod
 from inpaintseg.inference.tta import TTA_CHOICES
 from inpaintseg.model.model_config import PostprocessConfig, thawed
@@ -27,21 +27,35 @@ class PostProcess:
     crf_params: dict | None
     threshold: float
     sources: dict[str, str]
-    score_threshold: float | None = None  # the image-level decision; None = the pixel threshold
+    score_threshold: float | None = None  # the image-level decision; None = max(threshold, gate)
+    gate: float | None = None  # the image gate (inference.gate); None = no gate
 
-    def binarize(self, probs: np.ndarray) -> np.ndarray:
-        """The mask: uint8 {0, 1}, 1 where the probability is >= the threshold."""
+    def binarize(self, probs: np.ndarray, score: float | None = None) -> np.ndarray:
+        """The mask: uint8 {0, 1}, 1 where the probability is >= the threshold; all 0 when the image score
+        (``score``, else computed from ``probs``) is below the gate."""
+        if self.gate is not None and (image_score(probs) if score is None else score) < self.gate:
+            return np.zeros(probs.shape, dtype=np.uint8)
         return (probs >= self.threshold).astype(np.uint8)
 
+    @property
+    def image_threshold(self) -> float:
+        """The image-level label's threshold: --score-threshold, else the larger of the pixel threshold and the
+        gate (so a label of 1 comes with a non-empty mask)."""
+        if self.score_threshold is not None:
+            return self.score_threshold
+        return self.threshold if self.gate is None else max(self.threshold, self.gate)
+
     def label(self, score: float) -> int:
-        """The image-level label of an image score (1 = manipulated): score >= the score threshold."""
-        return int(score >= (self.threshold if self.score_threshold is None else self.score_threshold))
+        """The image-level label of an image score (1 = manipulated): score >= `image_threshold`."""
+        return int(score >= self.image_threshold)
 
     def describe(self) -> str:
         crf = self.crf if self.crf == "off" else f"{self.crf} ({_crf_summary(self.crf_params)})"
         score = "" if self.score_threshold is None else f", score threshold={self.score_threshold:g} [--score-threshold]"
+        gate = "off" if self.gate is None else f"{self.gate:g}"
         return (f"tta={self.tta} [{self.sources['tta']}], crf={crf} [{self.sources['crf']}], "
-                f"threshold={self.threshold:g} [{self.sources['threshold']}]{score}")
+                f"threshold={self.threshold:g} [{self.sources['threshold']}], "
+                f"gate={gate} [{self.sources.get('gate', 'default')}]{score}")
 
 
 def _crf_summary(params: dict | None) -> str:
@@ -78,13 +92,14 @@ def check_postprocess_section(post) -> None:
 
 
 def resolve_postprocess(model_config, tta: str = "auto", crf: str = "auto",
-                        threshold: str | float = "auto") -> PostProcess:
+                        threshold: str | float = "auto", gate: str | float = "auto") -> PostProcess:
     """Turn the CLI/API choices into concrete ones, following the model's stored postprocess for ``auto``.
 
     ``model_config``: a `ModelConfig`, or a mapping with a "postprocess" section (read leniently). ``crf="on"``
     (a bare ``--crf``) means the CRF variant stored by calibration when it chose one, otherwise ``gaussian``
     (the variant that does not rely on colour edges, which inpainting hides). Without a calibration record,
-    ``auto`` means tta=none, crf=off, threshold=0.5.
+    ``auto`` means tta=none, crf=off, threshold=0.5. ``gate``: "auto" = the image gate calibration chose for
+    the resolved TTA and CRF (none when it chose none), "off", or a number in (0, 1).
     """
     post = PostprocessConfig.of(model_config)
     stored = "stored by validation calibration" if post.calibrated else "stored in config.json"
@@ -96,8 +111,11 @@ def resolve_postprocess(model_config, tta: str = "auto", crf: str = "auto",
         stored_params = post.crf_params or {}
         params = thawed(stored_params[crf]) if crf in stored_params else crf_mod.CRF_PRESETS[crf]
         params = crf_mod.validate_params(params, f"postprocess.crf_params.{crf}")
-    value = _resolve_threshold(post, threshold, tta, crf_skipped, stored, sources)
-    return PostProcess(tta=tta, crf=crf, crf_params=params, threshold=value, sources=sources)
+    gate_value = _resolve_gate(post, gate, tta, crf, stored, sources)
+    # The stored threshold was chosen for the stored CRF and gate: without them, the table's row applies.
+    row_crf = "off" if crf_skipped else (crf if post.gate is not None and gate_value is None else None)
+    value = _resolve_threshold(post, threshold, tta, row_crf, stored, sources)
+    return PostProcess(tta=tta, crf=crf, crf_params=params, threshold=value, sources=sources, gate=gate_value)
 
 
 def _resolve_tta(post: PostprocessConfig, tta: str, stored: str, sources: dict[str, str]) -> str:
@@ -141,11 +159,12 @@ def _resolve_crf(post: PostprocessConfig, crf: str, stored: str, sources: dict[s
     return crf, crf_skipped
 
 
-def _resolve_threshold(post: PostprocessConfig, threshold: str | float, tta: str, crf_skipped: bool, stored: str,
+def _resolve_threshold(post: PostprocessConfig, threshold: str | float, tta: str, row_crf: str | None, stored: str,
                        sources: dict[str, str]) -> float:
-    if threshold == "auto" and crf_skipped and post.table_threshold(tta, "off") is not None:
-        value = post.table_threshold(tta, "off")
-        sources["threshold"] = f"{stored} (tta {tta} without CRF)"
+    """``row_crf``: read ``auto`` from the calibration table's (tta, row_crf) row, not the stored threshold."""
+    if threshold == "auto" and row_crf is not None and post.table_threshold(tta, row_crf) is not None:
+        value = post.table_threshold(tta, row_crf)
+        sources["threshold"] = f"{stored} (tta {tta}, crf {row_crf}, no gate)"
     elif threshold == "auto":
         value = DEFAULT_THRESHOLD if post.threshold is None else post.threshold
         sources["threshold"] = stored if post.threshold is not None else "default: no calibration record"
@@ -153,3 +172,21 @@ def _resolve_threshold(post: PostprocessConfig, threshold: str | float, tta: str
         value = threshold
         sources["threshold"] = "--threshold"
     return check_threshold(value, "threshold", " (from config.json)" if threshold == "auto" else "")
+
+
+def _resolve_gate(post: PostprocessConfig, gate: str | float, tta: str, crf: str, stored: str,
+                  sources: dict[str, str]) -> float | None:
+    """The image gate: ``auto`` = the one calibrated for this TTA x CRF (the stored gate for the stored pair,
+    else the calibration table's row, which has a gate only where one beat plain thresholding)."""
+    if gate == "off":
+        sources["gate"] = "--gate off"
+        return None
+    if gate != "auto":
+        sources["gate"] = "--gate"
+        return check_threshold(gate, "gate")
+    if (tta, crf) == (post.tta, post.crf) and post.gate is not None:
+        value, sources["gate"] = post.gate, stored
+    else:
+        value = post.table_gate(tta, crf)
+        sources["gate"] = f"{stored} (tta {tta}, crf {crf})" if value is not None else "none calibrated"
+    return None if value is None else check_threshold(value, "gate", " (from config.json)")

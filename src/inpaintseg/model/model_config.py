@@ -33,7 +33,7 @@ FORMAT_VERSION = 1
 SUPPORTED_FORMAT_VERSIONS = (1,)
 REQUIRED_SECTIONS = ("format_version", "architecture", "input", "postprocess")
 INPUT_KEYS = ("mode", "size", "mean", "std")
-POSTPROCESS_KEYS = ("threshold", "tta", "crf", "crf_params", "calibration", "verdicts")
+POSTPROCESS_KEYS = ("threshold", "gate", "tta", "crf", "crf_params", "calibration", "verdicts")
 
 
 def _frozen(value: Any) -> Any:
@@ -106,6 +106,7 @@ class PostprocessConfig:
     folder from before calibration); the records stay read-only mappings (`thawed` gives plain dicts)."""
 
     threshold: float | None = None
+    gate: float | None = None  # image gate (inference.gate): a mask stays empty when the image score is below it
     tta: str | None = None
     crf: str | None = None
     crf_params: Mapping | None = None
@@ -129,6 +130,8 @@ class PostprocessConfig:
                 fail("\"postprocess\" must be an object with a \"threshold\"")
             if not _check_number(section["threshold"], 0.0, 1.0):
                 fail(f"postprocess.threshold must be a number in [0, 1], got {section['threshold']!r}")
+            if section.get("gate") is not None and not _check_number(section["gate"], 0.0, 1.0):
+                fail(f"postprocess.gate must be a number in [0, 1] or null, got {section['gate']!r}")
             for key in ("tta", "crf"):
                 if key in section and not isinstance(section[key], str):
                     fail(f"postprocess.{key} must be a string, got {section[key]!r}")
@@ -157,6 +160,14 @@ class PostprocessConfig:
         for row in (self.calibration or {}).get("table") or ():
             if isinstance(row, Mapping) and row.get("tta") == tta and row.get("crf") == crf:
                 return row.get("threshold")
+        return None
+
+    def table_gate(self, tta: str, crf: str) -> float | None:
+        """The image gate calibration chose for (tta, crf), from its table; None when it chose none."""
+        for row in (self.calibration or {}).get("table") or ():
+            if isinstance(row, Mapping) and row.get("tta") == tta and row.get("crf") == crf:
+                gate = row.get("gate")
+                return gate if _check_number(gate, 0.0, 1.0) else None
         return None
 
     def to_dict(self) -> dict:

@@ -58,9 +58,11 @@ def prediction_body(pred, image_id: str, width: int, height: int, encoded: dict,
         "height": int(height),
         "score": round(float(pred.score), 6),
         "label": int(pred.label),
-        "score_threshold": float(pred.threshold if score_threshold is None else score_threshold),
+        "score_threshold": float(pred.image_threshold if score_threshold is None else score_threshold),
         "verdict": verdict,
         "threshold": float(pred.threshold),
+        "gate": pred.gate,
+        "gated": pred.gated,
         "tta": pred.tta,
         "crf": pred.crf,
         **encoded,
@@ -123,7 +125,9 @@ def model_card(model, post) -> list[list[str]]:
     else:
         rows.append(["Verdict levels", "no false-alarm table in this model folder: manipulated when the image "
                                        f"score >= {post.threshold:g}"])
-    rows.append(["Post-processing", f"threshold {post.threshold:g}, TTA {post.tta}, CRF {post.crf}"])
+    gate = "none" if post.gate is None else (f"{post.gate:g} (a mask stays empty when the image score is below it; "
+                                             "chosen to flag few untouched images)")
+    rows.append(["Post-processing", f"threshold {post.threshold:g}, image gate {gate}, TTA {post.tta}, CRF {post.crf}"])
     if config.get("recipe") or config.get("card"):
         from inpaintseg.model.card import card_lines
 
@@ -148,7 +152,8 @@ def model_body(model, limits: dict) -> dict:
             "cutoffs", "n_untouched", "n_manipulated", "target_rate", "rule", "table")},
         "architecture": config.get("architecture", {}),
         "input": config.get("input", {}),
-        "postprocess": {"threshold": post.threshold, "tta": post.tta, "crf": post.crf, "sources": post.sources,
+        "postprocess": {"threshold": post.threshold, "gate": post.gate, "tta": post.tta, "crf": post.crf,
+                        "sources": post.sources,
                         "calibration": calibration},
         "metrics": config.get("metrics", {}),
         "data": data,

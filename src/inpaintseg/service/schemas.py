@@ -26,6 +26,8 @@ class PredictionBody(BaseModel):
     score_threshold: float = Field(description="the image-level threshold of label, 0..1")
     verdict: VerdictBody
     threshold: float = Field(description="pixel threshold of the mask, 0..1 (p >= threshold)")
+    gate: float | None = Field(description="image gate, 0..1: a score below it leaves the mask empty; null = none")
+    gated: bool = Field(description="true when the mask is empty because the score is below the gate")
     tta: str = Field(description="test-time augmentation used")
     crf: str = Field(description="DenseCRF variant used ('off' = none)")
     manipulated_pixels: int = Field(description="pixels in the mask (count)")

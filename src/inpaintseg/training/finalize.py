@@ -57,7 +57,8 @@ def calibrate(network: torch.nn.Module, model_config: dict, datamodule, config: 
     precision = predict_precision_choice(network, config, device, predict_precision).precision
     return calibrate_postprocessing(network, model_config, samples, device=device, batch_size=batch_size,
                                     progress=config.progress_bar, precision=precision,
-                                    report=_say, **calibration_options(config))
+                                    report=_say, gate_false_alarm=config.gate_false_alarm,
+                                    **calibration_options(config))
 
 
 def _say(line: str) -> None:

@@ -240,7 +240,7 @@ def write_report(run_dir: str | os.PathLike, images_dir=None, truth_dir=None, ou
     check_outputs(folders={"out_dir": out_dir}, inputs=(images_dir, truth_dir, meta, model_dir))
     model = load_model(model_dir, device=device)
     post = model.postprocess()
-    score_threshold = post.threshold if post.score_threshold is None else post.score_threshold
+    score_threshold = post.image_threshold
     samples, truth, source, found_meta = _pick_images(run_dir, model.config, images_dir, truth_dir)
     samples = [samples[i] for i in even_subset(len(samples), max_images)]
     meta = meta if meta is not None else found_meta

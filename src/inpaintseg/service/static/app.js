@@ -361,8 +361,10 @@ function render() {
     area.textContent = `${pct(count / g.length, 2)} of the image (${count.toLocaleString("en")} px), re-thresholded here`;
   }
   area.dataset.pixels = String(count);
+  const gated = r.body.gated ? ` The server's mask is empty: the image score ${fmt(r.body.score, 3)} is below ` +
+    `the image gate ${r.body.gate}, chosen so that few untouched images get a region.` : "";
   $("threshold-note").textContent = atServer
-    ? `The server's threshold (${r.body.threshold}): the region, its area and the downloads are the server's mask.`
+    ? `The server's threshold (${r.body.threshold}): the region, its area and the downloads are the server's mask.${gated}`
     : `Re-thresholded here on the 8-bit map (the server used ${r.body.threshold}); pixels within 1/510 of ` +
       "the threshold may differ from a new request. The verdict does not change: it comes from the image score.";
   $("overlay-canvas").setAttribute("aria-label",

@@ -1,0 +1,156 @@
+"""The image gate (inference.gate): the gated Dice table and the choice rule by hand, the post-processing that
+applies it, where `auto` finds it, config.json checks, and `predict --gate` end to end."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+
+from conftest import export_tiny_model, predict_cli
+from inpaintseg.errors import ConfigError, ModelLoadError
+from inpaintseg.inference.gate import GATE_GRID, calibrate_gate, gated_mean_curves
+from inpaintseg.inference.postprocess import PostProcess, resolve_postprocess
+from inpaintseg.model.model_config import ModelConfig
+
+THRESHOLDS = (0.3, 0.6)
+
+
+def test_gated_mean_curves_by_hand():
+    # image 0: untouched, Dice 0 at both thresholds (a false alarm), score 0.2
+    # image 1: untouched, Dice 0 at 0.3 and 1 at 0.6, score 0.5
+    # image 2: edited, Dice 0.8 / 0.6, score 0.9
+    curves = np.array([[0.0, 0.0], [0.0, 1.0], [0.8, 0.6]])
+    table = gated_mean_curves(curves, np.array([0.2, 0.5, 0.9]), np.array([True, True, False]), gates=(0.0, 0.3, 0.95))
+    np.testing.assert_allclose(table[0], [0.8 / 3, 1.6 / 3])   # no gate
+    np.testing.assert_allclose(table[1], [1.8 / 3, 2.6 / 3])   # image 0 gated: 1.0 (empty truth)
+    np.testing.assert_allclose(table[2], [2.0 / 3, 2.0 / 3])   # all gated: the edited one scores 0
+
+
+def _scored(untouched_scores, edited_scores):
+    return [(s, 0.0) for s in untouched_scores] + [(s, 0.2) for s in edited_scores]
+
+
+def test_gate_meets_the_false_alarm_target_when_it_still_beats_plain_thresholding():
+    # four untouched images, each a false alarm at both thresholds, scoring 0.1..0.4; four edited ones with
+    # Dice 0.5 / 0.4 scoring 0.6..0.9. No gate: 2.0 / 8 = 0.25 at 0.3. Gates 0.41..0.60 clear every false
+    # alarm: (4 + 2.0) / 8 = 0.75; the lowest of them is 0.41.
+    curves = np.array([[0.0, 0.0]] * 4 + [[0.5, 0.4]] * 4)
+    record = calibrate_gate(curves, _scored([0.1, 0.2, 0.3, 0.4], [0.6, 0.7, 0.8, 0.9]), margin=0.005,
+                            false_alarm_target=0.1, thresholds=THRESHOLDS)
+    assert (record["gate"], record["threshold"]) == (0.41, 0.3)
+    assert record["without_gate"] == {"gate": 0.0, "threshold": 0.3, "dice": 0.25, "false_alarm_rate": 1.0}
+    assert record["false_alarm_target_gate"]["false_alarm_rate"] == 0.0
+    assert record["false_alarm_target_gate"]["dice"] == record["best_dice_gate"]["dice"] == 0.75
+    assert (record["n_images"], record["n_untouched"]) == (8, 4)
+
+
+def test_falls_back_to_the_best_dice_gate_when_the_target_costs_too_much():
+    # untouched 0.1 and 0.95 (the second cannot be gated without gating every edited image): the 10 % target
+    # needs a gate above 0.95 -> every edited image empty, Dice 2/5 = 0.4 < no gate's 3 x 0.9 / 5 = 0.54.
+    # The best-Dice gate 0.11 removes one false alarm: (1 + 2.7) / 5 = 0.74.
+    curves = np.array([[0.0, 0.0], [0.0, 0.0], [0.9, 0.9], [0.9, 0.9], [0.9, 0.9]])
+    record = calibrate_gate(curves, _scored([0.1, 0.95], [0.5, 0.6, 0.7]), margin=0.005, false_alarm_target=0.1,
+                            thresholds=THRESHOLDS)
+    assert record["false_alarm_target_gate"]["gate"] == 0.96 and record["false_alarm_target_gate"]["dice"] == 0.4
+    assert record["without_gate"]["dice"] == 0.54
+    assert record["gate"] == 0.11 and record["best_dice_gate"]["dice"] == 0.74
+
+
+def test_no_gate_when_scores_do_not_separate_untouched_images():
+    # the untouched images score as high as the edited ones: any gate empties edited masks as well
+    curves = np.array([[0.0, 1.0], [0.9, 0.8], [0.9, 0.8]])
+    record = calibrate_gate(curves, _scored([0.9], [0.5, 0.6]), margin=0.005, thresholds=THRESHOLDS)
+    assert record["gate"] is None and record["threshold"] == 0.6
+
+
+def test_no_untouched_images_means_no_false_alarm_rate_and_no_target():
+    curves = np.array([[0.5, 0.7], [0.4, 0.6]])
+    record = calibrate_gate(curves, _scored([], [0.5, 0.6]), margin=0.005, thresholds=THRESHOLDS)
+    assert record["without_gate"]["false_alarm_rate"] is None and record["false_alarm_target_gate"] is None
+    assert record["gate"] is None
+
+
+def test_calibrate_gate_checks_its_shapes():
+    with pytest.raises(ValueError, match="one score per image"):
+        calibrate_gate(np.zeros((2, 2)), _scored([0.1], []), margin=0.0, thresholds=THRESHOLDS)
+
+
+def test_binarize_empties_a_gated_image_and_the_label_follows_the_larger_threshold():
+    post = PostProcess(tta="none", crf="off", crf_params=None, threshold=0.3, sources={}, gate=0.6)
+    probs = np.full((10, 10), 0.4, dtype=np.float32)          # score 0.4 < gate 0.6: empty mask
+    assert post.binarize(probs).sum() == 0
+    probs[:2] = 0.9                                            # top 1 % = 0.9 >= 0.6: thresholded as usual
+    assert post.binarize(probs).sum() == 100
+    assert post.binarize(probs, score=0.5).sum() == 0          # a given score is used, not recomputed
+    assert post.image_threshold == 0.6 and post.label(0.59) == 0 and post.label(0.6) == 1
+    assert PostProcess(tta="none", crf="off", crf_params=None, threshold=0.3, sources={}).image_threshold == 0.3
+
+
+STORED = {"threshold": 0.4, "gate": 0.7, "tta": "flip", "crf": "off",
+          "calibration": {"table": [{"tta": "none", "crf": "off", "threshold": 0.35, "gate": 0.8},
+                                    {"tta": "flip", "crf": "off", "threshold": 0.45, "gate": 0.7},
+                                    {"tta": "d4", "crf": "off", "threshold": 0.5, "gate": None}]}}
+
+
+@pytest.mark.parametrize("kwargs, gate, threshold", [
+    ({}, 0.7, 0.4),                                   # stored pair: stored gate and (gated) threshold
+    ({"gate": "off"}, None, 0.45),                    # no gate: the table's ungated threshold of the pair
+    ({"gate": 0.9}, 0.9, 0.4),                        # a number
+    ({"tta": "none"}, 0.8, 0.4),                      # another TTA: its table row's gate
+    ({"tta": "d4"}, None, 0.5),                       # a row that chose no gate: its ungated threshold
+    ({"threshold": 0.2}, 0.7, 0.2),                   # --threshold leaves the gate alone
+])
+def test_resolve_finds_the_gate(kwargs, gate, threshold):
+    post = resolve_postprocess({"postprocess": STORED}, **kwargs)
+    assert (post.gate, post.threshold) == (gate, threshold)
+    assert "gate=" in post.describe()
+
+
+def test_a_model_without_a_gate_resolves_to_none():
+    post = resolve_postprocess({"postprocess": {"threshold": 0.4, "calibration": {}}})
+    assert post.gate is None and post.sources["gate"] == "none calibrated" and post.threshold == 0.4
+
+
+def test_a_bad_gate_names_the_parameter():
+    with pytest.raises(ConfigError, match="gate must be a number"):
+        resolve_postprocess({"postprocess": STORED}, gate=1.5)
+
+
+def test_config_json_gate_out_of_range_is_a_clear_error():
+    from inpaintseg.data.input_spec import input_section
+
+    config = {"format_version": 1, "architecture": {}, "input": input_section("resize", 32),
+              "postprocess": {"threshold": 0.5, "gate": 2}}
+    with pytest.raises(ModelLoadError, match="postprocess.gate must be a number in"):
+        ModelConfig.from_dict(config)
+    config["postprocess"]["gate"] = None
+    assert ModelConfig.from_dict(config).postprocess.gate is None
+
+
+def _read_scores(path):
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_predict_gate_cli_end_to_end(tmp_path, make_dataset):
+    images = make_dataset(n_train=0, n_test=3, size=32) / "test" / "images"
+    model = export_tiny_model(tmp_path / "model", postprocess={"threshold": 0.01, "gate": 0.99, "tta": "none",
+                                                               "crf": "off", "calibration": {}})
+    # the untrained network's probabilities sit near 0.5: every pixel >= 0.01, every score < 0.99
+    assert predict_cli(images, model, "--submission", str(tmp_path / "gated.csv"),
+                       "--scores-out", str(tmp_path / "gated_scores.csv")) == 0
+    gated = _read_scores(tmp_path / "gated.csv")
+    assert len(gated) == 3 and all(row["EncodedPixels"] == "" for row in gated)
+    assert all(row["score_threshold"] == "0.99" and row["predicted_label"] == "0"
+               for row in _read_scores(tmp_path / "gated_scores.csv"))
+    assert predict_cli(images, model, "--gate", "off", "--submission", str(tmp_path / "plain.csv")) == 0
+    assert all(row["EncodedPixels"] == "1 1024" for row in _read_scores(tmp_path / "plain.csv"))
+    with pytest.raises(SystemExit) as exit_info:                # argparse: not in (0, 1)
+        predict_cli(images, model, "--gate", "2")
+    assert exit_info.value.code == 2
+
+
+def test_gate_grid_starts_at_no_gate():
+    assert GATE_GRID[0] == 0.0 and GATE_GRID[-1] == 1.0 and len(GATE_GRID) == 101
