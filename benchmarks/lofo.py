@@ -128,9 +128,9 @@ def run_row(args, family: str | None, seed: int, work: Path) -> dict:
             for sub in sorted(REALWORLD.iterdir()) if (sub / "images").is_dir()}
     if not args.no_realinpaint and realinpaint.REALINPAINT.is_dir():
         predict, post = realinpaint.model_predictor(model)
-        score_threshold = post.threshold if post.score_threshold is None else post.score_threshold
         row["realinpaint"] = realinpaint._jsonable(realinpaint.score_data(
-            realinpaint.REALINPAINT, predict, post.threshold, score_threshold, batch_size=args.batch_size))
+            realinpaint.REALINPAINT, predict, post.threshold, post.image_threshold, batch_size=args.batch_size,
+            gate=post.gate))
     row["seconds"] = round(time.perf_counter() - t0, 1)
     return row
 

@@ -124,10 +124,18 @@ def list_pairs(folder: Path, limit: int | None = None) -> list[Pair]:
 
 
 # ------------------------------------------------------------------------------------------ scoring
+def _mask(probs: np.ndarray, score: float, threshold: float, gate: float | None) -> np.ndarray:
+    """The mask predict writes: probability >= threshold, empty when the score is below the image gate."""
+    if gate is not None and score < gate:
+        return np.zeros(probs.shape, dtype=bool)
+    return probs >= threshold
+
+
 def score_folder(folder: Path, predict: PredictFn, threshold: float, score_threshold: float,
-                 limit: int | None = None, batch_size: int = 8) -> Tally:
+                 limit: int | None = None, batch_size: int = 8, gate: float | None = None) -> Tally:
     """Predict a folder's edited images and distinct originals with `predict`; tally the metrics.
-    `threshold`: the pixel threshold (mask = probability >= it); `score_threshold`: the image-level one."""
+    `threshold`: the pixel threshold (mask = probability >= it); `score_threshold`: the image-level one;
+    `gate`: the image gate (`inference.gate`: a score below it leaves the mask empty; None = no gate)."""
     pairs = list_pairs(folder, limit)
     tally = Tally()
     for start in range(0, len(pairs), batch_size):
@@ -138,7 +146,7 @@ def score_folder(folder: Path, predict: PredictFn, threshold: float, score_thres
             if truth.shape != probs.shape:
                 raise DataError(f"{pair.mask}: mask is {truth.shape[1]}x{truth.shape[0]} but its image "
                                 f"{pair.image.name} is {image.shape[1]}x{image.shape[0]}; they must match.")
-            tally.dice.append(mask_dice(probs >= threshold, truth))
+            tally.dice.append(mask_dice(_mask(probs, score, threshold, gate), truth))
             tally.image_pixel_auc.append(pixel_auc(probs, truth))
             tally.pixels.update(probs, truth)
             if pair.original is not None:
@@ -149,7 +157,7 @@ def score_folder(folder: Path, predict: PredictFn, threshold: float, score_thres
         for probs, score in predict(batch):
             tally.original_scores.append(float(score))
             tally.original_flagged.append(int(score >= score_threshold))
-            _, fp, _, tn = mask_counts(probs >= threshold, np.zeros(probs.shape, bool))
+            _, fp, _, tn = mask_counts(_mask(probs, score, threshold, gate), np.zeros(probs.shape, bool))
             tally.original_fp_area.append(fp / max(fp + tn, 1))
     return tally
 
@@ -169,12 +177,12 @@ def _distinct_originals(paths: Sequence[Path]) -> list[np.ndarray]:
 
 def score_data(data: Path, predict: PredictFn, threshold: float, score_threshold: float,
                limit: int | None = None, folders: Sequence[str] | None = None, batch_size: int = 8,
-               log: Callable[[str], None] | None = None) -> dict:
+               log: Callable[[str], None] | None = None, gate: float | None = None) -> dict:
     """Every folder's row, plus the pooled and mean-of-folders rows over the folders with originals."""
     rows, pooled, with_originals = {}, Tally(), []
     for folder in list_folders(data, folders):
         t0 = time.perf_counter()
-        tally = score_folder(folder, predict, threshold, score_threshold, limit, batch_size)
+        tally = score_folder(folder, predict, threshold, score_threshold, limit, batch_size, gate)
         rows[folder.name] = {**tally.row(), "seconds": round(time.perf_counter() - t0, 1)}
         if tally.original_scores:
             pooled.add(tally)
@@ -222,10 +230,11 @@ def _jsonable(value):
     return value
 
 
-def model_predictor(model, tta=None, crf=None, threshold=None, score_threshold=None) -> tuple[PredictFn, object]:
+def model_predictor(model, tta=None, crf=None, threshold=None, score_threshold=None,
+                    gate=None) -> tuple[PredictFn, object]:
     """A `PredictFn` over an `InpaintModel` (its stored post-processing unless overridden) and the
-    resolved `PostProcess` (thresholds)."""
-    post = model.postprocess(threshold=threshold, tta=tta, crf=crf, score_threshold=score_threshold)
+    resolved `PostProcess` (thresholds, gate)."""
+    post = model.postprocess(threshold=threshold, tta=tta, crf=crf, score_threshold=score_threshold, gate=gate)
 
     def predict(images):
         return [(p.probability, p.score) for p in model.predict_batch(images, threshold=post.threshold,
@@ -244,7 +253,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--crf", default=None, help="override the model's stored CRF (off|gaussian|seed|on)")
     p.add_argument("--threshold", default=None, help="override the model's pixel threshold")
     p.add_argument("--score-threshold", default=None,
-                   help="image-level threshold of the false alarms (default: the pixel threshold, as predict)")
+                   help="image-level threshold of the false alarms (default: as predict, the larger of the pixel "
+                   "threshold and the gate)")
+    p.add_argument("--gate", default=None, help="override the model's image gate (off or a number)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--precision", default="auto")
@@ -260,14 +271,14 @@ def main(argv=None) -> int:
 
     try:
         model = load_model(args.model, device=args.device, batch_size=args.batch_size, precision=args.precision)
-        predict, post = model_predictor(model, args.tta, args.crf, args.threshold, args.score_threshold)
-        score_threshold = post.threshold if post.score_threshold is None else post.score_threshold
+        predict, post = model_predictor(model, args.tta, args.crf, args.threshold, args.score_threshold, args.gate)
+        score_threshold = post.image_threshold
         print(f"model {args.model}: {post.describe()}; data {args.data}"
               + (f", first {args.limit} pairs per folder" if args.limit else ""), flush=True)
         folders = [f.strip() for f in args.folders.split(",") if f.strip()] if args.folders else None
         t0 = time.perf_counter()
         result = score_data(args.data, predict, post.threshold, score_threshold, args.limit, folders,
-                            args.batch_size, log=lambda line: print(line, flush=True))
+                            args.batch_size, log=lambda line: print(line, flush=True), gate=post.gate)
     except InpaintsegError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

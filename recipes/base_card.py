@@ -5,8 +5,8 @@
 Scores, through the product's own predict and evaluate:
 - the fresh engine test set (another seed than the training data: recipes/base.py writes it): Dice next to the
   all-empty / all-full baselines, pixel and image AUC, Dice per family and per method;
-- its untouched photos: the share flagged manipulated at the stored image threshold (false-alarm rate) and the
-  mean false-positive area;
+- its untouched photos: the share left with a non-empty mask by the stored post-processing, image gate included
+  (false-alarm rate), the share labelled manipulated, and the mean false-positive area;
 - robustness: the same test images after JPEG 90/70/50 and a down-then-up rescale 0.5/0.75;
 - the real rows: ../shared/realinpaint (real deep-generative inpaintings, per folder, image AUC against the
   originals; benchmarks/realinpaint.py) and ../shared/realworld (real splices / copy-moves), when present.
@@ -52,20 +52,25 @@ def _evaluate(truth: Path, pred: Path, threshold: float, meta: Path | None = Non
                     score_threshold=threshold)
 
 
-def untouched_rates(scores_csv: Path, meta: dict) -> dict:
-    """False-alarm rate (flagged at the stored image threshold) and mean FP area over the untouched images."""
+def untouched_rates(pred: Path, meta: dict) -> dict:
+    """Over the untouched images of a prediction folder (`_predict`): the false-alarm rate (share with a
+    non-empty mask: what a user sees), the share labelled manipulated (image score >= the stored image
+    threshold) and the mean FP area."""
     untouched = {stem for stem, info in meta["images"].items() if info.get("method") == "none"}
-    with open(scores_csv, newline="") as fh:
+    with open(pred / "scores.csv", newline="") as fh:
         rows = [r for r in csv.DictReader(fh) if r["ImageId"] in untouched]
+    with open(pred / "submission.csv", newline="") as fh:
+        flagged = {r["ImageId"] for r in csv.DictReader(fh) if r["ImageId"] in untouched and r["EncodedPixels"]}
     n = len(rows)
-    return {"n": n, "false_alarm_rate": sum(int(r["predicted_label"]) for r in rows) / max(n, 1),
+    return {"n": n, "false_alarm_rate": len(flagged) / max(n, 1),
+            "labelled_rate": sum(int(r["predicted_label"]) for r in rows) / max(n, 1),
             "fp_area_mean": sum(float(r["manipulated_fraction"]) for r in rows) / max(n, 1)}
 
 
 def fresh_rows(model, fresh: Path, out: Path) -> tuple[dict, dict]:
     from inpaintseg.evaluation.evaluate import baseline_submissions, evaluate
 
-    threshold = model.postprocess().threshold
+    threshold = model.postprocess().image_threshold
     pred = _predict(model, fresh / "images", out / "fresh")
     result = _evaluate(fresh / "masks", pred, threshold, fresh / "meta.json")
     baselines = {name: round(evaluate(fresh / "masks", submission=path)["dice_mean"], 4)
@@ -78,7 +83,7 @@ def fresh_rows(model, fresh: Path, out: Path) -> tuple[dict, dict]:
            "by_method": {k: round(v["dice_mean"] if isinstance(v, dict) else v, 4)
                          for k, v in result.get("by_method", {}).items()}}
     meta = json.loads((fresh / "meta.json").read_text())
-    return row, untouched_rates(pred / "scores.csv", meta)
+    return row, untouched_rates(pred, meta)
 
 
 def robustness_rows(model, fresh: Path, out: Path, limit: int | None) -> dict:
@@ -96,7 +101,7 @@ def robustness_rows(model, fresh: Path, out: Path, limit: int | None) -> dict:
         images = subset / "images" if kind == "clean" else bench.perturbed_folder(
             subset / "images", kind, out / "perturbed" / kind)
         pred = _predict(model, images, out / "robust" / kind)
-        rows[kind] = round(_evaluate(subset / "masks", pred, model.postprocess().threshold)["dice_mean"], 4)
+        rows[kind] = round(_evaluate(subset / "masks", pred, model.postprocess().image_threshold)["dice_mean"], 4)
     rows["n"] = len(list((subset / "images").glob("*.png")))
     return rows
 
@@ -106,7 +111,7 @@ def realworld_rows(model, out: Path) -> list[dict]:
     for folder in sorted((SHARED / "realworld").glob("*/images")):
         name = folder.parent.name
         pred = _predict(model, folder, out / "realworld" / name)
-        result = _evaluate(folder.parent / "masks", pred, model.postprocess().threshold)
+        result = _evaluate(folder.parent / "masks", pred, model.postprocess().image_threshold)
         rows.append({"name": f"realworld/{name}", "n": result["n_images"], "dice_mean": round(result["dice_mean"], 4),
                      "pixel_auc": result.get("pixel_auc"), "image_auc": None})
     return rows
@@ -120,7 +125,7 @@ def realinpaint_rows(model) -> list[dict]:
     bench = _module(script, "realinpaint_bench")
     predict, _ = bench.model_predictor(model)
     post = model.postprocess()
-    result = bench.score_data(data, predict, post.threshold, post.threshold)
+    result = bench.score_data(data, predict, post.threshold, post.image_threshold, gate=post.gate)
     rows = []
     for name, row in [*result["folders"].items(), *result["summary"].items()]:
         rows.append({"name": f"realinpaint/{name}", **{k: _finite(v) for k, v in row.items()}})
@@ -168,7 +173,9 @@ def main(argv=None) -> int:
         # minutes per large real image.
         fast.config = fast.config.updated(
             {"postprocess": {k: v for k, v in (("tta", args.tta), ("crf", args.crf)) if v != "auto"}})
-    settings = f"tta {fast.postprocess().tta}, crf {fast.postprocess().crf}, threshold {fast.postprocess().threshold}"
+    post = fast.postprocess()
+    settings = (f"tta {post.tta}, crf {post.crf}, threshold {post.threshold}"
+                + ("" if post.gate is None else f", gate {post.gate}"))
     if "robustness" in parts:
         card["robustness"] = {**robustness_rows(fast, args.fresh, args.out, args.robust_limit), "settings": settings}
         print(f"robustness: {json.dumps(card['robustness'])}", flush=True)

@@ -97,6 +97,17 @@ def test_metrics_match_hand_worked_values(data):
     assert mean["image_auc"] == pytest.approx((5 / 6 + 1) / 2)
 
 
+def test_the_image_gate_empties_masks_as_predict_does(data):
+    # gate 0.7: x's original (score 0.6) keeps no mask -> no false-alarm area; the edited x, z (score 1.0) keep
+    # theirs; y (0.4) was empty already. Scores, AUCs and the labels (score_threshold) do not change.
+    result = realinpaint.score_data(data, red_detector, threshold=0.5, score_threshold=0.7, gate=0.7)
+    a = result["folders"]["gen_a"]
+    assert a["false_alarm_area"] == 0 and a["false_alarm_rate"] == 0
+    assert a["dice_mean"] == pytest.approx((8 / 9 + 0 + 1) / 3) and a["image_auc"] == pytest.approx(5 / 6)
+    gated_all = realinpaint.score_data(data, red_detector, threshold=0.5, score_threshold=0.5, gate=1.01)
+    assert gated_all["folders"]["gen_b"]["dice_mean"] == 0  # every mask empty, every truth not
+
+
 def test_limit_takes_the_first_pairs_of_each_folder(data):
     result = realinpaint.score_data(data, red_detector, 0.5, 0.5, limit=1, folders=["gen_a"])
     assert list(result["folders"]) == ["gen_a"]
