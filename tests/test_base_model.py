@@ -78,6 +78,7 @@ def test_model_info_base_prints_the_card(capsys):
     assert main(["model-info", "base"]) == 0
     out = capsys.readouterr().out
     assert "weights" in out and "optimiser steps" in out and "trained on:" in out
+    assert "image gate " in out
 
 
 def test_an_old_model_folder_without_card_sections_still_loads(tmp_path, capsys):

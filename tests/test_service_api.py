@@ -398,3 +398,16 @@ def test_one_access_log_line_per_request(client, caplog):
         client.get("/nope")
     lines = [r.getMessage() for r in caplog.records if r.name == "inpaintseg.access"]
     assert len(lines) == 2 and '"GET /healthz" 200' in lines[0] and '"GET /nope" 404' in lines[1]
+
+
+def test_a_gated_image_gets_an_empty_mask_and_says_why(tmp_path):
+    # the untrained width-4 network's probabilities sit near 0.5: every pixel >= 0.01, every score < 0.99
+    gated_model = export_tiny_model(tmp_path / "gated", postprocess={"threshold": 0.01, "gate": 0.99, "tta": "none",
+                                                                      "crf": "off", "calibration": {}})
+    with TestClient(create_app(inpaintseg.load_model(gated_model, device="cpu"), ServiceSettings())) as gated:
+        body = upload(gated, png_bytes(image())).json()
+        assert body["gate"] == 0.99 and body["gated"] is True
+        assert body["manipulated_pixels"] == 0 and body["rle"] == "" and body["score"] < 0.99
+        assert body["score_threshold"] == 0.99 and body["label"] == 0
+        page_rows = dict(gated.get("/api/v1/model").json()["card"])
+        assert "image gate 0.99" in page_rows["Post-processing"]

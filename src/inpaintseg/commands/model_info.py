@@ -95,8 +95,9 @@ def _run_folder(args: argparse.Namespace) -> int:
     post = config["postprocess"]
     print(f"model: {folder}")
     print(f"architecture: {network.architecture()}")
-    print(f"input: {config['input']['mode']} {size}x{size}; threshold {post['threshold']}, tta {post.get('tta')}, "
-          f"crf {post.get('crf')}")
+    gate = post.get("gate")
+    print(f"input: {config['input']['mode']} {size}x{size}; threshold {post['threshold']}, "
+          f"image gate {'none' if gate is None else gate}, tta {post.get('tta')}, crf {post.get('crf')}")
     print(f"parameters: {count_parameters(network):,}; forward GFLOPs per {size}x{size} tile: "
           f"{model_flops(network, size) / 1e9:.3f}")
     for line in card_lines(config):
