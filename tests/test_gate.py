@@ -28,11 +28,17 @@ def test_gated_mean_curves_by_hand():
     np.testing.assert_allclose(table[2], [2.0 / 3, 2.0 / 3])   # all gated: the edited one scores 0
 
 
+@pytest.fixture
+def few_untouched_suffice(monkeypatch):
+    """The hand-worked cases below have 1-4 untouched images; the rule itself is the subject, not the minimum."""
+    monkeypatch.setattr("inpaintseg.inference.gate.MIN_UNTOUCHED", 1)
+
+
 def _scored(untouched_scores, edited_scores):
     return [(s, 0.0) for s in untouched_scores] + [(s, 0.2) for s in edited_scores]
 
 
-def test_gate_meets_the_false_alarm_target_when_it_still_beats_plain_thresholding():
+def test_gate_meets_the_false_alarm_target_when_it_still_beats_plain_thresholding(few_untouched_suffice):
     # four untouched images, each a false alarm at both thresholds, scoring 0.1..0.4; four edited ones with
     # Dice 0.5 / 0.4 scoring 0.6..0.9. No gate: 2.0 / 8 = 0.25 at 0.3. Gates 0.41..0.60 clear every false
     # alarm: (4 + 2.0) / 8 = 0.75; the lowest of them is 0.41.
@@ -46,7 +52,7 @@ def test_gate_meets_the_false_alarm_target_when_it_still_beats_plain_thresholdin
     assert (record["n_images"], record["n_untouched"]) == (8, 4)
 
 
-def test_falls_back_to_the_best_dice_gate_when_the_target_costs_too_much():
+def test_falls_back_to_the_best_dice_gate_when_the_target_costs_too_much(few_untouched_suffice):
     # untouched 0.1 and 0.95 (the second cannot be gated without gating every edited image): the 10 % target
     # needs a gate above 0.95 -> every edited image empty, Dice 2/5 = 0.4 < no gate's 3 x 0.9 / 5 = 0.54.
     # The best-Dice gate 0.11 removes one false alarm: (1 + 2.7) / 5 = 0.74.
@@ -58,11 +64,20 @@ def test_falls_back_to_the_best_dice_gate_when_the_target_costs_too_much():
     assert record["gate"] == 0.11 and record["best_dice_gate"]["dice"] == 0.74
 
 
-def test_no_gate_when_scores_do_not_separate_untouched_images():
+def test_no_gate_when_scores_do_not_separate_untouched_images(few_untouched_suffice):
     # the untouched images score as high as the edited ones: any gate empties edited masks as well
     curves = np.array([[0.0, 1.0], [0.9, 0.8], [0.9, 0.8]])
     record = calibrate_gate(curves, _scored([0.9], [0.5, 0.6]), margin=0.005, thresholds=THRESHOLDS)
     assert record["gate"] is None and record["threshold"] == 0.6
+
+
+def test_no_gate_from_fewer_than_the_minimum_of_untouched_images():
+    # the same clear case as above, with 4 untouched images and the default minimum of 10: rows measured,
+    # no gate adopted
+    curves = np.array([[0.0, 0.0]] * 4 + [[0.5, 0.4]] * 4)
+    record = calibrate_gate(curves, _scored([0.1, 0.2, 0.3, 0.4], [0.6, 0.7, 0.8, 0.9]), margin=0.005,
+                            thresholds=THRESHOLDS)
+    assert record["gate"] is None and record["best_dice_gate"]["dice"] == 0.75 and record["threshold"] == 0.3
 
 
 def test_no_untouched_images_means_no_false_alarm_rate_and_no_target():

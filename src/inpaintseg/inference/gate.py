@@ -14,7 +14,8 @@ different gates: mean Dice weighs untouched images by their share of the data (1
 analyst wants few false alarms. So the rule prefers the lowest gate that brings the false-alarm rate on the
 untouched validation images to ``false_alarm_target`` (10 %) when that gate still beats plain thresholding's
 Dice by more than ``margin``; otherwise the best-Dice gate when it beats it by more than ``margin``; otherwise
-no gate, so a model whose scores do not separate untouched images keeps plain thresholding. The record
+no gate, so a model whose scores do not separate untouched images keeps plain thresholding -- and no gate
+with fewer than ``MIN_UNTOUCHED`` untouched images, where a rate of 0 of 4 says little. The record
 (``postprocess.calibration.gate``) keeps the three rows (no gate, best-Dice gate, false-alarm-target gate)
 with their Dice and false-alarm rates, so the effect is visible, not assumed.
 """
@@ -29,6 +30,7 @@ from inpaintseg.metrics import THRESHOLD_GRID, best_of_curve
 
 GATE_GRID = tuple(round(i / 100, 2) for i in range(101))  # 0.00 = no image is gated
 FALSE_ALARM_TARGET = 0.10  # share of untouched images with a non-empty mask the gate aims for
+MIN_UNTOUCHED = 10  # fewer untouched images than this: no gate (a rate of 0 of 4 says little about the next)
 
 
 def gated_mean_curves(curves: np.ndarray, scores: np.ndarray, empty_truth: np.ndarray,
@@ -65,7 +67,8 @@ def calibrate_gate(curves: Sequence, scored: Sequence[tuple[float, float]], marg
     ``curves``: per-image Dice over ``thresholds`` (both empty = 1.0); ``scored``: (image score, truth area
     fraction) per image, in the same order. Rule: the lowest gate whose false-alarm rate on the untouched images
     is <= ``false_alarm_target`` (at its best threshold), if its Dice beats the ungated Dice by > ``margin``;
-    else the gate with the best Dice, if that beats it by > ``margin``; else no gate."""
+    else the gate with the best Dice, if that beats it by > ``margin``; else no gate. No gate either with fewer
+    than `MIN_UNTOUCHED` untouched images (the rows are still measured and recorded)."""
     curves = np.asarray(curves, dtype=np.float64)
     if curves.ndim != 2 or len(scored) != curves.shape[0] or curves.shape[1] != len(thresholds):
         raise ValueError("calibrate_gate: needs one curve (one value per threshold) and one score per image")
@@ -83,7 +86,8 @@ def calibrate_gate(curves: Sequence, scored: Sequence[tuple[float, float]], marg
     target = None
     if false_alarm_target is not None and plain["false_alarm_rate"] is not None:
         target = next((r for r in rows if r["false_alarm_rate"] <= false_alarm_target), None)
-    chosen = next((r for r in (target, best) if r is not None and r["gate"] > 0
+    enough = int(empty_truth.sum()) >= MIN_UNTOUCHED
+    chosen = next((r for r in (target, best) if enough and r is not None and r["gate"] > 0
                    and r["dice"] > plain["dice"] + margin), None)
     return {"gate": None if chosen is None else chosen["gate"],
             "threshold": (plain if chosen is None else chosen)["threshold"],
@@ -94,4 +98,5 @@ def calibrate_gate(curves: Sequence, scored: Sequence[tuple[float, float]], marg
             "rule": (f"an image scoring below the gate gets an empty mask (1.0 on an untouched image, 0.0 on an "
                      f"edited one); each gate with its best threshold; chosen: the lowest gate whose false-alarm "
                      f"rate on the untouched images is <= {false_alarm_target} if it beats the ungated Dice by "
-                     f"> {margin}, else the best-Dice gate if it does, else none")}
+                     f"> {margin}, else the best-Dice gate if it does, else none; none with fewer than "
+                     f"{MIN_UNTOUCHED} untouched images")}
