@@ -4,6 +4,7 @@ applies it, where `auto` finds it, config.json checks, and `predict --gate` end 
 from __future__ import annotations
 
 import csv
+import json
 
 import numpy as np
 import pytest
@@ -169,3 +170,24 @@ def test_predict_gate_cli_end_to_end(tmp_path, make_dataset):
 
 def test_gate_grid_starts_at_no_gate():
     assert GATE_GRID[0] == 0.0 and GATE_GRID[-1] == 1.0 and len(GATE_GRID) == 101
+
+
+def test_gate_benchmark_end_to_end(tmp_path, make_dataset):
+    import sys
+
+    from conftest import REPO
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import gate as gate_bench
+
+    root = make_dataset(n_train=6, n_test=4, size=32, n_empty=3)
+    model = export_tiny_model(tmp_path / "model", postprocess={"threshold": 0.5, "tta": "none", "crf": "off",
+                                                               "calibration": {}})
+    out = tmp_path / "gate.json"
+    assert gate_bench.main(["--model", str(model), "--calibrate", str(root / "train"), "--test", str(root / "test"),
+                            "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    plain = result["rows"]["without_gate"]
+    assert plain["calibration"]["gate"] == 0.0 and plain["calibration"]["false_alarm_rate"] is not None
+    assert plain["test"]["n"] == 4 and plain["test"]["n_untouched"] == 1
+    assert result["chosen_gate"] is None  # 3 untouched calibration images: below the minimum for a gate
