@@ -239,6 +239,26 @@ def test_fine_tuning_keeps_the_starting_weights_when_no_epoch_beats_them(trained
     assert ("no epoch beat the starting weights" in capsys.readouterr().err) is keep_start
 
 
+@pytest.mark.parametrize("keep_start", [True, False])
+def test_kept_starting_weights_keep_their_image_gate(trained_folder, tmp_path, keep_start):
+    # the tiny validation split has fewer untouched images than a gate needs: a run that kept the starting
+    # weights takes the start's gate (recorded as inherited); one whose weights changed chooses none
+    import shutil
+
+    from inpaintseg.model.io import update_model_config
+
+    folder, data = trained_folder
+    start = shutil.copytree(folder, tmp_path / "start")
+    update_model_config(start, {"postprocess": {"gate": 0.9}})
+    result = train(tiny_config(data, tmp_path / "run", init_from=str(start), keep_start=keep_start),
+                   callbacks=[WreckWeights()])
+    _, config = load_model_dir(result.model_dir)
+    record = config["postprocess"]["calibration"]["gate"]
+    assert record["n_untouched"] < 10
+    assert config["postprocess"]["gate"] == (0.9 if keep_start else None)
+    assert ("inherited" in record) is keep_start
+
+
 def test_init_from_with_a_frozen_encoder_keeps_the_folders_encoder(trained_folder, tmp_path, capsys):
     folder, data = trained_folder
     run = tmp_path / "finetune"
