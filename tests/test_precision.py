@@ -123,6 +123,15 @@ def test_cache_hit_skips_the_probe_and_other_shapes_miss(private_cache):
     assert probe.calls == 8
 
 
+def test_an_instruction_set_limit_is_another_machine_for_the_cache(private_cache, monkeypatch):
+    # ONEDNN_MAX_CPU_ISA=AVX2 (a stand-in for a CPU without AVX-512) changes the speed: not a cache hit
+    probe = FakeProbe(29.0, 74.1)
+    choose_precision(tiny_model(), 16, 64, "cpu", "train", probe=probe, cpu=BF16_CPU)
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    limited = choose_precision(tiny_model(), 16, 64, "cpu", "train", probe=probe, cpu=BF16_CPU)
+    assert probe.calls == 2 and not limited.cached
+
+
 @pytest.mark.parametrize("content", ["{not json", "[]", '{"version": 99, "entries": {}}',
                                      '{"version": 2, "entries": {"x": 1}}'])
 def test_corrupt_cache_is_ignored_and_rewritten(private_cache, content):

@@ -145,6 +145,9 @@ def probe_rates(model, batch_size: int, size: int, device="cpu", mode: str = "tr
 # --------------------------------------------------------------------------------------------
 # The cache (one JSON file per user)
 # --------------------------------------------------------------------------------------------
+ISA_LIMITS = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY")  # env vars capping the kernels
+
+
 def _model_shape(model) -> dict:
     arch = getattr(model, "architecture", None)
     if callable(arch):
@@ -155,10 +158,12 @@ def _model_shape(model) -> dict:
 def probe_key(model, batch_size: int, size: int, device, mode: str, channels_last: bool,
               cpu: CpuInfo) -> tuple[str, dict]:
     """(hash, readable fields) identifying a probe: this machine (CPU model, torch version, threads,
-    device) and this model shape (architecture dict, batch, size, mode, memory format)."""
+    device, and the instruction-set limits oneDNN / ATen were started with, which change its speed) and this
+    model shape (architecture dict, batch, size, mode, memory format)."""
     import torch  # noqa: PLC0415
 
     fields = {"cpu": cpu.model_name, "torch": torch.__version__, "threads": torch.get_num_threads(),
+              **{name.lower(): os.environ[name] for name in ISA_LIMITS if os.environ.get(name)},
               "device": str(device), "architecture": _model_shape(model), "batch_size": int(batch_size),
               "size": int(size), "mode": mode, "channels_last": bool(channels_last)}
     digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:32]
