@@ -124,6 +124,26 @@ def test_resolve_finds_the_gate(kwargs, gate, threshold):
     assert "gate=" in post.describe()
 
 
+FEW = {**STORED, "calibration": {**STORED["calibration"], "gate": {
+    "n_untouched": 60, "false_alarm_target_gate": {"gate": 0.85, "threshold": 0.5, "dice": 0.4, "false_alarm_rate": 0.1}}}}
+
+
+def test_few_false_alarms_takes_the_target_row_and_its_threshold():
+    post = resolve_postprocess({"postprocess": FEW}, gate="few-false-alarms")
+    assert (post.gate, post.threshold) == (0.85, 0.5)
+    assert "10% of 60 untouched" in post.sources["gate"] and "few-false-alarms" in post.sources["threshold"]
+    explicit = resolve_postprocess({"postprocess": FEW}, gate="few-false-alarms", threshold=0.3)
+    assert (explicit.gate, explicit.threshold) == (0.85, 0.3)
+
+
+@pytest.mark.parametrize("section, kwargs", [(STORED, {}),                 # no false-alarm row recorded
+                                             (FEW, {"tta": "none"})])     # measured for flip only
+def test_few_false_alarms_without_its_row_names_the_parameter(section, kwargs):
+    with pytest.raises(ConfigError, match="few-false-alarms") as info:
+        resolve_postprocess({"postprocess": section}, gate="few-false-alarms", **kwargs)
+    assert info.value.params == ("gate",)
+
+
 def test_a_model_without_a_gate_resolves_to_none():
     post = resolve_postprocess({"postprocess": {"threshold": 0.4, "calibration": {}}})
     assert post.gate is None and post.sources["gate"] == "none calibrated" and post.threshold == 0.4
@@ -163,6 +183,12 @@ def test_predict_gate_cli_end_to_end(tmp_path, make_dataset):
                for row in _read_scores(tmp_path / "gated_scores.csv"))
     assert predict_cli(images, model, "--gate", "off", "--submission", str(tmp_path / "plain.csv")) == 0
     assert all(row["EncodedPixels"] == "1 1024" for row in _read_scores(tmp_path / "plain.csv"))
+    config = json.loads((model / "config.json").read_text())
+    config["postprocess"]["calibration"] = {"gate": {"n_untouched": 12, "false_alarm_target_gate": {
+        "gate": 0.02, "threshold": 0.01, "dice": 0.5, "false_alarm_rate": 0.0}}}
+    (model / "config.json").write_text(json.dumps(config))
+    assert predict_cli(images, model, "--gate", "few-false-alarms", "--submission", str(tmp_path / "few.csv")) == 0
+    assert all(row["EncodedPixels"] == "1 1024" for row in _read_scores(tmp_path / "few.csv"))  # scores >= 0.02
     with pytest.raises(SystemExit) as exit_info:                # argparse: not in (0, 1)
         predict_cli(images, model, "--gate", "2")
     assert exit_info.value.code == 2

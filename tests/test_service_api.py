@@ -409,5 +409,8 @@ def test_a_gated_image_gets_an_empty_mask_and_says_why(tmp_path):
         assert body["gate"] == 0.99 and body["gated"] is True
         assert body["manipulated_pixels"] == 0 and body["rle"] == "" and body["score"] < 0.99
         assert body["score_threshold"] == 0.99 and body["label"] == 0
+        assert upload(gated, png_bytes(image()), gate="off").json()["gated"] is False
+        assert_error(upload(gated, png_bytes(image()), gate="loose"), 422, "invalid_gate", "few-false-alarms")
+        assert_error(upload(gated, png_bytes(image()), gate="few-false-alarms"), 422, "cannot_predict", "gate")
         page_rows = dict(gated.get("/api/v1/model").json()["card"])
         assert "image gate 0.99" in page_rows["Post-processing"]

@@ -103,8 +103,8 @@ def threshold_or_auto(text: str) -> str | float:
 
 
 def gate_choice(text: str) -> str | float:
-    """An argparse type: 'auto', 'off' or an image-score gate in (0, 1)."""
-    return text if text in ("auto", "off") else threshold(text)
+    """An argparse type: 'auto', 'off', 'few-false-alarms' or an image-score gate in (0, 1)."""
+    return text if text in ("auto", "off", "few-false-alarms") else threshold(text)
 
 
 def pixel_count(text: str) -> int:

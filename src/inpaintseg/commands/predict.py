@@ -51,9 +51,10 @@ def add_predict_arguments(p: argparse.ArgumentParser, model_required: bool = Tru
     p.add_argument("--threshold", type=threshold_or_auto, default="auto", metavar="auto|FLOAT",
                    help="pixel threshold: a pixel is manipulated when its probability is >= it; auto = the one "
                    "stored with the model (default)")
-    p.add_argument("--gate", type=gate_choice, default="auto", metavar="auto|off|FLOAT",
+    p.add_argument("--gate", type=gate_choice, default="auto", metavar="auto|off|few-false-alarms|FLOAT",
                    help="image gate: an image whose score is below it gets an empty mask (its probability map is "
-                   "kept); auto = the gate validation calibration chose, if it chose one (default)")
+                   "kept); auto = the gate calibration chose, if it chose one (default); few-false-alarms = the "
+                   "lowest gate that kept <= 10%% of the untouched calibration images flagged, with its threshold")
     p.add_argument("--score-threshold", type=threshold_or_auto, default="auto", metavar="auto|FLOAT",
                    help="image-level threshold: predicted_label = image score >= it; auto = the larger of the "
                    "pixel threshold and the gate (default)")

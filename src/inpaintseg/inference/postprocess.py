@@ -15,6 +15,8 @@ from inpaintseg.inference.tta import TTA_CHOICES
 from inpaintseg.model.model_config import PostprocessConfig, thawed
 
 TTA_OPTIONS = ("auto", *TTA_CHOICES)  # what predict/the API accept: auto = the calibrated choice
+FEW_FALSE_ALARMS = "few-false-alarms"  # the gate calibration measured for the false-alarm target
+GATE_OPTIONS = ("auto", "off", FEW_FALSE_ALARMS)  # and a number in (0, 1)
 CRF_OPTIONS = ("auto", *crf_mod.CRF_CHOICES, "on")  # on = the calibrated variant, else gaussian
 
 
@@ -99,7 +101,9 @@ def resolve_postprocess(model_config, tta: str = "auto", crf: str = "auto",
     (a bare ``--crf``) means the CRF variant stored by calibration when it chose one, otherwise ``gaussian``
     (the variant that does not rely on colour edges, which inpainting hides). Without a calibration record,
     ``auto`` means tta=none, crf=off, threshold=0.5. ``gate``: "auto" = the image gate calibration chose for
-    the resolved TTA and CRF (none when it chose none), "off", or a number in (0, 1).
+    the resolved TTA and CRF (none when it chose none), "off", "few-false-alarms" (the lowest gate that kept the
+    untouched calibration images' false-alarm rate at its target, with its threshold, even where calibration
+    preferred another for Dice), or a number in (0, 1).
     """
     post = PostprocessConfig.of(model_config)
     stored = "stored by validation calibration" if post.calibrated else "stored in config.json"
@@ -111,10 +115,16 @@ def resolve_postprocess(model_config, tta: str = "auto", crf: str = "auto",
         stored_params = post.crf_params or {}
         params = thawed(stored_params[crf]) if crf in stored_params else crf_mod.CRF_PRESETS[crf]
         params = crf_mod.validate_params(params, f"postprocess.crf_params.{crf}")
-    gate_value = _resolve_gate(post, gate, tta, crf, stored, sources)
+    row_threshold = None
+    if gate == FEW_FALSE_ALARMS:
+        gate_value, row_threshold = _few_false_alarms(post, tta, crf, sources)
+    else:
+        gate_value = _resolve_gate(post, gate, tta, crf, stored, sources)
     # The stored threshold was chosen for the stored CRF and gate: without them, the table's row applies.
     row_crf = "off" if crf_skipped else (crf if post.gate is not None and gate_value is None else None)
     value = _resolve_threshold(post, threshold, tta, row_crf, stored, sources)
+    if row_threshold is not None and threshold == "auto":
+        value, sources["threshold"] = row_threshold, f"chosen with the {FEW_FALSE_ALARMS} gate"
     return PostProcess(tta=tta, crf=crf, crf_params=params, threshold=value, sources=sources, gate=gate_value)
 
 
@@ -190,3 +200,19 @@ def _resolve_gate(post: PostprocessConfig, gate: str | float, tta: str, crf: str
         value = post.table_gate(tta, crf)
         sources["gate"] = f"{stored} (tta {tta}, crf {crf})" if value is not None else "none calibrated"
     return None if value is None else check_threshold(value, "gate", " (from config.json)")
+
+
+def _few_false_alarms(post: PostprocessConfig, tta: str, crf: str, sources: dict[str, str]) -> tuple[float, float]:
+    """(gate, threshold) of the calibration record's false-alarm-target row; a ConfigError naming ``gate`` when
+    the model has none for this TTA x CRF."""
+    from inpaintseg.inference.gate import MIN_UNTOUCHED
+
+    record = (post.calibration or {}).get("gate") or {}
+    row = record.get("false_alarm_target_gate")
+    if (tta, crf) != (post.tta, post.crf) or not row or record.get("n_untouched", 0) < MIN_UNTOUCHED:
+        raise ConfigError(f"gate {FEW_FALSE_ALARMS!r} needs the false-alarm row of the model's gate calibration, "
+                          f"measured for its stored tta {post.tta} and crf {post.crf} on >= {MIN_UNTOUCHED} untouched "
+                          "images; this model or these settings have none. Pass a number instead.", params=["gate"])
+    sources["gate"] = (f"{FEW_FALSE_ALARMS}: {row.get('false_alarm_rate', 0):.0%} of {record['n_untouched']} "
+                       "untouched calibration images flagged")
+    return check_threshold(row["gate"], "gate"), check_threshold(row["threshold"], "threshold")
