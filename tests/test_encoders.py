@@ -253,10 +253,21 @@ def test_kept_starting_weights_keep_their_image_gate(trained_folder, tmp_path, k
     result = train(tiny_config(data, tmp_path / "run", init_from=str(start), keep_start=keep_start),
                    callbacks=[WreckWeights()])
     _, config = load_model_dir(result.model_dir)
-    record = config["postprocess"]["calibration"]["gate"]
-    assert record["n_untouched"] < 10
+    post = config["postprocess"]
+    record = post["calibration"]["gate"]
     assert config["postprocess"]["gate"] == (0.9 if keep_start else None)
-    assert ("inherited" in record) is keep_start
+    if not keep_start:
+        assert record["n_untouched"] < 10 and "start_comparison" not in post["calibration"]
+        return
+    # the start's post-processing competed on the same validation images; whichever was kept carries gate 0.9
+    comparison = post["calibration"]["start_comparison"]
+    assert comparison["n_images"] >= 1 and 0 <= comparison["start_dice"] <= 1
+    start_post = load_model_dir(start)[1]["postprocess"]
+    if comparison["kept_start"]:
+        assert (post["threshold"], post["tta"]) == (start_post["threshold"], start_post["tta"])
+        assert comparison["this_run_dice"] <= comparison["start_dice"] + comparison["margin"]
+    else:
+        assert "inherited" in record and comparison["this_run_dice"] > comparison["start_dice"]
 
 
 def test_init_from_with_a_frozen_encoder_keeps_the_folders_encoder(trained_folder, tmp_path, capsys):

@@ -45,20 +45,33 @@ def predict_precision_choice(network: torch.nn.Module, config: TrainConfig, devi
 
 
 def calibrate(network: torch.nn.Module, model_config: dict, datamodule, config: TrainConfig,
-              device: str, predict_precision: str = "auto") -> dict:
+              device: str, predict_precision: str = "auto", start_dir=None) -> dict:
     """The `postprocess` section: threshold (always; maximises mean per-image validation Dice at the
     original image size), and with `config.calibrate` also TTA and CRF (inference.calibrate_postprocessing),
-    measured at the precision predict will use (`predict_precision_choice`)."""
+    measured at the precision predict will use (`predict_precision_choice`). ``start_dir``: the model folder
+    whose weights a fine-tuning run kept; its stored post-processing competes (`training.start_post`)."""
     from inpaintseg.data import LazySamples
     from inpaintseg.inference import calibrate_postprocessing
+    from inpaintseg.inference.calibration import DEFAULT_MARGIN
+    from inpaintseg.training.start_post import keep_start_postprocess
 
     samples = LazySamples(datamodule.val_set.samples)
     batch_size = max(1, min(config.batch_size, 16))
     precision = predict_precision_choice(network, config, device, predict_precision).precision
-    return calibrate_postprocessing(network, model_config, samples, device=device, batch_size=batch_size,
+    post = calibrate_postprocessing(network, model_config, samples, device=device, batch_size=batch_size,
                                     progress=config.progress_bar, precision=precision,
                                     report=_say, gate_false_alarm=config.gate_false_alarm,
                                     **calibration_options(config))
+    if start_dir is None:
+        return post
+    post = keep_start_postprocess(network, model_config, samples, post, start_dir, device, batch_size, precision,
+                                  DEFAULT_MARGIN)
+    comparison = post["calibration"].get("start_comparison")
+    if comparison:
+        _say(f"post-processing: the start's stored one scores validation Dice {comparison['start_dice']:.4f}, this "
+             f"run's calibration {comparison['this_run_dice']:.4f} on {comparison['n_images']} images: keeping "
+             + ("the start's" if comparison["kept_start"] else "this run's"))
+    return post
 
 
 def _say(line: str) -> None:
@@ -91,7 +104,16 @@ def export_network(module: SegmentationModule) -> torch.nn.Module:
 
 
 def chosen_dice(postprocess: dict) -> float | None:
-    table = postprocess.get("calibration", {}).get("table", [])
+    """Validation Dice of the stored post-processing: the start comparison's (a kept start), else the image
+    gate record's (its joint threshold), else the calibration table's row of the stored TTA x CRF."""
+    calibration = postprocess.get("calibration", {})
+    comparison = calibration.get("start_comparison")
+    if comparison:
+        return comparison["start_dice" if comparison["kept_start"] else "this_run_dice"]
+    gate = calibration.get("gate") or {}
+    if gate.get("dice") is not None and gate.get("gate") == postprocess.get("gate"):
+        return gate["dice"]
+    table = calibration.get("table", [])
     for row in table:
         if row.get("tta") == postprocess.get("tta") and row.get("crf") == postprocess.get("crf"):
             return row.get("dice")

@@ -17,9 +17,7 @@
   first epoch, and keeps them when no epoch beats their validation loss -- the starting weights are one more
   candidate of the best-checkpoint choice, so a short fine-tune on little data never exports a model worse (on
   validation) than the one it started from.
-- `inherit_gate(postprocess, init_from)`: such a run that kept the starting weights, on a validation split with too
-  few untouched images to choose an image gate, takes the starting model's gate (a cut-off on those very weights'
-  scores, measured where the start was calibrated), recorded as inherited.
+  Its post-processing: `training.start_post`.
 """
 
 from __future__ import annotations
@@ -183,23 +181,3 @@ def keeps_starting_point(start: StartingPoint | None, best: dict[str, float]) ->
         return False
     return "val_loss" not in best or start.metrics["val_loss"] < best["val_loss"]
 
-
-def inherit_gate(postprocess: dict, init_from) -> dict:
-    """`postprocess` with the image gate of the `init_from` model folder when this run kept the starting weights
-    (the caller's condition) and its own calibration could not choose a gate for lack of untouched images
-    (`inference.gate.MIN_UNTOUCHED`); otherwise unchanged."""
-    from pathlib import Path
-
-    from inpaintseg.inference.gate import MIN_UNTOUCHED
-    from inpaintseg.model.io import read_model_config
-
-    record = (postprocess.get("calibration") or {}).get("gate") or {}
-    if postprocess.get("gate") is not None or record.get("n_untouched", MIN_UNTOUCHED) >= MIN_UNTOUCHED:
-        return postprocess
-    gate = read_model_config(init_from).postprocess.gate
-    if gate is None:
-        return postprocess
-    inherited = (f"from init_from {Path(init_from).name}: the starting weights were kept and this validation split "
-                 f"has {record.get('n_untouched')} untouched images, fewer than the {MIN_UNTOUCHED} a gate needs")
-    calibration = {**postprocess["calibration"], "gate": {**record, "gate": gate, "inherited": inherited}}
-    return {**postprocess, "gate": gate, "calibration": calibration}

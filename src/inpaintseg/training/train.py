@@ -356,7 +356,7 @@ def _finalize(result: TrainResult, config: TrainConfig, hardware: Hardware, trai
     """After the fit, on the primary process: the best weights (the starting weights of a fine-tuning run
     when no epoch beat them), the model config, validation calibration and the model folder
     (`training.finalize` holds the steps), recorded in `result`."""
-    from inpaintseg.training.finetune import inherit_gate, keeps_starting_point
+    from inpaintseg.training.finetune import keeps_starting_point
 
     best = checkpoint_path(result.run_dir, BEST_NAME)
     if best.is_file():
@@ -383,9 +383,8 @@ def _finalize(result: TrainResult, config: TrainConfig, hardware: Hardware, trai
     model_config = build_model_config(config, datamodule, {"threshold": DEFAULT_THRESHOLD}, result.metrics, training)
     model_config["architecture"] = module.hparams.architecture or {"name": f"external:{type(network).__name__}"}
     calibration_started = time.perf_counter()
-    result.postprocess = calibrate(network, model_config, datamodule, config, device, predict_precision)
-    if kept_start:
-        result.postprocess = inherit_gate(result.postprocess, config.init_from)
+    result.postprocess = calibrate(network, model_config, datamodule, config, device, predict_precision,
+                                   start_dir=config.init_from if kept_start else None)
     result.timings["calibration"] = round(time.perf_counter() - calibration_started, 2)
     model_config["postprocess"] = result.postprocess
     result.metrics["threshold_val_dice"] = chosen_dice(result.postprocess)
