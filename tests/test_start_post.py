@@ -19,7 +19,7 @@ def section(threshold, **extra):
 
 
 def dice(threshold):
-    return validation_dice(RedDetector(), config("resize", 24), SAMPLES, section(threshold), "cpu", 4, "32")
+    return validation_dice(RedDetector(), config("resize", 24), SAMPLES, section(threshold), "cpu", 4, "32").mean()
 
 
 def test_validation_dice_by_hand():
@@ -45,3 +45,17 @@ def test_a_better_calibration_replaces_the_start(tmp_path):
     comparison = post["calibration"]["start_comparison"]
     assert not comparison["kept_start"] and comparison["this_run_dice"] == pytest.approx(1.0)
     assert post["threshold"] == 0.6 and comparison["n_images"] == 6
+
+
+def test_a_gain_within_its_noise_keeps_the_start(tmp_path, monkeypatch):
+    # per-image gains +0.1 and -0.05 alternating: mean 0.025 > margin 0.005, but SE 0.0335 -> lower bound < 0
+    import inpaintseg.training.start_post as start_post
+
+    start = export_tiny_model(tmp_path / "start", postprocess=section(0.6))
+    values = iter([np.array([0.6, 0.5] * 3), np.array([0.5, 0.55] * 3)])  # this run's, then the start's
+    monkeypatch.setattr(start_post, "validation_dice", lambda *args: next(values))
+    post = keep_start_postprocess(None, {}, SAMPLES, section(0.5), start, "cpu", 4, "32", margin=0.005)
+    comparison = post["calibration"]["start_comparison"]
+    assert comparison["this_run_dice"] - comparison["start_dice"] == pytest.approx(0.025)
+    assert comparison["gain_se"] == pytest.approx(np.std([0.1, -0.05] * 3, ddof=1) / np.sqrt(6), abs=1e-5)
+    assert comparison["kept_start"] and post["threshold"] == 0.6
