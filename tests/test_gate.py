@@ -194,8 +194,20 @@ def test_predict_gate_cli_end_to_end(tmp_path, make_dataset):
     assert exit_info.value.code == 2
 
 
-def test_gate_grid_starts_at_no_gate():
-    assert GATE_GRID[0] == 0.0 and GATE_GRID[-1] == 1.0 and len(GATE_GRID) == 101
+def test_gate_grid_starts_at_no_gate_and_every_gate_is_a_valid_threshold():
+    from inpaintseg.metrics import is_threshold
+
+    assert GATE_GRID[0] == 0.0 and GATE_GRID[-1] == 0.99 and len(GATE_GRID) == 100
+    assert all(is_threshold(g) for g in GATE_GRID[1:])
+
+
+def test_a_useless_model_never_stores_a_gate_that_predict_refuses(few_untouched_suffice):
+    # every edited image scores 0 Dice: emptying everything (gate 0.99 here) is the "best" gate; it must load
+    curves = np.array([[0.0, 0.0]] * 2 + [[0.0, 0.0]] * 8)
+    record = calibrate_gate(curves, _scored([0.5, 0.6], [0.2] * 8), margin=0.005, thresholds=THRESHOLDS)
+    assert record["gate"] is not None and 0 < record["gate"] < 1
+    post = resolve_postprocess({"postprocess": {"threshold": record["threshold"], "gate": record["gate"]}})
+    assert post.gate == record["gate"]
 
 
 def test_gate_benchmark_end_to_end(tmp_path, make_dataset):

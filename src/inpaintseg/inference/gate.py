@@ -28,7 +28,8 @@ import numpy as np
 
 from inpaintseg.metrics import THRESHOLD_GRID, best_of_curve
 
-GATE_GRID = tuple(round(i / 100, 2) for i in range(101))  # 0.00 = no image is gated
+# 0.00 = no image is gated; stops at 0.99: a gate is a threshold in (0, 1), and 1.0 would empty every mask
+GATE_GRID = tuple(round(i / 100, 2) for i in range(100))
 FALSE_ALARM_TARGET = 0.10  # share of untouched images with a non-empty mask the gate aims for
 MIN_UNTOUCHED = 10  # fewer untouched images than this: no gate (a rate of 0 of 4 says little about the next)
 

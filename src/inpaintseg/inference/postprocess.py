@@ -184,6 +184,11 @@ def _resolve_threshold(post: PostprocessConfig, threshold: str | float, tta: str
     return check_threshold(value, "threshold", " (from config.json)" if threshold == "auto" else "")
 
 
+def _stored_pair(post: PostprocessConfig) -> tuple[str, str]:
+    """The (tta, crf) the stored threshold and gate were chosen with; absent keys mean none and off."""
+    return ("none" if post.tta is None else post.tta), ("off" if post.crf is None else post.crf)
+
+
 def _resolve_gate(post: PostprocessConfig, gate: str | float, tta: str, crf: str, stored: str,
                   sources: dict[str, str]) -> float | None:
     """The image gate: ``auto`` = the one calibrated for this TTA x CRF (the stored gate for the stored pair,
@@ -194,7 +199,7 @@ def _resolve_gate(post: PostprocessConfig, gate: str | float, tta: str, crf: str
     if gate != "auto":
         sources["gate"] = "--gate"
         return check_threshold(gate, "gate")
-    if (tta, crf) == (post.tta, post.crf) and post.gate is not None:
+    if (tta, crf) == _stored_pair(post) and post.gate is not None:
         value, sources["gate"] = post.gate, stored
     else:
         value = post.table_gate(tta, crf)
@@ -209,10 +214,12 @@ def _few_false_alarms(post: PostprocessConfig, tta: str, crf: str, sources: dict
 
     record = (post.calibration or {}).get("gate") or {}
     row = record.get("false_alarm_target_gate")
-    if (tta, crf) != (post.tta, post.crf) or not row or record.get("n_untouched", 0) < MIN_UNTOUCHED:
+    if (tta, crf) != _stored_pair(post) or not row or record.get("n_untouched", 0) < MIN_UNTOUCHED:
+        stored_tta, stored_crf = _stored_pair(post)
         raise ConfigError(f"gate {FEW_FALSE_ALARMS!r} needs the false-alarm row of the model's gate calibration, "
-                          f"measured for its stored tta {post.tta} and crf {post.crf} on >= {MIN_UNTOUCHED} untouched "
-                          "images; this model or these settings have none. Pass a number instead.", params=["gate"])
+                          f"measured for its stored tta {stored_tta} and crf {stored_crf} on >= {MIN_UNTOUCHED} "
+                          "untouched images; this model or these settings have none. Pass a number instead.",
+                          params=["gate"])
     sources["gate"] = (f"{FEW_FALSE_ALARMS}: {row.get('false_alarm_rate', 0):.0%} of {record['n_untouched']} "
                        "untouched calibration images flagged")
     return check_threshold(row["gate"], "gate"), check_threshold(row["threshold"], "threshold")
