@@ -37,22 +37,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def curves_and_scores(model, folder: Path, tta, crf, batch_size: int) -> tuple[np.ndarray, list]:
-    """Per image: the Dice curve over THRESHOLD_GRID and (image score, truth area fraction); gate off."""
-    from inpaintseg.fileio import read_mask
-    from inpaintseg.metrics import dice_curve
-
-    paths = sorted(p for p in (folder / "images").iterdir() if p.suffix == ".png")
-    curves, scored = [], []
-    for start in range(0, len(paths), batch_size):
-        batch = paths[start:start + batch_size]
-        for path, pred in zip(batch, model.predict_batch(batch, tta=tta, crf=crf, gate="off")):
-            truth = read_mask(folder / "masks" / path.name)
-            curves.append(dice_curve(pred.probability, truth))
-            scored.append((pred.score, float(truth.mean())))
-    return np.asarray(curves), scored
-
-
 def score_row(curves: np.ndarray, scored: list, gate: float, threshold: float) -> dict:
     """Mean per-image Dice, false-alarm rate (untouched with a non-empty mask) and detection rate at (gate,
     threshold) on one folder's curves."""
@@ -74,13 +58,13 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     from inpaintseg.api import load_model
     from inpaintseg.inference.calibration import DEFAULT_MARGIN
-    from inpaintseg.inference.gate import calibrate_gate
+    from inpaintseg.inference.gate import calibrate_gate, folder_curves
 
     started = time.perf_counter()
     model = load_model(args.model, device="cpu")
     post = model.postprocess(tta=args.tta, crf=args.crf, gate="off")
-    cal_curves, cal_scored = curves_and_scores(model, args.calibrate, post.tta, post.crf, args.batch_size)
-    test_curves, test_scored = curves_and_scores(model, args.test, post.tta, post.crf, args.batch_size)
+    cal_curves, cal_scored = folder_curves(model, args.calibrate, post.tta, post.crf, args.batch_size)
+    test_curves, test_scored = folder_curves(model, args.test, post.tta, post.crf, args.batch_size)
     record = calibrate_gate(cal_curves, cal_scored, DEFAULT_MARGIN)
     result = {"model": str(args.model), "tta": post.tta, "crf": post.crf, "chosen_gate": record["gate"],
               "rows": {}}

@@ -125,24 +125,15 @@ def image_decisions(model_dir: Path, folder: Path) -> dict:
     .threshold, .calibration.gate; `inference.gate`), both at the stored TTA and CRF. Returns
     {"verdicts": ..., "gate": ...}."""
     from inpaintseg.api import load_model
-    from inpaintseg.fileio import read_mask
     from inpaintseg.inference.calibration import DEFAULT_MARGIN
-    from inpaintseg.inference.gate import FALSE_ALARM_TARGET, calibrate_gate
+    from inpaintseg.inference.gate import FALSE_ALARM_TARGET, calibrate_gate, folder_curves
     from inpaintseg.inference.verdicts import calibrate_verdicts
-    from inpaintseg.metrics import dice_curve
     from inpaintseg.model.io import update_model_config
     from inpaintseg.model.model_config import thawed
 
     model = load_model(model_dir, device="cpu")
-    paths = sorted(p for p in (folder / "images").iterdir() if p.suffix == ".png")
-    curves, scored = [], []
-    for start in range(0, len(paths), 16):
-        batch = paths[start:start + 16]
-        for path, pred in zip(batch, model.predict_batch(batch, gate="off")):
-            truth = read_mask(folder / "masks" / path.name)
-            curves.append(dice_curve(pred.probability, truth))
-            scored.append((pred.score, float(truth.mean())))
-    source = (f"{len(paths)} held-out engine images (data seed {VERDICT_SEED}), not the validation split; "
+    curves, scored = folder_curves(model, folder)
+    source = (f"{len(scored)} held-out engine images (data seed {VERDICT_SEED}), not the validation split; "
               "model_dice and baselines on the same images")
     gate = calibrate_gate(curves, scored, DEFAULT_MARGIN, FALSE_ALARM_TARGET) | {"source": source}
     verdicts = calibrate_verdicts(scored, gate["dice"]) | {"source": source}

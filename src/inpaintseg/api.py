@@ -59,16 +59,8 @@ class Prediction:
     verdict: Any = None  # inference.verdicts.Verdict
     image: np.ndarray | None = None  # the RGB image predicted (for overlay()); not copied
     gate: float | None = None
-
-    @property
-    def gated(self) -> bool:
-        """Whether the gate left the mask empty (the score is below it)."""
-        return self.gate is not None and self.score < self.gate
-
-    @property
-    def image_threshold(self) -> float:
-        """The label's threshold: the larger of the pixel threshold and the gate."""
-        return self.threshold if self.gate is None else max(self.threshold, self.gate)
+    gated: bool = False  # the gate left the mask empty (the score is below it)
+    image_threshold: float | None = None  # the label's threshold (`PostProcess.image_threshold`)
 
     @property
     def manipulated_pixels(self) -> int:
@@ -296,6 +288,7 @@ class InpaintModel:
             score = image_score(p)
             out.append(Prediction(probability=p, mask=post.binarize(p, score), score=score, label=post.label(score),
                                   threshold=post.threshold, tta=post.tta, crf=post.crf, timings=timings, gate=post.gate,
+                                  gated=post.gated(score), image_threshold=post.image_threshold,
                                   verdict=self.verdict(score, post), image=array))
         return out
 

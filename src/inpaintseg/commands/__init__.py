@@ -102,11 +102,6 @@ def threshold_or_auto(text: str) -> str | float:
     return "auto" if text == "auto" else threshold(text)
 
 
-def gate_choice(text: str) -> str | float:
-    """An argparse type: 'auto', 'off', 'few-false-alarms' or an image-score gate in (0, 1)."""
-    return text if text in ("auto", "off", "few-false-alarms") else threshold(text)
-
-
 def pixel_count(text: str) -> int:
     """An argparse type: a whole number of pixels >= 1; 50000000, 50_000_000 and 50e6 are the same."""
     value = positive_number(text.replace("_", ""))

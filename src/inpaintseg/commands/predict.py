@@ -11,10 +11,15 @@ import sys
 
 from inpaintseg.commands import (MODEL_HELP, add_command, add_device_argument, add_max_pixels_argument,
                                  add_precision_argument, add_progress_arguments, add_renamed, int_at_least,
-                                 rle_order_argument, threshold_or_auto, gate_choice)
+                                 rle_order_argument, threshold, threshold_or_auto)
 from inpaintseg.inference.pipeline import SUBMISSION_FILE
-from inpaintseg.inference.postprocess import CRF_OPTIONS, TTA_OPTIONS
+from inpaintseg.inference.postprocess import CRF_OPTIONS, GATE_OPTIONS, TTA_OPTIONS
 from inpaintseg.inference.predictor import DEFAULT_BATCH_SIZE
+
+
+def gate_choice(text: str) -> str | float:
+    """An argparse type: one of `GATE_OPTIONS` or an image-score gate in (0, 1)."""
+    return text if text in GATE_OPTIONS else threshold(text)
 
 
 def add_predict_arguments(p: argparse.ArgumentParser, model_required: bool = True,

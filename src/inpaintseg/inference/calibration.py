@@ -304,8 +304,8 @@ def calibrate_postprocessing(
                        max_images, crf_max_images, progress, precision, tolerance, margin, report)
     table = tabulate(measured)
     search = measured.search
-    chosen_tta, chosen_crf, threshold = choose(table, search.get("kept", tta_modes),
-                                               search.get("crf_kept", crf_variants), margin)
+    chosen_tta, chosen_crf, _ = choose(table, search.get("kept", tta_modes), search.get("crf_kept", crf_variants),
+                                       margin)
     gates = {key: calibrate_gate(v.curves, v.scores, margin, gate_false_alarm) for key, v in measured.variants.items()}
     for row in table:
         row["gate"] = gates[(row["tta"], row["crf"])]["gate"]
@@ -313,7 +313,8 @@ def calibrate_postprocessing(
     calibration["gate"] = gate = gates[(chosen_tta, chosen_crf)]
     chosen = measured.variants[(chosen_tta, chosen_crf)]
     verdicts = calibrate_verdicts(chosen.scores, gate["dice"])
-    return {"threshold": gate["threshold"] if gate["gate"] is not None else threshold, "gate": gate["gate"],
+    # the gate record's threshold: the gate's joint one, or (no gate) the chosen row's best, as `choose` gives
+    return {"threshold": gate["threshold"], "gate": gate["gate"],
             "tta": chosen_tta, "crf": chosen_crf, "crf_params": params, "calibration": calibration,
             "verdicts": verdicts}
 

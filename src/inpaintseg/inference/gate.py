@@ -101,3 +101,24 @@ def calibrate_gate(curves: Sequence, scored: Sequence[tuple[float, float]], marg
                      f"rate on the untouched images is <= {false_alarm_target} if it beats the ungated Dice by "
                      f"> {margin}, else the best-Dice gate if it does, else none; none with fewer than "
                      f"{MIN_UNTOUCHED} untouched images")}
+
+
+def folder_curves(model, folder, tta=None, crf=None, batch_size: int = 16) -> tuple[np.ndarray, list]:
+    """Per image of a folder with images/ and masks/ (PNG, same names), predicted by ``model`` (an
+    `InpaintModel`; ``tta``/``crf`` None = its stored ones) with the gate off: the Dice curve over
+    THRESHOLD_GRID and (image score, truth area fraction) -- what `calibrate_gate` and the verdicts read."""
+    from pathlib import Path
+
+    from inpaintseg.fileio import read_mask
+    from inpaintseg.metrics import dice_curve
+
+    folder = Path(folder)
+    paths = sorted(p for p in (folder / "images").iterdir() if p.suffix == ".png")
+    curves, scored = [], []
+    for start in range(0, len(paths), batch_size):
+        batch = paths[start:start + batch_size]
+        for path, pred in zip(batch, model.predict_batch(batch, tta=tta, crf=crf, gate="off")):
+            truth = read_mask(folder / "masks" / path.name)
+            curves.append(dice_curve(pred.probability, truth))
+            scored.append((pred.score, float(truth.mean())))
+    return np.asarray(curves), scored

@@ -266,7 +266,7 @@ def _finish_image(item: ImageResult, post: PostProcess, order: str, dirs: dict, 
             from inpaintseg.inference.overlays import write_overlay
 
             write_overlay(dirs["overlays"] / f"{item.stem}.png", item.path, item.probs, post.threshold)
-        score = image_score(item.probs) if item.score is None else item.score
+        score = item.score
         fraction = float(item.mask.mean()) if item.mask.size else 0.0
         row = journal.result_row(item.stem, rle.rle_encode(item.mask, order), score, fraction, post.label(score))
     if part is not None:

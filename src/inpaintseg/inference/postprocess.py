@@ -32,10 +32,14 @@ class PostProcess:
     score_threshold: float | None = None  # the image-level decision; None = max(threshold, gate)
     gate: float | None = None  # the image gate (inference.gate); None = no gate
 
+    def gated(self, score: float) -> bool:
+        """Whether the gate empties the mask of an image with this score (the score is below it)."""
+        return self.gate is not None and score < self.gate
+
     def binarize(self, probs: np.ndarray, score: float | None = None) -> np.ndarray:
         """The mask: uint8 {0, 1}, 1 where the probability is >= the threshold; all 0 when the image score
         (``score``, else computed from ``probs``) is below the gate."""
-        if self.gate is not None and (image_score(probs) if score is None else score) < self.gate:
+        if self.gate is not None and self.gated(image_score(probs) if score is None else score):
             return np.zeros(probs.shape, dtype=np.uint8)
         return (probs >= self.threshold).astype(np.uint8)
 

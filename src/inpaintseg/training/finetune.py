@@ -180,4 +180,3 @@ def keeps_starting_point(start: StartingPoint | None, best: dict[str, float]) ->
     if start is None or "val_loss" not in start.metrics:
         return False
     return "val_loss" not in best or start.metrics["val_loss"] < best["val_loss"]
-
