@@ -122,26 +122,46 @@ def image_decisions(model_dir: Path, folder: Path) -> dict:
     """Measure the image-level decisions on a held-out engine set, larger than the validation split (about 60
     untouched images instead of 8-24), and store them in the model's config.json: the verdict levels
     (postprocess.verdicts) and the image gate with the threshold chosen together with it (postprocess.gate,
-    .threshold, .calibration.gate; `inference.gate`), both at the stored TTA and CRF. Returns
-    {"verdicts": ..., "gate": ...}."""
+    .threshold, .calibration.gate; `inference.gate`) at the stored TTA and CRF, and the gate of every other TTA
+    row of the calibration table (without CRF), so `--tta none` gets the gate measured for it. Returns
+    {"verdicts": ..., "gate": ..., "rows": {tta: gate record}}."""
     from inpaintseg.api import load_model
     from inpaintseg.inference.calibration import DEFAULT_MARGIN
-    from inpaintseg.inference.gate import FALSE_ALARM_TARGET, calibrate_gate, folder_curves
+    from inpaintseg.inference.gate import FALSE_ALARM_TARGET, calibrate_gate, folder_curves, table_fields
     from inpaintseg.inference.verdicts import calibrate_verdicts
     from inpaintseg.model.io import update_model_config
     from inpaintseg.model.model_config import thawed
 
     model = load_model(model_dir, device="cpu")
-    curves, scored = folder_curves(model, folder)
-    source = (f"{len(scored)} held-out engine images (data seed {VERDICT_SEED}), not the validation split; "
+    post = model.config.postprocess
+    stored = (post.tta or "none", post.crf or "off")
+    calibration = thawed(post.calibration) or {}
+    table = calibration.get("table") or []
+    pairs = [stored] + sorted({(r["tta"], "off") for r in table if r.get("crf") == "off"} - {stored})
+    source = (f"{{n}} held-out engine images (data seed {VERDICT_SEED}), not the validation split; "
               "model_dice and baselines on the same images")
-    gate = calibrate_gate(curves, scored, DEFAULT_MARGIN, FALSE_ALARM_TARGET) | {"source": source}
-    verdicts = calibrate_verdicts(scored, gate["dice"]) | {"source": source}
-    calibration = thawed(model.config.postprocess.calibration) or {}
+    records, stored_scored = {}, None
+    for tta, crf in pairs:
+        curves, scored = folder_curves(model, folder, tta=tta, crf=crf)
+        records[(tta, crf)] = calibrate_gate(curves, scored, DEFAULT_MARGIN, FALSE_ALARM_TARGET) | {
+            "source": source.format(n=len(scored))}
+        if (tta, crf) == stored:
+            stored_scored = scored
+    gate = records[stored]
+    for row in table:
+        if (row.get("tta"), row.get("crf")) in records:
+            row.update(table_fields(records[(row["tta"], row["crf"])]))
+    calibration["table_gates"] = f"gate columns of the rows without CRF: {gate['source']}"
+    verdicts = calibrate_verdicts(stored_scored, gate["dice"]) | {"source": gate["source"]}
     update_model_config(model_dir, {"postprocess": {"verdicts": verdicts, "gate": gate["gate"],
                                                     "threshold": gate["threshold"],
                                                     "calibration": {**calibration, "gate": gate}}})
-    return {"verdicts": verdicts, "gate": gate}
+    return {"verdicts": verdicts, "gate": gate, "rows": {tta: r for (tta, _), r in records.items()}}
+
+
+def _row_gates(rows: dict) -> str:
+    return "; ".join(f"tta {tta}: gate {r['gate']} threshold {r['threshold']} Dice {r['dice']} "
+                     f"(no gate {r['without_gate']['dice']})" for tta, r in rows.items())
 
 
 def _gate_summary(gate: dict) -> dict:
@@ -213,6 +233,7 @@ def main(argv=None) -> int:
         make_data(work / "verdict_data", held_out)
         decisions = image_decisions(resolve_model_dir(args.decisions_only), work / "verdict_data" / "test")
         log(f"image gate of {args.decisions_only}: {json.dumps(_gate_summary(decisions['gate']))}")
+        log(f"gates by TTA: {_row_gates(decisions['rows'])}")
         record = decisions["verdicts"]
         log(f"verdict levels of {args.decisions_only}: {record['cutoffs']} from {record['n_untouched']} untouched / "
             f"{record['n_manipulated']} manipulated images")
@@ -241,6 +262,7 @@ def main(argv=None) -> int:
     decisions = image_decisions(result.model_dir, work / "verdict_data" / "test")
     verdicts = decisions["verdicts"]
     log(f"image gate: {json.dumps(_gate_summary(decisions['gate']))}")
+    log(f"gates by TTA: {_row_gates(decisions['rows'])}")
     log(f"verdict levels: {verdicts['cutoffs']} from {verdicts['n_untouched']} untouched images")
     make_data(work / "fresh", fresh)
     scores = score_fresh(result.model_dir, work / "fresh" / "test", work / "score")

@@ -133,6 +133,11 @@ def test_the_recipe_runs_end_to_end_at_tiny_settings(tmp_path):
     assert gate["n_images"] == 24 and gate["source"].startswith("24 held-out engine images")
     assert config["postprocess"]["gate"] == gate["gate"] and config["postprocess"]["threshold"] == gate["threshold"]
     assert config["postprocess"]["calibration"]["table"]  # the validation calibration's record is kept
+    # every TTA row without CRF carries the gate measured for it on the same held-out images
+    rows = [r for r in config["postprocess"]["calibration"]["table"] if r["crf"] == "off"]
+    assert rows and all({"gate", "gate_threshold", "false_alarm_gate"} <= set(r) for r in rows)
+    assert "24 held-out engine images" in config["postprocess"]["calibration"]["table_gates"]
+    assert "gates by TTA: tta " in out.stderr
     assert "image gate:" in out.stderr and "fresh test Dice" in out.stderr
     # Paths of the machine that trained it do not travel with the weights.
     assert str(work) not in (work / "run" / "model" / "config.json").read_text()

@@ -11,7 +11,7 @@ import pytest
 
 from conftest import export_tiny_model, predict_cli
 from inpaintseg.errors import ConfigError, ModelLoadError
-from inpaintseg.inference.gate import GATE_GRID, calibrate_gate, gated_mean_curves
+from inpaintseg.inference.gate import GATE_GRID, calibrate_gate, gated_mean_curves, table_fields
 from inpaintseg.inference.postprocess import PostProcess, resolve_postprocess
 from inpaintseg.model.model_config import ModelConfig
 
@@ -107,15 +107,20 @@ def test_binarize_empties_a_gated_image_and_the_label_follows_the_larger_thresho
 STORED = {"threshold": 0.4, "gate": 0.7, "tta": "flip", "crf": "off",
           "calibration": {"table": [{"tta": "none", "crf": "off", "threshold": 0.35, "gate": 0.8},
                                     {"tta": "flip", "crf": "off", "threshold": 0.45, "gate": 0.7},
-                                    {"tta": "d4", "crf": "off", "threshold": 0.5, "gate": None}]}}
+                                    {"tta": "d4", "crf": "off", "threshold": 0.5, "gate": None},
+                                    {"tta": "flip+scales", "crf": "off", "threshold": 0.3, "gate": 0.6,
+                                     "gate_threshold": 0.25}]}}
 
 
 @pytest.mark.parametrize("kwargs, gate, threshold", [
     ({}, 0.7, 0.4),                                   # stored pair: stored gate and (gated) threshold
     ({"gate": "off"}, None, 0.45),                    # no gate: the table's ungated threshold of the pair
     ({"gate": 0.9}, 0.9, 0.4),                        # a number
-    ({"tta": "none"}, 0.8, 0.4),                      # another TTA: its table row's gate
+    ({"tta": "none"}, 0.8, 0.35),                     # another TTA: its row's gate; no gated threshold recorded
+    ({"tta": "flip+scales"}, 0.6, 0.25),              # a row with the threshold chosen with its gate
+    ({"tta": "flip+scales", "gate": "off"}, None, 0.3),  # ... without the gate: its ungated one
     ({"tta": "d4"}, None, 0.5),                       # a row that chose no gate: its ungated threshold
+    ({"tta": "d4+scales"}, None, 0.4),                # a TTA calibration did not measure: the stored one
     ({"threshold": 0.2}, 0.7, 0.2),                   # --threshold leaves the gate alone
 ])
 def test_resolve_finds_the_gate(kwargs, gate, threshold):
@@ -142,6 +147,38 @@ def test_few_false_alarms_without_its_row_names_the_parameter(section, kwargs):
     with pytest.raises(ConfigError, match="few-false-alarms") as info:
         resolve_postprocess({"postprocess": section}, gate="few-false-alarms", **kwargs)
     assert info.value.params == ("gate",)
+
+
+def test_another_tta_takes_its_own_threshold_on_a_model_without_gates():
+    # regression: --tta none on a model calibrated with flip used flip's threshold (0.4), not none's (0.3)
+    section = {"threshold": 0.4, "tta": "flip", "crf": "off",
+               "calibration": {"table": [{"tta": "none", "crf": "off", "threshold": 0.3},
+                                         {"tta": "flip", "crf": "off", "threshold": 0.4}]}}
+    post = resolve_postprocess({"postprocess": section}, tta="none")
+    assert (post.gate, post.threshold) == (None, 0.3) and "tta none" in post.sources["threshold"]
+    assert resolve_postprocess({"postprocess": section}).threshold == 0.4
+
+
+def test_few_false_alarms_for_another_tta_reads_its_table_row():
+    section = {**FEW, "calibration": {**FEW["calibration"], "table": [
+        {"tta": "none", "crf": "off", "threshold": 0.35, "gate": 0.8, "false_alarm_gate": 0.9,
+         "false_alarm_threshold": 0.45},
+        {"tta": "d4", "crf": "off", "threshold": 0.5, "false_alarm_gate": 0.0, "false_alarm_threshold": 0.55}]}}
+    post = resolve_postprocess({"postprocess": section}, tta="none", gate="few-false-alarms")
+    assert (post.gate, post.threshold) == (0.9, 0.45) and "tta none" in post.sources["gate"]
+    # a target met without any gate (gate 0): no gate, the target row's threshold
+    post = resolve_postprocess({"postprocess": section}, tta="d4", gate="few-false-alarms")
+    assert (post.gate, post.threshold) == (None, 0.55)
+
+
+def test_table_fields_keep_the_gate_its_threshold_and_the_target_row():
+    record = {"gate": 0.3, "threshold": 0.24, "n_untouched": 60,
+              "false_alarm_target_gate": {"gate": 0.67, "threshold": 0.35}}
+    assert table_fields(record) == {"gate": 0.3, "gate_threshold": 0.24, "false_alarm_gate": 0.67,
+                                    "false_alarm_threshold": 0.35}
+    few = {"gate": None, "threshold": 0.5, "n_untouched": 4, "false_alarm_target_gate": {"gate": 0.9, "threshold": 0.6}}
+    assert table_fields(few) == {"gate": None, "gate_threshold": None, "false_alarm_gate": None,
+                                 "false_alarm_threshold": None}
 
 
 def test_a_model_without_a_gate_resolves_to_none():

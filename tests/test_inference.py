@@ -239,6 +239,9 @@ def test_calibration_records_table_and_keeps_cheap_choice_when_nothing_helps():
     assert set(post) == {"threshold", "gate", "tta", "crf", "crf_params", "calibration", "verdicts"}
     # a perfect detector raises no false alarm, so an image gate cannot gain anything
     assert post["gate"] is None and post["calibration"]["gate"]["without_gate"]["false_alarm_rate"] == 0.0
+    # each table row carries its own gate columns (none here: 2 untouched images are fewer than the minimum)
+    assert all(r["gate"] is None and r["gate_threshold"] is None and r["false_alarm_gate"] is None
+               for r in post["calibration"]["table"])
     # the verdict record (issue 25): images 0 and 3 of 6 are untouched; a perfect detector separates them
     from inpaintseg.inference.verdicts import quality_warning, verdict_for
 

@@ -39,7 +39,7 @@ from inpaintseg.inference import crf as crf_mod
 from inpaintseg.inference import sequential
 from inpaintseg.inference.predictor import DEFAULT_BATCH_SIZE, Predictor
 from inpaintseg.inference.tta import TTA_CHOICES, tta_cost, tta_plan, tta_views
-from inpaintseg.inference.gate import FALSE_ALARM_TARGET, calibrate_gate
+from inpaintseg.inference.gate import FALSE_ALARM_TARGET, calibrate_gate, table_fields
 from inpaintseg.inference.verdicts import calibrate_verdicts
 from inpaintseg.metrics import THRESHOLD_GRID, best_of_curve, dice_curve, image_score
 from inpaintseg.progress import progress_bar
@@ -308,7 +308,7 @@ def calibrate_postprocessing(
                                        margin)
     gates = {key: calibrate_gate(v.curves, v.scores, margin, gate_false_alarm) for key, v in measured.variants.items()}
     for row in table:
-        row["gate"] = gates[(row["tta"], row["crf"])]["gate"]
+        row.update(table_fields(gates[(row["tta"], row["crf"])]))
     calibration = _calibration_record(table, measured, len(samples), tta_modes, margin, device, precision, crf_note)
     calibration["gate"] = gate = gates[(chosen_tta, chosen_crf)]
     chosen = measured.variants[(chosen_tta, chosen_crf)]

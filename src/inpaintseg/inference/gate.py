@@ -103,6 +103,17 @@ def calibrate_gate(curves: Sequence, scored: Sequence[tuple[float, float]], marg
                      f"{MIN_UNTOUCHED} untouched images")}
 
 
+def table_fields(record: dict) -> dict:
+    """What a calibration-table row keeps of its `calibrate_gate` record, so that predict with that TTA x CRF
+    finds its own gate: the chosen gate and the threshold chosen with it, and the false-alarm-target gate and
+    its threshold (None where calibration had fewer than `MIN_UNTOUCHED` untouched images)."""
+    gated = record["gate"] is not None
+    target = record.get("false_alarm_target_gate") if record.get("n_untouched", 0) >= MIN_UNTOUCHED else None
+    return {"gate": record["gate"], "gate_threshold": record["threshold"] if gated else None,
+            "false_alarm_gate": target["gate"] if target else None,
+            "false_alarm_threshold": target["threshold"] if target else None}
+
+
 def folder_curves(model, folder, tta=None, crf=None, batch_size: int = 16) -> tuple[np.ndarray, list]:
     """Per image of a folder with images/ and masks/ (PNG, same names), predicted by ``model`` (an
     `InpaintModel`; ``tta``/``crf`` None = its stored ones) with the gate off: the Dice curve over

@@ -107,28 +107,28 @@ def resolve_postprocess(model_config, tta: str = "auto", crf: str = "auto",
     ``auto`` means tta=none, crf=off, threshold=0.5. ``gate``: "auto" = the image gate calibration chose for
     the resolved TTA and CRF (none when it chose none), "off", "few-false-alarms" (the lowest gate that kept the
     untouched calibration images' false-alarm rate at its target, with its threshold, even where calibration
-    preferred another for Dice), or a number in (0, 1).
+    preferred another for Dice), or a number in (0, 1). ``threshold``: "auto" = the one chosen for the resolved
+    TTA, CRF and gate (`_auto_threshold`), or a number in (0, 1).
     """
     post = PostprocessConfig.of(model_config)
     stored = "stored by validation calibration" if post.calibrated else "stored in config.json"
     sources: dict[str, str] = {}
     tta = _resolve_tta(post, tta, stored, sources)
-    crf, crf_skipped = _resolve_crf(post, crf, stored, sources)
+    crf = _resolve_crf(post, crf, stored, sources)
     params = None
     if crf != "off":
         stored_params = post.crf_params or {}
         params = thawed(stored_params[crf]) if crf in stored_params else crf_mod.CRF_PRESETS[crf]
         params = crf_mod.validate_params(params, f"postprocess.crf_params.{crf}")
-    row_threshold = None
     if gate == FEW_FALSE_ALARMS:
-        gate_value, row_threshold = _few_false_alarms(post, tta, crf, sources)
+        gate_value, value = _few_false_alarms(post, tta, crf, sources)
+        sources["threshold"] = f"chosen with the {FEW_FALSE_ALARMS} gate"
     else:
         gate_value = _resolve_gate(post, gate, tta, crf, stored, sources)
-    # The stored threshold was chosen for the stored CRF and gate: without them, the table's row applies.
-    row_crf = "off" if crf_skipped else (crf if post.gate is not None and gate_value is None else None)
-    value = _resolve_threshold(post, threshold, tta, row_crf, stored, sources)
-    if row_threshold is not None and threshold == "auto":
-        value, sources["threshold"] = row_threshold, f"chosen with the {FEW_FALSE_ALARMS} gate"
+        value, sources["threshold"] = _auto_threshold(post, tta, crf, gate_value is not None, stored)
+    if threshold != "auto":
+        value, sources["threshold"] = threshold, "--threshold"
+    value = check_threshold(value, "threshold", "" if threshold != "auto" else " (from config.json)")
     return PostProcess(tta=tta, crf=crf, crf_params=params, threshold=value, sources=sources, gate=gate_value)
 
 
@@ -146,14 +146,13 @@ def _resolve_tta(post: PostprocessConfig, tta: str, stored: str, sources: dict[s
     return tta
 
 
-def _resolve_crf(post: PostprocessConfig, crf: str, stored: str, sources: dict[str, str]) -> tuple[str, bool]:
-    """The CRF choice and whether a stored CRF was skipped (pydensecrf2 missing)."""
+def _resolve_crf(post: PostprocessConfig, crf: str, stored: str, sources: dict[str, str]) -> str:
+    """The CRF choice; "off" in place of a stored CRF when pydensecrf2 is missing."""
     stored_crf = "off" if post.crf is None else post.crf
-    crf_skipped = False
     if crf == "auto" and stored_crf in crf_mod.CRF_VARIANTS and not crf_mod.crf_available():
         # A stored CRF is a refinement, not part of the model: without pydensecrf2 (a plain `pip install`)
         # predict without it, at the threshold calibration chose for the same TTA without CRF.
-        crf, crf_skipped = "off", True
+        crf = "off"
         sources["crf"] = f"stored {stored_crf} skipped: pydensecrf2 not installed, pip install 'inpaintseg[crf]'"
     elif crf == "auto":
         crf = stored_crf
@@ -170,22 +169,25 @@ def _resolve_crf(post: PostprocessConfig, crf: str, stored: str, sources: dict[s
         raise ConfigError(f"model config: the stored CRF variant (postprocess section) {crf!r} is not one of "
                           f"{', '.join(crf_mod.CRF_CHOICES)}. Pass crf explicitly or fix config.json.",
                           params=["crf"])
-    return crf, crf_skipped
+    return crf
 
 
-def _resolve_threshold(post: PostprocessConfig, threshold: str | float, tta: str, row_crf: str | None, stored: str,
-                       sources: dict[str, str]) -> float:
-    """``row_crf``: read ``auto`` from the calibration table's (tta, row_crf) row, not the stored threshold."""
-    if threshold == "auto" and row_crf is not None and post.table_threshold(tta, row_crf) is not None:
-        value = post.table_threshold(tta, row_crf)
-        sources["threshold"] = f"{stored} (tta {tta}, crf {row_crf}, no gate)"
-    elif threshold == "auto":
-        value = DEFAULT_THRESHOLD if post.threshold is None else post.threshold
-        sources["threshold"] = stored if post.threshold is not None else "default: no calibration record"
+def _auto_threshold(post: PostprocessConfig, tta: str, crf: str, gated: bool, stored: str) -> tuple[float, str]:
+    """The ``auto`` threshold and its source. The stored threshold was chosen for the stored TTA x CRF with the
+    stored gate; any other (tta, crf) -- a --tta, a skipped CRF -- or the stored pair without its gate reads its
+    calibration-table row: the threshold chosen with the row's gate when a gate applies and the row records one,
+    else the row's ungated threshold. No row: the stored threshold."""
+    if post.threshold is None:
+        default = (DEFAULT_THRESHOLD, "default: no calibration record")
     else:
-        value = threshold
-        sources["threshold"] = "--threshold"
-    return check_threshold(value, "threshold", " (from config.json)" if threshold == "auto" else "")
+        default = (post.threshold, stored)
+    if (tta, crf) == _stored_pair(post) and (gated or post.gate is None):
+        return default
+    with_gate = gated and post.table_value(tta, crf, "gate_threshold") is not None
+    value = post.table_value(tta, crf, "gate_threshold" if with_gate else "threshold")
+    if value is None:
+        return default
+    return value, f"{stored} (tta {tta}, crf {crf}, {'with its gate' if with_gate else 'no gate'})"
 
 
 def _stored_pair(post: PostprocessConfig) -> tuple[str, str]:
@@ -203,27 +205,35 @@ def _resolve_gate(post: PostprocessConfig, gate: str | float, tta: str, crf: str
     if gate != "auto":
         sources["gate"] = "--gate"
         return check_threshold(gate, "gate")
-    if (tta, crf) == _stored_pair(post) and post.gate is not None:
-        value, sources["gate"] = post.gate, stored
+    if (tta, crf) == _stored_pair(post):
+        value, source = post.gate, stored
     else:
-        value = post.table_gate(tta, crf)
-        sources["gate"] = f"{stored} (tta {tta}, crf {crf})" if value is not None else "none calibrated"
+        value, source = post.table_value(tta, crf, "gate"), f"{stored} (tta {tta}, crf {crf})"
+    sources["gate"] = source if value is not None else "none calibrated"
     return None if value is None else check_threshold(value, "gate", " (from config.json)")
 
 
 def _few_false_alarms(post: PostprocessConfig, tta: str, crf: str, sources: dict[str, str]) -> tuple[float, float]:
-    """(gate, threshold) of the calibration record's false-alarm-target row; a ConfigError naming ``gate`` when
-    the model has none for this TTA x CRF."""
+    """(gate, threshold) of the false-alarm-target row: the calibration record's for the stored TTA x CRF, the
+    table row's for another; a ConfigError naming ``gate`` when the model has none for this TTA x CRF."""
     from inpaintseg.inference.gate import MIN_UNTOUCHED
 
     record = (post.calibration or {}).get("gate") or {}
     row = record.get("false_alarm_target_gate")
-    if (tta, crf) != _stored_pair(post) or not row or record.get("n_untouched", 0) < MIN_UNTOUCHED:
-        stored_tta, stored_crf = _stored_pair(post)
-        raise ConfigError(f"gate {FEW_FALSE_ALARMS!r} needs the false-alarm row of the model's gate calibration, "
-                          f"measured for its stored tta {stored_tta} and crf {stored_crf} on >= {MIN_UNTOUCHED} "
-                          "untouched images; this model or these settings have none. Pass a number instead.",
+    if (tta, crf) == _stored_pair(post) and row and record.get("n_untouched", 0) >= MIN_UNTOUCHED:
+        sources["gate"] = (f"{FEW_FALSE_ALARMS}: {row.get('false_alarm_rate', 0):.0%} of {record['n_untouched']} "
+                           "untouched calibration images flagged")
+        return _target_gate(row["gate"]), row["threshold"]
+    gate = post.table_value(tta, crf, "false_alarm_gate")
+    if gate is None or post.table_value(tta, crf, "false_alarm_threshold") is None:
+        raise ConfigError(f"gate {FEW_FALSE_ALARMS!r} needs the false-alarm row of the model's gate calibration "
+                          f"for tta {tta} and crf {crf}, measured on >= {MIN_UNTOUCHED} untouched images; this "
+                          "model has none for these settings. Pass a number instead, or --gate auto.",
                           params=["gate"])
-    sources["gate"] = (f"{FEW_FALSE_ALARMS}: {row.get('false_alarm_rate', 0):.0%} of {record['n_untouched']} "
-                       "untouched calibration images flagged")
-    return check_threshold(row["gate"], "gate"), check_threshold(row["threshold"], "threshold")
+    sources["gate"] = f"{FEW_FALSE_ALARMS}: the calibration table's target gate for tta {tta}, crf {crf}"
+    return _target_gate(gate), post.table_value(tta, crf, "false_alarm_threshold")
+
+
+def _target_gate(value) -> float | None:
+    """A false-alarm-target gate: 0 means plain thresholding already met the target (no gate)."""
+    return None if value == 0 else check_threshold(value, "gate", " (from config.json)")

@@ -155,20 +155,18 @@ class PostprocessConfig:
         """Whether validation calibration wrote this section (it records its table under "calibration")."""
         return "calibration" in self.keys_present
 
-    def table_threshold(self, tta: str, crf: str) -> float | None:
-        """The threshold calibration chose for (tta, crf), from its table; None when not measured."""
+    def table_row(self, tta: str, crf: str) -> Mapping | None:
+        """The calibration table's row for (tta, crf); None when calibration did not measure that pair."""
         for row in (self.calibration or {}).get("table") or ():
             if isinstance(row, Mapping) and row.get("tta") == tta and row.get("crf") == crf:
-                return row.get("threshold")
+                return row
         return None
 
-    def table_gate(self, tta: str, crf: str) -> float | None:
-        """The image gate calibration chose for (tta, crf), from its table; None when it chose none."""
-        for row in (self.calibration or {}).get("table") or ():
-            if isinstance(row, Mapping) and row.get("tta") == tta and row.get("crf") == crf:
-                gate = row.get("gate")
-                return gate if _check_number(gate, 0.0, 1.0) else None
-        return None
+    def table_value(self, tta: str, crf: str, key: str) -> Any:
+        """``key`` of the (tta, crf) row -- threshold, gate, gate_threshold, false_alarm_gate, ... (see
+        `inference.gate.table_fields`); None when the row or the key is absent. Unchecked: callers check."""
+        row = self.table_row(tta, crf)
+        return None if row is None else row.get(key)
 
     def to_dict(self) -> dict:
         return _in_order({**{key: thawed(getattr(self, key)) for key in POSTPROCESS_KEYS if key in self.keys_present},
