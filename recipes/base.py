@@ -32,7 +32,20 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "base.yaml"
-DEBIAN_PHOTOS = Path("/usr/share/backgrounds/mate/nature")  # Debian's mate-backgrounds: 12 photographs
+# Debian packages holding photographs (apt-get install mate-backgrounds lomiri-wallpapers-16.04
+# lomiri-wallpapers-20.04): (package, folder, the files that are photographs; None = every file). Their other
+# files, and gnome-backgrounds / ukui-wallpapers, are renders and illustrations: no camera noise to learn from.
+MATE_PHOTOS = Path("/usr/share/backgrounds/mate/nature")
+DEBIAN_PHOTOS = (
+    ("mate-backgrounds", MATE_PHOTOS, None),
+    ("lomiri-wallpapers-16.04", Path("/usr/share/backgrounds"), (
+        "Bridge_by_Sander_Klootwijk.jpg", "Dragonfly_by_Bolly.jpg", "Picture_0B_by_freespace.jpg",
+        "Picture_1A_by_freespace.jpg", "Wine_by_Jakkub_Mede.jpg", "aitzgorri_by_Aitzol_Berasategi.jpg",
+        "free_by_Peter_Nerlich.jpg", "friends_by_Aitzol_Berasategi.jpg", "greentock_by_Peter_Nerlich.jpg",
+        "life_by_Aitzol_Berasategi.jpg", "picosdeeuropa_by_Aitzol_Berasategi.jpg",
+        "seeding_by_Clements_Engelhardt.jpg", "sunset_by_Aitzol_Berasategi.jpg")),
+    ("lomiri-wallpapers-20.04", Path("/usr/share/backgrounds"), ("Kleiber_by_Lukas_Baubkus.jpg",)),
+)
 DATA_SEED, TEST_SEED, VERDICT_SEED = 22, 2022, 3033
 VERDICT_IMAGES = 600  # held-out engine images for the verdict levels: ~60 untouched (75 validation images hold ~8)
 
@@ -61,17 +74,39 @@ def machine() -> str:
     return cpu_name()
 
 
-def photo_sources(photos: Path | None) -> list[dict]:
-    """What the pristine photos were: the packaged ones, and each --photos file with its SHA-256."""
+def debian_photos(work: Path) -> list[Path]:
+    """Folders of the installed DEBIAN_PHOTOS: a package folder as it is when every file is a photograph, else
+    WORK/photos/<package>/ holding links to the named photographs only (their folder also holds renders)."""
+    folders = []
+    for package, folder, names in DEBIAN_PHOTOS:
+        if names is None:
+            folders += [folder] if folder.is_dir() else []
+            continue
+        present = [folder / name for name in names if (folder / name).is_file()]
+        if not present:
+            continue
+        linked = work / "photos" / package
+        if linked.exists():
+            shutil.rmtree(linked)
+        linked.mkdir(parents=True)
+        for path in present:
+            (linked / path.name).symlink_to(path)
+        folders.append(linked)
+    return folders
+
+
+def photo_sources(folders: list[Path]) -> list[dict]:
+    """What the pristine photos were: the packaged ones, and each photo folder's files with their SHA-256
+    and the Debian package they came from."""
     sources = [{"source": "packaged (scikit-image, scikit-learn, matplotlib, PyWavelets sample photos)"}]
-    if photos is not None:
-        files = sorted(p for p in photos.rglob("*") if p.is_file())
+    for folder in folders:
+        files = sorted(p for p in folder.rglob("*") if p.is_file())
         digest = hashlib.sha256()
         for path in files:
             digest.update(path.name.encode())
             digest.update(hashlib.sha256(path.read_bytes()).digest())
-        sources.append({"source": str(photos), "files": [p.name for p in files], "sha256": digest.hexdigest(),
-                        "package": _debian_package(photos)})
+        sources.append({"source": str(folder), "files": [p.name for p in files], "sha256": digest.hexdigest(),
+                        "package": _debian_package(files[0].resolve()) if files else None})
     return sources
 
 
@@ -116,6 +151,15 @@ def score_fresh(model_dir: Path, test_dir: Path, out: Path) -> dict:
 
     row, _ = fresh_rows(load_model(model_dir, device="cpu"), test_dir, out)
     return row
+
+
+def _photo_args(folders: list[Path]) -> dict:
+    """The engine's photo arguments: the packaged photos, plus these folders (pooled). One folder is written as
+    a string, as the chunks before several folders were recorded (so their data stamps still match)."""
+    if not folders:
+        return {"photos_dir": None, "packaged_photos": None}
+    names = [str(f) for f in folders]
+    return {"photos_dir": names[0] if len(names) == 1 else names, "packaged_photos": True}
 
 
 def image_decisions(model_dir: Path, folder: Path) -> dict:
@@ -196,9 +240,13 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help=f"engine seed of the training data (default {DATA_SEED}); a new seed per chunk shows the "
                    "network new images")
     p.add_argument("--n-test", type=int, default=300, help="fresh engine test images (default 300)")
-    p.add_argument("--photos", type=Path, default=DEBIAN_PHOTOS if DEBIAN_PHOTOS.is_dir() else None,
-                   help=f"extra pristine photos (default {DEBIAN_PHOTOS} when installed: "
-                   "apt-get install mate-backgrounds)")
+    p.add_argument("--photos", type=Path, nargs="+", default=None, metavar="DIR",
+                   help="extra pristine photos of the training data, one or more folders (default: the "
+                   "photographs of the Debian packages installed of " + ", ".join(p for p, _, _ in DEBIAN_PHOTOS)
+                   + "; apt-get install them)")
+    p.add_argument("--test-photos", type=Path, nargs="+", default=[MATE_PHOTOS] if MATE_PHOTOS.is_dir() else None,
+                   metavar="DIR", help=f"extra pristine photos of the fresh test and held-out sets (default "
+                   f"{MATE_PHOTOS} when installed: the pool every chunk's test set used, so chunks compare)")
     p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="data engine processes")
     p.add_argument("--install", action="store_true",
                    help="copy the model into src/inpaintseg/weights/base when it beats the installed one")
@@ -220,14 +268,15 @@ def main(argv=None) -> int:
     started = time.perf_counter()
     work = args.work
     n_train, n_test, size = (48, 16, 64) if args.tiny else (args.n_train, args.n_test, 256)
-    photos = None if args.tiny else args.photos
+    photos = [] if args.tiny else (debian_photos(work) if args.photos is None else args.photos)
+    test_photos = [] if args.tiny else (args.test_photos or [])
     from inpaintseg.synth.engine import FORMAT_VERSION as ENGINE_FORMAT
 
     engine = {"n_train": n_train, "n_test": 8 if args.tiny else 200, "size": size, "seed": args.data_seed,
-              "photos_dir": str(photos) if photos else None, "packaged_photos": True if photos else None,
-              "generators": "tiny" if args.tiny else "demo", "workers": args.workers,
+              **_photo_args(photos), "generators": "tiny" if args.tiny else "demo", "workers": args.workers,
               "engine_format_version": ENGINE_FORMAT}
-    fresh = {**engine, "n_train": 1, "n_test": n_test, "seed": TEST_SEED, "workers": args.workers}
+    fresh = {**engine, "n_train": 1, "n_test": n_test, "seed": TEST_SEED, "workers": args.workers,
+             **_photo_args(test_photos)}
     held_out = {**fresh, "n_test": 24 if args.tiny else VERDICT_IMAGES, "seed": VERDICT_SEED}
     if args.decisions_only is not None:
         make_data(work / "verdict_data", held_out)
@@ -275,18 +324,21 @@ def main(argv=None) -> int:
              "init_from": None if args.init_from is None else portable(args.init_from, work),
              "epochs": result.epochs_completed,
              "optimizer_steps": steps, "images_seen": steps * config.batch_size,
-             "data": {"seed": args.data_seed, "n_train": n_train, "engine_format_version": ENGINE_FORMAT},
+             "data": {"seed": args.data_seed, "n_train": n_train, "engine_format_version": ENGINE_FORMAT,
+                      "photo_folders": [str(f) for f in photos]},
              "precision": result.precision_choice.get("precision"), "machine": machine(),
              "train_seconds": round(result.seconds), "fresh_test_dice_mean": round(scores["dice_mean"], 4),
              "date": time.strftime("%Y-%m-%d", time.gmtime())}
     recipe = {"engine": {"generator": GENERATOR, "format_version": FORMAT_VERSION, "arguments": engine},
-              "photos": photo_sources(photos), "data_seed": args.data_seed, "test_seed": TEST_SEED,
+              "photos": photo_sources(photos), "test_photos": photo_sources(test_photos),
+              "data_seed": args.data_seed, "test_seed": TEST_SEED,
               "train_config": config.to_dict() | {"data": "WORK/data", "out": "WORK/run", "init_from": chunk["init_from"]},
               "chunks": [*earlier, chunk],
               "optimizer_steps_total": sum(c["optimizer_steps"] for c in [*earlier, chunk]),
               "images_seen_total": sum(c["images_seen"] for c in [*earlier, chunk]),
               "fresh_test": {k: scores[k] for k in ("dice_mean", "dice_pooled", "baselines") if k in scores}}
     # Paths of this machine do not travel with the weights: the work folder is written WORK.
+    recipe = json.loads(portable(json.dumps(recipe), work))
     update_model_config(result.model_dir, {"recipe": recipe, "data": {"data_dir": "WORK/data"},
                                            "training": {"init_from": chunk["init_from"]}})
     log(f"chunk {chunk['chunk']}: {json.dumps(chunk)}")

@@ -212,3 +212,35 @@ def test_the_brief_card_drops_chunks_and_per_folder_real_rows():
     assert any(line.startswith("  chunk 1") for line in full) and any("crfill" in line for line in full)
     assert not any(line.startswith("  chunk") or "crfill" in line for line in brief)
     assert any("pooled" in line for line in brief) and any("casia2_gt" in line for line in brief)
+
+
+def _recipe_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("base_recipe", REPO / "recipes" / "base.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_recipe_takes_only_the_named_photographs_of_a_mixed_package_folder(tmp_path, monkeypatch):
+    recipe = _recipe_module()
+    whole, mixed = tmp_path / "whole", tmp_path / "mixed"
+    whole.mkdir(), mixed.mkdir()
+    (whole / "a.jpg").write_bytes(b"a")
+    (mixed / "photo.jpg").write_bytes(b"p")
+    (mixed / "render.png").write_bytes(b"r")
+    monkeypatch.setattr(recipe, "DEBIAN_PHOTOS", (
+        ("pkg-whole", whole, None), ("pkg-mixed", mixed, ("photo.jpg", "absent.jpg")),
+        ("pkg-missing", tmp_path / "nowhere", ("x.jpg",))))
+    work = tmp_path / "work"
+    folders = recipe.debian_photos(work)
+    assert folders == [whole, work / "photos" / "pkg-mixed"]                     # a missing package is skipped
+    assert [p.name for p in folders[1].iterdir()] == ["photo.jpg"]              # the render is left out
+    assert folders[1].joinpath("photo.jpg").resolve() == mixed / "photo.jpg"    # linked, not copied
+    assert recipe.debian_photos(work) == folders                                # a second run starts clean
+    sources = recipe.photo_sources(folders)
+    assert [s.get("files") for s in sources] == [None, ["a.jpg"], ["photo.jpg"]]
+    assert recipe._photo_args(folders)["photos_dir"] == [str(whole), str(work / "photos" / "pkg-mixed")]
+    assert recipe._photo_args([whole]) == {"photos_dir": str(whole), "packaged_photos": True}
+    assert recipe._photo_args([]) == {"photos_dir": None, "packaged_photos": None}
