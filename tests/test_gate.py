@@ -266,3 +266,14 @@ def test_gate_benchmark_end_to_end(tmp_path, make_dataset):
     assert plain["calibration"]["gate"] == 0.0 and plain["calibration"]["false_alarm_rate"] is not None
     assert plain["test"]["n"] == 4 and plain["test"]["n_untouched"] == 1
     assert result["chosen_gate"] is None  # 3 untouched calibration images: below the minimum for a gate
+
+
+def test_model_info_says_what_another_tta_resolves_to(tmp_path, capsys):
+    from inpaintseg.cli import main
+
+    folder = export_tiny_model(tmp_path / "model", postprocess=STORED)
+    assert main(["model-info", str(folder)]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("with another --tta"))
+    # the stored flip is left out; each other row resolves as predict --tta would (see test_resolve_finds_the_gate)
+    assert line.endswith("none: threshold 0.35, gate 0.8; d4: threshold 0.5, no gate; "
+                         "flip+scales: threshold 0.25, gate 0.6")

@@ -98,8 +98,26 @@ def _run_folder(args: argparse.Namespace) -> int:
     gate = post.get("gate")
     print(f"input: {config['input']['mode']} {size}x{size}; threshold {post['threshold']}, "
           f"image gate {'none' if gate is None else gate}, tta {post.get('tta')}, crf {post.get('crf')}")
+    others = _other_tta_lines(config)
+    if others:
+        print(f"with another --tta (auto threshold and gate, crf off): {'; '.join(others)}")
     print(f"parameters: {count_parameters(network):,}; forward GFLOPs per {size}x{size} tile: "
           f"{model_flops(network, size) / 1e9:.3f}")
     for line in card_lines(config):
         print(line)
     return 0
+
+
+def _other_tta_lines(config) -> list[str]:
+    """What `predict --tta T` resolves to for each other TTA row of the calibration table."""
+    from inpaintseg.inference.postprocess import resolve_postprocess
+
+    post = config["postprocess"]
+    lines = []
+    for row in (post.get("calibration") or {}).get("table") or []:
+        if row.get("crf") != "off" or row.get("tta") == post.get("tta"):
+            continue
+        resolved = resolve_postprocess(config, tta=row["tta"], crf="off")
+        gate = "no gate" if resolved.gate is None else f"gate {resolved.gate:g}"
+        lines.append(f"{row['tta']}: threshold {resolved.threshold:g}, {gate}")
+    return lines
