@@ -171,8 +171,10 @@ def main(argv=None) -> int:
     if (args.tta, args.crf) != ("auto", "auto"):
         # The rows below at cheaper settings than the stored ones (recorded): on CPU the stored TTA x CRF costs
         # minutes per large real image.
-        fast.config = fast.config.updated(
-            {"postprocess": {k: v for k, v in (("tta", args.tta), ("crf", args.crf)) if v != "auto"}})
+        # They take the threshold and gate calibrated for those settings, as `predict --tta --crf` would.
+        resolved = fast.postprocess(tta=args.tta, crf=args.crf)
+        fast.config = fast.config.updated({"postprocess": {
+            "tta": resolved.tta, "crf": resolved.crf, "threshold": resolved.threshold, "gate": resolved.gate}})
     post = fast.postprocess()
     settings = (f"tta {post.tta}, crf {post.crf}, threshold {post.threshold}"
                 + ("" if post.gate is None else f", gate {post.gate}"))
