@@ -66,6 +66,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "--set loss=focal-dice --set paired_batches=true; repeatable")
     p.add_argument("--generators", default="demo", help="generator set of the learned families (tiny|demo|full)")
     p.add_argument("--degrade", default="default", help="the engine's global degradations (none|default|strong)")
+    p.add_argument("--photos", nargs="+", default=None, metavar="DIR",
+                   help="extra pristine photo folders, pooled with the packaged photos (default: packaged only)")
     p.add_argument("--no-realworld", action="store_true", help="skip the ../shared/realworld rows")
     p.add_argument("--no-realinpaint", action="store_true", help="skip the ../shared/realinpaint rows")
     p.add_argument("--no-robustness", action="store_true", help="skip the test-time degradation rows")
@@ -100,7 +102,8 @@ def run_row(args, family: str | None, seed: int, work: Path) -> dict:
     overrides = parse_overrides(args.overrides)
     generate_demo_data(data, n_train=args.n_train, n_test=args.n_test, size=args.size, seed=seed,
                        degrade_level=args.degrade, generators=args.generators, log=None,
-                       with_originals=bool(overrides.get("paired_batches")), **selection)
+                       with_originals=bool(overrides.get("paired_batches")), **selection,
+                       photos_dir=args.photos, packaged_photos=True if args.photos else None)
     t1 = time.perf_counter()
     config = load_config(overrides={
         "data": str(data), "out": str(work / "run"), "base_channels": args.width, "img_size": args.size,
@@ -112,6 +115,7 @@ def run_row(args, family: str | None, seed: int, work: Path) -> dict:
     t2 = time.perf_counter()
     model = load_model(result.model_dir, device="cpu")
     row = {"family": family or IN_DISTRIBUTION, "seed": seed, "epochs": result.epochs_completed,
+           "photos": args.photos,
            "generate_s": round(t1 - t0, 1), "train_s": round(t2 - t1, 1),
            "postprocess": {k: result.postprocess.get(k) for k in ("tta", "crf", "threshold")},
            "test": evaluate_model(model, data / "test" / "images", data / "test" / "masks", work / "pred",

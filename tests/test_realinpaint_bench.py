@@ -174,3 +174,25 @@ def test_lofo_tables_carry_the_real_row(tmp_path):
     (tmp_path / "results.json").write_text(json.dumps({"rows": rows, "setup": {}}))
     assert "| 0.610 +- 0.000 / 0.570 +- 0.000 |" in lofo.compare([tmp_path])
     assert "| 0.610 +- 0.000 / 0.570 +- 0.000 |" in lofo.table({"rows": rows})
+
+
+def test_lofo_photos_reach_the_engine(tmp_path, monkeypatch):
+    # the engine call of a row gets the --photos folders pooled with the packaged photos; stop right after it
+    import lofo
+
+    import inpaintseg.synth as synth
+
+    seen = {}
+
+    def engine(out, **kwargs):
+        seen.update(kwargs)
+        raise RuntimeError("stop")
+
+    monkeypatch.setattr(synth, "generate_demo_data", engine)
+    args = lofo.parse_args(["--photos", str(tmp_path / "a"), str(tmp_path / "b")])
+    with pytest.raises(RuntimeError, match="stop"):
+        lofo.run_row(args, None, 0, tmp_path / "work")
+    assert seen["photos_dir"] == [str(tmp_path / "a"), str(tmp_path / "b")] and seen["packaged_photos"] is True
+    with pytest.raises(RuntimeError, match="stop"):
+        lofo.run_row(lofo.parse_args([]), None, 0, tmp_path / "work")
+    assert seen["photos_dir"] is None and seen["packaged_photos"] is None
