@@ -14,6 +14,9 @@ arguments, photo sources (with a SHA-256 per photo folder listing), seeds, steps
 and the list of earlier chunks. `--install` copies the model into the package (src/inpaintseg/weights/base/) only
 when its fresh-test Dice beats the installed one's, so the repository keeps the best weights only.
 
+`--exclude-families F` trains a variant whose training data lacks family F (the test sets keep it), for measuring
+fine-tuning on a family the start never saw; a variant is never installed.
+
 `--tiny` runs the same code path in about a minute (CI's test of the recipe); it never installs.
 """
 
@@ -225,6 +228,24 @@ def installed_dice(package_dir: Path, test_dir: Path, out: Path) -> float | None
     return score_fresh(package_dir, test_dir, out)["dice_mean"]
 
 
+def engine_settings(args: argparse.Namespace, photos: list[Path], test_photos: list[Path]) -> tuple[dict, dict, dict]:
+    """The engine arguments of the training data, the fresh test set and the held-out decisions set. A
+    variant's `--exclude-families` leaves its training data only: the test sets keep the default mix, so the
+    excluded family's rows show what the variant does on a family it never saw."""
+    from inpaintseg.synth.engine import FORMAT_VERSION
+
+    n_train, n_test, size = (48, 16, 64) if args.tiny else (args.n_train, args.n_test, 256)
+    common = {"size": size, "generators": "tiny" if args.tiny else "demo", "workers": args.workers,
+              "engine_format_version": FORMAT_VERSION}
+    engine = {"n_train": n_train, "n_test": 8 if args.tiny else 200, **common, "seed": args.data_seed,
+              **_photo_args(photos)}
+    if args.exclude_families:  # only when given: the data stamps of the chunks before the option still match
+        engine["exclude_families"] = args.exclude_families
+    fresh = {"n_train": 1, "n_test": n_test, **common, "seed": TEST_SEED, **_photo_args(test_photos)}
+    held_out = {**fresh, "n_test": 24 if args.tiny else VERDICT_IMAGES, "seed": VERDICT_SEED}
+    return engine, fresh, held_out
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -248,13 +269,29 @@ def parse_args(argv=None) -> argparse.Namespace:
                    metavar="DIR", help=f"extra pristine photos of the fresh test and held-out sets (default "
                    f"{MATE_PHOTOS} when installed: the pool every chunk's test set used, so chunks compare)")
     p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="data engine processes")
+    p.add_argument("--exclude-families", metavar="F,G", default=None,
+                   help="train a *variant* without these engine families (for measuring fine-tuning on a family "
+                   "the start never saw, README 'The base model'); the test sets keep every family; never "
+                   "installed")
     p.add_argument("--install", action="store_true",
                    help="copy the model into src/inpaintseg/weights/base when it beats the installed one")
     p.add_argument("--tiny", action="store_true", help="tiny settings (the CI test of this recipe); never installs")
     p.add_argument("--decisions-only", metavar="MODEL_DIR", default=None,
                    help="only (re)measure the image decisions of this model folder (verdict levels, image gate "
                    "and its threshold) on the held-out set, store them in its config.json, then stop")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.exclude_families is not None:
+        from inpaintseg.errors import InpaintsegError
+        from inpaintseg.synth.registry import select_methods
+
+        try:
+            select_methods(exclude_families=args.exclude_families)
+        except InpaintsegError as exc:
+            p.error(str(exc).replace("exclude_families:", "--exclude-families:"))
+        if args.install:
+            p.error("--install with --exclude-families: a variant without a family is never the shipped base; "
+                    "drop --install (the variant stays in WORK/run/model)")
+    return args
 
 
 def main(argv=None) -> int:
@@ -267,17 +304,10 @@ def main(argv=None) -> int:
 
     started = time.perf_counter()
     work = args.work
-    n_train, n_test, size = (48, 16, 64) if args.tiny else (args.n_train, args.n_test, 256)
     photos = [] if args.tiny else (debian_photos(work) if args.photos is None else args.photos)
     test_photos = [] if args.tiny else (args.test_photos or [])
-    from inpaintseg.synth.engine import FORMAT_VERSION as ENGINE_FORMAT
-
-    engine = {"n_train": n_train, "n_test": 8 if args.tiny else 200, "size": size, "seed": args.data_seed,
-              **_photo_args(photos), "generators": "tiny" if args.tiny else "demo", "workers": args.workers,
-              "engine_format_version": ENGINE_FORMAT}
-    fresh = {**engine, "n_train": 1, "n_test": n_test, "seed": TEST_SEED, "workers": args.workers,
-             **_photo_args(test_photos)}
-    held_out = {**fresh, "n_test": 24 if args.tiny else VERDICT_IMAGES, "seed": VERDICT_SEED}
+    engine, fresh, held_out = engine_settings(args, photos, test_photos)
+    n_train = engine["n_train"]
     if args.decisions_only is not None:
         make_data(work / "verdict_data", held_out)
         decisions = image_decisions(resolve_model_dir(args.decisions_only), work / "verdict_data" / "test")
@@ -324,8 +354,9 @@ def main(argv=None) -> int:
              "init_from": None if args.init_from is None else portable(args.init_from, work),
              "epochs": result.epochs_completed,
              "optimizer_steps": steps, "images_seen": steps * config.batch_size,
-             "data": {"seed": args.data_seed, "n_train": n_train, "engine_format_version": ENGINE_FORMAT,
-                      "photo_folders": [str(f) for f in photos]},
+             "data": {"seed": args.data_seed, "n_train": n_train, "engine_format_version": FORMAT_VERSION,
+                      "photo_folders": [str(f) for f in photos],
+                      **({"exclude_families": args.exclude_families} if args.exclude_families else {})},
              "precision": result.precision_choice.get("precision"), "machine": machine(),
              "train_seconds": round(result.seconds), "fresh_test_dice_mean": round(scores["dice_mean"], 4),
              "date": time.strftime("%Y-%m-%d", time.gmtime())}
