@@ -146,6 +146,7 @@ def test_refuses_foreign_folder_and_bad_arguments(tmp_path):
     (["--families", "classical", "--exclude-methods", "telea,ns"],
      "the method selection is empty (after --methods, --families and the exclusions)"),
     (["--photos", "no_such_photos_dir"], "--photos no_such_photos_dir: not a folder."),
+    (["--fill-noise", "3"], "--fill-noise must lie in [0, 2.5], got 3.0."),
 ])
 def test_cli_names_flags_where_the_library_names_parameters(tmp_path, capsys, argv, message):
     assert cli.main(["demo-data", "--out", str(tmp_path / "x"), *argv]) == 2
