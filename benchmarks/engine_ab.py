@@ -35,6 +35,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+from bench_common import parse_named_settings  # noqa: E402
+
 SHARED = REPO.parent / "shared"
 REAL_POOLED, REAL_MEAN = "realinpaint/pooled (folders with originals)", "realinpaint/mean of folders with originals"
 COLUMNS = (  # (header, key in a run's "scores")
@@ -50,18 +53,10 @@ def _card():
 
 
 def parse_arm(text: str, parser: argparse.ArgumentParser) -> tuple[str, dict]:
-    import yaml
-
-    name, _, rest = text.partition(":")
-    settings = {}
-    for item in filter(None, rest.split(",")):
-        key, sep, value = item.partition("=")
-        if not sep:
-            parser.error(f"--arm {text!r}: expected key=value after the name, got {item!r}")
-        settings[key.strip()] = yaml.safe_load(value)
-    if not name.strip() or name.strip() == "start":
+    name, settings = parse_named_settings(text, parser, "--arm")
+    if not name or name == "start":
         parser.error(f"--arm {text!r}: give each arm a name other than 'start' (the reference row)")
-    return name.strip(), settings
+    return name, settings
 
 
 def parse_args(argv=None) -> argparse.Namespace:
