@@ -273,3 +273,19 @@ def test_the_recipe_refuses_a_bad_variant_with_the_flag_named(tmp_path, capsys, 
     with pytest.raises(SystemExit) as exc:
         recipe.parse_args(["--work", str(tmp_path), *flags])
     assert exc.value.code == 2 and message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("new, old, installed", [
+    ((0.56, 0.10), None, True),                 # nothing installed yet
+    ((0.566, 0.167), (0.553, 0.033), False),    # chunk 7: more Dice, 5 of 30 untouched flagged: not installed
+    ((0.56, 0.10), (0.55, 0.03), True),         # false alarms at the target
+    ((0.56, 0.20), (0.55, 0.30), True),         # above the target but fewer than the installed model's
+    ((0.55, 0.00), (0.55, 0.10), False),        # Dice not higher
+])
+def test_a_chunk_is_installed_only_when_its_card_improves(new, old, installed):
+    recipe = _recipe_module()
+
+    def scores(pair):
+        return None if pair is None else {"dice_mean": pair[0], "untouched": {"false_alarm_rate": pair[1]}}
+    decision, why = recipe.install_decision(scores(new), scores(old))
+    assert decision is installed and (old is None or "untouched flagged" in why)
