@@ -11,6 +11,21 @@ import numpy as np
 ROBUSTNESS = ("jpeg90", "jpeg70", "jpeg50", "down0.5", "down0.75", "noise5")
 
 
+def parse_named_settings(text: str, parser, flag: str) -> tuple[str, dict]:
+    """`NAME` or `NAME:key=value,key=value` (values read as YAML scalars) -> (name, {key: value}); a malformed
+    item is the parser's error naming `flag`."""
+    import yaml
+
+    name, _, rest = text.partition(":")
+    settings = {}
+    for item in filter(None, rest.split(",")):
+        key, sep, value = item.partition("=")
+        if not sep:
+            parser.error(f"{flag} {text!r}: expected key=value after the name, got {item!r}")
+        settings[key.strip()] = yaml.safe_load(value)
+    return name.strip(), settings
+
+
 def matmul_peak_gflops(n: int = 2048, reps: int = 5) -> float:
     """Best fp32 torch.mm GFLOP/s (2 n^3 FLOPs per product) on n x n matrices: the peak that the
     benchmarks report achieved GFLOP/s against, measured in the same run."""

@@ -27,6 +27,8 @@ import sys
 import time
 from pathlib import Path
 
+from bench_common import parse_named_settings  # benchmarks/ is the script's folder, so on sys.path
+
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -46,21 +48,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--eval-images", type=int, default=48, help="validation images scored (default 48)")
     args = p.parse_args(argv)
     args.seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
-    args.config = [parse_config(c, p) for c in (args.config or ["base"])]
+    args.config = [parse_named_settings(c, p, "--config") for c in (args.config or ["base"])]
     return args
-
-
-def parse_config(text: str, parser: argparse.ArgumentParser) -> tuple[str, dict]:
-    import yaml
-
-    name, _, rest = text.partition(":")
-    changes = {}
-    for item in filter(None, rest.split(",")):
-        key, sep, value = item.partition("=")
-        if not sep:
-            parser.error(f"--config {text!r}: expected key=value after the name, got {item!r}")
-        changes[key.strip()] = yaml.safe_load(value)
-    return name.strip(), changes
 
 
 class CurveRecorder:

@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/realinpaint.py --model runs/x/model                 # every folder, every pair
     .venv/bin/python benchmarks/realinpaint.py --model runs/x/model --limit 3 --json real.json
+    .venv/bin/python benchmarks/realinpaint.py --baseline smoothness                 # the non-learned floor
 
 Per folder of the data (`<folder>/images/<name>.png`, `masks/<name>.png` with 255 = inpainted,
 `originals/<name>.png` when known; see its README) the model predicts every image through the product's own
@@ -20,6 +21,12 @@ TTA/CRF/threshold unless overridden, probabilities back at native resolution), a
 Two summary rows cover the folders that have originals: "pooled" (every image and original of those folders
 together) and "mean of folders" (the unweighted mean of the folder values). The data is for measurement only:
 never train, calibrate or tune a setting on it (its README says why).
+
+`--baseline smoothness` scores a non-learned detector instead of a model, the floor a learned one should
+beat: a pixel is "filled" where the local noise level (RMS of the grey image minus its 3x3 median, over a
+15x15 window) is below the image's median level; probability sigmoid(4 (d - ln 2)) of the log deficit d, so
+p >= 0.5 where the image is at least twice as smooth as usual there (the Dice threshold 0.5; image score
+`metrics.image_score`, image threshold 0.5). Generated fills are often smoother than a photo's sensor noise.
 """
 
 from __future__ import annotations
@@ -242,9 +249,35 @@ def model_predictor(model, tta=None, crf=None, threshold=None, score_threshold=N
     return predict, post
 
 
+SMOOTHNESS_WINDOW = 15
+SMOOTHNESS_SLOPE = 4.0
+
+
+def smoothness_map(image: np.ndarray) -> np.ndarray:
+    """The smoothness baseline's probability map (module docstring). Shape: (H, W, 3) uint8 -> (H, W) float32."""
+    import cv2
+
+    grey = image.astype(np.float32).mean(axis=2)
+    residual = grey - cv2.medianBlur(grey, 3)
+    level = 0.5 * np.log(cv2.blur(residual * residual, (SMOOTHNESS_WINDOW, SMOOTHNESS_WINDOW)) + 1e-3)
+    deficit = np.median(level) - level  # > 0: smoother than the image's usual noise
+    return (1.0 / (1.0 + np.exp(-SMOOTHNESS_SLOPE * (deficit - math.log(2.0))))).astype(np.float32)
+
+
+def smoothness_predictor() -> PredictFn:
+    from inpaintseg.metrics import image_score
+
+    def predict(images):
+        return [(probs, image_score(probs)) for probs in map(smoothness_map, images)]
+    return predict
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", type=Path, required=True, help="model folder (weights.safetensors + config.json)")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", type=Path, help="model folder (weights.safetensors + config.json)")
+    source.add_argument("--baseline", choices=("smoothness",),
+                        help="score a non-learned detector instead of a model (module docstring)")
     p.add_argument("--data", type=Path, default=REALINPAINT, help=f"real-inpainting folder (default {REALINPAINT})")
     p.add_argument("--folders", default=None, help="comma-separated subset of the data's folders")
     p.add_argument("--limit", type=int, default=None, help="first N pairs per folder (quick runs)")
@@ -270,22 +303,29 @@ def main(argv=None) -> int:
     from inpaintseg.api import load_model
 
     try:
-        model = load_model(args.model, device=args.device, batch_size=args.batch_size, precision=args.precision)
-        predict, post = model_predictor(model, args.tta, args.crf, args.threshold, args.score_threshold, args.gate)
-        score_threshold = post.image_threshold
-        print(f"model {args.model}: {post.describe()}; data {args.data}"
-              + (f", first {args.limit} pairs per folder" if args.limit else ""), flush=True)
+        if args.baseline:
+            predict, threshold, score_threshold, gate = smoothness_predictor(), 0.5, 0.5, None
+            setup = {"baseline": args.baseline, "threshold": threshold, "score_threshold": score_threshold}
+            print(f"baseline {args.baseline}; data {args.data}", flush=True)
+        else:
+            model = load_model(args.model, device=args.device, batch_size=args.batch_size, precision=args.precision)
+            predict, post = model_predictor(model, args.tta, args.crf, args.threshold, args.score_threshold,
+                                            args.gate)
+            threshold, score_threshold, gate = post.threshold, post.image_threshold, post.gate
+            setup = {"model": str(args.model), "precision": model.precision,
+                     "postprocess": {"tta": post.tta, "crf": post.crf, "threshold": post.threshold,
+                                     "score_threshold": score_threshold}}
+            print(f"model {args.model}: {post.describe()}; data {args.data}"
+                  + (f", first {args.limit} pairs per folder" if args.limit else ""), flush=True)
         folders = [f.strip() for f in args.folders.split(",") if f.strip()] if args.folders else None
         t0 = time.perf_counter()
-        result = score_data(args.data, predict, post.threshold, score_threshold, args.limit, folders,
-                            args.batch_size, log=lambda line: print(line, flush=True), gate=post.gate)
+        result = score_data(args.data, predict, threshold, score_threshold, args.limit, folders,
+                            args.batch_size, log=lambda line: print(line, flush=True), gate=gate)
     except InpaintsegError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    result["setup"] = {"model": str(args.model), "data": str(args.data), "limit": args.limit,
-                       "postprocess": {"tta": post.tta, "crf": post.crf, "threshold": post.threshold,
-                                       "score_threshold": score_threshold},
-                       "precision": model.precision, "seconds": round(time.perf_counter() - t0, 1)}
+    result["setup"] = {**setup, "data": str(args.data), "limit": args.limit,
+                       "seconds": round(time.perf_counter() - t0, 1)}
     print(markdown_table(result))
     if args.json:
         fileio.atomic_write_text(args.json, json.dumps(_jsonable(result), indent=2))

@@ -12,7 +12,11 @@ on a fresh engine test set (another seed) next to the all-empty / all-full basel
 and records everything that made the weights in the model's config.json under "recipe": engine version and
 arguments, photo sources (with a SHA-256 per photo folder listing), seeds, steps, images seen, machine, wall time,
 and the list of earlier chunks. `--install` copies the model into the package (src/inpaintseg/weights/base/) only
-when its fresh-test Dice beats the installed one's, so the repository keeps the best weights only.
+when its fresh-test Dice beats the installed one's without more false alarms on the untouched test photos than
+the target (10 %) and the installed one's (`install_decision`), so the repository keeps the best weights only.
+
+`--exclude-families F` trains a variant whose training data lacks family F (the test sets keep it), for measuring
+fine-tuning on a family the start never saw; a variant is never installed.
 
 `--tiny` runs the same code path in about a minute (CI's test of the recipe); it never installs.
 """
@@ -144,13 +148,34 @@ def make_data(folder: Path, engine_args: dict, log_fn=log) -> dict:
 
 def score_fresh(model_dir: Path, test_dir: Path, out: Path) -> dict:
     """Scores on a fresh engine test set, as the model card measures them (base_card.fresh_rows: Dice next to
-    the baselines, AUCs, per family and method, rounded to 4 digits)."""
+    the baselines, AUCs, per family and method, rounded to 4 digits; "untouched": the untouched images'
+    false-alarm rate and FP area at the stored post-processing)."""
     from base_card import fresh_rows  # recipes/ is the script's folder, so on sys.path
 
     from inpaintseg.api import load_model
 
-    row, _ = fresh_rows(load_model(model_dir, device="cpu"), test_dir, out)
-    return row
+    row, untouched = fresh_rows(load_model(model_dir, device="cpu"), test_dir, out)
+    return {**row, "untouched": untouched}
+
+
+def install_decision(new: dict, old: dict | None) -> tuple[bool, str]:
+    """Whether a chunk's model replaces the installed one, from both models' `score_fresh` on the same fresh
+    test set: only when its Dice is higher and its untouched false-alarm rate stays within the issue's target
+    (`inference.gate.FALSE_ALARM_TARGET`) or at most the installed model's. A higher Dice bought with more
+    false alarms on untouched photos is not an improvement of the card."""
+    from inpaintseg.inference.gate import FALSE_ALARM_TARGET
+
+    if old is None:
+        return True, "nothing installed"
+    dice, old_dice = new["dice_mean"], old["dice_mean"]
+    alarms, old_alarms = new["untouched"]["false_alarm_rate"], old["untouched"]["false_alarm_rate"]
+    summary = (f"fresh-test Dice {dice:.4f} vs installed {old_dice:.4f}, untouched flagged {alarms:.1%} vs "
+               f"{old_alarms:.1%} (target <= {FALSE_ALARM_TARGET:.0%})")
+    if dice <= old_dice:
+        return False, summary + ": Dice not higher"
+    if alarms > max(FALSE_ALARM_TARGET, old_alarms):
+        return False, summary + ": more false alarms than the target and the installed model"
+    return True, summary
 
 
 def _photo_args(folders: list[Path]) -> dict:
@@ -217,12 +242,30 @@ def portable(text: str, work: Path) -> str:
     return str(text).replace(str(work.resolve()), "WORK").replace(str(work), "WORK")
 
 
-def installed_dice(package_dir: Path, test_dir: Path, out: Path) -> float | None:
-    """The installed model's Dice on this chunk's fresh test set: the number its config records may come from
-    another engine version's test set, so the comparison is re-measured on the same images."""
+def installed_scores(package_dir: Path, test_dir: Path, out: Path) -> dict | None:
+    """The installed model's `score_fresh` on this chunk's fresh test set: the numbers its config records may
+    come from another engine version's test set, so the comparison is re-measured on the same images."""
     if not (package_dir / "config.json").is_file():
         return None
-    return score_fresh(package_dir, test_dir, out)["dice_mean"]
+    return score_fresh(package_dir, test_dir, out)
+
+
+def engine_settings(args: argparse.Namespace, photos: list[Path], test_photos: list[Path]) -> tuple[dict, dict, dict]:
+    """The engine arguments of the training data, the fresh test set and the held-out decisions set. A
+    variant's `--exclude-families` leaves its training data only: the test sets keep the default mix, so the
+    excluded family's rows show what the variant does on a family it never saw."""
+    from inpaintseg.synth.engine import FORMAT_VERSION
+
+    n_train, n_test, size = (48, 16, 64) if args.tiny else (args.n_train, args.n_test, 256)
+    common = {"size": size, "generators": "tiny" if args.tiny else "demo", "workers": args.workers,
+              "engine_format_version": FORMAT_VERSION}
+    engine = {"n_train": n_train, "n_test": 8 if args.tiny else 200, **common, "seed": args.data_seed,
+              **_photo_args(photos)}
+    if args.exclude_families:  # only when given: the data stamps of the chunks before the option still match
+        engine["exclude_families"] = args.exclude_families
+    fresh = {"n_train": 1, "n_test": n_test, **common, "seed": TEST_SEED, **_photo_args(test_photos)}
+    held_out = {**fresh, "n_test": 24 if args.tiny else VERDICT_IMAGES, "seed": VERDICT_SEED}
+    return engine, fresh, held_out
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -248,13 +291,30 @@ def parse_args(argv=None) -> argparse.Namespace:
                    metavar="DIR", help=f"extra pristine photos of the fresh test and held-out sets (default "
                    f"{MATE_PHOTOS} when installed: the pool every chunk's test set used, so chunks compare)")
     p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="data engine processes")
+    p.add_argument("--exclude-families", metavar="F,G", default=None,
+                   help="train a *variant* without these engine families (for measuring fine-tuning on a family "
+                   "the start never saw, README 'The base model'); the test sets keep every family; never "
+                   "installed")
     p.add_argument("--install", action="store_true",
-                   help="copy the model into src/inpaintseg/weights/base when it beats the installed one")
+                   help="copy the model into src/inpaintseg/weights/base when it beats the installed one (higher "
+                   "fresh-test Dice, untouched false alarms within 10 %% or the installed one's)")
     p.add_argument("--tiny", action="store_true", help="tiny settings (the CI test of this recipe); never installs")
     p.add_argument("--decisions-only", metavar="MODEL_DIR", default=None,
                    help="only (re)measure the image decisions of this model folder (verdict levels, image gate "
                    "and its threshold) on the held-out set, store them in its config.json, then stop")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.exclude_families is not None:
+        from inpaintseg.errors import InpaintsegError
+        from inpaintseg.synth.registry import select_methods
+
+        try:
+            select_methods(exclude_families=args.exclude_families)
+        except InpaintsegError as exc:
+            p.error(str(exc).replace("exclude_families:", "--exclude-families:"))
+        if args.install:
+            p.error("--install with --exclude-families: a variant without a family is never the shipped base; "
+                    "drop --install (the variant stays in WORK/run/model)")
+    return args
 
 
 def main(argv=None) -> int:
@@ -267,17 +327,10 @@ def main(argv=None) -> int:
 
     started = time.perf_counter()
     work = args.work
-    n_train, n_test, size = (48, 16, 64) if args.tiny else (args.n_train, args.n_test, 256)
     photos = [] if args.tiny else (debian_photos(work) if args.photos is None else args.photos)
     test_photos = [] if args.tiny else (args.test_photos or [])
-    from inpaintseg.synth.engine import FORMAT_VERSION as ENGINE_FORMAT
-
-    engine = {"n_train": n_train, "n_test": 8 if args.tiny else 200, "size": size, "seed": args.data_seed,
-              **_photo_args(photos), "generators": "tiny" if args.tiny else "demo", "workers": args.workers,
-              "engine_format_version": ENGINE_FORMAT}
-    fresh = {**engine, "n_train": 1, "n_test": n_test, "seed": TEST_SEED, "workers": args.workers,
-             **_photo_args(test_photos)}
-    held_out = {**fresh, "n_test": 24 if args.tiny else VERDICT_IMAGES, "seed": VERDICT_SEED}
+    engine, fresh, held_out = engine_settings(args, photos, test_photos)
+    n_train = engine["n_train"]
     if args.decisions_only is not None:
         make_data(work / "verdict_data", held_out)
         decisions = image_decisions(resolve_model_dir(args.decisions_only), work / "verdict_data" / "test")
@@ -324,8 +377,9 @@ def main(argv=None) -> int:
              "init_from": None if args.init_from is None else portable(args.init_from, work),
              "epochs": result.epochs_completed,
              "optimizer_steps": steps, "images_seen": steps * config.batch_size,
-             "data": {"seed": args.data_seed, "n_train": n_train, "engine_format_version": ENGINE_FORMAT,
-                      "photo_folders": [str(f) for f in photos]},
+             "data": {"seed": args.data_seed, "n_train": n_train, "engine_format_version": FORMAT_VERSION,
+                      "photo_folders": [str(f) for f in photos],
+                      **({"exclude_families": args.exclude_families} if args.exclude_families else {})},
              "precision": result.precision_choice.get("precision"), "machine": machine(),
              "train_seconds": round(result.seconds), "fresh_test_dice_mean": round(scores["dice_mean"], 4),
              "date": time.strftime("%Y-%m-%d", time.gmtime())}
@@ -336,24 +390,26 @@ def main(argv=None) -> int:
               "chunks": [*earlier, chunk],
               "optimizer_steps_total": sum(c["optimizer_steps"] for c in [*earlier, chunk]),
               "images_seen_total": sum(c["images_seen"] for c in [*earlier, chunk]),
-              "fresh_test": {k: scores[k] for k in ("dice_mean", "dice_pooled", "baselines") if k in scores}}
+              "fresh_test": {k: scores[k] for k in ("dice_mean", "dice_pooled", "baselines", "untouched") if k in scores}}
     # Paths of this machine do not travel with the weights: the work folder is written WORK.
     recipe = json.loads(portable(json.dumps(recipe), work))
     update_model_config(result.model_dir, {"recipe": recipe, "data": {"data_dir": "WORK/data"},
                                            "training": {"init_from": chunk["init_from"]}})
     log(f"chunk {chunk['chunk']}: {json.dumps(chunk)}")
     log(f"fresh test Dice {scores['dice_mean']:.4f} (all-full {scores['baselines']['all-full']:.4f}, "
-        f"all-empty {scores['baselines']['all-empty']:.4f})")
+        f"all-empty {scores['baselines']['all-empty']:.4f}); untouched flagged "
+        f"{scores['untouched']['false_alarm_rate']:.1%} of {scores['untouched']['n']}")
     if args.install and not args.tiny:
         target = SHIPPED_ROOT / "base"
-        old = installed_dice(target, work / "fresh" / "test", work / "score_installed")
-        if old is not None and old >= scores["dice_mean"]:
-            log(f"not installed: fresh-test Dice {scores['dice_mean']:.4f} <= the installed model's {old:.4f}")
+        install, why = install_decision(scores, installed_scores(target, work / "fresh" / "test",
+                                                                 work / "score_installed"))
+        if not install:
+            log(f"not installed: {why}")
         else:
             target.mkdir(parents=True, exist_ok=True)
             for name in ("weights.safetensors", "config.json"):
                 shutil.copy2(result.model_dir / name, target / name)
-            log(f"installed into {target} (was {old})")
+            log(f"installed into {target}: {why}")
     log(f"done in {(time.perf_counter() - started) / 60:.1f} minutes; model {result.model_dir}")
     return 0
 

@@ -119,13 +119,19 @@ def test_the_recipe_runs_end_to_end_at_tiny_settings(tmp_path):
     # The same code path as the shipped weights' recipe, tiny data and network; it never installs.
     work = tmp_path / "work"
     out = subprocess.run([sys.executable, str(REPO / "recipes" / "base.py"), "--work", str(work), "--tiny",
-                          "--workers", "1", "--data-seed", "7"], capture_output=True, text=True, timeout=900)
+                          "--workers", "1", "--data-seed", "7", "--exclude-families", "selfblend"],
+                         capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stderr[-3000:]
     config = json.loads((work / "run" / "model" / "config.json").read_text())
     recipe = config["recipe"]
     assert recipe["engine"]["arguments"]["generators"] == "tiny" and recipe["data_seed"] == 7
     assert recipe["engine"]["arguments"]["seed"] == 7 and recipe["chunks"][0]["data"]["seed"] == 7
     assert recipe["chunks"][0]["optimizer_steps"] > 0 and recipe["chunks"][0]["chunk"] == 1
+    # a variant (--exclude-families): its training data lacks the family, its fresh test set has every family
+    assert recipe["chunks"][0]["data"]["exclude_families"] == "selfblend"
+    train_families = {i["family"] for i in json.loads((work / "data" / "train" / "meta.json").read_text())["images"].values()}
+    fresh_families = {i["family"] for i in json.loads((work / "fresh" / "test" / "meta.json").read_text())["images"].values()}
+    assert "selfblend" not in train_families and "selfblend" in fresh_families
     assert 0.0 <= recipe["fresh_test"]["dice_mean"] <= 1.0 and "all-full" in recipe["fresh_test"]["baselines"]
     assert config["postprocess"]["verdicts"]["baselines"]["all-full"] >= 0.0
     # the image gate is chosen on the held-out set (24 images at tiny settings), next to the verdict levels
@@ -244,3 +250,42 @@ def test_the_recipe_takes_only_the_named_photographs_of_a_mixed_package_folder(t
     assert recipe._photo_args(folders)["photos_dir"] == [str(whole), str(work / "photos" / "pkg-mixed")]
     assert recipe._photo_args([whole]) == {"photos_dir": str(whole), "packaged_photos": True}
     assert recipe._photo_args([]) == {"photos_dir": None, "packaged_photos": None}
+
+
+def test_a_variant_without_a_family_leaves_it_out_of_the_training_data_only(tmp_path):
+    recipe = _recipe_module()
+    photos = [tmp_path / "p"]
+    plain = recipe.engine_settings(recipe.parse_args(["--work", str(tmp_path)]), photos, [])
+    variant = recipe.engine_settings(
+        recipe.parse_args(["--work", str(tmp_path), "--exclude-families", "learned"]), photos, [])
+    assert "exclude_families" not in plain[0]          # the data stamps of the chunks before the option match
+    assert variant[0] == {**plain[0], "exclude_families": "learned"}
+    assert variant[1:] == plain[1:]                    # fresh test and held-out sets keep every family
+    assert plain[1]["photos_dir"] is None and plain[0]["photos_dir"] == str(photos[0])
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--exclude-families", "nosuch"], "--exclude-families: unknown family(ies) nosuch"),
+    (["--exclude-families", "learned", "--install"], "never the shipped base"),
+])
+def test_the_recipe_refuses_a_bad_variant_with_the_flag_named(tmp_path, capsys, flags, message):
+    recipe = _recipe_module()
+    with pytest.raises(SystemExit) as exc:
+        recipe.parse_args(["--work", str(tmp_path), *flags])
+    assert exc.value.code == 2 and message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("new, old, installed", [
+    ((0.56, 0.10), None, True),                 # nothing installed yet
+    ((0.566, 0.167), (0.553, 0.033), False),    # chunk 7: more Dice, 5 of 30 untouched flagged: not installed
+    ((0.56, 0.10), (0.55, 0.03), True),         # false alarms at the target
+    ((0.56, 0.20), (0.55, 0.30), True),         # above the target but fewer than the installed model's
+    ((0.55, 0.00), (0.55, 0.10), False),        # Dice not higher
+])
+def test_a_chunk_is_installed_only_when_its_card_improves(new, old, installed):
+    recipe = _recipe_module()
+
+    def scores(pair):
+        return None if pair is None else {"dice_mean": pair[0], "untouched": {"false_alarm_rate": pair[1]}}
+    decision, why = recipe.install_decision(scores(new), scores(old))
+    assert decision is installed and (old is None or "untouched flagged" in why)

@@ -131,6 +131,8 @@ def test_refuses_foreign_folder_and_bad_arguments(tmp_path):
         generate_demo_data(tmp_path / "x", n_train=2, n_test=0, size=32)
     with pytest.raises(InpaintsegError, match="^untouched_fraction must lie"):
         generate_demo_data(tmp_path / "x", n_train=2, n_test=1, size=32, untouched_fraction=1.5)
+    with pytest.raises(InpaintsegError, match="^camera_noise must lie"):
+        generate_demo_data(tmp_path / "x", n_train=2, n_test=1, size=32, camera_noise=-0.1)
     with pytest.raises(InpaintsegError, match="^degrade_level must be one of"):
         generate_demo_data(tmp_path / "x", n_train=2, n_test=1, size=32, degrade_level="extreme")
 
@@ -144,6 +146,7 @@ def test_refuses_foreign_folder_and_bad_arguments(tmp_path):
     (["--families", "classical", "--exclude-methods", "telea,ns"],
      "the method selection is empty (after --methods, --families and the exclusions)"),
     (["--photos", "no_such_photos_dir"], "--photos no_such_photos_dir: not a folder."),
+    (["--fill-noise", "3"], "--fill-noise must lie in [0, 2.5], got 3.0."),
 ])
 def test_cli_names_flags_where_the_library_names_parameters(tmp_path, capsys, argv, message):
     assert cli.main(["demo-data", "--out", str(tmp_path / "x"), *argv]) == 2
@@ -229,3 +232,15 @@ def test_cli_pools_repeated_photos_folders(tmp_path):
     assert {i["source"] for i in meta["images"].values()} == {"photos/x.png", "photos2/x.png"}
     assert all(i["resave"] == {"format": "png"} and i["pre_jpeg"] is None for i in meta["images"].values())
     assert meta["format_version"] == 3
+
+
+def test_cli_camera_noise_is_a_fraction_and_recorded(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["demo-data", "--out", str(tmp_path / "x"), "--camera-noise", "1.5"])
+    assert exc.value.code == 2
+    assert "argument --camera-noise: expected a fraction in [0, 1], got 1.5" in capsys.readouterr().err
+    out = tmp_path / "noisy"
+    assert cli.main(["demo-data", "--out", str(out), "--n-train", "4", "--n-test", "1", "--img-size", "32",
+                     "--families", "classical", "--camera-noise", "1", "--degrade", "none"]) == 0
+    meta = json.loads((out / "train" / "meta.json").read_text())
+    assert meta["camera_noise"] == 1.0 and all(i["camera_noise"]["sigma"] >= 1.0 for i in meta["images"].values())

@@ -196,3 +196,36 @@ def test_lofo_photos_reach_the_engine(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="stop"):
         lofo.run_row(lofo.parse_args([]), None, 0, tmp_path / "work")
     assert seen["photos_dir"] is None and seen["packaged_photos"] is None
+
+
+def test_the_smoothness_baseline_marks_the_part_twice_as_smooth_as_the_image():
+    # 3/4 of the image carries noise sigma 8, the right quarter sigma 2: the median noise level is the
+    # noisy one, the quarter's log deficit is ln(8/2) = ln 4, so p = sigmoid(4 (ln 4 - ln 2)) = 0.94 there
+    # and sigmoid(4 (0 - ln 2)) = 0.06 elsewhere (away from the 15-px window straddling the border).
+    rng = np.random.default_rng(0)
+    sigma = np.where(np.arange(128) < 96, 8.0, 2.0)[None, :, None]
+    image = np.clip(np.round(128 + sigma * rng.standard_normal((128, 128, 1))), 0, 255).repeat(3, 2)
+    probs = realinpaint.smoothness_map(image.astype(np.uint8))
+    assert probs.shape == (128, 128) and probs.dtype == np.float32
+    assert abs(np.median(probs[:, 105:]) - 0.94) < 0.03 and abs(np.median(probs[:, :85]) - 0.06) < 0.03
+    (score, _), = [(s, p) for p, s in realinpaint.smoothness_predictor()([image.astype(np.uint8)])]
+    assert score > 0.9  # the top 1 % of the map
+
+
+def test_the_baseline_runs_from_the_command_line_without_a_model(tmp_path, capsys):
+    data = tmp_path / "data"
+    rng = np.random.default_rng(1)
+    noisy = np.clip(128 + 8 * rng.standard_normal((64, 64, 3)), 0, 255).astype(np.uint8)
+    edited = noisy.copy()
+    edited[:, 40:] = 128
+    mask = np.zeros((64, 64), np.uint8)
+    mask[:, 40:] = 255
+    _png(data / "f" / "images" / "a.png", edited)
+    _png(data / "f" / "masks" / "a.png", mask)
+    _png(data / "f" / "originals" / "a.png", noisy)
+    assert realinpaint.main(["--baseline", "smoothness", "--data", str(data), "--json", str(tmp_path / "r.json")]) == 0
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert result["setup"]["baseline"] == "smoothness" and result["folders"]["f"]["pixel_auc"] > 0.95
+    assert result["folders"]["f"]["image_auc"] == 1.0  # the flat fill scores higher than the untouched photo
+    with pytest.raises(SystemExit):
+        realinpaint.parse_args(["--baseline", "smoothness", "--model", "m"])

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from inpaintseg.errors import InpaintsegError
-from inpaintseg.synth.degrade import apply_degradations, check_level, jpeg, sample_degradations, sample_pre_jpeg
+from inpaintseg.synth.degrade import (apply_degradations, camera_noise, check_level, jpeg, sample_camera_noise,
+                                     sample_degradations, sample_pre_jpeg)
 
 
 def test_levels_draw_more_ops_when_stronger():
@@ -76,3 +77,36 @@ def test_resave_png_is_lossless_and_jpeg_matches_an_encoder_round_trip(textured)
     np.testing.assert_array_equal(apply_resave(image, {"format": "jpeg", "quality": 80}), jpeg(image, 80))
     with pytest.raises(ValueError, match="gif"):
         apply_resave(image, {"format": "gif"})
+
+
+def _noise(level: int, **record) -> np.ndarray:
+    flat = np.full((256, 256, 3), level, np.uint8)
+    return camera_noise(flat, {"sigma": 4.0, "shot": 0.0, "chroma": 0.3, "demosaic": False, "seed": 5, **record}
+                        ).astype(np.float64) - level
+
+
+def test_camera_noise_has_the_recorded_level_channel_and_pixel_correlation():
+    plain = _noise(128)
+    assert abs(plain.std() - 4.0) < 0.1 and abs(plain.mean()) < 0.05
+    # luma share sqrt(1 - 0.3^2) common to the channels: their correlation is 1 - 0.3^2 = 0.91
+    assert abs(np.corrcoef(plain[..., 0].ravel(), plain[..., 1].ravel())[0, 1] - 0.91) < 0.02
+    assert abs(np.corrcoef(plain[:, :-1, 0].ravel(), plain[:, 1:, 0].ravel())[0, 1]) < 0.02  # white in space
+    # demosaicing: the 3-tap Gaussian (sigma 0.7) weights 0.209, 0.581, 0.209 correlate neighbours by
+    # 2 * 0.209 * 0.581 / (2 * 0.209^2 + 0.581^2) = 0.572, and the rescaling keeps the level
+    mosaic = _noise(128, demosaic=True)
+    assert abs(mosaic.std() - 4.0) < 0.15
+    assert abs(np.corrcoef(mosaic[:, :-1, 0].ravel(), mosaic[:, 1:, 0].ravel())[0, 1] - 0.572) < 0.03
+    # shot noise: variance sigma^2 (I / 128) when it is all shot noise, 16 x 32/128 = 4 -> std 2 at grey 32
+    assert abs(_noise(32, shot=1.0).std() - 2.0) < 0.08 and abs(_noise(32, shot=0.0).std() - 4.0) < 0.1
+
+
+def test_camera_noise_is_deterministic_and_off_draws_nothing():
+    record = sample_camera_noise(np.random.default_rng(3), 1.0)
+    image = np.random.default_rng(0).integers(0, 256, (32, 48, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(camera_noise(image, record), camera_noise(image, record))
+    assert set(record) == {"sigma", "shot", "chroma", "demosaic", "seed"} and 1.0 <= record["sigma"] <= 8.0
+    rng = np.random.default_rng(7)
+    assert sample_camera_noise(rng, 0.0) is None
+    assert rng.random() == np.random.default_rng(7).random()  # no draw: runs without the option keep their bytes
+    drawn = sum(sample_camera_noise(np.random.default_rng(s), 0.3) is not None for s in range(1000))
+    assert 250 < drawn < 350

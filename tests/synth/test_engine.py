@@ -81,3 +81,16 @@ def test_tool_resave_is_recorded_and_applied_to_image_and_original_alike(tiny_ba
             np.testing.assert_array_equal(image[far], original[far])
             assert 75 <= resave["quality"] <= 95
     assert seen == {"png", "jpeg"} and checked > 0
+
+
+def test_camera_noise_reaches_the_authentic_pixels_and_the_original_alike(tiny_bank):
+    photos = PhotoCache(find_photos())
+    for untouched in (True, False):
+        clean = make_sample(sample_rng(4, "train", 1), photos, 64, untouched, ["telea"], "none", tiny_bank)
+        noisy = make_sample(sample_rng(4, "train", 1), photos, 64, untouched, ["telea"], "none", tiny_bank, 1.0)
+        assert "camera_noise" not in clean[2] and noisy[2]["camera_noise"]["sigma"] >= 1.0
+        if untouched:
+            np.testing.assert_array_equal(noisy[0], noisy[3])  # untouched: the noisy photo is the image
+        outside = noisy[1] == 0
+        np.testing.assert_array_equal(noisy[0][outside], noisy[3][outside])
+        assert np.abs(noisy[3].astype(int) - clean[3]).mean() > 0.3  # the original carries the noise

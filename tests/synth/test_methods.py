@@ -108,6 +108,24 @@ def test_poisson_blend_touching_the_border_and_shortcut_breakers_stay_inside(tex
     assert {"matched_noise", "sharpen", "blur"} <= steps_seen
 
 
+def test_fill_noise_scale_moves_only_the_noise_outcome(textured):
+    base, top = textured(64, 0), textured(64, 5)
+    mask = np.zeros((64, 64), np.uint8)
+    mask[16:48, 16:48] = 1
+    counts = {}
+    for scale in (0.0, 1.0, 2.5):
+        runs = [break_shortcuts(np.random.default_rng(seed), base, top, mask, "learned", scale)[1]
+                for seed in range(200)]
+        counts[scale] = sum(any(s["op"] == "matched_noise" for s in steps) for steps in runs)
+        others = [[s for s in steps if s["op"] != "matched_noise"] for steps in runs]
+        if scale == 0.0:
+            reference = others
+        # the same draws at every scale: a fill without noise keeps its sharpen / blur step
+        assert [o for o, steps in zip(others, runs) if not any(s["op"] == "matched_noise" for s in steps)] == \
+            [r for r, steps in zip(reference, runs) if not any(s["op"] == "matched_noise" for s in steps)]
+    assert counts[0.0] == 0 and counts[2.5] == 200 and 50 < counts[1.0] < 110  # 0.4 x 200 = 80 expected
+
+
 def test_hard_negatives_process_the_whole_image(textured):
     image = textured(64)
     kinds = set()

@@ -83,6 +83,12 @@ def register(subparsers) -> None:
                         help="with --photos: use the bundled photos too")
     parser.add_argument("--untouched-fraction", type=fraction, default=0.1, metavar="F",
                         help="share of images left untouched, empty mask (default 0.1)")
+    parser.add_argument("--camera-noise", type=fraction, default=0.0, metavar="P",
+                        help="share of pristine photos given a camera's sensor noise before the edit (default 0): "
+                        "the authentic region carries it, a generated fill does not")
+    parser.add_argument("--fill-noise", type=float, default=1.0, metavar="S",
+                        help="multiplier of the probability that a fill gets noise re-injected to hide its "
+                        "smoothness (default 1: 0.8 for classical fills, 0.4 for the others; 0: never; up to 2.5)")
     parser.add_argument("--generators", choices=GENERATOR_SETS, default=None,
                         help="learned generator set: demo (default, or $INPAINTSEG_GENERATORS; trains in ~1 CPU-minute), "
                         "full (wider, longer trained; ~9 CPU-minutes) or tiny (seconds; for tests)")
@@ -118,7 +124,8 @@ def run(args: argparse.Namespace) -> int:
         methods=args.methods, exclude_methods=args.exclude_methods, families=args.families,
         exclude_families=args.exclude_families, test_methods=args.test_methods, test_families=args.test_families,
         degrade_level=args.degrade, photos_dir=args.photos, packaged_photos=True if args.packaged_photos else None,
-        untouched_fraction=args.untouched_fraction, with_originals=args.with_originals,
+        untouched_fraction=args.untouched_fraction, camera_noise=args.camera_noise, fill_noise=args.fill_noise,
+        with_originals=args.with_originals,
         generators=args.generators, rebuild_generators=args.rebuild_generators, workers=args.workers,
         warn=_stderr, log=_stderr,
     )

@@ -142,10 +142,11 @@ def poisson_blend(base: np.ndarray, top: np.ndarray, mask: np.ndarray) -> np.nda
 
 
 def break_shortcuts(rng: np.random.Generator, source: np.ndarray, filled: np.ndarray, mask: np.ndarray,
-                    family: str) -> tuple[np.ndarray, list[dict]]:
-    """Randomly re-inject matched noise into / sharpen / blur the fill (inside the mask only)."""
+                    family: str, noise_scale: float = 1.0) -> tuple[np.ndarray, list[dict]]:
+    """Randomly re-inject matched noise into / sharpen / blur the fill (inside the mask only). `noise_scale`
+    multiplies the family's noise probability (the same random draws at any scale: only the outcome moves)."""
     steps = []
-    if rng.random() < NOISE_PROBABILITY.get(family, DEFAULT_NOISE_PROBABILITY):
+    if rng.random() < NOISE_PROBABILITY.get(family, DEFAULT_NOISE_PROBABILITY) * noise_scale:
         filled, sigma = add_matched_noise(rng, source, filled, mask)
         if sigma:
             steps.append({"op": "matched_noise", "sigma": sigma})

@@ -10,7 +10,9 @@ Separately, two steps model how a photo reaches the editor and leaves it: `sampl
 the source photo before the edit at a camera's qualities (75-95, the way photos arrive), so the authentic
 region carries a JPEG grid and the fill does not; `sample_resave` picks how the editing tool saves its result
 (PNG, or JPEG at a tool's export qualities), applied after the edit to the image and its pristine original
-alike, before the degradation chain.
+alike, before the degradation chain. Before both, `sample_camera_noise` (a probability set per run, 0 by default)
+gives the source photo a camera's sensor noise (`camera_noise`): the authentic region carries it, a generated
+fill does not unless the generator reproduces it.
 """
 
 from __future__ import annotations
@@ -40,6 +42,15 @@ RESIZE_BACK_PROBABILITY = 0.5
 BLUR_SIGMA = (0.3, 1.5)
 NOISE_SIGMA = (1.0, 6.0)
 MIN_SIDE = 16
+# Sensor noise as it leaves a camera's pipeline: its standard deviation at mid grey (8-bit levels; low-ISO
+# daylight ~1-2, indoor / high-ISO phone photos ~4-8), the shot (signal-dependent) share of its variance, the
+# chroma share of its amplitude (the rest is common to the channels: luma-dominated), and half the time the
+# spatial correlation demosaicing gives it.
+CAMERA_NOISE_SIGMA = (1.0, 8.0)
+CAMERA_NOISE_SHOT = (0.0, 1.0)
+CAMERA_NOISE_CHROMA = (0.1, 0.5)
+DEMOSAIC_PROBABILITY = 0.5
+DEMOSAIC_SIGMA = 0.7
 
 
 def check_level(level: str) -> str:
@@ -62,6 +73,34 @@ def sample_pre_jpeg(rng: np.random.Generator, level: str) -> int | None:
     if rng.random() < PROBABILITIES[level]["pre_jpeg"]:
         return int(rng.integers(PRE_JPEG_QUALITY[0], PRE_JPEG_QUALITY[1] + 1))
     return None
+
+
+def sample_camera_noise(rng: np.random.Generator, probability: float) -> dict | None:
+    """The sensor noise record of one source photo (`camera_noise`), or None. Draws nothing from `rng` when
+    `probability` is 0, so a run without camera noise writes the bytes it wrote before the option existed."""
+    if probability <= 0.0 or rng.random() >= probability:
+        return None
+    return {"sigma": round(float(rng.uniform(*CAMERA_NOISE_SIGMA)), 3),
+            "shot": round(float(rng.uniform(*CAMERA_NOISE_SHOT)), 3),
+            "chroma": round(float(rng.uniform(*CAMERA_NOISE_CHROMA)), 3),
+            "demosaic": bool(rng.random() < DEMOSAIC_PROBABILITY), "seed": int(rng.integers(2**31))}
+
+
+def camera_noise(image: np.ndarray, record: dict) -> np.ndarray:
+    """Add sensor noise (`sample_camera_noise`'s record): per pixel variance sigma^2 ((1 - shot) + shot I/128)
+    (Poisson-Gaussian, equal to sigma^2 at mid grey), a luma component common to the channels plus a chroma
+    one, optionally blurred as demosaicing does (rescaled to keep its variance). Shape: (H, W, 3) uint8 -> same."""
+    rng = np.random.default_rng(record["seed"])
+    height, width = image.shape[:2]
+    chroma = record["chroma"]
+    unit = (np.sqrt(1.0 - chroma ** 2) * rng.standard_normal((height, width, 1))
+            + chroma * rng.standard_normal((height, width, 3))).astype(np.float32)  # unit variance per channel
+    if record["demosaic"]:
+        kernel = cv2.getGaussianKernel(3, DEMOSAIC_SIGMA)
+        unit = cv2.sepFilter2D(unit, -1, kernel, kernel) / float(np.sum(np.outer(kernel, kernel) ** 2) ** 0.5)
+    x = image.astype(np.float32)
+    std = record["sigma"] * np.sqrt((1.0 - record["shot"]) + record["shot"] * x / 128.0)
+    return np.clip(np.round(x + std * unit), 0, 255).astype(np.uint8)
 
 
 def sample_resave(rng: np.random.Generator, level: str) -> dict:

@@ -1,8 +1,9 @@
 """The manipulation engine behind `inpaintseg demo-data`: sampling, determinism, layout, meta.json.
 
 Each sample:
-1. a multi-scale random crop of a pristine photo (`photos`), often JPEG-compressed first at a camera's
-   quality (`degrade.sample_pre_jpeg`);
+1. a multi-scale random crop of a pristine photo (`photos`), with a camera's sensor noise when asked
+   (`camera_noise`, `degrade.camera_noise`), often JPEG-compressed first at a camera's quality
+   (`degrade.sample_pre_jpeg`);
 2. a share `untouched_fraction` of samples (spread evenly over the indices) is left untouched:
    empty mask, method "none"; some of them are blurred / denoised / sharpened / resampled as a
    whole (hard negatives, `blend.retouch_whole`);
@@ -55,6 +56,7 @@ DEFAULT_UNTOUCHED_FRACTION = 0.10
 MIN_SIZE, MAX_SIZE = 32, 2048
 MAX_IMAGES = 100_000
 MAX_WORKERS = 64
+MAX_FILL_NOISE = 2.5  # x the smaller default probability 0.4 = 1: noise in every fill
 ORIGINALS_SPLIT = "train"  # --with-originals writes train/originals/
 META_FILE = "meta.json"  # OUT/<split>/meta.json: method, family and settings of every image
 _UNTOUCHED_STREAM = 0x4E4F4E45  # separates the untouched-offset generator from sample_rng
@@ -96,8 +98,11 @@ def method_table() -> str:
 
 
 def make_sample(rng: np.random.Generator, photos: PhotoCache, size: int, untouched: bool, methods: list[str],
-                level: str, generators=None) -> tuple[np.ndarray, np.ndarray, dict, np.ndarray]:
+                level: str, generators=None, camera_noise: float = 0.0,
+                fill_noise: float = 1.0) -> tuple[np.ndarray, np.ndarray, dict, np.ndarray]:
     """One sample: (image, mask {0,1}, info for meta.json, pristine original with the same degradations).
+    `camera_noise`: the probability that the source photo gets a camera's sensor noise before everything else;
+    `fill_noise`: the multiplier of the probability that a fill gets noise re-injected (`blend.break_shortcuts`).
 
     Shape: -> (H, W, 3) uint8, (H, W) uint8, dict, (H, W, 3) uint8, with H = W = size unless a
     kept resize changed it.
@@ -105,6 +110,10 @@ def make_sample(rng: np.random.Generator, photos: PhotoCache, size: int, untouch
     photo, pixels = photos.pick(rng)
     source, crop_info = random_crop(rng, pixels, size)
     info = {"source": photo.name, **crop_info}
+    noise = degrade.sample_camera_noise(rng, camera_noise)
+    if noise is not None:
+        source = degrade.camera_noise(source, noise)
+        info["camera_noise"] = noise  # only when drawn: meta.json of a run without the option is unchanged
     pre_jpeg = degrade.sample_pre_jpeg(rng, level)
     if pre_jpeg is not None:
         source = degrade.jpeg(source, pre_jpeg)
@@ -125,7 +134,7 @@ def make_sample(rng: np.random.Generator, photos: PhotoCache, size: int, untouch
 
         fill = method.fn(MethodContext(rng, donor, generators), source, mask)
         mask = fill.mask
-        filled, post = blend.break_shortcuts(rng, source, fill.image, mask, method.family)
+        filled, post = blend.break_shortcuts(rng, source, fill.image, mask, method.family, fill_noise)
         if fill.whole_frame:  # the method's whole output is the edited image (ldm_whole)
             image = filled.copy()
         else:
@@ -160,8 +169,12 @@ class EngineSettings:
     the train selection): leave-one-family-out for F is ``exclude_families="F", test_families="F"``.
     ``photos_dir``: one folder of pristine photos or a list of folders (pooled); ``packaged_photos`` None:
     the bundled photos only when no ``photos_dir`` is given. ``generators``: the learned generator set (tiny /
-    demo / full; None: $INPAINTSEG_GENERATORS, else demo). ``workers`` > 1 spreads the samples over that many
-    processes (the bytes do not change). ``selection`` ({split: method names}) is derived, not given.
+    demo / full; None: $INPAINTSEG_GENERATORS, else demo). ``camera_noise``: the share of source photos given a
+    camera's sensor noise before the edit (`degrade.camera_noise`; 0 leaves every byte as before);
+    ``fill_noise``: the multiplier (0 to MAX_FILL_NOISE) of the probability that a fill gets noise re-injected
+    (`blend.break_shortcuts`; 1: the defaults; 0: fills keep their own smoothness).
+    ``workers`` > 1 spreads the samples over that many processes (the bytes do not change). ``selection``
+    ({split: method names}) is derived, not given.
     """
 
     n_train: int = 400
@@ -178,6 +191,8 @@ class EngineSettings:
     photos_dir: str | os.PathLike | Sequence[str | os.PathLike] | None = None
     packaged_photos: bool | None = None
     untouched_fraction: float = DEFAULT_UNTOUCHED_FRACTION
+    camera_noise: float = 0.0
+    fill_noise: float = 1.0
     with_originals: bool = False
     generators: str | None = None
     rebuild_generators: bool = False
@@ -189,10 +204,9 @@ class EngineSettings:
             self._check_whole(name, 1, MAX_IMAGES, f"{name} must be between 1 and {MAX_IMAGES}")
         self._check_whole("size", MIN_SIZE, MAX_SIZE, f"size must be between {MIN_SIZE} and {MAX_SIZE} pixels")
         self._check_whole("seed", 0, None, "seed must be a non-negative integer")
-        fraction = self.untouched_fraction
-        if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real) or not 0.0 <= fraction <= 1.0:
-            raise InpaintsegError(f"untouched_fraction must lie in [0, 1], got {fraction}.",
-                                  params=["untouched_fraction"])
+        for name in ("untouched_fraction", "camera_noise"):
+            self._check_fraction(name)
+        self._check_fraction("fill_noise", MAX_FILL_NOISE)
         self._check_whole("workers", 1, MAX_WORKERS, f"workers must be between 1 and {MAX_WORKERS}")
         degrade.check_level(self.degrade_level)
         selection = {"train": select_methods(self.methods, self.exclude_methods, self.families,
@@ -204,6 +218,12 @@ class EngineSettings:
         if self.generators is not None:
             check_generator_set(self.generators, "generators")
         object.__setattr__(self, "selection", selection)
+
+    def _check_fraction(self, name: str, high: float = 1.0) -> None:
+        """A real number in [0, high]."""
+        value = getattr(self, name)
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= value <= high:
+            raise InpaintsegError(f"{name} must lie in [0, {high:g}], got {value}.", params=[name])
 
     def _check_whole(self, name: str, low: int, high: int | None, message: str) -> None:
         """A whole number in [low, high] (high None: unbounded), stored as a plain int."""
@@ -284,6 +304,8 @@ class _Job:
     photos: tuple[Photo, ...]
     generator_set: str
     originals: bool
+    camera_noise: float = 0.0
+    fill_noise: float = 1.0
 
 
 def _write_samples(job: _Job, indices: range, photos: PhotoCache | None = None, bank=None) -> dict[str, dict]:
@@ -301,7 +323,8 @@ def _write_samples(job: _Job, indices: range, photos: PhotoCache | None = None, 
         stem = f"{job.split}_{index:05d}"
         untouched = is_untouched(job.seed, job.split, index, job.untouched_fraction)
         image, mask, info, original = make_sample(sample_rng(job.seed, job.split, index), photos, job.size, untouched,
-                                                  list(job.methods), job.level, bank)
+                                                  list(job.methods), job.level, bank, job.camera_noise,
+                                                  job.fill_noise)
         write_png(split_dir / "images" / f"{stem}.png", image)
         write_png(split_dir / "masks" / f"{stem}.png", mask * np.uint8(255))
         if job.originals:
@@ -370,6 +393,8 @@ def _split_meta(split: str, settings: EngineSettings, photos: PhotoCache, bank, 
         "size": settings.size, "seed": settings.seed, "complete": False, "methods": methods,
         "families": sorted({registry[n].family for n in methods}, key=FAMILIES.index),
         "degrade": settings.degrade_level, "untouched_fraction": settings.untouched_fraction,
+        **({"camera_noise": settings.camera_noise} if settings.camera_noise else {}),
+        **({"fill_noise": settings.fill_noise} if settings.fill_noise != 1.0 else {}),
         "generators": {"set": bank.generator_set, "keys": {g: bank.key(g)[:16] for g in sorted(set(needed))}},
         "photos": {"n": len(photos.photos), "dir": _photos_record(settings.photos_dir),
                    "max_short_side": photos.max_short_side},
@@ -388,7 +413,7 @@ def _write_split(out: Path, split: str, settings: EngineSettings, photos: PhotoC
     _remove_stale(split_dir, set(stems))
     job = _Job(out, split, settings.size, settings.seed, settings.degrade_level, settings.untouched_fraction,
                tuple(settings.selection[split]), tuple(photos.photos), bank.generator_set,
-               settings.with_originals and split == ORIGINALS_SPLIT)
+               settings.with_originals and split == ORIGINALS_SPLIT, settings.camera_noise, settings.fill_noise)
     infos = _run_jobs(job, len(stems), settings.workers, photos, bank)
     meta["images"] = {stem: infos[stem] for stem in stems}
     meta["complete"] = True
