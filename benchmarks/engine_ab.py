@@ -27,6 +27,7 @@ prints per arm the mean +- std over seeds.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import json
 import statistics
@@ -45,6 +46,7 @@ COLUMNS = (  # (header, key in a run's "scores")
     ("real originals flagged", "real_false_alarm_rate"), ("realworld pixel AUC", "realworld_pixel_auc"))
 
 
+@functools.cache
 def _card():
     spec = importlib.util.spec_from_file_location("base_card", REPO / "recipes" / "base_card.py")
     module = importlib.util.module_from_spec(spec)
@@ -90,17 +92,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def start_postprocess(start) -> dict:
-    """The start model's post-processing for --tta none (its threshold and gate), used for every row."""
-    post = start.postprocess(tta="none", crf="off")
-    return {"tta": post.tta, "crf": post.crf, "threshold": post.threshold, "gate": post.gate}
-
-
 def score(model, post: dict, tests: dict, work: Path, realworld: bool, realinpaint: bool = True) -> dict:
     """The rows of one model at `post`: per engine test folder Dice / AUCs / untouched false alarms, and
     the real rows."""
     card = _card()
-    model.config = model.config.updated({"postprocess": post})
+    card.pin_postprocess(model, post)
     scores = {}
     for name, folder in tests.items():
         row, untouched = card.fresh_rows(model, folder, work / name)
@@ -178,7 +174,7 @@ def main(argv=None) -> int:
     rows = [json.loads(line) for line in results.read_text().splitlines()] if results.is_file() else []
     done = {(r["arm"], r["seed"]) for r in rows}
     start = load_model(args.init_from, device="cpu")
-    post = start_postprocess(start)
+    post = _card().resolved_postprocess(start, "none", "off")  # the start's --tta none threshold and gate, every row
 
     def record(row: dict) -> None:
         rows.append(row)

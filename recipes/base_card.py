@@ -106,6 +106,18 @@ def robustness_rows(model, fresh: Path, out: Path, limit: int | None) -> dict:
     return rows
 
 
+def resolved_postprocess(model, tta: str, crf: str) -> dict:
+    """The post-processing `predict --tta --crf` would use with `model`: those settings with the threshold and
+    gate calibrated for them."""
+    resolved = model.postprocess(tta=tta, crf=crf)
+    return {"tta": resolved.tta, "crf": resolved.crf, "threshold": resolved.threshold, "gate": resolved.gate}
+
+
+def pin_postprocess(model, post: dict) -> None:
+    """Make `post` (`resolved_postprocess`) the model's stored post-processing, for the rows scored after."""
+    model.config = model.config.updated({"postprocess": post})
+
+
 def realworld_rows(model, out: Path) -> list[dict]:
     rows = []
     for folder in sorted((SHARED / "realworld").glob("*/images")):
@@ -171,10 +183,7 @@ def main(argv=None) -> int:
     if (args.tta, args.crf) != ("auto", "auto"):
         # The rows below at cheaper settings than the stored ones (recorded): on CPU the stored TTA x CRF costs
         # minutes per large real image.
-        # They take the threshold and gate calibrated for those settings, as `predict --tta --crf` would.
-        resolved = fast.postprocess(tta=args.tta, crf=args.crf)
-        fast.config = fast.config.updated({"postprocess": {
-            "tta": resolved.tta, "crf": resolved.crf, "threshold": resolved.threshold, "gate": resolved.gate}})
+        pin_postprocess(fast, resolved_postprocess(fast, args.tta, args.crf))
     post = fast.postprocess()
     settings = (f"tta {post.tta}, crf {post.crf}, threshold {post.threshold}"
                 + ("" if post.gate is None else f", gate {post.gate}"))
