@@ -16,7 +16,9 @@ when its fresh-test Dice beats the installed one's without more false alarms on 
 the target (10 %) and the installed one's (`install_decision`), so the repository keeps the best weights only.
 
 `--exclude-families F` trains a variant whose training data lacks family F (the test sets keep it), for measuring
-fine-tuning on a family the start never saw; a variant is never installed.
+fine-tuning on a family the start never saw; a variant is never installed. `--camera-noise P` and `--fill-noise S`
+pass the engine's options of those names to the training data only (the test sets stay the default mix, so chunks
+compare).
 
 `--tiny` runs the same code path in about a minute (CI's test of the recipe); it never installs.
 """
@@ -250,6 +252,14 @@ def installed_scores(package_dir: Path, test_dir: Path, out: Path) -> dict | Non
     return score_fresh(package_dir, test_dir, out)
 
 
+def training_options(args: argparse.Namespace) -> dict:
+    """The engine options that change the training data only, each only when given: the data stamps and
+    records of the chunks before an option existed still match."""
+    options = {"exclude_families": args.exclude_families, "camera_noise": args.camera_noise,
+               "fill_noise": args.fill_noise}
+    return {name: value for name, value in options.items() if value is not None}
+
+
 def engine_settings(args: argparse.Namespace, photos: list[Path], test_photos: list[Path]) -> tuple[dict, dict, dict]:
     """The engine arguments of the training data, the fresh test set and the held-out decisions set. A
     variant's `--exclude-families` leaves its training data only: the test sets keep the default mix, so the
@@ -261,8 +271,7 @@ def engine_settings(args: argparse.Namespace, photos: list[Path], test_photos: l
               "engine_format_version": FORMAT_VERSION}
     engine = {"n_train": n_train, "n_test": 8 if args.tiny else 200, **common, "seed": args.data_seed,
               **_photo_args(photos)}
-    if args.exclude_families:  # only when given: the data stamps of the chunks before the option still match
-        engine["exclude_families"] = args.exclude_families
+    engine.update(training_options(args))
     fresh = {"n_train": 1, "n_test": n_test, **common, "seed": TEST_SEED, **_photo_args(test_photos)}
     held_out = {**fresh, "n_test": 24 if args.tiny else VERDICT_IMAGES, "seed": VERDICT_SEED}
     return engine, fresh, held_out
@@ -295,6 +304,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="train a *variant* without these engine families (for measuring fine-tuning on a family "
                    "the start never saw, README 'The base model'); the test sets keep every family; never "
                    "installed")
+    p.add_argument("--camera-noise", type=float, default=None, metavar="P",
+                   help="share of training photos given a camera's sensor noise before the edit (demo-data "
+                   "--camera-noise; default: the engine's, none); the test sets keep the default mix")
+    p.add_argument("--fill-noise", type=float, default=None, metavar="S",
+                   help="multiplier of the probability that a training fill gets noise re-injected (demo-data "
+                   "--fill-noise; default: the engine's, 1); the test sets keep the default mix")
     p.add_argument("--install", action="store_true",
                    help="copy the model into src/inpaintseg/weights/base when it beats the installed one (higher "
                    "fresh-test Dice, untouched false alarms within 10 %% or the installed one's)")
@@ -303,17 +318,21 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="only (re)measure the image decisions of this model folder (verdict levels, image gate "
                    "and its threshold) on the held-out set, store them in its config.json, then stop")
     args = p.parse_args(argv)
-    if args.exclude_families is not None:
+    options = training_options(args)
+    if options:
         from inpaintseg.errors import InpaintsegError
-        from inpaintseg.synth.registry import select_methods
+        from inpaintseg.synth import EngineSettings
 
         try:
-            select_methods(exclude_families=args.exclude_families)
+            EngineSettings(**options)
         except InpaintsegError as exc:
-            p.error(str(exc).replace("exclude_families:", "--exclude-families:"))
-        if args.install:
-            p.error("--install with --exclude-families: a variant without a family is never the shipped base; "
-                    "drop --install (the variant stays in WORK/run/model)")
+            message = str(exc)
+            for name in options:
+                message = message.replace(name, "--" + name.replace("_", "-"))
+            p.error(message)
+    if args.exclude_families is not None and args.install:
+        p.error("--install with --exclude-families: a variant without a family is never the shipped base; "
+                "drop --install (the variant stays in WORK/run/model)")
     return args
 
 
@@ -379,7 +398,7 @@ def main(argv=None) -> int:
              "optimizer_steps": steps, "images_seen": steps * config.batch_size,
              "data": {"seed": args.data_seed, "n_train": n_train, "engine_format_version": FORMAT_VERSION,
                       "photo_folders": [str(f) for f in photos],
-                      **({"exclude_families": args.exclude_families} if args.exclude_families else {})},
+                      **training_options(args)},
              "precision": result.precision_choice.get("precision"), "machine": machine(),
              "train_seconds": round(result.seconds), "fresh_test_dice_mean": round(scores["dice_mean"], 4),
              "date": time.strftime("%Y-%m-%d", time.gmtime())}

@@ -119,7 +119,8 @@ def test_the_recipe_runs_end_to_end_at_tiny_settings(tmp_path):
     # The same code path as the shipped weights' recipe, tiny data and network; it never installs.
     work = tmp_path / "work"
     out = subprocess.run([sys.executable, str(REPO / "recipes" / "base.py"), "--work", str(work), "--tiny",
-                          "--workers", "1", "--data-seed", "7", "--exclude-families", "selfblend"],
+                          "--workers", "1", "--data-seed", "7", "--exclude-families", "selfblend",
+                          "--camera-noise", "0.5"],
                          capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stderr[-3000:]
     config = json.loads((work / "run" / "model" / "config.json").read_text())
@@ -132,6 +133,12 @@ def test_the_recipe_runs_end_to_end_at_tiny_settings(tmp_path):
     train_families = {i["family"] for i in json.loads((work / "data" / "train" / "meta.json").read_text())["images"].values()}
     fresh_families = {i["family"] for i in json.loads((work / "fresh" / "test" / "meta.json").read_text())["images"].values()}
     assert "selfblend" not in train_families and "selfblend" in fresh_families
+    # --camera-noise reaches the training data only
+    assert recipe["chunks"][0]["data"]["camera_noise"] == 0.5
+    train_meta = json.loads((work / "data" / "train" / "meta.json").read_text())
+    fresh_meta = json.loads((work / "fresh" / "test" / "meta.json").read_text())
+    assert any("camera_noise" in i for i in train_meta["images"].values())
+    assert not any("camera_noise" in i for i in fresh_meta["images"].values())
     assert 0.0 <= recipe["fresh_test"]["dice_mean"] <= 1.0 and "all-full" in recipe["fresh_test"]["baselines"]
     assert config["postprocess"]["verdicts"]["baselines"]["all-full"] >= 0.0
     # the image gate is chosen on the held-out set (24 images at tiny settings), next to the verdict levels
@@ -262,11 +269,16 @@ def test_a_variant_without_a_family_leaves_it_out_of_the_training_data_only(tmp_
     assert variant[0] == {**plain[0], "exclude_families": "learned"}
     assert variant[1:] == plain[1:]                    # fresh test and held-out sets keep every family
     assert plain[1]["photos_dir"] is None and plain[0]["photos_dir"] == str(photos[0])
+    noisy = recipe.engine_settings(recipe.parse_args(["--work", str(tmp_path), "--camera-noise", "0.5",
+                                                      "--fill-noise", "0.25"]), photos, [])
+    assert noisy[0] == {**plain[0], "camera_noise": 0.5, "fill_noise": 0.25} and noisy[1:] == plain[1:]
 
 
 @pytest.mark.parametrize("flags, message", [
     (["--exclude-families", "nosuch"], "--exclude-families: unknown family(ies) nosuch"),
     (["--exclude-families", "learned", "--install"], "never the shipped base"),
+    (["--camera-noise", "1.5"], "--camera-noise must lie in [0, 1], got 1.5"),
+    (["--fill-noise", "-1"], "--fill-noise must lie in [0, 2.5], got -1.0"),
 ])
 def test_the_recipe_refuses_a_bad_variant_with_the_flag_named(tmp_path, capsys, flags, message):
     recipe = _recipe_module()
