@@ -198,7 +198,7 @@ def image_decisions(model_dir: Path, folder: Path) -> dict:
     {"verdicts": ..., "gate": ..., "rows": {tta: gate record}}."""
     from inpaintseg.api import load_model
     from inpaintseg.inference.calibration import DEFAULT_MARGIN
-    from inpaintseg.inference.gate import FALSE_ALARM_TARGET, calibrate_gate, folder_curves, table_fields
+    from inpaintseg.inference.gate import FALSE_ALARM_TARGET, calibrate_gate, folder_curves_many, table_fields
     from inpaintseg.inference.verdicts import calibrate_verdicts
     from inpaintseg.model.io import update_model_config
     from inpaintseg.model.model_config import thawed
@@ -211,13 +211,12 @@ def image_decisions(model_dir: Path, folder: Path) -> dict:
     pairs = [stored] + sorted({(r["tta"], "off") for r in table if r.get("crf") == "off"} - {stored})
     source = (f"{{n}} held-out engine images (data seed {VERDICT_SEED}), not the validation split; "
               "model_dice and baselines on the same images")
-    records, stored_scored = {}, None
-    for tta, crf in pairs:
-        curves, scored = folder_curves(model, folder, tta=tta, crf=crf)
-        records[(tta, crf)] = calibrate_gate(curves, scored, DEFAULT_MARGIN, FALSE_ALARM_TARGET) | {
+    records = {}
+    measured = folder_curves_many(model, folder, pairs)  # the views the TTA modes share run once
+    for pair, (curves, scored) in measured.items():
+        records[pair] = calibrate_gate(curves, scored, DEFAULT_MARGIN, FALSE_ALARM_TARGET) | {
             "source": source.format(n=len(scored))}
-        if (tta, crf) == stored:
-            stored_scored = scored
+    stored_scored = measured[stored][1]
     gate = records[stored]
     for row in table:
         if (row.get("tta"), row.get("crf")) in records:

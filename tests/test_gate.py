@@ -277,3 +277,25 @@ def test_model_info_says_what_another_tta_resolves_to(tmp_path, capsys):
     # the stored flip is left out; each other row resolves as predict --tta would (see test_resolve_finds_the_gate)
     assert line.endswith("none: threshold 0.35, gate 0.8; d4: threshold 0.5, no gate; "
                          "flip+scales: threshold 0.25, gate 0.6")
+
+
+@pytest.mark.parametrize("mode", ["resize", "crop"])
+def test_folder_curves_many_equals_one_pass_per_pair(tmp_path, make_dataset, mode):
+    # The recipe's held-out decisions measure every TTA row in one pass (shared views run once); each pair's
+    # curves and scores must be those of predicting it alone through the product's predict_batch.
+    from inpaintseg.api import load_model
+    from inpaintseg.inference.gate import folder_curves, folder_curves_many
+
+    root = make_dataset(n_train=0, n_test=5, size=48)
+    model = load_model(export_tiny_model(tmp_path / "m", mode=mode, size=32), device="cpu", precision="32")
+    pairs = [("flip", "off"), ("none", "off"), ("d4", "off"), ("flip+scales", "off"), ("none", "gaussian")]
+    many = folder_curves_many(model, root / "test", pairs, batch_size=2)
+    assert list(many) == pairs
+    for (tta, crf), (curves, scored) in many.items():
+        alone_curves, alone_scored = folder_curves(load_model(tmp_path / "m", device="cpu", precision="32"),
+                                                   root / "test", tta=tta, crf=crf)
+        assert curves.shape == alone_curves.shape == (5, alone_curves.shape[1])
+        np.testing.assert_allclose(curves, alone_curves, atol=1e-6)
+        np.testing.assert_allclose(np.array(scored), np.array(alone_scored), atol=1e-6)
+    # None means the stored post-processing (flip, off)
+    assert list(folder_curves_many(model, root / "test", [(None, None)])) == [("flip", "off")]

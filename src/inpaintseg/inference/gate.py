@@ -118,18 +118,37 @@ def folder_curves(model, folder, tta=None, crf=None, batch_size: int = 16) -> tu
     """Per image of a folder with images/ and masks/ (PNG, same names), predicted by ``model`` (an
     `InpaintModel`; ``tta``/``crf`` None = its stored ones) with the gate off: the Dice curve over
     THRESHOLD_GRID and (image score, truth area fraction) -- what `calibrate_gate` and the verdicts read."""
+    return next(iter(folder_curves_many(model, folder, [(tta, crf)], batch_size).values()))
+
+
+def folder_curves_many(model, folder, pairs: Sequence[tuple], batch_size: int = 16) -> dict[tuple, tuple]:
+    """`folder_curves` for several (tta, crf) pairs in one pass: the views the TTA modes share run once
+    (`Predictor.predict_proba_modes`, as validation calibration does) and CRF refines its pair's map.
+    Returns {(tta, crf) as resolved: (curves, scored)} in the order of ``pairs``."""
     from pathlib import Path
 
+    from inpaintseg.api import as_rgb_image
     from inpaintseg.fileio import read_mask
-    from inpaintseg.metrics import dice_curve
+    from inpaintseg.inference import crf as crf_mod
+    from inpaintseg.metrics import dice_curve, image_score
 
+    posts = {}
+    for tta, crf in pairs:
+        post = model.postprocess(tta=tta, crf=crf)
+        posts.setdefault((post.tta, post.crf), post)
+    modes = list(dict.fromkeys(tta for tta, _ in posts))
+    predictor = model.predictor(modes[0])
     folder = Path(folder)
     paths = sorted(p for p in (folder / "images").iterdir() if p.suffix == ".png")
-    curves, scored = [], []
+    out = {pair: ([], []) for pair in posts}
     for start in range(0, len(paths), batch_size):
         batch = paths[start:start + batch_size]
-        for path, pred in zip(batch, model.predict_batch(batch, tta=tta, crf=crf, gate="off")):
+        arrays = [as_rgb_image(path) for path in batch]
+        maps = predictor.predict_proba_modes(arrays, modes)
+        for j, path in enumerate(batch):
             truth = read_mask(folder / "masks" / path.name)
-            curves.append(dice_curve(pred.probability, truth))
-            scored.append((pred.score, float(truth.mean())))
-    return np.asarray(curves), scored
+            for (tta, crf), post in posts.items():
+                p = maps[tta][j] if crf == "off" else crf_mod.refine(arrays[j], maps[tta][j], post.crf_params)
+                out[(tta, crf)][0].append(dice_curve(p, truth))
+                out[(tta, crf)][1].append((image_score(p), float(truth.mean())))
+    return {pair: (np.asarray(curves), scored) for pair, (curves, scored) in out.items()}
