@@ -127,8 +127,7 @@ def folder_curves_many(model, folder, pairs: Sequence[tuple], batch_size: int = 
     Returns {(tta, crf) as resolved: (curves, scored)} in the order of ``pairs``."""
     from pathlib import Path
 
-    from inpaintseg.api import as_rgb_image
-    from inpaintseg.fileio import read_mask
+    from inpaintseg.fileio import read_image, read_mask
     from inpaintseg.inference import crf as crf_mod
     from inpaintseg.metrics import dice_curve, image_score
 
@@ -143,7 +142,7 @@ def folder_curves_many(model, folder, pairs: Sequence[tuple], batch_size: int = 
     out = {pair: ([], []) for pair in posts}
     for start in range(0, len(paths), batch_size):
         batch = paths[start:start + batch_size]
-        arrays = [as_rgb_image(path) for path in batch]
+        arrays = [read_image(path) for path in batch]
         maps = predictor.predict_proba_modes(arrays, modes)
         for j, path in enumerate(batch):
             truth = read_mask(folder / "masks" / path.name)
