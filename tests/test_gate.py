@@ -284,16 +284,22 @@ def test_folder_curves_many_equals_one_pass_per_pair(tmp_path, make_dataset, mod
     # The recipe's held-out decisions measure every TTA row in one pass (shared views run once); each pair's
     # curves and scores must be those of predicting it alone through the product's predict_batch.
     from inpaintseg.api import load_model
-    from inpaintseg.inference.gate import folder_curves, folder_curves_many
+    from inpaintseg.fileio import read_mask
+    from inpaintseg.inference.gate import folder_curves_many
+    from inpaintseg.metrics import dice_curve
 
     root = make_dataset(n_train=0, n_test=5, size=48)
     model = load_model(export_tiny_model(tmp_path / "m", mode=mode, size=32), device="cpu", precision="32")
     pairs = [("flip", "off"), ("none", "off"), ("d4", "off"), ("flip+scales", "off"), ("none", "gaussian")]
     many = folder_curves_many(model, root / "test", pairs, batch_size=2)
     assert list(many) == pairs
+    paths = sorted((root / "test" / "images").iterdir())
+    truths = [read_mask(root / "test" / "masks" / path.name) for path in paths]
     for (tta, crf), (curves, scored) in many.items():
-        alone_curves, alone_scored = folder_curves(load_model(tmp_path / "m", device="cpu", precision="32"),
-                                                   root / "test", tta=tta, crf=crf)
+        alone = load_model(tmp_path / "m", device="cpu", precision="32").predict_batch(paths, tta=tta, crf=crf,
+                                                                                        gate="off")
+        alone_curves = np.array([dice_curve(pred.probability, truth) for pred, truth in zip(alone, truths)])
+        alone_scored = [(pred.score, float(truth.mean())) for pred, truth in zip(alone, truths)]
         assert curves.shape == alone_curves.shape == (5, alone_curves.shape[1])
         np.testing.assert_allclose(curves, alone_curves, atol=1e-6)
         np.testing.assert_allclose(np.array(scored), np.array(alone_scored), atol=1e-6)
