@@ -286,6 +286,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="training stops after this many minutes even if the epochs are not done (default 120)")
     p.add_argument("--init-from", default=None, metavar="MODEL_DIR|base",
                    help="continue from these weights (a new chunk; the schedule restarts)")
+    p.add_argument("--lr", type=float, default=None,
+                   help="peak learning rate of this chunk (default: configs/base.yaml's, 2e-3); a later chunk may "
+                   "restart lower, as fine-tuning does (5e-4)")
     p.add_argument("--n-train", type=int, default=2500, help="engine training images (default 2500)")
     p.add_argument("--data-seed", type=int, default=DATA_SEED,
                    help=f"engine seed of the training data (default {DATA_SEED}); a new seed per chunk shows the "
@@ -329,6 +332,8 @@ def parse_args(argv=None) -> argparse.Namespace:
             for name in options:
                 message = message.replace(name, "--" + name.replace("_", "-"))
             p.error(message)
+    if args.lr is not None and not 0 < args.lr <= 10:
+        p.error(f"--lr must lie in (0, 10], got {args.lr}")
     if args.exclude_families is not None and args.install:
         p.error("--install with --exclude-families: a variant without a family is never the shipped base; "
                 "drop --install (the variant stays in WORK/run/model)")
@@ -367,6 +372,8 @@ def main(argv=None) -> int:
     if args.init_from is not None:
         init_from = resolve_model_dir(args.init_from)
         overrides["init_from"] = str(init_from)
+    if args.lr is not None:
+        overrides["lr"] = args.lr
     if (work / "run").exists():
         shutil.rmtree(work / "run")
     config = load_config(CONFIG, overrides=overrides)
@@ -393,7 +400,7 @@ def main(argv=None) -> int:
     command = " ".join(["python", "recipes/base.py", *sys.argv[1:]])
     chunk = {"chunk": len(earlier) + 1, "command": portable(command, work),
              "init_from": None if args.init_from is None else portable(args.init_from, work),
-             "epochs": result.epochs_completed,
+             "epochs": result.epochs_completed, "lr": config.lr,
              "optimizer_steps": steps, "images_seen": steps * config.batch_size,
              "data": {"seed": args.data_seed, "n_train": n_train, "engine_format_version": FORMAT_VERSION,
                       "photo_folders": [str(f) for f in photos],

@@ -120,7 +120,7 @@ def test_the_recipe_runs_end_to_end_at_tiny_settings(tmp_path):
     work = tmp_path / "work"
     out = subprocess.run([sys.executable, str(REPO / "recipes" / "base.py"), "--work", str(work), "--tiny",
                           "--workers", "1", "--data-seed", "7", "--exclude-families", "selfblend",
-                          "--camera-noise", "0.5"],
+                          "--camera-noise", "0.5", "--lr", "0.003"],
                          capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stderr[-3000:]
     config = json.loads((work / "run" / "model" / "config.json").read_text())
@@ -128,6 +128,7 @@ def test_the_recipe_runs_end_to_end_at_tiny_settings(tmp_path):
     assert recipe["engine"]["arguments"]["generators"] == "tiny" and recipe["data_seed"] == 7
     assert recipe["engine"]["arguments"]["seed"] == 7 and recipe["chunks"][0]["data"]["seed"] == 7
     assert recipe["chunks"][0]["optimizer_steps"] > 0 and recipe["chunks"][0]["chunk"] == 1
+    assert recipe["chunks"][0]["lr"] == recipe["train_config"]["lr"] == 0.003  # --lr reaches the training
     # a variant (--exclude-families): its training data lacks the family, its fresh test set has every family
     assert recipe["chunks"][0]["data"]["exclude_families"] == "selfblend"
     train_families = {i["family"] for i in json.loads((work / "data" / "train" / "meta.json").read_text())["images"].values()}
@@ -279,6 +280,7 @@ def test_a_variant_without_a_family_leaves_it_out_of_the_training_data_only(tmp_
     (["--exclude-families", "learned", "--install"], "never the shipped base"),
     (["--camera-noise", "1.5"], "--camera-noise must lie in [0, 1], got 1.5"),
     (["--fill-noise", "-1"], "--fill-noise must lie in [0, 2.5], got -1.0"),
+    (["--lr", "0"], "--lr must lie in (0, 10], got 0.0"),
 ])
 def test_the_recipe_refuses_a_bad_variant_with_the_flag_named(tmp_path, capsys, flags, message):
     recipe = _recipe_module()
