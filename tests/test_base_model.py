@@ -303,3 +303,14 @@ def test_a_chunk_is_installed_only_when_its_card_improves(new, old, installed):
         return None if pair is None else {"dice_mean": pair[0], "untouched": {"false_alarm_rate": pair[1]}}
     decision, why = recipe.install_decision(scores(new), scores(old))
     assert decision is installed and (old is None or "untouched flagged" in why)
+
+
+def test_the_committed_variant_loads_and_its_record_leaves_the_family_out():
+    # recipes/variants/no-autoencoder is the start of the held-out-family rows of docs/model-card.md
+    from inpaintseg import load_model
+
+    folder = REPO / "recipes" / "variants" / "no-autoencoder"
+    chunk = json.loads((folder / "config.json").read_text())["recipe"]["chunks"][0]
+    assert chunk["data"]["exclude_families"] == "autoencoder" and chunk["init_from"] is None
+    prediction = load_model(folder, device="cpu", precision="32").predict(np.zeros((32, 32, 3), np.uint8), tta="none")
+    assert prediction.probability.shape == (32, 32) and np.isfinite(prediction.probability).all()
