@@ -77,3 +77,18 @@ def test_demo_from_scratch_config_keeps_the_seed_path(tmp_path):
     assert scratch.init_from is None and scratch.base_channels == DEMO_BASE_CHANNELS and scratch.lr == DEMO_LR
     tuned = _train_config(tmp_path / "d", tmp_path / "r", 0, "32", "cpu", from_scratch=False)
     assert tuned.init_from is not None and tuned.lr < DEMO_LR
+
+
+def test_the_demo_says_so_when_its_test_images_do_not_beat_a_trivial_answer():
+    # The --from-scratch run of 2026-12-07: validation (where calibration chose threshold, TTA and CRF) said
+    # 0.290 > all-full 0.164, the test said 0.204 < all-full 0.223.
+    from inpaintseg.demo import verdict_on_test
+
+    baselines = {"all-empty": {"dice_mean": 0.100}, "all-full": {"dice_mean": 0.2228}}
+    line = verdict_on_test("trained from scratch", {"dice_mean": 0.2042}, baselines, from_scratch=True)
+    assert line.startswith("The model is not useful yet") and "0.204" in line and "'all-full' answer (0.223)" in line
+    assert "without --from-scratch" in line
+    tuned = verdict_on_test("fine-tuned from base", {"dice_mean": 0.05}, baselines, from_scratch=False)
+    assert "'all-full' answer (0.223)" in tuned and "Use 'base' as it is" in tuned  # the larger of the two beaten
+    assert verdict_on_test("fine-tuned from base", {"dice_mean": 0.558}, baselines, from_scratch=False) is None
+    assert verdict_on_test("x", {"dice_mean": 0.2228}, baselines, from_scratch=True) is not None  # a tie is no gain

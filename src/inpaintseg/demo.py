@@ -119,7 +119,8 @@ def run_demo(out: Path, budget_minutes: float = 7.0, n_train: int = 400, n_test:
     _log("6/7 writing the report (from the predictions above)")
     report = _report(out, data, run_dir, device)
     _log(f"7/7 done in {(time.perf_counter() - started) / 60:.1f} minutes")
-    _print_results(evaluation, rows, baselines, not_useful_message(result.model_config))
+    verdict = not_useful_message(result.model_config) or verdict_on_test(how, evaluation, baselines, from_scratch)
+    _print_results(evaluation, rows, baselines, verdict)
     _print_outputs(data, run_dir, result.model_dir, out, report)
     return 0
 
@@ -172,6 +173,22 @@ def _report(out: Path, data: Path, run_dir: Path, device: str) -> Path:
     return write_report(run_dir, images_dir=data / "test" / "images", truth_dir=data / "test" / "masks",
                         device=device,
                         predictions=PredictionFiles(out / SUBMISSION_FILE, out / "pred_masks", out / "pred_probs"))
+
+
+def verdict_on_test(name: str, evaluation: dict, baselines: dict, from_scratch: bool) -> str | None:
+    """The plain line when the trained row's mean test Dice does not beat a trivial answer's on the same test
+    images (validation can pass where the test does not: its threshold, TTA and CRF were chosen on it)."""
+    from inpaintseg.model.shipped import DEFAULT_MODEL
+
+    beaten = [(base, res["dice_mean"]) for base, res in baselines.items() if evaluation["dice_mean"] <= res["dice_mean"]]
+    if not beaten:
+        return None
+    base, value = max(beaten, key=lambda item: item[1])
+    return (f"The model is not useful yet: on the test images, {name} scores mean Dice {evaluation['dice_mean']:.3f}, "
+            f"not above the trivial '{base}' answer ({value:.3f}). "
+            + (f"Run the demo without --from-scratch (it fine-tunes '{DEFAULT_MODEL}') or give it a larger "
+               "--budget-minutes." if from_scratch else
+               f"Use '{DEFAULT_MODEL}' as it is, or train on more images for longer."))
 
 
 def _print_results(evaluation: dict, rows: dict, baselines: dict, verdict: str | None) -> None:
