@@ -178,12 +178,13 @@ def _report(out: Path, data: Path, run_dir: Path, device: str) -> Path:
 def verdict_on_test(name: str, evaluation: dict, baselines: dict, from_scratch: bool) -> str | None:
     """The plain line when the trained row's mean test Dice does not beat a trivial answer's on the same test
     images (validation can pass where the test does not: its threshold, TTA and CRF were chosen on it)."""
+    from inpaintseg.inference.verdicts import strongest_unbeaten
     from inpaintseg.model.shipped import DEFAULT_MODEL
 
-    beaten = [(base, res["dice_mean"]) for base, res in baselines.items() if evaluation["dice_mean"] <= res["dice_mean"]]
-    if not beaten:
+    unbeaten = strongest_unbeaten(evaluation["dice_mean"], {base: res["dice_mean"] for base, res in baselines.items()})
+    if unbeaten is None:
         return None
-    base, value = max(beaten, key=lambda item: item[1])
+    base, value = unbeaten
     return (f"The model is not useful yet: on the test images, {name} scores mean Dice {evaluation['dice_mean']:.3f}, "
             f"not above the trivial '{base}' answer ({value:.3f}). "
             + (f"Run the demo without --from-scratch (it fine-tunes '{DEFAULT_MODEL}') or give it a larger "

@@ -134,16 +134,22 @@ def not_useful_message(config) -> str | None:
     return f"The model is not useful yet. {warning} {advice}"
 
 
+def strongest_unbeaten(dice: float, baselines: dict) -> tuple[str, float] | None:
+    """(name, Dice) of the highest trivial baseline that ``dice`` does not beat (a tie is no gain), or None;
+    ``baselines``: {name: Dice or None}, None entries skipped."""
+    beaten = [(name, value) for name, value in baselines.items() if value is not None and dice <= value]
+    return max(beaten, key=lambda item: item[1]) if beaten else None
+
+
 def quality_warning(config) -> str | None:
     """A sentence when the model's validation Dice does not beat a trivial baseline on the same images, else
     None (also None when the model folder does not record the baselines). ``config``: a `ModelConfig` or a
     mapping with a "postprocess" section."""
     record = PostprocessConfig.of(config).verdicts or {}
-    model_dice, baselines = record.get("model_dice"), record.get("baselines") or {}
-    beaten = [(name, value) for name, value in baselines.items() if value is not None and model_dice is not None
-              and model_dice <= value]
-    if not beaten:
+    model_dice = record.get("model_dice")
+    unbeaten = None if model_dice is None else strongest_unbeaten(model_dice, record.get("baselines") or {})
+    if unbeaten is None:
         return None
-    name, value = max(beaten, key=lambda item: item[1])
+    name, value = unbeaten
     return (f"On its validation images this model's mean Dice ({model_dice:.3f}) does not beat the trivial "
             f"'{name}' answer ({value:.3f}): treat its masks and verdicts as weak evidence.")
